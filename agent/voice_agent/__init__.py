@@ -1,0 +1,3 @@
+"""voicepool voice agent: WebRTC in, STT -> LLM -> TTS pipeline, speech out."""
+
+__version__ = "2.0.0"

@@ -1,0 +1,190 @@
+"""HTTP API and WebSocket routes (DESIGN.md), and the app's start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from voice_agent import __version__, signaling
+from voice_agent.manager import CallManager, CapacityError
+from voice_agent.models import CreatedSession, SessionView
+from voice_agent.providers.base import Providers
+from voice_agent.providers.factory import build_providers
+from voice_agent.settings import Settings
+from voice_agent.store import MemorySessionStore, SessionStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "frontend" / "dist"
+
+
+class RedisHealth(BaseModel):
+    enabled: bool
+    healthy: bool
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    active_sessions: int
+    redis: RedisHealth
+
+
+class ServiceInfo(BaseModel):
+    name: str
+    version: str
+    pool: str
+    agent_id: str
+    links: dict[str, str]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def build_store(settings: Settings) -> SessionStore:
+    return MemorySessionStore()
+
+
+def create_app(
+    settings: Settings, providers: Providers | None = None, store: SessionStore | None = None
+) -> FastAPI:
+    store = store or build_store(settings)
+    providers = providers or build_providers(settings)
+    manager = CallManager(settings, store, providers)
+    web_dir = Path(settings.web_dir) if settings.web_dir else DEFAULT_WEB_DIR
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        await providers.stt.start()
+        log.info(
+            "agent ready",
+            extra={
+                "agent_id": settings.agent_id,
+                "pool": settings.pool,
+                "stt": providers.stt.name,
+                "llm": providers.llm.name,
+                "tts": providers.tts.name,
+                "store": store.enabled_backend,
+            },
+        )
+        try:
+            yield
+        finally:
+            log.info("shutting down", extra={"active_sessions": manager.active})
+            await manager.close()
+            for provider in (providers.stt, providers.llm, providers.tts):
+                await provider.close()
+            await store.close()
+
+    app = FastAPI(
+        title="voicepool agent",
+        version=__version__,
+        description="Real-time voice agent: WebRTC audio, STT -> LLM -> TTS, session API.",
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.state.settings = settings
+
+    @app.get("/", response_model=ServiceInfo, responses={200: {"content": {"text/html": {}}}})
+    async def root(request: Request) -> Any:
+        index = web_dir / "index.html"
+        if "text/html" in request.headers.get("accept", "") and index.is_file():
+            return FileResponse(index)
+        return ServiceInfo(
+            name="voicepool-agent",
+            version=__version__,
+            pool=settings.pool,
+            agent_id=settings.agent_id,
+            links={
+                "health": "/health",
+                "ready": "/ready",
+                "sessions": "/v2/sessions",
+                "metrics": "/metrics",
+                "openapi": "/openapi.json",
+                "signaling": "/ws/v2/{session_id}",
+            },
+        )
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        healthy = await store.healthy()
+        return Health(
+            status="healthy" if healthy else "degraded",
+            version=__version__,
+            active_sessions=manager.active,
+            redis=RedisHealth(enabled=settings.redis_enabled, healthy=healthy if settings.redis_enabled else False),
+        )
+
+    @app.get("/ready", response_model=dict[str, Any], responses={503: {"model": dict[str, Any]}})
+    async def ready() -> JSONResponse:
+        reasons = []
+        if manager.draining:
+            reasons.append("draining")
+        if manager.at_capacity:
+            reasons.append("at capacity")
+        body = {"ready": not reasons, "reasons": reasons, "active_sessions": manager.active}
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    @app.get("/v2/sessions", response_model=list[SessionView])
+    async def list_sessions() -> list[SessionView]:
+        records = await store.list()
+        return [SessionView.of(r) for r in records if r.active]
+
+    @app.post(
+        "/v2/sessions",
+        status_code=201,
+        response_model=CreatedSession,
+        responses={503: {"model": ErrorBody, "description": "No capacity; see Retry-After"}},
+    )
+    async def create_session(request: Request) -> Any:
+        try:
+            record = await manager.create_session()
+        except CapacityError as exc:
+            return JSONResponse(
+                {"detail": exc.reason}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
+            )
+        scheme = "wss" if request.url.scheme == "https" else "ws"
+        path = f"/ws/v2/{record.id}"
+        return CreatedSession(
+            **SessionView.of(record).model_dump(),
+            ws_url=f"{scheme}://{request.url.netloc}{path}",
+            ws_path=path,
+            ice_servers=settings.public_ice_servers(),
+        )
+
+    @app.get("/v2/sessions/{session_id}", response_model=SessionView, responses={404: {"model": ErrorBody}})
+    async def get_session(session_id: str) -> SessionView:
+        record = await store.get(session_id)
+        if record is None:
+            raise HTTPException(404, "no such session")
+        return SessionView.of(record)
+
+    @app.delete("/v2/sessions/{session_id}", status_code=204, responses={404: {"model": ErrorBody}})
+    async def delete_session(session_id: str) -> Response:
+        if not await manager.end_session(session_id):
+            raise HTTPException(404, "no such session")
+        return Response(status_code=204)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/ws/v2/{session_id}")
+    async def signaling_ws(ws: WebSocket, session_id: str) -> None:
+        await signaling.serve(ws, session_id, manager)
+
+    if (web_dir / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=web_dir / "assets"), name="assets")
+
+    return app

@@ -1,0 +1,231 @@
+"""A live call: one session's pipeline, its current peer connection and its current WebSocket.
+
+The session record in the store is the durable part (history, status); a Call is what exists
+only while a client is connected or about to reconnect. A Call outlives a dropped WebSocket for
+`reconnect_grace_s` so a reconnecting client resumes mid-conversation; after that it is
+suspended (peer closed, tasks cancelled) and the record stays resumable until its TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voice_agent import metrics
+from voice_agent.connection import ClientConnection
+from voice_agent.logs import session_id_var
+from voice_agent.models import Message, SessionRecord
+from voice_agent.peer import Peer, SignalingError, local_candidates
+from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
+from voice_agent.providers.base import Providers
+from voice_agent.settings import Settings
+from voice_agent.store.base import SessionStore
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 2000
+CLOSE_REPLACED = 4409
+CLOSE_ENDED = 1000
+
+
+class Call:
+    def __init__(
+        self,
+        record: SessionRecord,
+        settings: Settings,
+        store: SessionStore,
+        providers: Providers,
+        on_gone: Callable[[Call], Awaitable[None]],
+    ) -> None:
+        self.id = record.id
+        self.record = record
+        self.settings = settings
+        self.store = store
+        self._on_gone = on_gone
+        self.conn: ClientConnection | None = None
+        self.peer: Peer | None = None
+        self._pending_candidates: list[dict[str, Any]] = []
+        self._grace: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._dirty = asyncio.Event()
+        self._closed = False
+        self._peers_made = 0
+        self.started_at = time.monotonic()
+        self.pipeline = Pipeline(
+            record.id,
+            providers,
+            self.emit,
+            PipelineConfig(
+                end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
+                vad_aggressiveness=settings.vad_aggressiveness,
+                vad_start_ms=settings.vad_start_ms,
+                max_utterance_s=settings.max_utterance_s,
+                history_max_messages=settings.history_max_messages,
+            ),
+            history=record.history,
+            on_history=self._history_changed,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        session_id_var.set(self.id)
+        await self.pipeline.start()
+        self._saver = asyncio.create_task(self._save_loop(), name=f"saver-{self.id}")
+        self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
+
+    async def attach(self, conn: ClientConnection) -> None:
+        """A WebSocket (re)connects. A second socket for the session replaces the first."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        old, self.conn = self.conn, conn
+        if old is not None:
+            old.send({"type": "error", "code": "replaced", "message": "another connection took over this session"})
+            old.close_soon(CLOSE_REPLACED, "replaced")
+        self.record.status = "connected"
+        self._touch()
+        conn.send({"type": "session", "session": self.public_record()})
+        conn.send({"type": "status", "processing": self.pipeline.status})
+
+    def detach(self, conn: ClientConnection) -> None:
+        if self.conn is not conn or self._closed:
+            return
+        self.conn = None
+        self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.reconnect_grace_s))
+
+    async def _expire_unless_connected(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.conn is None and not self._closed:
+            log.info("client gone; suspending call", extra={"after_s": delay})
+            await self.close(status="disconnected")
+
+    async def close(self, status: str = "ended") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._grace, self._saver):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if self.peer is not None:
+            await self.peer.close()
+            self.peer = None
+        await self.pipeline.stop()
+        if self.conn is not None:
+            await self.conn.aclose(CLOSE_ENDED, status)
+            self.conn = None
+        self.record.status = status  # type: ignore[assignment]
+        self.record.is_ai_speaking = False
+        metrics.SESSION_DURATION.observe(time.monotonic() - self.started_at)
+        with contextlib.suppress(Exception):
+            await self.store.save(self.record)
+        await self._on_gone(self)
+
+    # --- events to the client -----------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "status":
+            self.record.is_ai_speaking = event["processing"] == "speaking"
+            self._dirty.set()
+        elif kind == "transcript" and event.get("final"):
+            self.record.transcript = event["text"]
+        elif kind == "ai_response" and event.get("final"):
+            self.record.ai_response = event["text"]
+        elif kind == "metrics":
+            self.record.metrics = {"last_turn": event["turn"]}
+        if self.conn is not None:
+            self.conn.send(event)
+
+    def error(self, code: str, message: str) -> None:
+        metrics.ERRORS.labels(code).inc()
+        self.emit({"type": "error", "code": code, "message": message})
+
+    def public_record(self) -> dict[str, Any]:
+        return {
+            "id": self.record.id,
+            "status": self.record.status,
+            "pool": self.record.pool,
+            "owner": self.record.owner,
+            "expires_at": self.record.expires_at.isoformat(),
+            "history": [m.model_dump() for m in self.record.history],
+            "ice_servers": self.settings.public_ice_servers(),
+        }
+
+    # --- signaling ----------------------------------------------------------------------------
+    async def on_offer(self, sdp: Any) -> None:
+        """Every offer gets a fresh peer: first connect, ICE restart and resume are one path."""
+        if self.peer is not None:
+            await self.peer.close()
+            self.peer = None
+        # A track belongs to one peer connection; any later peer gets a fresh one.
+        track = self.pipeline.track if self._peers_made == 0 else self.pipeline.new_track()
+        self._peers_made += 1
+        peer = Peer(self.id, self.settings.ice_servers, track, self.pipeline.push_audio, self._peer_state)
+        try:
+            answer = await peer.answer(sdp)
+        except SignalingError:
+            await peer.close()
+            raise
+        self.peer = peer
+        self.record.peer_connections = {"current": {"state": "new"}}
+        self.emit({"type": "answer", "sdp": answer})
+        for cand in local_candidates(answer):
+            self.emit({"type": "ice-candidate", **cand})
+        self.emit({"type": "ice-candidate", "candidate": None, "sdpMid": None, "sdpMLineIndex": None})
+        pending, self._pending_candidates = self._pending_candidates, []
+        for msg in pending:
+            await self.on_candidate(msg)
+
+    async def on_candidate(self, msg: dict[str, Any]) -> None:
+        if self.peer is None or not self.peer.has_remote:
+            if len(self._pending_candidates) >= self.settings.max_pending_candidates:
+                raise SignalingError("too_many_candidates", "too many ICE candidates before an offer")
+            self._pending_candidates.append(msg)
+            return
+        await self.peer.add_candidate(msg)
+
+    async def on_text(self, text: Any) -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise SignalingError("invalid_message", "text must be a non-empty string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise SignalingError("invalid_message", f"text longer than {MAX_TEXT_CHARS} characters")
+        self._touch()
+        await self.pipeline.push_text(text.strip())
+
+    async def on_interrupt(self) -> None:
+        await self.pipeline.interrupt()
+
+    def _peer_state(self, state: str) -> None:
+        self.record.peer_connections = {"current": {"state": state}}
+        self._dirty.set()
+        if state == "connected":
+            self.pipeline.media_started()
+        elif state == "failed":
+            self.error("ice_failed", "media connection failed; send a new offer (ICE restart) to recover")
+
+    # --- persistence --------------------------------------------------------------------------
+    def _history_changed(self, history: list[Message]) -> None:
+        self.record.history = history
+        self._touch()
+
+    def _touch(self) -> None:
+        self.record.touch(self.settings.session_ttl_s)
+        self._dirty.set()
+
+    async def _save_loop(self) -> None:
+        """Coalesces bursts of changes into one write; never blocks the media path."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.store.save(self.record)
+            except Exception:
+                log.exception("saving session failed; will retry on next change")
+                metrics.ERRORS.labels("store").inc()
+            await asyncio.sleep(0.05)
+
+    async def flush(self) -> None:
+        await self.store.save(self.record)

@@ -1,0 +1,92 @@
+"""A client's signaling WebSocket: ordered, non-blocking sends and an inbound rate limit.
+
+The pipeline reports events from the audio path; it must never wait on a slow client. Events go
+into a bounded queue drained by one writer task; a client that stops reading until the queue is
+full is disconnected (it can reconnect and resume) instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE_MAX = 1000
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class ClientConnection:
+    def __init__(self, ws: WebSocket, rate: float, burst: int) -> None:
+        self.ws = ws
+        self.limiter = TokenBucket(rate, burst)
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(SEND_QUEUE_MAX)
+        self._writer = asyncio.create_task(self._write(), name="ws-writer")
+        self.closed = False
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(("event", event))
+        except asyncio.QueueFull:
+            log.warning("client not reading; disconnecting it")
+            self.close_soon(1008, "send queue full")
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(("close", (code, reason)))
+        if self._queue.full():
+            self._writer.cancel()
+            asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code, reason)
+
+    async def _write(self) -> None:
+        while True:
+            kind, payload = await self._queue.get()
+            if kind == "close":
+                await self._close(*payload)
+                return
+            try:
+                await self.ws.send_text(json.dumps(payload, separators=(",", ":")))
+            except Exception:
+                self.closed = True
+                return
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Flush what is queued, then close."""
+        self.close_soon(code, reason)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
+        if not self._writer.done():
+            self._writer.cancel()
+            await self._close(code, reason)

@@ -1,0 +1,43 @@
+"""Prometheus metrics. The first five names are the seed's and are part of the contract."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBSOCKET_CONNECTIONS = Gauge("webrtc_websocket_connections_total", "Open signaling WebSocket connections")
+ACTIVE_SESSIONS = Gauge("webrtc_active_sessions_total", "Active sessions on this agent")
+PEER_CONNECTIONS = Gauge("webrtc_peer_connections_total", "Open WebRTC peer connections")
+SIGNALING_MESSAGES = Counter("webrtc_signaling_messages_total", "Signaling messages received", ["type"])
+SIGNALING_LATENCY = Histogram(
+    "webrtc_signaling_latency_seconds",
+    "Time to handle one signaling message (offer -> answer dominates)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+STT_LATENCY = Histogram(
+    "voice_stt_final_seconds", "End of user speech -> final transcript", buckets=_LATENCY_BUCKETS
+)
+LLM_FIRST_TOKEN = Histogram(
+    "voice_llm_first_token_seconds", "Final transcript -> first LLM token", buckets=_LATENCY_BUCKETS
+)
+TTS_FIRST_AUDIO = Histogram(
+    "voice_tts_first_audio_seconds", "Sentence sent to TTS -> first audio chunk", buckets=_LATENCY_BUCKETS
+)
+VOICE_TO_VOICE = Histogram(
+    "voice_voice_to_voice_seconds",
+    "End of user speech -> first reply audio frame sent (agent side)",
+    buckets=_LATENCY_BUCKETS,
+)
+TURNS = Counter("voice_turns_total", "Completed or interrupted turns", ["outcome"])
+BARGE_INS = Counter("voice_barge_ins_total", "User speech that interrupted the agent")
+ERRORS = Counter("voice_errors_total", "Errors by type", ["type"])
+SESSION_DURATION = Histogram(
+    "voice_session_duration_seconds",
+    "Lifetime of ended sessions",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers", ["kind"])
+OUTPUT_LATE_FRAMES = Counter(
+    "voice_output_late_frames_total", "Output frames produced more than one frame late (clock resync)"
+)

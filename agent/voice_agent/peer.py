@@ -1,0 +1,175 @@
+"""aiortc peer connection per session: SDP checks, ICE candidates both ways, inbound audio.
+
+Inbound Opus is decoded by aiortc (48 kHz stereo) and converted once, here, to 16 kHz mono in
+exact 20 ms slices: the only rate the pipeline works at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from voice_agent import metrics
+from voice_agent.audio import InboundConverter
+from voice_agent.pipeline.output import AIGeneratedAudioTrack
+
+log = logging.getLogger(__name__)
+
+MAX_SDP_BYTES = 32 * 1024
+MAX_SDP_CANDIDATES = 64
+
+
+class SignalingError(Exception):
+    """Bad signaling input; `code` is sent to the client in an error event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_offer_sdp(sdp: Any) -> str:
+    """Reject what aiortc would choke on, or what no browser sends, before it reaches aiortc."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalingError("invalid_sdp", "sdp must be a non-empty string")
+    if len(sdp) > MAX_SDP_BYTES:
+        raise SignalingError("invalid_sdp", f"sdp larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.startswith("v=0"):
+        raise SignalingError("invalid_sdp", "sdp must start with v=0")
+    if "\nm=audio " not in sdp.replace("\r\n", "\n"):
+        raise SignalingError("invalid_sdp", "offer has no audio m-line")
+    if sdp.count("a=candidate:") > MAX_SDP_CANDIDATES:
+        raise SignalingError("invalid_sdp", f"more than {MAX_SDP_CANDIDATES} candidates in sdp")
+    return sdp
+
+
+def parse_candidate(msg: dict[str, Any]) -> Any:
+    """A client `ice-candidate` message -> aiortc RTCIceCandidate, or None for end-of-candidates."""
+    cand = msg.get("candidate")
+    if cand is None or cand == "":
+        return None
+    if not isinstance(cand, str) or len(cand) > 1024:
+        raise SignalingError("invalid_candidate", "candidate must be a string of at most 1024 chars")
+    mid = msg.get("sdpMid")
+    index = msg.get("sdpMLineIndex")
+    if mid is None and index is None:
+        raise SignalingError("invalid_candidate", "sdpMid or sdpMLineIndex is required")
+    if (mid is not None and not isinstance(mid, str)) or (
+        index is not None and (not isinstance(index, int) or isinstance(index, bool))
+    ):
+        raise SignalingError("invalid_candidate", "sdpMid must be a string, sdpMLineIndex an integer")
+    text = cand[len("candidate:") :] if cand.startswith("candidate:") else cand
+    try:
+        candidate = candidate_from_sdp(text)
+    except (AssertionError, ValueError, IndexError, KeyError) as exc:
+        raise SignalingError("invalid_candidate", f"unparseable candidate: {exc!s}"[:200]) from None
+    candidate.sdpMid = mid
+    candidate.sdpMLineIndex = index
+    return candidate
+
+
+def local_candidates(sdp: str) -> list[dict[str, Any]]:
+    """Candidates of our answer as trickle messages (aiortc gathers before answering)."""
+    out: list[dict[str, Any]] = []
+    mid: str | None = None
+    mline = -1
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            mline += 1
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :]
+        elif line.startswith("a=candidate:"):
+            out.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": max(mline, 0)})
+    return out
+
+
+AudioSink = Callable[[bytes], Awaitable[None]]
+
+
+class Peer:
+    """One RTCPeerConnection and the task that feeds its inbound audio to the pipeline."""
+
+    def __init__(
+        self,
+        session_id: str,
+        ice_servers: list[dict[str, Any]],
+        out_track: AIGeneratedAudioTrack,
+        on_audio: AudioSink,
+        on_state: Callable[[str], None],
+    ) -> None:
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers
+        ]
+        self.session_id = session_id
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        self.out_track = out_track
+        self._on_audio = on_audio
+        self._on_state = on_state
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+        metrics.PEER_CONNECTIONS.inc()
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    def _state_changed(self) -> None:
+        self._on_state(self.pc.connectionState)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._reader is None:
+            self._reader = asyncio.create_task(self._read(track), name=f"audio-in-{self.session_id}")
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        converter = InboundConverter()
+        try:
+            while True:
+                frame = await track.recv()
+                for chunk in converter.push(frame):  # type: ignore[arg-type]
+                    await self._on_audio(chunk)
+        except MediaStreamError:
+            return
+
+    async def answer(self, offer_sdp: str) -> str:
+        sdp = check_offer_sdp(offer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises a zoo of types on malformed SDP
+            raise SignalingError("invalid_sdp", f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]) from None
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise SignalingError("invalid_sdp", "offer has no usable audio section")
+        self.pc.addTrack(self.out_track)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:
+            raise SignalingError("invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]) from None
+        return str(self.pc.localDescription.sdp)
+
+    async def add_candidate(self, msg: dict[str, Any]) -> None:
+        candidate = parse_candidate(msg)
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except Exception as exc:
+            raise SignalingError("invalid_candidate", f"{type(exc).__name__}: {exc!s}"[:200]) from None
+
+    @property
+    def has_remote(self) -> bool:
+        return self.pc.remoteDescription is not None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        metrics.PEER_CONNECTIONS.dec()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self.pc.close()

@@ -1,0 +1,156 @@
+"""The agent's voice: an outbound WebRTC audio track fed by the TTS stage.
+
+AIGeneratedAudioTrack (the seed's name) hands aiortc one 20 ms frame per call, paced against an
+absolute clock: it never bursts (frames are never handed out faster than real time) and never
+drifts (each deadline is computed from the start, not from the previous frame). When the event
+loop stalls, the clock is re-anchored instead of catching up with a burst. With nothing to say it
+sends silence, so the RTP stream and the client's jitter buffer stay steady.
+
+Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
+chunk of an older turn that arrives late is discarded rather than played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voice_agent import metrics
+from voice_agent.audio import OUTPUT_RATE, frame_bytes
+from voice_agent.pipeline.frames import DataFrame, InterruptionFrame, SystemFrame, TTSAudioFrame
+from voice_agent.pipeline.processor import FrameProcessor
+
+SAMPLES_PER_FRAME = OUTPUT_RATE // 50
+FRAME_BYTES = frame_bytes(OUTPUT_RATE)
+TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
+RESYNC_AFTER_S = 0.1
+_SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    turn: int
+    index: int
+    pcm: memoryview
+    offset: int = 0
+
+
+PlayedCallback = Callable[[int, int, int], None]  # turn, sentence index, bytes played
+IdleCallback = Callable[[int], None]  # turn whose audio has fully played
+
+
+class AIGeneratedAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, session_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self._clock = clock
+        self._chunks: deque[_Chunk] = deque()
+        self._floor_turn = 0
+        self._start: float | None = None
+        self._pts = 0
+        self.on_played: PlayedCallback | None = None
+        self.on_idle: IdleCallback | None = None
+        self._speaking_turn: int | None = None
+        self.frames_sent = 0
+        self.late_resyncs = 0
+
+    # --- producer side ------------------------------------------------------------------------
+    def enqueue(self, turn: int, index: int, pcm: bytes) -> bool:
+        if turn < self._floor_turn or not pcm:
+            return False
+        self._chunks.append(_Chunk(turn, index, memoryview(pcm)))
+        return True
+
+    def interrupt(self, new_floor_turn: int) -> None:
+        self._floor_turn = max(self._floor_turn, new_floor_turn)
+        self._chunks.clear()
+        self._speaking_turn = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(len(c.pcm) - c.offset for c in self._chunks)
+
+    @property
+    def speaking(self) -> bool:
+        return bool(self._chunks)
+
+    # --- consumer side (aiortc's sender calls recv every 20 ms) -------------------------------
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
+        frame.planes[0].update(self._take())
+        frame.pts = self._pts
+        frame.sample_rate = OUTPUT_RATE
+        frame.time_base = TIME_BASE
+        self.frames_sent += 1
+        return frame
+
+    async def _pace(self) -> None:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+            return
+        self._pts += SAMPLES_PER_FRAME
+        wait = self._start + self._pts / OUTPUT_RATE - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elif wait < -RESYNC_AFTER_S:
+            self._start = now - self._pts / OUTPUT_RATE
+            self.late_resyncs += 1
+            metrics.OUTPUT_LATE_FRAMES.inc()
+
+    def _take(self) -> bytes:
+        if not self._chunks:
+            metrics.OUTPUT_FRAMES.labels("silence").inc()
+            return _SILENCE
+        out = bytearray()
+        while self._chunks and len(out) < FRAME_BYTES:
+            chunk = self._chunks[0]
+            n = min(FRAME_BYTES - len(out), len(chunk.pcm) - chunk.offset)
+            out += chunk.pcm[chunk.offset : chunk.offset + n]
+            chunk.offset += n
+            self._speaking_turn = chunk.turn
+            if self.on_played is not None:
+                self.on_played(chunk.turn, chunk.index, n)
+            if chunk.offset >= len(chunk.pcm):
+                self._chunks.popleft()
+        if len(out) < FRAME_BYTES:
+            out += _SILENCE[: FRAME_BYTES - len(out)]
+        metrics.OUTPUT_FRAMES.labels("speech").inc()
+        if not self._chunks and self._speaking_turn is not None:
+            turn, self._speaking_turn = self._speaking_turn, None
+            if self.on_idle is not None:
+                self.on_idle(turn)
+        return bytes(out)
+
+
+class AudioOutputProcessor(FrameProcessor):
+    """Sink stage: TTS audio into the track; an interruption empties the track immediately."""
+
+    name = "output"
+
+    def __init__(self, track: AIGeneratedAudioTrack) -> None:
+        super().__init__()
+        self.track = track
+
+    def rebind(self, track: AIGeneratedAudioTrack) -> None:
+        self.track = track
+
+    async def on_system(self, frame: SystemFrame) -> None:
+        if isinstance(frame, InterruptionFrame):
+            self.track.interrupt(frame.turn + 1)
+
+    async def process(self, frame: DataFrame) -> None:
+        if isinstance(frame, TTSAudioFrame) and frame.pcm:
+            self.track.enqueue(frame.turn, frame.index, frame.pcm)

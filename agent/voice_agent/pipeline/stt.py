@@ -1,0 +1,116 @@
+"""Streaming STT stage: opens a recognition stream at speech start, feeds it while the user
+speaks, and finalizes it off the audio path at end of speech so the next utterance is not held up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from voice_agent.pipeline.frames import (
+    DataFrame,
+    InputAudioFrame,
+    SystemFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    UserTurnFrame,
+)
+from voice_agent.pipeline.processor import FrameProcessor
+from voice_agent.providers.base import ProviderError, STTProvider, STTStream
+
+log = logging.getLogger(__name__)
+
+TranscriptSink = Callable[[TranscriptionFrame], None]
+ErrorSink = Callable[[ProviderError], None]
+
+
+class STTProcessor(FrameProcessor):
+    name = "stt"
+
+    def __init__(
+        self,
+        provider: STTProvider,
+        on_transcript: TranscriptSink,
+        on_error: ErrorSink,
+        next_turn: Callable[[], int],
+    ) -> None:
+        super().__init__()
+        self._provider = provider
+        self._on_transcript = on_transcript
+        self._on_error = on_error
+        self._next_turn = next_turn
+        self._stream: STTStream | None = None
+        self._finalizers: set[asyncio.Task[None]] = set()
+        self._failed = False
+
+    async def on_system(self, frame: SystemFrame) -> None:
+        if isinstance(frame, UserStartedSpeakingFrame):
+            await self._open()
+        elif isinstance(frame, UserStoppedSpeakingFrame) and self._stream is not None:
+            stream, self._stream = self._stream, None
+            task = asyncio.create_task(self._finalize(stream, frame.at))
+            self._finalizers.add(task)
+            task.add_done_callback(self._finalizers.discard)
+        await self.push(frame)
+
+    async def _open(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+        try:
+            self._stream = await self._provider.open_stream(self._interim)
+            self._failed = False
+        except ProviderError as exc:
+            self._stream = None
+            self._on_error(exc)
+
+    def _interim(self, text: str) -> None:
+        self._on_transcript(TranscriptionFrame(text=text, final=False, at=time.monotonic()))
+
+    async def process(self, frame: DataFrame) -> None:
+        if isinstance(frame, InputAudioFrame):
+            if self._stream is not None:
+                try:
+                    await self._stream.send(frame.pcm)
+                except ProviderError as exc:
+                    await self._drop_stream(exc)
+            return
+        await self.push(frame)
+
+    async def _drop_stream(self, exc: ProviderError) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
+        if not self._failed:
+            self._failed = True
+            self._on_error(exc)
+
+    async def _finalize(self, stream: STTStream, speech_end_at: float) -> None:
+        try:
+            text = await stream.finish()
+        except ProviderError as exc:
+            self._on_error(exc)
+            return
+        finally:
+            await stream.aclose()
+        now = time.monotonic()
+        stt_ms = (now - speech_end_at) * 1000
+        self._on_transcript(TranscriptionFrame(text=text, final=True, at=now))
+        if text:
+            await self.push(UserTurnFrame(text, self._next_turn(), speech_end_at=speech_end_at, stt_ms=stt_ms))
+
+    async def submit_text(self, text: str) -> None:
+        """Typed input enters the pipeline exactly where a final transcript would."""
+        await self.push(UserTurnFrame(text, self._next_turn()))
+
+    async def stop(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
+        for task in list(self._finalizers):
+            task.cancel()
+        await asyncio.gather(*self._finalizers, return_exceptions=True)
+
+

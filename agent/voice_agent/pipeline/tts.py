@@ -1,0 +1,50 @@
+"""TTS stage: synthesizes each sentence as soon as it is complete, so speech starts on the first
+sentence while the LLM is still writing the rest. Audio is resampled once to the output rate."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from voice_agent.audio import OUTPUT_RATE, PcmResampler
+from voice_agent.pipeline.frames import DataFrame, InterruptionFrame, SentenceFrame, TTSAudioFrame
+from voice_agent.pipeline.observer import TurnObserver
+from voice_agent.pipeline.processor import QueuedProcessor
+from voice_agent.providers.base import ProviderError, TTSProvider
+
+
+class TTSProcessor(QueuedProcessor):
+    name = "tts"
+
+    def __init__(self, provider: TTSProvider, observer: TurnObserver) -> None:
+        super().__init__()
+        self._provider = provider
+        self._observer = observer
+        self._resampler = PcmResampler(provider.sample_rate, OUTPUT_RATE)
+        self._first_audio_turn = -1
+
+    async def on_interrupted(self, frame: InterruptionFrame) -> None:
+        # Filter state belongs to the cancelled audio; a fresh resampler starts the next turn clean.
+        self._resampler = PcmResampler(self._provider.sample_rate, OUTPUT_RATE)
+
+    async def process(self, frame: DataFrame) -> None:
+        if not isinstance(frame, SentenceFrame):
+            await self.push(frame)
+            return
+        t0 = time.monotonic()
+        try:
+            async with contextlib.aclosing(self._provider.synthesize(frame.text)) as chunks:
+                async for chunk in chunks:
+                    await self._emit(frame, self._resampler.resample(chunk), t0, last=False)
+        except ProviderError as exc:
+            self._observer.provider_error(exc, frame.turn)
+        await self._emit(frame, self._resampler.flush(), t0, last=True)
+        self._resampler = PcmResampler(self._provider.sample_rate, OUTPUT_RATE)
+
+    async def _emit(self, frame: SentenceFrame, pcm: bytes, t0: float, last: bool) -> None:
+        first_ms = None
+        if pcm and self._first_audio_turn != frame.turn:
+            self._first_audio_turn = frame.turn
+            first_ms = (time.monotonic() - t0) * 1000
+        self._observer.tts_audio(frame.turn, frame.index, len(pcm), last, first_ms)
+        await self.push(TTSAudioFrame(pcm, frame.turn, frame.index, frame.text, last))

@@ -1,0 +1,84 @@
+"""Voice activity detection with webrtcvad: turns a stream of 20 ms frames into speech turns.
+
+Start of speech needs `start_ms` of consecutive voiced frames (one VAD decision, ~60 ms), so a
+click does not interrupt the agent; end of turn needs `end_of_turn_silence_ms` of unvoiced audio.
+Audio before the start decision is kept (pre-roll) and forwarded, so STT hears the first phoneme.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+import webrtcvad
+
+from voice_agent.audio import FRAME_MS, PIPELINE_RATE
+from voice_agent.pipeline.frames import (
+    DataFrame,
+    InputAudioFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from voice_agent.pipeline.processor import FrameProcessor
+
+PREROLL_MS = 300
+
+
+class VADProcessor(FrameProcessor):
+    name = "vad"
+
+    def __init__(
+        self,
+        aggressiveness: int = 3,
+        start_ms: int = 60,
+        end_of_turn_silence_ms: int = 500,
+        max_utterance_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._start_frames = max(1, start_ms // FRAME_MS)
+        self._stop_frames = max(1, end_of_turn_silence_ms // FRAME_MS)
+        self._max_frames = int(max_utterance_s * 1000 / FRAME_MS)
+        self._clock = clock
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // FRAME_MS)
+        self.speaking = False
+        self._run = 0
+        self._silence = 0
+        self._utt_frames = 0
+        self._last_voiced_at = 0.0
+
+    def is_speech(self, pcm: bytes) -> bool:
+        return bool(self._vad.is_speech(pcm, PIPELINE_RATE))
+
+    async def process(self, frame: DataFrame) -> None:
+        if not isinstance(frame, InputAudioFrame):
+            await self.push(frame)
+            return
+        now = self._clock()
+        voiced = self.is_speech(frame.pcm)
+        if not self.speaking:
+            self._preroll.append(frame.pcm)
+            self._run = self._run + 1 if voiced else 0
+            if self._run >= self._start_frames:
+                self.speaking = True
+                self._silence = 0
+                self._utt_frames = len(self._preroll)
+                self._last_voiced_at = now
+                await self.push(UserStartedSpeakingFrame(at=now - (self._run - 1) * FRAME_MS / 1000))
+                for pcm in self._preroll:
+                    await self.push(InputAudioFrame(pcm, voiced=True))
+                self._preroll.clear()
+            return
+        self._utt_frames += 1
+        await self.push(InputAudioFrame(frame.pcm, voiced=voiced))
+        if voiced:
+            self._silence = 0
+            self._last_voiced_at = now
+        else:
+            self._silence += 1
+        if self._silence >= self._stop_frames or self._utt_frames >= self._max_frames:
+            self.speaking = False
+            self._run = 0
+            await self.push(UserStoppedSpeakingFrame(at=self._last_voiced_at))

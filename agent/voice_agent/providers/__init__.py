@@ -1,0 +1,1 @@
+"""STT, LLM and TTS providers behind one interface (base.py); factory.py picks them."""

@@ -1,0 +1,79 @@
+"""Provider interfaces: STT, LLM and TTS as async streams.
+
+Offline providers implement these with no network; cloud providers (Deepgram, Groq/OpenAI,
+ElevenLabs) drop in behind the same shapes, selected by settings only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from voice_agent.models import Message
+
+InterimCallback = Callable[[str], None]
+
+
+class ProviderError(Exception):
+    """A provider failed in a way the session should survive; `code` goes to the client."""
+
+    def __init__(self, provider: str, code: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.code = code
+        self.message = message
+
+
+class STTStream(Protocol):
+    """One utterance of streaming recognition."""
+
+    async def send(self, pcm: bytes) -> None:
+        """Feed 16 kHz mono s16 PCM; interim hypotheses go to the callback given at open."""
+
+    async def finish(self) -> str:
+        """End of utterance: return the final transcript."""
+
+    async def aclose(self) -> None:
+        """Abandon the utterance and free its resources (idempotent)."""
+
+
+class STTProvider(Protocol):
+    name: str
+    sample_rate: int
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def open_stream(self, on_interim: InterimCallback) -> STTStream: ...
+
+
+class LLMProvider(Protocol):
+    name: str
+
+    def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+        """Reply tokens as they are produced; closing the iterator cancels the request."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TTSProvider(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """s16 mono PCM at `sample_rate`, in chunks as they are produced."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Providers:
+    """The three providers of a process, shared by all its sessions."""
+
+    stt: STTProvider
+    llm: LLMProvider
+    tts: TTSProvider

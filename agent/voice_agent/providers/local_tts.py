@@ -1,0 +1,61 @@
+"""Offline TTS with flite (`slt` voice, 16 kHz), one process per sentence.
+
+flite synthesizes a short sentence in ~20 ms, so a process per sentence keeps it simple and
+isolated; cancellation kills the process so an interrupted turn stops costing CPU at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+
+from voice_agent.audio import parse_wav
+from voice_agent.providers.base import ProviderError
+
+MAX_CHARS = 2000
+
+
+class FliteTTS:
+    name = "local"
+    sample_rate = 16000
+
+    def __init__(self, voice: str = "slt", binary: str = "flite") -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise ProviderError("local-tts", "tts_unavailable", f"{binary} not found on PATH (apt-get install flite)")
+        self._binary = path
+        self._voice = voice
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        text = " ".join(text.split())[:MAX_CHARS]
+        if not text:
+            return
+        proc = await asyncio.create_subprocess_exec(
+            self._binary,
+            "-voice",
+            self._voice,
+            "-t",
+            text,
+            "-o",
+            "/dev/stdout",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if proc.returncode != 0:
+            raise ProviderError("local-tts", "tts_failed", err.decode(errors="replace").strip()[:200])
+        pcm, rate = parse_wav(out)
+        if rate != self.sample_rate:
+            raise ProviderError("local-tts", "tts_failed", f"unexpected flite rate {rate}")
+        yield pcm
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,109 @@
+"""The one settings object of the agent.
+
+Every knob is an environment variable (names fixed by DESIGN.md) so the operator can configure
+pods with env and secretRefs only. Bad values fail at start with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Raised for configuration that cannot work; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOICE_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    pool: str = "default"
+    agent_id: str = Field(default_factory=socket.gethostname)
+    advertise_url: str | None = None
+    max_sessions: int = Field(50, ge=1)
+    session_ttl_s: int = Field(3600, ge=10)
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    web_dir: str | None = None
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    stt: Literal["local", "deepgram"] = "local"
+    llm: Literal["local", "groq", "openai"] = "local"
+    tts: Literal["local", "elevenlabs"] = "local"
+
+    deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")
+    groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    elevenlabs_api_key: SecretStr | None = Field(None, validation_alias="ELEVENLABS_API_KEY")
+    deepgram_base_url: str | None = Field(None, validation_alias="DEEPGRAM_BASE_URL")
+    groq_base_url: str | None = Field(None, validation_alias="GROQ_BASE_URL")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    elevenlabs_base_url: str | None = Field(None, validation_alias="ELEVENLABS_BASE_URL")
+
+    redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "VOICE_REDIS_URL"))
+
+    # Turn taking: how long the user must be silent before the turn ends, and how eager the VAD is.
+    end_of_turn_silence_ms: int = Field(500, ge=100, le=5000)
+    vad_aggressiveness: int = Field(3, ge=0, le=3)
+    vad_start_ms: int = Field(60, ge=20, le=1000)
+    max_utterance_s: float = Field(30.0, gt=1)
+    history_max_messages: int = Field(24, ge=2)
+    stt_decoders: int = Field(2, ge=1, le=32)
+
+    # Protection: limits that keep one client from hurting the others.
+    reconnect_grace_s: float = Field(15.0, ge=0)
+    connect_timeout_s: float = Field(120.0, gt=0)
+    drain_timeout_s: float = Field(300.0, ge=0)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_messages_per_s: float = Field(50.0, gt=0)
+    message_burst: int = Field(200, ge=1)
+    max_pending_candidates: int = Field(64, ge=1)
+
+    @field_validator("ice_servers", mode="before")
+    @classmethod
+    def _parse_ice(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
+        if not isinstance(value, list) or not all(isinstance(s, dict) and "urls" in s for s in value):
+            raise ValueError('must be a JSON list of {"urls": ..., "username"?, "credential"?}')
+        return value
+
+    @cached_property
+    def redis_enabled(self) -> bool:
+        return self.redis_url is not None and bool(self.redis_url.get_secret_value())
+
+    def public_ice_servers(self) -> list[dict[str, Any]]:
+        """ICE servers as handed to clients (TURN credentials are meant for the client)."""
+        return [dict(s) for s in self.ice_servers]
+
+    def check_providers(self) -> None:
+        """Fail at start, not mid-call, when a configured cloud provider has no key."""
+        needs = {
+            ("stt", "deepgram"): ("DEEPGRAM_API_KEY", self.deepgram_api_key),
+            ("llm", "groq"): ("GROQ_API_KEY", self.groq_api_key),
+            ("llm", "openai"): ("OPENAI_API_KEY", self.openai_api_key),
+            ("tts", "elevenlabs"): ("ELEVENLABS_API_KEY", self.elevenlabs_api_key),
+        }
+        for (stage, provider), (env, key) in needs.items():
+            if getattr(self, stage) == provider and (key is None or not key.get_secret_value()):
+                raise ConfigError(f"VOICE_{stage.upper()}={provider} needs {env} to be set")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, turning pydantic's report into one clear line."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = str(err["loc"][0]) if err["loc"] else "?"
+        name = loc if loc.isupper() else f"VOICE_{loc.upper()}"
+        raise ConfigError(f"invalid setting {name}: {err['msg']}") from None
+    settings.check_providers()
+    return settings

@@ -1,0 +1,146 @@
+"""The signaling WebSocket protocol (DESIGN.md): parse, validate, dispatch, answer errors.
+
+Every bad input gets an `error` event and the session carries on; only an unknown session
+(4404) or a replaced connection (4409) closes the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from voice_agent import metrics
+from voice_agent.call import Call
+from voice_agent.connection import ClientConnection
+from voice_agent.logs import session_id_var
+from voice_agent.manager import CallManager, CapacityError
+from voice_agent.peer import SignalingError
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNKNOWN_SESSION = 4404
+CLOSE_TRY_AGAIN = 1013
+MESSAGE_TYPES = frozenset({"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"})
+
+
+def parse_message(raw: str | bytes | None, max_bytes: int) -> dict[str, Any]:
+    if raw is None:
+        raise SignalingError("invalid_message", "empty frame")
+    if isinstance(raw, bytes):
+        raise SignalingError("invalid_message", "binary frames are not supported; send JSON text")
+    if len(raw) > max_bytes:
+        raise SignalingError("frame_too_large", f"frame larger than {max_bytes} bytes")
+    try:
+        msg = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise SignalingError("invalid_json", "frame is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise SignalingError("invalid_message", "message must be a JSON object")
+    kind = msg.get("type")
+    if not isinstance(kind, str):
+        raise SignalingError("invalid_message", "message needs a string 'type'")
+    if kind not in MESSAGE_TYPES:
+        raise SignalingError("unknown_type", f"unknown message type {kind[:40]!r}")
+    return msg
+
+
+def require(msg: dict[str, Any], field: str) -> Any:
+    if field not in msg:
+        raise SignalingError("missing_field", f"'{msg['type']}' needs field '{field}'")
+    return msg[field]
+
+
+async def dispatch(call: Call, conn: ClientConnection, msg: dict[str, Any]) -> bool:
+    """Handle one message; False means the client asked to end the session."""
+    kind = msg["type"]
+    if kind == "offer":
+        await call.on_offer(require(msg, "sdp"))
+    elif kind == "ice-candidate":
+        require(msg, "candidate")
+        await call.on_candidate(msg)
+    elif kind == "answer":
+        require(msg, "sdp")
+        raise SignalingError("unexpected_answer", "no offer from the agent is pending")
+    elif kind == "text":
+        await call.on_text(require(msg, "text"))
+    elif kind == "interrupt":
+        await call.on_interrupt()
+    elif kind == "ping":
+        conn.send({"type": "pong", "ts": msg.get("ts")})
+    elif kind == "end":
+        return False
+    return True
+
+
+async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
+    settings = manager.settings
+    session_id_var.set(session_id)
+    await ws.accept()
+    metrics.WEBSOCKET_CONNECTIONS.inc()
+    try:
+        try:
+            call = await manager.open_call(session_id)
+        except CapacityError as exc:
+            await ws.send_text(json.dumps({"type": "error", "code": "capacity", "message": exc.reason}))
+            await ws.close(CLOSE_TRY_AGAIN, "at capacity")
+            return
+        if call is None:
+            await ws.send_text(json.dumps({"type": "error", "code": "unknown_session", "message": "no such session"}))
+            await ws.close(CLOSE_UNKNOWN_SESSION, "unknown session")
+            return
+        conn = ClientConnection(ws, settings.max_messages_per_s, settings.message_burst)
+        await call.attach(conn)
+        try:
+            await _receive_loop(ws, call, conn, settings.max_frame_bytes, manager.end_session)
+        finally:
+            call.detach(conn)
+    finally:
+        metrics.WEBSOCKET_CONNECTIONS.dec()
+
+
+async def _receive_loop(
+    ws: WebSocket,
+    call: Call,
+    conn: ClientConnection,
+    max_bytes: int,
+    end_session: Callable[[str], Awaitable[bool]],
+) -> None:
+    flood_reported = False
+    while not conn.closed:
+        try:
+            event = await ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if event["type"] == "websocket.disconnect":
+            return
+        if not conn.limiter.take():
+            metrics.SIGNALING_MESSAGES.labels("rate_limited").inc()
+            if not flood_reported:
+                flood_reported = True
+                conn.send({"type": "error", "code": "rate_limited", "message": "too many messages; slow down"})
+            continue
+        flood_reported = False
+        t0 = time.perf_counter()
+        kind = "invalid"
+        try:
+            raw = event.get("text")
+            msg = parse_message(raw if raw is not None else event.get("bytes"), max_bytes)
+            kind = msg["type"]
+            if not await dispatch(call, conn, msg):
+                await end_session(call.id)
+                return
+        except SignalingError as exc:
+            metrics.ERRORS.labels(exc.code).inc()
+            conn.send({"type": "error", "code": exc.code, "message": exc.message})
+        except Exception:
+            log.exception("signaling handler failed")
+            metrics.ERRORS.labels("internal").inc()
+            conn.send({"type": "error", "code": "internal", "message": "internal error handling message"})
+        finally:
+            metrics.SIGNALING_MESSAGES.labels(kind).inc()
+            metrics.SIGNALING_LATENCY.observe(time.perf_counter() - t0)

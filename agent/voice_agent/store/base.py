@@ -1,0 +1,30 @@
+"""The session store interface the rest of the agent depends on."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from voice_agent.models import SessionRecord
+
+
+class SessionStore(Protocol):
+    """Durable home of session records; the call runtime holds only live media state."""
+
+    @property
+    def enabled_backend(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def save(self, record: SessionRecord) -> None:
+        """Create or replace; the record's expires_at sets its TTL."""
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """None when unknown or expired."""
+
+    async def delete(self, session_id: str) -> bool: ...
+
+    async def list(self) -> list[SessionRecord]: ...
