@@ -1,0 +1,113 @@
+/**
+ * Typed client for the agent's session API (DESIGN.md, "HTTP API").
+ *
+ * The shapes the page relies on are declared here and checked at compile time against the types
+ * generated from the agent's OpenAPI document (`schema.d.ts`, see scripts/openapi.mjs), so a
+ * breaking change on the agent side fails `npm run typecheck` instead of a live call.
+ */
+export interface SessionInfo {
+  id: string;
+  ws_url: string;
+  ice_servers: RTCIceServer[];
+  expires_at: string | number;
+}
+
+export type ApiErrorKind = 'unreachable' | 'busy' | 'not-found' | 'http' | 'invalid';
+
+export class ApiError extends Error {
+  readonly kind: ApiErrorKind;
+  readonly status: number | null;
+  readonly retryAfterS: number | null;
+
+  constructor(kind: ApiErrorKind, message: string, status: number | null = null, retryAfterS: number | null = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.kind = kind;
+    this.status = status;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+function parseRetryAfter(value: string | null): number | null {
+  if (value === null) return null;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
+}
+
+function isIceServer(value: unknown): value is RTCIceServer {
+  if (typeof value !== 'object' || value === null) return false;
+  const urls = (value as { urls?: unknown }).urls;
+  return typeof urls === 'string' || (Array.isArray(urls) && urls.every((u) => typeof u === 'string'));
+}
+
+/** Narrows an untrusted JSON body to SessionInfo, dropping malformed ICE server entries. */
+export function toSessionInfo(body: unknown): SessionInfo {
+  if (typeof body !== 'object' || body === null) throw new ApiError('invalid', 'The agent sent an empty session.');
+  const record = body as Record<string, unknown>;
+  if (typeof record.id !== 'string' || record.id === '') {
+    throw new ApiError('invalid', 'The agent sent a session without an id.');
+  }
+  const servers = Array.isArray(record.ice_servers) ? record.ice_servers.filter(isIceServer) : [];
+  return {
+    id: record.id,
+    ws_url: typeof record.ws_url === 'string' ? record.ws_url : '',
+    ice_servers: servers,
+    expires_at: typeof record.expires_at === 'string' || typeof record.expires_at === 'number' ? record.expires_at : '',
+  };
+}
+
+async function request(fetchFn: FetchLike, url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetchFn(url, { ...init, headers: { Accept: 'application/json', ...init.headers } });
+  } catch (cause) {
+    throw new ApiError('unreachable', `Cannot reach the voice agent (${String(cause)}).`);
+  }
+}
+
+async function failure(response: Response, what: string): Promise<ApiError> {
+  if (response.status === 503) {
+    return new ApiError(
+      'busy',
+      'All voice agents are busy right now.',
+      503,
+      parseRetryAfter(response.headers.get('Retry-After')),
+    );
+  }
+  if (response.status === 404) return new ApiError('not-found', `${what}: not found.`, 404);
+  let detail = '';
+  try {
+    detail = (await response.text()).slice(0, 200);
+  } catch {
+    detail = '';
+  }
+  return new ApiError('http', `${what} failed with HTTP ${response.status}${detail ? `: ${detail}` : ''}.`, response.status);
+}
+
+export async function createSession(fetchFn: FetchLike, base: string): Promise<SessionInfo> {
+  const response = await request(fetchFn, `${base}/v2/sessions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: '{}',
+  });
+  if (!response.ok) throw await failure(response, 'Creating a session');
+  return toSessionInfo(await response.json());
+}
+
+/** `true` if the agent still knows the session, `false` if it is gone; throws when unreachable. */
+export async function sessionExists(fetchFn: FetchLike, base: string, id: string): Promise<boolean> {
+  const response = await request(fetchFn, `${base}/v2/sessions/${encodeURIComponent(id)}`, { method: 'GET' });
+  if (response.ok) return true;
+  if (response.status === 404 || response.status === 410) return false;
+  throw await failure(response, 'Looking up the session');
+}
+
+/** Best effort: used when the signaling link is already down, so the agent frees the slot early. */
+export async function deleteSession(fetchFn: FetchLike, base: string, id: string): Promise<void> {
+  try {
+    await fetchFn(`${base}/v2/sessions/${encodeURIComponent(id)}`, { method: 'DELETE', keepalive: true });
+  } catch {
+    // The session expires on its own (VOICE_SESSION_TTL_S); nothing more to do.
+  }
+}

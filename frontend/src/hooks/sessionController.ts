@@ -1,0 +1,665 @@
+/**
+ * The side-effecting half of useVoiceAgentV2: HTTP session, signaling WebSocket, RTCPeerConnection,
+ * timers. It reports everything as reducer actions and never holds UI state itself.
+ *
+ * Every asynchronous callback is tied to the run (one start..stop) and to the socket or peer that
+ * produced it; anything from a previous run, socket or peer is ignored, which is what keeps a fast
+ * stop/start or a reconnect storm from crossing wires.
+ */
+import { ApiError, createSession, deleteSession, sessionExists, type FetchLike, type SessionInfo } from '../api/client';
+import { signalingUrl } from '../config';
+import { encodeClientMessage, parseAgentMessage, type AgentMessage, type ClientMessage } from '../signaling/messages';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
+import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
+
+/** The part of WebSocket the controller uses; the browser's WebSocket satisfies it. */
+export interface SignalingSocket {
+  readonly readyState: number;
+  onopen: ((ev: Event) => void) | null;
+  onclose: ((ev: CloseEvent) => void) | null;
+  onmessage: ((ev: MessageEvent) => void) | null;
+  onerror: ((ev: Event) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** The part of RTCPeerConnection the controller uses. */
+export type PeerLike = Pick<
+  RTCPeerConnection,
+  | 'connectionState'
+  | 'signalingState'
+  | 'localDescription'
+  | 'remoteDescription'
+  | 'onicecandidate'
+  | 'ontrack'
+  | 'onconnectionstatechange'
+  | 'addTrack'
+  | 'createOffer'
+  | 'createAnswer'
+  | 'setLocalDescription'
+  | 'setRemoteDescription'
+  | 'addIceCandidate'
+  | 'getStats'
+  | 'close'
+>;
+
+export interface VoiceAgentDeps {
+  fetch: FetchLike;
+  createWebSocket: (url: string) => SignalingSocket;
+  createPeerConnection: (config: RTCConfiguration) => PeerLike;
+  /** `null` where the browser cannot capture audio (no mediaDevices, insecure context). */
+  getUserMedia: ((constraints: MediaStreamConstraints) => Promise<MediaStream>) | null;
+  /** Plays (or with `null`, stops) the agent's audio. */
+  playRemote: (stream: MediaStream | null) => void;
+  random: () => number;
+  now: () => number;
+}
+
+export interface ControllerTuning {
+  backoff: BackoffPolicy;
+  /** Ping period; a socket silent for interval + timeout is considered dead. */
+  keepaliveIntervalMs: number;
+  keepaliveTimeoutMs: number;
+  /** How long ICE may sit in `disconnected` before we restart it. */
+  iceDisconnectedGraceMs: number;
+  /** How long an ICE restart may take before the peer is rebuilt from scratch. */
+  iceRestartTimeoutMs: number;
+  /** Fresh peers tried in a row before giving up on media. */
+  maxPeerRebuilds: number;
+  /** New sessions created in a row without one ever opening, before giving up. */
+  maxSessionReplacements: number;
+}
+
+export const DEFAULT_TUNING: ControllerTuning = {
+  backoff: DEFAULT_BACKOFF,
+  keepaliveIntervalMs: 15_000,
+  keepaliveTimeoutMs: 10_000,
+  iceDisconnectedGraceMs: 4_000,
+  iceRestartTimeoutMs: 10_000,
+  maxPeerRebuilds: 3,
+  maxSessionReplacements: 3,
+};
+
+export interface MediaHandles {
+  localStream: MediaStream | null;
+  remoteStream: MediaStream | null;
+  peer: PeerLike | null;
+}
+
+export interface ControllerEvents {
+  dispatch: (action: VoiceAgentAction) => void;
+  media: (handles: MediaHandles) => void;
+}
+
+const OPEN = 1;
+/** WebSocket close code the agent uses for an unknown or expired session (DESIGN.md). */
+export const CLOSE_SESSION_GONE = 4404;
+
+export const MIC_CONSTRAINTS: MediaStreamConstraints = {
+  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+  video: false,
+};
+
+type Failure = { code: VoiceErrorCode; message: string; retryAfterS?: number | null };
+
+export function describeMediaError(error: unknown): Failure {
+  const name = error instanceof Error || (typeof error === 'object' && error !== null && 'name' in error)
+    ? String((error as { name: unknown }).name)
+    : '';
+  switch (name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+    case 'PermissionDeniedError':
+      return {
+        code: 'mic-permission',
+        message:
+          'Microphone access is blocked. Allow the microphone for this site in your browser (the icon in the ' +
+          'address bar), then try again.',
+      };
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return { code: 'mic-unavailable', message: 'No microphone was found. Connect one and try again.' };
+    case 'NotReadableError':
+    case 'AbortError':
+      return {
+        code: 'mic-unavailable',
+        message: 'The microphone could not be started. It may be in use by another application.',
+      };
+    default:
+      return { code: 'mic-unavailable', message: `The microphone could not be opened (${String(error)}).` };
+  }
+}
+
+export function describeApiError(error: unknown, base: string): Failure {
+  if (error instanceof ApiError) {
+    if (error.kind === 'unreachable') {
+      return {
+        code: 'agent-unreachable',
+        message: `Cannot reach the voice agent at ${base}. Check that it is running, then try again.`,
+      };
+    }
+    if (error.kind === 'busy') {
+      const wait = error.retryAfterS !== null ? ` Try again in ${error.retryAfterS} s.` : ' Try again shortly.';
+      return { code: 'agent-busy', message: `All voice agents are busy.${wait}`, retryAfterS: error.retryAfterS };
+    }
+    return { code: 'session-failed', message: error.message };
+  }
+  return { code: 'session-failed', message: `Could not start a session (${String(error)}).` };
+}
+
+/** Reads the number of peers a `session` event says the agent holds, when it says so. */
+export function peerCount(session: Record<string, unknown>): number | null {
+  const value = session.peer_connections;
+  if (typeof value === 'number') return value;
+  if (Array.isArray(value)) return value.length;
+  return null;
+}
+
+function stopTracks(stream: MediaStream | null): void {
+  stream?.getTracks().forEach((track) => track.stop());
+}
+
+export class VoiceSessionController {
+  private readonly base: string;
+  private readonly deps: VoiceAgentDeps;
+  private readonly tuning: ControllerTuning;
+  private readonly events: ControllerEvents;
+
+  private run = 0;
+  private session: SessionInfo | null = null;
+  private ws: SignalingSocket | null = null;
+  private pc: PeerLike | null = null;
+  private localStream: MediaStream | null = null;
+  private remoteStream: MediaStream | null = null;
+  private outbox: ClientMessage[] = [];
+  private remoteCandidates: RTCIceCandidateInit[] = [];
+  private reconnectAttempts = 0;
+  private replacements = 0;
+  private peerRebuilds = 0;
+  private iceRestarted = false;
+  private keptPeerOnResume = false;
+  private lastHeard = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
+  private iceTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(base: string, deps: VoiceAgentDeps, events: ControllerEvents, tuning: ControllerTuning = DEFAULT_TUNING) {
+    this.base = base;
+    this.deps = deps;
+    this.events = events;
+    this.tuning = tuning;
+  }
+
+  async start(): Promise<void> {
+    this.teardown();
+    const run = this.run;
+    this.events.dispatch({ type: 'start' });
+    if (!this.deps.getUserMedia) {
+      this.fail({
+        code: 'unsupported',
+        message: 'This browser cannot capture audio here. Use a current browser over https or on localhost.',
+      });
+      return;
+    }
+    let stream: MediaStream;
+    try {
+      stream = await this.deps.getUserMedia(MIC_CONSTRAINTS);
+    } catch (error) {
+      if (run === this.run) this.fail(describeMediaError(error));
+      return;
+    }
+    if (run !== this.run) {
+      stopTracks(stream);
+      return;
+    }
+    this.localStream = stream;
+    this.publishMedia();
+    await this.openNewSession(run, false);
+  }
+
+  /** Ends the conversation: tells the agent, releases the microphone, closes everything. */
+  stop(): void {
+    this.endRemoteSession();
+    this.teardown();
+    this.events.dispatch({ type: 'stop' });
+  }
+
+  /** Same as stop, for unmount: no state updates. */
+  dispose(): void {
+    this.endRemoteSession();
+    this.teardown();
+  }
+
+  sendText(text: string): boolean {
+    const trimmed = text.trim();
+    if (trimmed === '' || this.ws?.readyState !== OPEN) return false;
+    this.send({ type: 'text', text: trimmed });
+    this.events.dispatch({ type: 'local-text', text: trimmed });
+    return true;
+  }
+
+  interrupt(): void {
+    if (this.ws?.readyState === OPEN) this.send({ type: 'interrupt' });
+  }
+
+  // ---- session and signaling -------------------------------------------------------------------
+
+  private async openNewSession(run: number, replaced: boolean): Promise<void> {
+    let info: SessionInfo;
+    try {
+      info = await createSession(this.deps.fetch, this.base);
+    } catch (error) {
+      if (run !== this.run) return;
+      const transient = error instanceof ApiError && (error.kind === 'unreachable' || error.kind === 'busy');
+      if (replaced && transient) this.scheduleReconnect(run);
+      else this.fail(describeApiError(error, this.base));
+      return;
+    }
+    if (run !== this.run) {
+      void deleteSession(this.deps.fetch, this.base, info.id);
+      return;
+    }
+    this.session = info;
+    this.closePeer();
+    this.events.dispatch({ type: 'session-ready', sessionId: info.id, replaced });
+    this.connectSignaling(run);
+  }
+
+  private replaceSession(run: number): void {
+    this.replacements += 1;
+    if (this.replacements > this.tuning.maxSessionReplacements) {
+      this.fail({ code: 'session-failed', message: 'The agent keeps rejecting new sessions. Try again later.' });
+      return;
+    }
+    this.session = null;
+    this.closePeer();
+    void this.openNewSession(run, true);
+  }
+
+  private connectSignaling(run: number): void {
+    const session = this.session;
+    if (!session) return;
+    this.events.dispatch({ type: 'signaling', state: 'opening' });
+    let ws: SignalingSocket;
+    try {
+      ws = this.deps.createWebSocket(signalingUrl(this.base, session.id, session.ws_url));
+    } catch {
+      this.scheduleReconnect(run);
+      return;
+    }
+    this.ws = ws;
+    const current = (): boolean => run === this.run && this.ws === ws;
+    ws.onopen = () => {
+      if (!current()) return;
+      this.reconnectAttempts = 0;
+      this.replacements = 0;
+      this.lastHeard = this.deps.now();
+      this.events.dispatch({ type: 'signaling', state: 'open' });
+      this.startKeepalive(run, ws);
+      this.flushOutbox();
+      this.ensurePeer(run);
+    };
+    ws.onmessage = (event: MessageEvent) => {
+      if (!current()) return;
+      this.lastHeard = this.deps.now();
+      void this.onAgentFrame(run, event.data);
+    };
+    ws.onerror = () => {
+      // Always followed by close, which decides what to do.
+    };
+    ws.onclose = (event: CloseEvent) => {
+      if (!current()) return;
+      this.dropSocket();
+      this.events.dispatch({ type: 'signaling', state: 'closed' });
+      if (event.code === CLOSE_SESSION_GONE) this.replaceSession(run);
+      else this.scheduleReconnect(run);
+    };
+  }
+
+  private dropSocket(): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopKeepalive();
+    if (!ws) return;
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+    if (ws.readyState <= OPEN) {
+      try {
+        ws.close(1000, 'client closing');
+      } catch {
+        // Already closing.
+      }
+    }
+  }
+
+  private scheduleReconnect(run: number): void {
+    if (run !== this.run || this.reconnectTimer !== null) return;
+    this.reconnectAttempts += 1;
+    const policy = this.tuning.backoff;
+    if (this.reconnectAttempts > policy.maxAttempts) {
+      this.fail({
+        code: 'signaling-lost',
+        message: `Lost the connection to the voice agent and could not get it back after ${policy.maxAttempts} attempts.`,
+      });
+      return;
+    }
+    const delayMs = backoffDelay(this.reconnectAttempts, policy, this.deps.random);
+    this.events.dispatch({ type: 'reconnect-scheduled', attempt: this.reconnectAttempts, delayMs });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.reconnect(run);
+    }, delayMs);
+  }
+
+  /** Resume the same session if the agent still has it, otherwise start a new one and say so. */
+  private async reconnect(run: number): Promise<void> {
+    if (run !== this.run) return;
+    const session = this.session;
+    if (!session) {
+      await this.openNewSession(run, true);
+      return;
+    }
+    let exists: boolean;
+    try {
+      exists = await sessionExists(this.deps.fetch, this.base, session.id);
+    } catch {
+      if (run === this.run) this.scheduleReconnect(run);
+      return;
+    }
+    if (run !== this.run) return;
+    if (exists) this.connectSignaling(run);
+    else this.replaceSession(run);
+  }
+
+  private startKeepalive(run: number, ws: SignalingSocket): void {
+    this.stopKeepalive();
+    const { keepaliveIntervalMs, keepaliveTimeoutMs } = this.tuning;
+    this.keepaliveTimer = setInterval(() => {
+      if (run !== this.run || this.ws !== ws) return;
+      if (this.deps.now() - this.lastHeard > keepaliveIntervalMs + keepaliveTimeoutMs) {
+        // Half-open socket: the close handshake may never finish, so do not wait for onclose.
+        this.dropSocket();
+        this.events.dispatch({ type: 'signaling', state: 'closed' });
+        this.scheduleReconnect(run);
+        return;
+      }
+      this.send({ type: 'ping' });
+    }, keepaliveIntervalMs);
+  }
+
+  private stopKeepalive(): void {
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
+  }
+
+  private send(message: ClientMessage): void {
+    if (this.ws?.readyState === OPEN) {
+      this.ws.send(encodeClientMessage(message));
+    } else if (message.type !== 'ping') {
+      this.outbox.push(message);
+    }
+  }
+
+  private flushOutbox(): void {
+    const queued = this.outbox;
+    this.outbox = [];
+    queued.forEach((message) => this.send(message));
+  }
+
+  private async onAgentFrame(run: number, data: unknown): Promise<void> {
+    const parsed = parseAgentMessage(data);
+    if (!parsed.ok) {
+      this.events.dispatch({ type: 'protocol-error', reason: parsed.reason });
+      return;
+    }
+    const message = parsed.message;
+    this.events.dispatch({ type: 'agent', message });
+    await this.applyToPeer(run, message);
+  }
+
+  // ---- WebRTC ----------------------------------------------------------------------------------
+
+  /** After (re)opening signaling: keep a live peer (only the socket dropped), else negotiate anew. */
+  private ensurePeer(run: number): void {
+    this.keptPeerOnResume = this.pc !== null && this.pc.connectionState === 'connected';
+    if (this.keptPeerOnResume) return;
+    this.rebuildPeer(run, false);
+  }
+
+  private rebuildPeer(run: number, counted: boolean): void {
+    if (counted) {
+      this.peerRebuilds += 1;
+      if (this.peerRebuilds > this.tuning.maxPeerRebuilds) {
+        this.fail({
+          code: 'media-failed',
+          message:
+            'The audio connection to the agent keeps failing. A firewall may be blocking UDP; check the network ' +
+            'or the TURN server configuration, then try again.',
+        });
+        return;
+      }
+    }
+    this.closePeer();
+    this.createPeer(run);
+    void this.negotiate(run, false);
+  }
+
+  private createPeer(run: number): void {
+    const session = this.session;
+    if (!session) return;
+    const pc = this.deps.createPeerConnection({ iceServers: session.ice_servers });
+    this.pc = pc;
+    this.iceRestarted = false;
+    this.remoteCandidates = [];
+    const stream = this.localStream;
+    stream?.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
+    const current = (): boolean => run === this.run && this.pc === pc;
+    pc.ontrack = (event: RTCTrackEvent) => {
+      if (!current()) return;
+      this.remoteStream = event.streams[0] ?? new MediaStream([event.track]);
+      this.deps.playRemote(this.remoteStream);
+      this.publishMedia();
+    };
+    pc.onicecandidate = (event: RTCPeerConnectionIceEvent) => {
+      if (!current()) return;
+      const candidate = event.candidate;
+      this.send({
+        type: 'ice-candidate',
+        candidate: candidate && candidate.candidate !== '' ? candidate.candidate : null,
+        sdpMid: candidate?.sdpMid ?? null,
+        sdpMLineIndex: candidate?.sdpMLineIndex ?? null,
+      });
+    };
+    pc.onconnectionstatechange = () => {
+      if (current()) this.onPeerState(run, pc);
+    };
+    this.setMedia('connecting');
+    this.publishMedia();
+  }
+
+  private onPeerState(run: number, pc: PeerLike): void {
+    switch (pc.connectionState) {
+      case 'connected':
+        this.clearIceTimer();
+        this.peerRebuilds = 0;
+        this.iceRestarted = false;
+        this.setMedia('connected');
+        break;
+      case 'disconnected':
+        // Often transient (a network blip); give ICE a moment before restarting it.
+        this.clearIceTimer();
+        this.iceTimer = setTimeout(() => {
+          this.iceTimer = null;
+          if (run === this.run && this.pc === pc && pc.connectionState !== 'connected') this.restartIce(run);
+        }, this.tuning.iceDisconnectedGraceMs);
+        break;
+      case 'failed':
+        this.restartIce(run);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** First an ICE restart on the same peer; if that does not help, a brand-new peer. */
+  private restartIce(run: number): void {
+    this.clearIceTimer();
+    if (this.ws?.readyState !== OPEN) {
+      // Signaling is down too; ensurePeer renegotiates once it is back.
+      this.setMedia('failed');
+      return;
+    }
+    if (this.iceRestarted) {
+      this.rebuildPeer(run, true);
+      return;
+    }
+    this.iceRestarted = true;
+    this.setMedia('restarting');
+    const pc = this.pc;
+    void this.negotiate(run, true);
+    this.iceTimer = setTimeout(() => {
+      this.iceTimer = null;
+      if (run === this.run && this.pc === pc && pc?.connectionState !== 'connected') this.rebuildPeer(run, true);
+    }, this.tuning.iceRestartTimeoutMs);
+  }
+
+  private async negotiate(run: number, iceRestart: boolean): Promise<void> {
+    const pc = this.pc;
+    if (!pc) return;
+    try {
+      const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      if (run !== this.run || this.pc !== pc) return;
+      await pc.setLocalDescription(offer);
+      if (run !== this.run || this.pc !== pc) return;
+      this.send({ type: 'offer', sdp: pc.localDescription?.sdp ?? offer.sdp ?? '' });
+    } catch (error) {
+      if (run !== this.run || this.pc !== pc) return;
+      this.fail({ code: 'media-failed', message: `Could not set up audio (${String(error)}).` });
+    }
+  }
+
+  private async applyToPeer(run: number, message: AgentMessage): Promise<void> {
+    const pc = this.pc;
+    const current = (): boolean => run === this.run && this.pc === pc;
+    try {
+      switch (message.type) {
+        case 'answer':
+          if (!pc || pc.signalingState !== 'have-local-offer') return;
+          await pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+          if (current()) await this.flushRemoteCandidates();
+          return;
+        case 'offer': {
+          if (!pc) return;
+          // The agent renegotiates; we are the polite side, so a colliding local offer is rolled back.
+          await pc.setRemoteDescription({ type: 'offer', sdp: message.sdp });
+          if (!current()) return;
+          const answer = await pc.createAnswer();
+          if (!current()) return;
+          await pc.setLocalDescription(answer);
+          if (!current()) return;
+          this.send({ type: 'answer', sdp: pc.localDescription?.sdp ?? answer.sdp ?? '' });
+          await this.flushRemoteCandidates();
+          return;
+        }
+        case 'ice-candidate': {
+          if (!pc || message.candidate === null) return;
+          const init: RTCIceCandidateInit = {
+            candidate: message.candidate,
+            sdpMid: message.sdpMid,
+            sdpMLineIndex: message.sdpMLineIndex,
+          };
+          if (pc.remoteDescription) await pc.addIceCandidate(init);
+          else this.remoteCandidates.push(init);
+          return;
+        }
+        case 'session':
+          // Resumed on an agent that holds no peer for us (e.g. another pod took the session over).
+          if (this.keptPeerOnResume && peerCount(message.session) === 0) {
+            this.keptPeerOnResume = false;
+            this.rebuildPeer(run, false);
+          }
+          return;
+        default:
+          return;
+      }
+    } catch (error) {
+      if (!current()) return;
+      // A description the browser rejects leaves the peer unusable; start it over.
+      console.warn('voicepool: signaling step failed, renegotiating', error);
+      this.rebuildPeer(run, true);
+    }
+  }
+
+  private async flushRemoteCandidates(): Promise<void> {
+    const pc = this.pc;
+    const queued = this.remoteCandidates;
+    this.remoteCandidates = [];
+    for (const candidate of queued) {
+      await pc?.addIceCandidate(candidate).catch(() => undefined);
+    }
+  }
+
+  private setMedia(state: MediaState): void {
+    this.events.dispatch({ type: 'media', state });
+  }
+
+  private clearIceTimer(): void {
+    if (this.iceTimer !== null) clearTimeout(this.iceTimer);
+    this.iceTimer = null;
+  }
+
+  private closePeer(): void {
+    this.clearIceTimer();
+    const pc = this.pc;
+    this.pc = null;
+    this.keptPeerOnResume = false;
+    if (pc) {
+      pc.ontrack = null;
+      pc.onicecandidate = null;
+      pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    if (this.remoteStream) {
+      this.remoteStream = null;
+      this.deps.playRemote(null);
+    }
+  }
+
+  private publishMedia(): void {
+    this.events.media({ localStream: this.localStream, remoteStream: this.remoteStream, peer: this.pc });
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  private endRemoteSession(): void {
+    const session = this.session;
+    if (!session) return;
+    if (this.ws?.readyState === OPEN) this.ws.send(encodeClientMessage({ type: 'end' }));
+    else void deleteSession(this.deps.fetch, this.base, session.id);
+  }
+
+  private fail(failure: Failure): void {
+    this.endRemoteSession();
+    this.teardown();
+    this.events.dispatch({ type: 'fail', ...failure });
+  }
+
+  /** Releases everything and invalidates callbacks still in flight from the previous run. */
+  private teardown(): void {
+    this.run += 1;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.dropSocket();
+    this.closePeer();
+    stopTracks(this.localStream);
+    this.localStream = null;
+    this.session = null;
+    this.outbox = [];
+    this.reconnectAttempts = 0;
+    this.replacements = 0;
+    this.peerRebuilds = 0;
+    this.publishMedia();
+  }
+}

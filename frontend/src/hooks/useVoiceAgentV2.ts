@@ -1,0 +1,120 @@
+/**
+ * useVoiceAgentV2: a voice conversation with a voicepool agent (seed, "useVoiceAgentV2 Hook").
+ *
+ * State transitions are the pure voiceAgentReducer; the I/O is VoiceSessionController. This hook
+ * only wires the two into React and guarantees teardown on unmount.
+ */
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { agentBaseUrl } from '../config';
+import {
+  DEFAULT_TUNING,
+  VoiceSessionController,
+  type ControllerTuning,
+  type MediaHandles,
+  type VoiceAgentDeps,
+} from './sessionController';
+import { initialVoiceAgentState, voiceAgentReducer, type VoiceAgentState } from './voiceAgentReducer';
+
+export type { VoiceAgentState } from './voiceAgentReducer';
+
+export interface UseVoiceAgentOptions {
+  /** Agent base URL; defaults to VITE_AGENT_URL or this page's origin. */
+  baseUrl?: string;
+  /** Injected I/O, for tests; defaults to the browser's. */
+  deps?: Partial<VoiceAgentDeps>;
+  tuning?: Partial<ControllerTuning>;
+}
+
+export interface UseVoiceAgentV2 {
+  state: VoiceAgentState;
+  media: MediaHandles;
+  isConversationActive: boolean;
+  startConversation: () => Promise<void>;
+  stopConversation: () => void;
+  /** Starts again after an error (same as start; kept for the page's wording). */
+  retry: () => Promise<void>;
+  sendText: (text: string) => boolean;
+  interrupt: () => void;
+  dismiss: () => void;
+}
+
+/** Plays remote audio through one detached <audio> element, created on first use. */
+export function createAudioSink(): (stream: MediaStream | null) => void {
+  let element: HTMLAudioElement | null = null;
+  return (stream) => {
+    if (!stream) {
+      if (element) {
+        element.pause();
+        element.srcObject = null;
+      }
+      return;
+    }
+    element ??= Object.assign(document.createElement('audio'), { autoplay: true });
+    element.srcObject = stream;
+    void element.play().catch(() => undefined);
+  };
+}
+
+export function browserDeps(): VoiceAgentDeps {
+  const devices = typeof navigator !== 'undefined' ? navigator.mediaDevices : undefined;
+  return {
+    fetch: (input, init) => window.fetch(input, init),
+    createWebSocket: (url) => new WebSocket(url),
+    createPeerConnection: (config) => new RTCPeerConnection(config),
+    getUserMedia: devices?.getUserMedia ? (constraints) => devices.getUserMedia(constraints) : null,
+    playRemote: createAudioSink(),
+    random: Math.random,
+    now: () => Date.now(),
+  };
+}
+
+const NO_MEDIA: MediaHandles = { localStream: null, remoteStream: null, peer: null };
+
+export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAgentV2 {
+  const [state, dispatch] = useReducer(voiceAgentReducer, initialVoiceAgentState);
+  const [media, setMedia] = useState<MediaHandles>(NO_MEDIA);
+  const optionsRef = useRef(options);
+  const controllerRef = useRef<VoiceSessionController | null>(null);
+
+  const controller = useCallback((): VoiceSessionController => {
+    if (!controllerRef.current) {
+      const { baseUrl, deps, tuning } = optionsRef.current;
+      controllerRef.current = new VoiceSessionController(
+        baseUrl ?? agentBaseUrl(),
+        { ...browserDeps(), ...deps },
+        { dispatch, media: setMedia },
+        { ...DEFAULT_TUNING, ...tuning },
+      );
+    }
+    return controllerRef.current;
+  }, []);
+
+  useEffect(
+    () => () => {
+      controllerRef.current?.dispose();
+      controllerRef.current = null;
+    },
+    [],
+  );
+
+  const startConversation = useCallback(() => controller().start(), [controller]);
+  const stopConversation = useCallback(() => controller().stop(), [controller]);
+  const sendText = useCallback((text: string) => controller().sendText(text), [controller]);
+  const interrupt = useCallback(() => controller().interrupt(), [controller]);
+  const dismiss = useCallback(() => dispatch({ type: 'dismiss' }), []);
+
+  return useMemo(
+    () => ({
+      state,
+      media,
+      isConversationActive: state.active,
+      startConversation,
+      stopConversation,
+      retry: startConversation,
+      sendText,
+      interrupt,
+      dismiss,
+    }),
+    [state, media, startConversation, stopConversation, sendText, interrupt, dismiss],
+  );
+}

@@ -1,0 +1,150 @@
+/**
+ * V2Dashboard: the page people talk to the agent on (seed, "V2Dashboard.tsx").
+ *
+ * V2Dashboard wires the hook and the media meters; DashboardView is a plain function of that data,
+ * so each state can be rendered and tested on its own.
+ */
+import { AudioLines, Mic, Square } from 'lucide-react';
+import { Banner } from '../components/Banner';
+import { Composer } from '../components/Composer';
+import { Conversation } from '../components/Conversation';
+import { LevelMeter } from '../components/LevelMeter';
+import { LatencyPanel, NetworkPanel } from '../components/MetricsPanel';
+import { ProcessingIndicator } from '../components/ProcessingIndicator';
+import { StatusBadge } from '../components/StatusBadge';
+import { useMicLevel } from '../hooks/useMicLevel';
+import { useNetworkStats } from '../hooks/useNetworkStats';
+import { useVoiceAgentV2, type UseVoiceAgentOptions } from '../hooks/useVoiceAgentV2';
+import type { VoiceAgentState, VoiceErrorCode } from '../hooks/voiceAgentReducer';
+import type { NetworkStats } from '../webrtc/stats';
+import { getStatusInfo } from './statusInfo';
+
+export interface DashboardViewProps {
+  state: VoiceAgentState;
+  micLevel: number | null;
+  network: NetworkStats | null;
+  onToggle: () => void;
+  onRetry: () => void;
+  onDismiss: () => void;
+  onSendText: (text: string) => boolean;
+}
+
+const ERROR_TITLES: Record<VoiceErrorCode, string> = {
+  'mic-permission': 'Microphone blocked',
+  'mic-unavailable': 'Microphone unavailable',
+  unsupported: 'Audio not supported here',
+  'agent-unreachable': 'Agent unreachable',
+  'agent-busy': 'Agents are busy',
+  'session-failed': 'Could not start a session',
+  'signaling-lost': 'Connection lost',
+  'media-failed': 'Audio connection failed',
+  'agent-error': 'The agent reported a problem',
+};
+
+function ErrorArea({ state, onRetry, onDismiss }: Pick<DashboardViewProps, 'state' | 'onRetry' | 'onDismiss'>) {
+  if (!state.error) return null;
+  const title = state.errorCode ? ERROR_TITLES[state.errorCode] : 'Something went wrong';
+  if (state.errorFatal) {
+    return (
+      <Banner kind="error" title={title} onRetry={onRetry} testId="error-banner">
+        {state.error}
+      </Banner>
+    );
+  }
+  return (
+    <Banner kind="warning" title={title} onDismiss={onDismiss} testId="error-banner">
+      {state.error}
+    </Banner>
+  );
+}
+
+export function DashboardView({ state, micLevel, network, onToggle, onRetry, onDismiss, onSendText }: DashboardViewProps) {
+  const status = getStatusInfo(state);
+  const active = state.active;
+  const streamingReply = state.aiResponseFinal ? null : state.aiResponse;
+  return (
+    <div className="app" data-connection={state.connectionStatus} data-processing={state.processingStatus}>
+      <header className="topbar">
+        <div className="brand">
+          <AudioLines size={22} aria-hidden="true" />
+          <span>voicepool</span>
+        </div>
+        <StatusBadge info={status} />
+      </header>
+
+      <main className="layout">
+        <section className="panel call" aria-labelledby="call-title">
+          <h1 id="call-title">Voice conversation</h1>
+          <p className="muted" data-testid="status-detail">
+            {status.detail}
+          </p>
+          <button
+            type="button"
+            className={`toggle ${active ? 'toggle-stop' : 'toggle-start'}`}
+            onClick={onToggle}
+            aria-pressed={active}
+            data-testid="toggle"
+          >
+            {active ? <Square size={28} aria-hidden="true" /> : <Mic size={28} aria-hidden="true" />}
+            <span>{active ? 'End conversation' : 'Start conversation'}</span>
+          </button>
+          <ProcessingIndicator status={state.processingStatus} />
+          <LevelMeter level={active ? micLevel : null} />
+          {state.sessionId && (
+            <p className="session-id">
+              Session <code data-testid="session-id">{state.sessionId}</code>
+            </p>
+          )}
+          <ErrorArea state={state} onRetry={onRetry} onDismiss={onDismiss} />
+          {state.notice && (
+            <Banner kind="info" title="New session" onDismiss={onDismiss} testId="notice-banner">
+              {state.notice}
+            </Banner>
+          )}
+        </section>
+
+        <section className="panel conversation-panel" aria-labelledby="conversation-title">
+          <h2 id="conversation-title">Conversation</h2>
+          <Conversation
+            history={state.history}
+            interimTranscript={state.interimTranscript}
+            streamingReply={streamingReply}
+          />
+          <Composer disabled={state.signaling !== 'open'} onSend={onSendText} />
+        </section>
+
+        <div className="side">
+          <LatencyPanel turns={state.turnMetrics} />
+          <NetworkPanel stats={active ? network : null} />
+        </div>
+      </main>
+      <footer className="footer muted">Client {state.version}</footer>
+    </div>
+  );
+}
+
+export default function V2Dashboard(options: UseVoiceAgentOptions = {}) {
+  const agent = useVoiceAgentV2(options);
+  const micLevel = useMicLevel(agent.media.localStream);
+  const network = useNetworkStats(agent.media.peer);
+
+  const handleToggleConversation = () => {
+    if (agent.isConversationActive) {
+      agent.stopConversation();
+    } else {
+      void agent.startConversation();
+    }
+  };
+
+  return (
+    <DashboardView
+      state={agent.state}
+      micLevel={micLevel}
+      network={network}
+      onToggle={handleToggleConversation}
+      onRetry={() => void agent.retry()}
+      onDismiss={agent.dismiss}
+      onSendText={agent.sendText}
+    />
+  );
+}
