@@ -1,0 +1,61 @@
+"""`python -m voice_operator`: run the operator (KUBECONFIG or in-cluster credentials).
+
+Configuration is environment only (see config.OperatorConfig / docs/operator.md); a bad value
+stops the process at once with one line naming the setting.
+"""
+
+import logging
+import sys
+
+import kopf
+
+from voice_operator.config import ConfigError, OperatorConfig
+
+
+def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # Keep kopf's bookkeeping in annotations of our group; the CRD status schema stays ours alone.
+    settings.persistence.finalizer = "voicepool.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="voicepool.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="voicepool.dev", key="last-handled-configuration"
+    )
+    # Only warnings become Kubernetes events automatically; the handlers post the useful ones.
+    settings.posting.level = logging.WARNING
+    # HA: replicas peer in a ClusterKopfPeering; without the peering CRD/object run standalone.
+    settings.peering.name = config.peering
+    settings.peering.clusterwide = True
+    settings.peering.mandatory = False
+    settings.peering.standalone = config.standalone
+    settings.peering.priority = config.priority
+    settings.networking.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    return settings
+
+
+def main() -> None:
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as e:
+        print(f"voice-operator: configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    kopf.configure(
+        verbose=config.log_level == "DEBUG",
+        quiet=config.log_level in {"WARNING", "ERROR"},
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="k8s" if config.log_format == "json" else None,
+    )
+    import voice_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        settings=settings_for(config),
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=f"http://{config.bind_host}:{config.health_port}/healthz",
+        standalone=config.standalone or None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""kopf handlers (thin: they delegate to the reconcilers). Importing registers them."""
+
+from voice_operator.handlers import lifecycle, pools, profiles
+
+__all__ = ["lifecycle", "pools", "profiles"]

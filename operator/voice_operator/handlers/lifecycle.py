@@ -1,0 +1,58 @@
+"""Operator lifecycle: credentials, the shared runtime, the HTTP servers, liveness probes."""
+
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from voice_operator.config import OperatorConfig
+from voice_operator.kube import KubeClient
+from voice_operator.metrics_api import start_servers
+from voice_operator.redis_demand import RedisClients
+from voice_operator.runtime import Runtime, get_runtime, set_runtime
+
+log = logging.getLogger(__name__)
+_runners: list[web.AppRunner] = []
+
+
+def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """In-cluster service account first, then KUBECONFIG / ~/.kube/config."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no service account token and no kubeconfig (set KUBECONFIG)")
+    return info
+
+
+@kopf.on.login(errors=kopf.ErrorsMode.PERMANENT)
+def on_login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    return login(settings)
+
+
+@kopf.on.startup()
+async def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = OperatorConfig.from_env()
+    rt = Runtime(
+        config=config,
+        kube=KubeClient(lambda: login(settings)),
+        redis=RedisClients(timeout_s=config.redis_timeout_s),
+    )
+    set_runtime(rt)
+    _runners.extend(await start_servers(rt))
+
+
+@kopf.on.cleanup()
+async def on_cleanup(**_: Any) -> None:
+    for runner in _runners:
+        await runner.cleanup()
+    _runners.clear()
+    with contextlib.suppress(RuntimeError):
+        await get_runtime().close()
+    set_runtime(None)
+
+
+@kopf.on.probe(id="pools")
+def probe_pools(**_: Any) -> int:
+    """Liveness detail: how many pools this operator tracks (the endpoint itself is kopf's)."""
+    return len(get_runtime().pools)

@@ -1,0 +1,93 @@
+"""VoiceAgentPool handlers: reconcile on create/resume/spec change, keep status and costs fresh."""
+
+import logging
+from typing import Any
+
+import kopf
+
+from voice_operator import constants as c
+from voice_operator.config import OperatorConfig
+from voice_operator.ensure import Outcome
+from voice_operator.kube import ApiError
+from voice_operator.pool_reconciler import reconcile_pool, refresh_pool
+from voice_operator.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+_CONFIG = OperatorConfig.from_env()
+POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
+OWNED_DEPLOYMENTS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_NAME: "voice-agent"}
+
+
+async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
+    rt = get_runtime()
+    try:
+        outcomes = await reconcile_pool(rt, body, cold=cold)
+    except ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
+    created = sorted(k for k, o in outcomes.items() if o is Outcome.CREATED)
+    updated = sorted(k for k, o in outcomes.items() if o is Outcome.UPDATED)
+    if created:
+        kopf.info(body, reason="Created", message=f"created {', '.join(created)}")
+    if "Deployment" in updated:
+        kopf.info(body, reason="RollingOut", message="agent Deployment updated: rolling out the new spec")
+    elif updated:
+        kopf.info(body, reason="Updated", message=f"updated {', '.join(updated)}")
+    entry = rt.pool(body.metadata.namespace or "", body.metadata.name or "")
+    for problem in entry.problems:
+        logger.warning("pool degraded: %s", problem.message)
+    await refresh_pool(rt, entry)
+
+
+@kopf.on.create(*POOLS)
+async def pool_created(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await _reconcile(body, cold=True, logger=logger)
+
+
+@kopf.on.resume(*POOLS)
+@kopf.on.update(*POOLS, field="spec")
+async def pool_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await _reconcile(body, cold=False, logger=logger)
+
+
+@kopf.timer(*POOLS, interval=_CONFIG.status_interval_s, initial_delay=_CONFIG.status_interval_s)
+async def pool_tick(body: kopf.Body, **_: Any) -> None:
+    """Session load changes without any Kubernetes event: poll it, and the status follows."""
+    rt = get_runtime()
+    entry = rt.pools.get((body.metadata.namespace or "", body.metadata.name or ""))
+    if entry is not None:
+        await refresh_pool(rt, entry)
+
+
+@kopf.timer(*POOLS, interval=300, initial_delay=300, idle=60)
+async def pool_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Repair drift (an owned object deleted or edited by hand) and re-check references."""
+    await _reconcile(body, cold=False, logger=logger)
+
+
+@kopf.on.event(*POOLS)
+def pool_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    rt = get_runtime()
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if type == "DELETED":
+        rt.pools.pop(key, None)
+    elif key in rt.pools:
+        rt.pools[key].body = dict(body)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED_DEPLOYMENTS)
+async def deployment_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A Deployment's status moved (pods ready, rollout progress): reflect it on the pool now."""
+    rt = get_runtime()
+    pool = (body.metadata.labels or {}).get(c.POOL_LABEL)
+    if not pool:
+        return
+    key = (body.metadata.namespace or "", pool)
+    if type == "DELETED":
+        rt.deployments.pop(key, None)
+    else:
+        rt.deployments[key] = dict(body)
+    entry = rt.pools.get(key)
+    if entry is not None:
+        entry.deployment = rt.deployments.get(key)
+        if entry.spec is not None or entry.problems:
+            await refresh_pool(rt, entry)

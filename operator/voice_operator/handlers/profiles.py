@@ -1,0 +1,53 @@
+"""NodeTuningProfile handlers: the tuner DaemonSet, node labels and counts, cleanup on delete."""
+
+from typing import Any
+
+import kopf
+
+from voice_operator import constants as c
+from voice_operator.config import OperatorConfig
+from voice_operator.kube import ApiError
+from voice_operator.profile_reconciler import reconcile_profile, refresh_profile, release_nodes, spec_problem
+from voice_operator.runtime import get_runtime
+
+_CONFIG = OperatorConfig.from_env()
+PROFILES = (c.GROUP, c.VERSION, c.PROFILE_PLURAL)
+
+
+async def _reconcile(body: kopf.Body, cold: bool) -> None:
+    rt = get_runtime()
+    try:
+        problem = await reconcile_profile(rt, body, cold=cold)
+        if problem:
+            kopf.warn(body, reason="InvalidSpec", message=problem)
+        elif cold:
+            kopf.info(body, reason="Created", message="created the node tuner DaemonSet")
+        await refresh_profile(rt, body, problem)
+    except ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
+
+
+@kopf.on.create(*PROFILES)
+async def profile_created(body: kopf.Body, **_: Any) -> None:
+    await _reconcile(body, cold=True)
+
+
+@kopf.on.resume(*PROFILES)
+@kopf.on.update(*PROFILES, field="spec")
+async def profile_changed(body: kopf.Body, **_: Any) -> None:
+    await _reconcile(body, cold=False)
+
+
+@kopf.timer(*PROFILES, interval=_CONFIG.status_interval_s, initial_delay=_CONFIG.status_interval_s)
+async def profile_tick(body: kopf.Body, **_: Any) -> None:
+    """Tuner pods become ready (or fail verification) on their own: follow them."""
+    try:
+        await refresh_profile(get_runtime(), body, spec_problem(body))
+    except ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
+
+
+@kopf.on.delete(*PROFILES)
+async def profile_deleted(body: kopf.Body, **_: Any) -> None:
+    """Nodes stop being advertised as tuned; the DaemonSet goes by garbage collection."""
+    await release_nodes(get_runtime(), body.metadata.name or "")

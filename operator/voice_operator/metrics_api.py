@@ -1,0 +1,159 @@
+"""HTTP servers of the operator: the external metrics API (for the HPA) and Prometheus /metrics.
+
+The external metrics API is what KEDA's metrics server does for its scalers: the cluster's
+APIService for external.metrics.k8s.io points at this endpoint, the HPA asks for
+voicepool_session_demand with the pool's label selector, and gets ceil(active + buffer) read live
+from the pool's Redis. If Redis is unreachable the answer is a 503 Status: the HPA records
+FailedGetExternalMetric and keeps the current replica count (it does not scale to zero).
+"""
+
+import asyncio
+import datetime
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voice_operator import constants as c
+from voice_operator import metrics
+from voice_operator.pool_reconciler import read_load, refresh_pool
+from voice_operator.runtime import Runtime
+from voice_operator.spec import session_demand
+
+log = logging.getLogger(__name__)
+
+GROUP_VERSION = f"{c.EXTERNAL_METRICS_GROUP}/{c.EXTERNAL_METRICS_VERSION}"
+BASE = f"/apis/{GROUP_VERSION}"
+
+
+def parse_selector(raw: str) -> dict[str, str]:
+    """Equality-based label selectors only (what an HPA matchLabels turns into)."""
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        key, sep, value = part.partition("==") if "==" in part else part.partition("=")
+        if not sep or not key.strip() or "!" in key:
+            raise ValueError(f"unsupported label selector term {part!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def status_error(code: int, reason: str, message: str) -> web.Response:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+    body |= {"message": message, "reason": reason, "code": code}
+    return web.json_response(body, status=code)
+
+
+def metric_value_list(labels: Mapping[str, str], value: int, now: datetime.datetime) -> dict[str, Any]:
+    stamp = now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {
+        "kind": "ExternalMetricValueList",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {},
+        "items": [
+            {
+                "metricName": c.DEMAND_METRIC,
+                "metricLabels": dict(labels),
+                "timestamp": stamp,
+                "value": str(value),
+            }
+        ],
+    }
+
+
+def discovery() -> dict[str, Any]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": GROUP_VERSION,
+        "resources": [
+            {
+                "name": c.DEMAND_METRIC,
+                "singularName": "",
+                "namespaced": True,
+                "kind": "ExternalMetricValueList",
+                "verbs": ["get"],
+            }
+        ],
+    }
+
+
+def external_metrics_app(rt: Runtime) -> web.Application:
+    background: set[asyncio.Task[Any]] = set()
+
+    async def get_discovery(_: web.Request) -> web.Response:
+        return web.json_response(discovery())
+
+    async def get_metric(request: web.Request) -> web.Response:
+        namespace, metric = request.match_info["namespace"], request.match_info["metric"]
+        if metric != c.DEMAND_METRIC:
+            metrics.METRIC_REQUESTS.labels("unknown_metric").inc()
+            return status_error(404, "NotFound", f"metric {metric} is not served here")
+        try:
+            labels = parse_selector(request.query.get("labelSelector", ""))
+        except ValueError as e:
+            metrics.METRIC_REQUESTS.labels("bad_request").inc()
+            return status_error(400, "BadRequest", str(e))
+        pool = labels.get(c.POOL_LABEL)
+        entry = rt.pools.get((namespace, pool)) if pool else None
+        if entry is None or entry.spec is None:
+            metrics.METRIC_REQUESTS.labels("unknown_pool").inc()
+            return status_error(404, "NotFound", f"no reconciled VoiceAgentPool {namespace}/{pool}")
+        load, problem = await read_load(rt, entry)
+        if load is None:
+            metrics.METRIC_REQUESTS.labels("redis_unavailable").inc()
+            if not entry.lock.locked():  # let the pool's condition say so without waiting for the timer
+                task = asyncio.create_task(refresh_pool(rt, entry))
+                background.add(task)
+                task.add_done_callback(background.discard)
+            message = problem.message if problem else "Redis unavailable"
+            return status_error(503, "ServiceUnavailable", message)
+        demand = session_demand(load.active_sessions, entry.spec.buffer_sessions)
+        metrics.METRIC_REQUESTS.labels("ok").inc()
+        return web.json_response(metric_value_list(labels, demand, datetime.datetime.now(datetime.UTC)))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get(BASE, get_discovery)
+    app.router.add_get(BASE + "/namespaces/{namespace}/{metric}", get_metric)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def prometheus_app() -> web.Application:
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    return app
+
+
+async def start_servers(rt: Runtime) -> list[web.AppRunner]:
+    cfg = rt.config
+    tls: ssl.SSLContext | None = None
+    if cfg.tls_cert and cfg.tls_key:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    runners = []
+    for app, port, ctx in (
+        (external_metrics_app(rt), cfg.external_metrics_port, tls),
+        (prometheus_app(), cfg.metrics_port, None),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, cfg.bind_host, port, ssl_context=ctx).start()
+        runners.append(runner)
+    log.info(
+        "serving external metrics on %s:%d (%s) and /metrics on %s:%d",
+        cfg.bind_host,
+        cfg.external_metrics_port,
+        "https" if tls else "http",
+        cfg.bind_host,
+        cfg.metrics_port,
+    )
+    return runners

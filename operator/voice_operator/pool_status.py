@@ -1,0 +1,108 @@
+"""The VoiceAgentPool status summary, computed purely from what the operator observed."""
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from voice_operator.conditions import condition, merge_conditions
+from voice_operator.redis_demand import PoolLoad
+from voice_operator.resources.common import pool_selector, selector_string
+from voice_operator.spec import PoolSpec, desired_replicas, session_demand
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Why the pool is Degraded (missing Secret or profile, Redis down, invalid spec...)."""
+
+    reason: str
+    message: str
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def pool_status(
+    *,
+    name: str,
+    spec: PoolSpec | None,
+    generation: int | None,
+    deployment: Mapping[str, Any] | None,
+    load: PoolLoad | None,
+    problems: Iterable[Problem],
+    previous: Mapping[str, Any],
+    now: str | None = None,
+) -> dict[str, Any]:
+    problems = list(problems)
+    dstatus = (deployment or {}).get("status") or {}
+    dspec_replicas = _int(((deployment or {}).get("spec") or {}).get("replicas"))
+    replicas = _int(dstatus.get("replicas"))
+    ready = _int(dstatus.get("readyReplicas"))
+    updated = _int(dstatus.get("updatedReplicas"))
+    # With Redis unreadable keep the last known session numbers rather than reporting zero load.
+    active = load.active_sessions if load is not None else _int(previous.get("activeSessions"))
+
+    status: dict[str, Any] = {
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "activeSessions": active,
+        "selector": selector_string(pool_selector(name)),
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+
+    conds = []
+    if spec is None:
+        conds.append(condition("Ready", False, "InvalidSpec", "the spec cannot be reconciled", generation))
+        conds.append(condition("Scaling", False, "InvalidSpec", "the spec cannot be reconciled", generation))
+    else:
+        demand = session_demand(active, spec.buffer_sessions) if load is not None else None
+        desired = (
+            desired_replicas(demand, spec) if demand is not None else _int(previous.get("desiredReplicas"))
+        )
+        status["demand"] = demand if demand is not None else _int(previous.get("demand"))
+        status["desiredReplicas"] = desired or spec.min_replicas
+        status["capacity"] = ready * spec.sessions_per_agent
+        want = max(1, min(spec.min_replicas, dspec_replicas or spec.min_replicas))
+        if deployment is None:
+            conds.append(
+                condition("Ready", False, "DeploymentMissing", "agents are not deployed yet", generation)
+            )
+        elif ready >= want:
+            msg = f"{ready}/{replicas} agents ready, capacity {ready * spec.sessions_per_agent} sessions"
+            conds.append(condition("Ready", True, "AgentsReady", msg, generation))
+        else:
+            conds.append(
+                condition("Ready", False, "AgentsNotReady", f"{ready}/{want} agents ready", generation)
+            )
+
+        target = dspec_replicas or spec.min_replicas
+        if updated < replicas or replicas > target:
+            conds.append(
+                condition("Scaling", True, "RollingOut", f"{updated}/{replicas} agents updated", generation)
+            )
+        elif desired and desired != target:
+            direction = "ScalingUp" if desired > target else "ScalingDown"
+            msg = f"demand {status['demand']} sessions wants {desired} agents, have {target}"
+            conds.append(condition("Scaling", True, direction, msg, generation))
+        elif replicas < target:
+            conds.append(
+                condition("Scaling", True, "ScalingUp", f"{replicas}/{target} agents created", generation)
+            )
+        else:
+            conds.append(condition("Scaling", False, "Stable", f"{target} agents for the demand", generation))
+
+    if problems:
+        reasons = problems[0].reason
+        message = "; ".join(p.message for p in problems)
+        conds.append(condition("Degraded", True, reasons, message, generation))
+    else:
+        conds.append(condition("Degraded", False, "AsExpected", "all references resolved", generation))
+    status["conditions"] = merge_conditions(previous.get("conditions"), conds, now)
+    return status
+
+
+def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a status write is needed (the transition times are carried, so equality is exact)."""
+    return any(previous.get(k) != v for k, v in new.items())

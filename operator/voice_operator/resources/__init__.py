@@ -1,0 +1,1 @@
+"""Pure functions that render the desired objects the operator owns (one module per kind)."""

@@ -1,0 +1,188 @@
+"""The agents' Deployment: hardened, Guaranteed QoS, draining, scheduled onto tuned nodes."""
+
+import json
+from typing import Any
+
+from voice_operator import constants as c
+from voice_operator.resources.common import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
+from voice_operator.spec import PROVIDER_ENV, PoolSpec
+
+RUN_AS: int = 1000
+
+
+def _secret_env(name: str, secret: str, key: str) -> Obj:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def ice_servers_json(spec: PoolSpec) -> str:
+    """VOICE_ICE_SERVERS; TURN credentials are $(VAR) references the kubelet expands from Secrets."""
+    servers: list[dict[str, Any]] = [{"urls": list(urls)} for urls in spec.ice_servers]
+    if spec.turn is not None:
+        servers.append(
+            {
+                "urls": list(spec.turn.urls),
+                "username": "$(VOICE_TURN_USERNAME)",
+                "credential": "$(VOICE_TURN_CREDENTIAL)",
+            }
+        )
+    return json.dumps(servers, separators=(",", ":"))
+
+
+def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
+    """The agent's settings; secrets only as secretKeyRef, never as literal values."""
+    env: list[Obj] = []
+    for p in spec.providers:
+        env.append({"name": f"VOICE_{p.role.upper()}", "value": p.provider})
+        if p.model:
+            env.append({"name": f"VOICE_{p.role.upper()}_MODEL", "value": p.model})
+        if p.provider in PROVIDER_ENV:
+            key_env, url_env = PROVIDER_ENV[p.provider]
+            if p.secret is not None:
+                env.append(_secret_env(key_env, p.secret.name, p.secret.key))
+            if p.base_url:
+                env.append({"name": url_env, "value": p.base_url})
+    if spec.redis_secret is not None:
+        env.append(_secret_env("REDIS_URL", spec.redis_secret.name, spec.redis_secret.key))
+    else:
+        env.append({"name": "REDIS_URL", "value": spec.redis_url})
+    if spec.turn is not None:
+        env.append(_secret_env("VOICE_TURN_USERNAME", spec.turn.secret_name, spec.turn.username_key))
+        env.append(_secret_env("VOICE_TURN_CREDENTIAL", spec.turn.secret_name, spec.turn.credential_key))
+    env += [
+        {"name": "VOICE_POOL", "value": c.pool_id(namespace, pool)},
+        _field_env("VOICE_AGENT_ID", "metadata.name"),
+        _field_env("POD_IP", "status.podIP"),
+        {"name": "VOICE_ADVERTISE_URL", "value": f"http://$(POD_IP):{c.AGENT_PORT}"},
+        {"name": "VOICE_HOST", "value": "0.0.0.0"},
+        {"name": "VOICE_PORT", "value": str(c.AGENT_PORT)},
+        {"name": "VOICE_MAX_SESSIONS", "value": str(spec.sessions_per_agent)},
+        {"name": "VOICE_SESSION_TTL_S", "value": str(spec.session_ttl_s)},
+        {"name": "VOICE_DRAIN_TIMEOUT_S", "value": str(spec.drain_timeout_s)},
+        {"name": "VOICE_ICE_SERVERS", "value": ice_servers_json(spec)},
+    ]
+    return env
+
+
+def security_context() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def affinity(pool: str, spec: PoolSpec) -> Obj:
+    """Spread agents over nodes; with a tuning profile, require nodes that profile verified."""
+    result: Obj = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": pool_selector(pool)},
+                    },
+                }
+            ]
+        }
+    }
+    if spec.tuning_profile:
+        result["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": c.tuned_label(spec.tuning_profile), "operator": "In", "values": ["true"]}
+                        ]
+                    }
+                ]
+            }
+        }
+    return result
+
+
+def grace_period(spec: PoolSpec) -> int:
+    """Long enough for the preStop pause plus the agent's drain of live calls."""
+    return c.PRESTOP_SLEEP_S + spec.drain_timeout_s + c.GRACE_MARGIN_S
+
+
+def container(namespace: str, pool: str, spec: PoolSpec) -> Obj:
+    quantities = {"cpu": spec.cpu, "memory": spec.memory}
+    return {
+        "name": c.AGENT_CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": c.AGENT_PORT, "protocol": "TCP"}],
+        "env": agent_env(namespace, pool, spec),
+        "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+        "securityContext": security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 1,
+        },
+        # Let endpoints drop the pod before SIGTERM starts the agent's drain.
+        "lifecycle": {"preStop": {"sleep": {"seconds": c.PRESTOP_SLEEP_S}}},
+    }
+
+
+def render_deployment(owner: Owner, spec: PoolSpec) -> Obj:
+    assert owner.namespace is not None
+    pool = owner.name
+    labels = pool_labels(pool)
+    labels[c.LABEL_COMPONENT] = "agent"
+    pod_spec: Obj = {
+        "serviceAccountName": pool,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": grace_period(spec),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container(owner.namespace, pool, spec)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}],
+        "affinity": affinity(pool, spec),
+    }
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    obj: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(pool, owner.namespace, labels, owner),
+        "spec": {
+            # Only the initial size: afterwards the HPA owns .spec.replicas (see ensure.PRESERVED).
+            "replicas": spec.min_replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": pool_selector(pool)},
+            # Never dip below the serving capacity while rolling out: surge first, then drain.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    return with_hash(obj)

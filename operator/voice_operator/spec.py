@@ -1,0 +1,283 @@
+"""Typed views of the custom resources' specs, with the CRD defaults applied.
+
+The API server applies the CRD defaults, but the operator must not depend on it (older objects,
+test servers without defaulting), so the same defaults are applied here once.
+"""
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SYSCTL_ALLOWLIST: frozenset[str] = frozenset(
+    {
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.rmem_default",
+        "net.core.wmem_default",
+        "net.core.netdev_max_backlog",
+        "net.core.default_qdisc",
+        "net.ipv4.tcp_low_latency",
+        "net.ipv4.tcp_congestion_control",
+        "net.ipv4.udp_rmem_min",
+        "net.ipv4.udp_wmem_min",
+    }
+)
+_SYSCTL_VALUE = re.compile(r"^[a-z0-9]+( [a-z0-9]+)*$")
+_PERCENT = re.compile(r"^([0-9]{1,3})%$")
+
+# Which environment variables carry each cloud provider's key and base URL in the agent.
+PROVIDER_ENV: Mapping[str, tuple[str, str]] = {
+    "deepgram": ("DEEPGRAM_API_KEY", "DEEPGRAM_BASE_URL"),
+    "groq": ("GROQ_API_KEY", "GROQ_BASE_URL"),
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "elevenlabs": ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL"),
+}
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot act on (normally rejected by the CRD schema already)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Provider:
+    role: str  # stt | llm | tts
+    provider: str
+    model: str | None
+    base_url: str | None
+    secret: SecretKeyRef | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnServer:
+    urls: tuple[str, ...]
+    secret_name: str
+    username_key: str
+    credential_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    image: str
+    image_pull_policy: str
+    min_replicas: int
+    max_replicas: int
+    sessions_per_agent: int
+    buffer_sessions: int | str
+    cpu: str
+    memory: str
+    providers: tuple[Provider, ...]
+    redis_url: str | None
+    redis_secret: SecretKeyRef | None
+    redis_tls: bool
+    session_ttl_s: int
+    drain_timeout_s: int
+    service_type: str
+    service_port: int
+    session_affinity: str
+    affinity_timeout_s: int
+    service_annotations: Mapping[str, str]
+    ice_servers: tuple[tuple[str, ...], ...]
+    turn: TurnServer | None
+    tuning_profile: str | None
+    tolerations: tuple[Mapping[str, Any], ...]
+
+    def secret_names(self) -> list[str]:
+        """Every Secret the pool references (checked before rollout)."""
+        names = [p.secret.name for p in self.providers if p.secret is not None]
+        if self.redis_secret is not None:
+            names.append(self.redis_secret.name)
+        if self.turn is not None:
+            names.append(self.turn.secret_name)
+        return sorted(set(names))
+
+
+def _dict(raw: Any, field: str) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{field} must be an object")
+    return raw
+
+
+def _int(raw: Any, field: str, default: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise SpecError(f"{field} must be an integer")
+    return raw
+
+
+def _secret(raw: Any, field: str, default_key: str) -> SecretKeyRef | None:
+    if raw is None:
+        return None
+    ref = _dict(raw, field)
+    name = ref.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{field}.name is required")
+    return SecretKeyRef(name=name, key=str(ref.get("key") or default_key))
+
+
+def _quantity(raw: Any, field: str) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str) or str(raw) == "":
+        raise SpecError(f"{field} must be a quantity")
+    return str(raw)
+
+
+def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
+    image = raw.get("image")
+    if not isinstance(image, str) or not image:
+        raise SpecError("spec.image is required")
+    replicas = _dict(raw.get("replicas"), "spec.replicas")
+    min_r = _int(replicas.get("min"), "spec.replicas.min", 1)
+    max_r = _int(replicas.get("max"), "spec.replicas.max", 10)
+    if min_r < 1 or min_r > max_r:
+        raise SpecError("replicas.min must be >= 1 and <= replicas.max")
+    spa = _int(raw.get("sessionsPerAgent"), "spec.sessionsPerAgent", 4)
+    if spa <= 0:
+        raise SpecError("sessionsPerAgent must be greater than 0")
+    buffer = raw.get("bufferSessions", 0)
+    if isinstance(buffer, str):
+        if not _PERCENT.match(buffer):
+            raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
+    elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
+        raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
+
+    resources = _dict(raw.get("resources"), "spec.resources")
+    requests = _dict(resources.get("requests") or {"cpu": "1", "memory": "2Gi"}, "spec.resources.requests")
+    cpu = _quantity(requests.get("cpu"), "spec.resources.requests.cpu")
+    memory = _quantity(requests.get("memory"), "spec.resources.requests.memory")
+    limits = resources.get("limits")
+    if limits is not None:
+        lim = _dict(limits, "spec.resources.limits")
+        if str(lim.get("cpu")) != cpu or str(lim.get("memory")) != memory:
+            raise SpecError("resources.limits must equal resources.requests (Guaranteed QoS)")
+
+    providers_raw = _dict(raw.get("providers"), "spec.providers")
+    providers = []
+    for role in ("stt", "llm", "tts"):
+        p = _dict(providers_raw.get(role), f"spec.providers.{role}")
+        name = str(p.get("provider") or "local")
+        secret = _secret(p.get("secretRef"), f"spec.providers.{role}.secretRef", "api-key")
+        if name != "local" and secret is None:
+            raise SpecError(f"providers.{role}.secretRef is required for provider {name}")
+        providers.append(
+            Provider(
+                role=role,
+                provider=name,
+                model=p.get("model") or None,
+                base_url=p.get("baseURL") or None,
+                secret=secret if name != "local" else None,
+            )
+        )
+
+    redis = _dict(raw.get("redis"), "spec.redis")
+    redis_url = redis.get("url") or None
+    redis_secret = _secret(redis.get("secretRef"), "spec.redis.secretRef", "url")
+    if (redis_url is None) == (redis_secret is None):
+        raise SpecError("redis needs exactly one of url or secretRef")
+    redis_tls = bool(redis.get("tls", False))
+    if redis_tls and redis_url is not None and not redis_url.startswith("rediss://"):
+        raise SpecError("redis.tls requires a rediss:// url")
+
+    session = _dict(raw.get("session"), "spec.session")
+    service = _dict(raw.get("service"), "spec.service")
+    ice = _dict(raw.get("ice"), "spec.ice")
+    servers = tuple(
+        tuple(str(u) for u in _dict(s, "spec.ice.servers[]").get("urls", []))
+        for s in (ice.get("servers") or [])
+    )
+    turn_raw = ice.get("turn")
+    turn = None
+    if turn_raw is not None:
+        t = _dict(turn_raw, "spec.ice.turn")
+        ref = _dict(t.get("secretRef"), "spec.ice.turn.secretRef")
+        if not ref.get("name"):
+            raise SpecError("spec.ice.turn.secretRef.name is required")
+        turn = TurnServer(
+            urls=tuple(str(u) for u in t.get("urls", [])),
+            secret_name=str(ref["name"]),
+            username_key=str(ref.get("usernameKey") or "username"),
+            credential_key=str(ref.get("credentialKey") or "credential"),
+        )
+    return PoolSpec(
+        image=image,
+        image_pull_policy=str(raw.get("imagePullPolicy") or "IfNotPresent"),
+        min_replicas=min_r,
+        max_replicas=max_r,
+        sessions_per_agent=spa,
+        buffer_sessions=buffer,
+        cpu=cpu,
+        memory=memory,
+        providers=tuple(providers),
+        redis_url=redis_url,
+        redis_secret=redis_secret,
+        redis_tls=redis_tls,
+        session_ttl_s=_int(session.get("ttlSeconds"), "spec.session.ttlSeconds", 3600),
+        drain_timeout_s=_int(session.get("drainTimeoutSeconds"), "spec.session.drainTimeoutSeconds", 300),
+        service_type=str(service.get("type") or "ClusterIP"),
+        service_port=_int(service.get("port"), "spec.service.port", 80),
+        session_affinity=str(service.get("sessionAffinity") or "ClientIP"),
+        affinity_timeout_s=_int(service.get("timeoutSeconds"), "spec.service.timeoutSeconds", 10800),
+        service_annotations={str(k): str(v) for k, v in _dict(service.get("annotations"), "a").items()},
+        ice_servers=servers,
+        turn=turn,
+        tuning_profile=raw.get("tuningProfile") or None,
+        tolerations=tuple(_dict(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
+    )
+
+
+def buffer_for(buffer: int | str, active: int) -> float:
+    """The warm buffer in sessions: absolute, or a percentage of the active sessions."""
+    if isinstance(buffer, str):
+        match = _PERCENT.match(buffer)
+        if match is None:
+            raise SpecError(f"bad bufferSessions {buffer!r}")
+        return active * int(match.group(1)) / 100.0
+    return float(buffer)
+
+
+def session_demand(active: int, buffer: int | str) -> int:
+    """Sessions the pool must be able to hold now: ceil(active + buffer)."""
+    return math.ceil(active + buffer_for(buffer, active))
+
+
+def desired_replicas(demand: int, spec: PoolSpec) -> int:
+    """The replica count the HPA converges to for this demand (AverageValue = sessionsPerAgent)."""
+    wanted = math.ceil(demand / spec.sessions_per_agent)
+    return max(spec.min_replicas, min(spec.max_replicas, wanted))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileSpec:
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, Any], ...]
+    sysctls: Mapping[str, str]
+    image: str | None
+
+
+def parse_profile_spec(raw: Mapping[str, Any]) -> ProfileSpec:
+    sysctls = _dict(raw.get("sysctls"), "spec.sysctls")
+    if not sysctls:
+        raise SpecError("spec.sysctls must name at least one sysctl")
+    bad = sorted(k for k in sysctls if k not in SYSCTL_ALLOWLIST)
+    if bad:
+        raise SpecError(f"sysctl keys not in the allowlist: {', '.join(bad)}")
+    for key, value in sysctls.items():
+        if not isinstance(value, str) or not _SYSCTL_VALUE.match(value):
+            raise SpecError(f"sysctl {key} has an invalid value")
+    return ProfileSpec(
+        node_selector={
+            str(k): str(v) for k, v in _dict(raw.get("nodeSelector"), "spec.nodeSelector").items()
+        },
+        tolerations=tuple(_dict(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
+        sysctls=dict(sorted(sysctls.items())),
+        image=raw.get("image") or None,
+    )
