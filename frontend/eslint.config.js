@@ -19,7 +19,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['public/worklets/**/*.js'],
+    files: ['src/**/*.worklet.js'],
     extends: [js.configs.recommended],
     languageOptions: {
       globals: { ...globals.audioWorklet, AudioWorkletProcessor: 'readonly', registerProcessor: 'readonly', sampleRate: 'readonly' },

@@ -1,9 +1,11 @@
 /**
  * Where the agent is. The built app is served by the agent itself, so the default is this page's
- * origin; `VITE_AGENT_URL` points a dev server (`npm run dev`) or a separately hosted build elsewhere.
+ * origin. The dev server proxies the agent's routes (see vite.config.ts), so it uses its own origin
+ * too; a production build meant to be hosted elsewhere can bake in `VITE_AGENT_URL` (the agent then
+ * has to allow that origin).
  */
 export function agentBaseUrl(
-  configured: string | undefined = import.meta.env.VITE_AGENT_URL as string | undefined,
+  configured: string | undefined = import.meta.env.DEV ? undefined : import.meta.env.VITE_AGENT_URL,
   origin: string = window.location.origin,
 ): string {
   const base = configured && configured.trim() !== '' ? configured.trim() : origin;

@@ -94,6 +94,8 @@ export interface ControllerEvents {
 const OPEN = 1;
 /** WebSocket close code the agent uses for an unknown or expired session (DESIGN.md). */
 export const CLOSE_SESSION_GONE = 4404;
+/** Close code the agent uses when another connection took the session over. */
+export const CLOSE_REPLACED = 4409;
 
 export const MIC_CONSTRAINTS: MediaStreamConstraints = {
   audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
@@ -101,6 +103,7 @@ export const MIC_CONSTRAINTS: MediaStreamConstraints = {
 };
 
 type Failure = { code: VoiceErrorCode; message: string; retryAfterS?: number | null };
+type FailOptions = { endSession?: boolean };
 
 export function describeMediaError(error: unknown): Failure {
   const name = error instanceof Error || (typeof error === 'object' && error !== null && 'name' in error)
@@ -312,7 +315,13 @@ export class VoiceSessionController {
       this.dropSocket();
       this.events.dispatch({ type: 'signaling', state: 'closed' });
       if (event.code === CLOSE_SESSION_GONE) this.replaceSession(run);
-      else this.scheduleReconnect(run);
+      else if (event.code === CLOSE_REPLACED) {
+        // Another tab or device resumed this session; fighting it over the socket helps nobody.
+        this.fail({
+          code: 'session-taken',
+          message: 'This conversation was continued in another window or device, so it ended here.',
+        }, { endSession: false });
+      } else this.scheduleReconnect(run);
     };
   }
 
@@ -640,8 +649,8 @@ export class VoiceSessionController {
     else void deleteSession(this.deps.fetch, this.base, session.id);
   }
 
-  private fail(failure: Failure): void {
-    this.endRemoteSession();
+  private fail(failure: Failure, { endSession = true }: FailOptions = {}): void {
+    if (endSession) this.endRemoteSession();
     this.teardown();
     this.events.dispatch({ type: 'fail', ...failure });
   }

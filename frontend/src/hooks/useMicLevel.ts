@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { rmsToMeter, smoothLevel } from '../audio/level';
-
-const WORKLET_URL = `${import.meta.env.BASE_URL}worklets/level-meter.js`;
+// Emitted under /assets like the rest of the build (the agent serves only index.html and /assets).
+import WORKLET_URL from '../audio/level-meter.worklet.js?url';
 
 /**
  * Microphone level (0..1) measured by an AudioWorklet on the captured stream; null when there is

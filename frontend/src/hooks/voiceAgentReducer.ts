@@ -22,6 +22,7 @@ export type VoiceErrorCode =
   | 'session-failed'
   | 'signaling-lost'
   | 'media-failed'
+  | 'session-taken'
   | 'agent-error';
 
 export interface ConversationTurn {
@@ -157,6 +158,47 @@ function pushTurn(state: VoiceAgentState, role: ConversationTurn['role'], text: 
   };
 }
 
+/** Agent error codes that the controller recovers from by itself; showing them would only alarm. */
+const SELF_HEALING_ERRORS = new Set(['unknown_session', 'replaced', 'ice_failed']);
+
+/** One turn of the agent's stored history (`session.history`), if the entry is usable. */
+function storedTurn(entry: unknown): Omit<ConversationTurn, 'id'> | null {
+  if (typeof entry !== 'object' || entry === null) return null;
+  const { role, content, interrupted } = entry as Record<string, unknown>;
+  if (typeof content !== 'string' || content.trim() === '') return null;
+  if (role !== 'user' && role !== 'assistant') return null;
+  return { role: role === 'user' ? 'user' : 'agent', text: content, ...(interrupted === true ? { interrupted: true } : {}) };
+}
+
+/**
+ * On (re)attach the agent sends its stored history. Turns it finished while our socket was down
+ * are appended after the last turn both sides have; with no common turn, local history stays as
+ * it is (a fresh session after the old one was lost starts empty on the agent).
+ */
+export function reconcileHistory(state: VoiceAgentState, stored: unknown): VoiceAgentState {
+  if (!Array.isArray(stored)) return state;
+  const turns = stored.map(storedTurn).filter((t): t is Omit<ConversationTurn, 'id'> => t !== null);
+  if (turns.length === 0) return state;
+  let missing: Omit<ConversationTurn, 'id'>[];
+  const last = state.history.at(-1);
+  if (!last) {
+    missing = turns;
+  } else {
+    let at = -1;
+    for (let i = turns.length - 1; i >= 0; i -= 1) {
+      const turn = turns[i];
+      if (turn && turn.role === last.role && turn.text.trim() === last.text.trim()) {
+        at = i;
+        break;
+      }
+    }
+    missing = at >= 0 ? turns.slice(at + 1) : [];
+  }
+  if (missing.length === 0) return state;
+  const history = [...state.history, ...missing.map((turn, i) => ({ ...turn, id: state.nextTurnId + i }))];
+  return { ...state, history, nextTurnId: state.nextTurnId + missing.length };
+}
+
 function onAgentMessage(state: VoiceAgentState, message: AgentMessage): VoiceAgentState {
   switch (message.type) {
     case 'status':
@@ -178,6 +220,7 @@ function onAgentMessage(state: VoiceAgentState, message: AgentMessage): VoiceAge
     case 'metrics':
       return { ...state, turnMetrics: [...state.turnMetrics, message.turn].slice(-MAX_TURN_METRICS) };
     case 'error':
+      if (SELF_HEALING_ERRORS.has(message.code)) return state;
       return {
         ...state,
         error: message.message,
@@ -186,6 +229,7 @@ function onAgentMessage(state: VoiceAgentState, message: AgentMessage): VoiceAge
         retryAfterS: null,
       };
     case 'session':
+      return reconcileHistory(state, message.session.history);
     case 'answer':
     case 'offer':
     case 'ice-candidate':

@@ -38,6 +38,7 @@ const ERROR_TITLES: Record<VoiceErrorCode, string> = {
   'session-failed': 'Could not start a session',
   'signaling-lost': 'Connection lost',
   'media-failed': 'Audio connection failed',
+  'session-taken': 'Continued elsewhere',
   'agent-error': 'The agent reported a problem',
 };
 
