@@ -49,9 +49,12 @@ IdleCallback = Callable[[int], None]  # turn whose audio has fully played
 class AIGeneratedAudioTrack(MediaStreamTrack):
     kind = "audio"
 
-    def __init__(self, session_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, session_id: str, clock: Callable[[], float] = time.monotonic, count_metrics: bool = True
+    ) -> None:
         super().__init__()
         self.session_id = session_id
+        self._count_metrics = count_metrics
         self._clock = clock
         self._chunks: deque[_Chunk] = deque()
         self._floor_turn = 0
@@ -108,11 +111,13 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         elif wait < -RESYNC_AFTER_S:
             self._start = now - self._pts / OUTPUT_RATE
             self.late_resyncs += 1
-            metrics.OUTPUT_LATE_FRAMES.inc()
+            if self._count_metrics:
+                metrics.OUTPUT_LATE_FRAMES.inc()
 
     def _take(self) -> bytes:
         if not self._chunks:
-            metrics.OUTPUT_FRAMES.labels("silence").inc()
+            if self._count_metrics:
+                metrics.OUTPUT_FRAMES.labels("silence").inc()
             return _SILENCE
         out = bytearray()
         while self._chunks and len(out) < FRAME_BYTES:
@@ -127,7 +132,8 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
                 self._chunks.popleft()
         if len(out) < FRAME_BYTES:
             out += _SILENCE[: FRAME_BYTES - len(out)]
-        metrics.OUTPUT_FRAMES.labels("speech").inc()
+        if self._count_metrics:
+            metrics.OUTPUT_FRAMES.labels("speech").inc()
         if not self._chunks and self._speaking_turn is not None:
             turn, self._speaking_turn = self._speaking_turn, None
             if self.on_idle is not None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from voice_agent.pipeline.frames import (
     DataFrame,
@@ -45,6 +46,7 @@ class STTProcessor(FrameProcessor):
         self._stream: STTStream | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._failed = False
+        self._speaker_state: dict[str, Any] = {}
 
     async def on_system(self, frame: SystemFrame) -> None:
         if isinstance(frame, UserStartedSpeakingFrame):
@@ -60,7 +62,7 @@ class STTProcessor(FrameProcessor):
         if self._stream is not None:
             await self._stream.aclose()
         try:
-            self._stream = await self._provider.open_stream(self._interim)
+            self._stream = await self._provider.open_stream(self._interim, self._speaker_state)
             self._failed = False
         except ProviderError as exc:
             self._stream = None

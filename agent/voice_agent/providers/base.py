@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from voice_agent.models import Message
 
@@ -46,7 +46,9 @@ class STTProvider(Protocol):
 
     async def close(self) -> None: ...
 
-    async def open_stream(self, on_interim: InterimCallback) -> STTStream: ...
+    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> STTStream:
+        """`state` is the session's own dict: a provider may keep per-speaker adaptation there."""
+        ...
 
 
 class LLMProvider(Protocol):

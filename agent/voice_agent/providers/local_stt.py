@@ -16,8 +16,14 @@ from voice_agent.providers.base import InterimCallback
 
 log = logging.getLogger(__name__)
 
+# Streaming needs live cepstral mean normalization (pocketsphinx defaults to batch, which only
+# works on whole utterances). The initial mean is measured on clear speech through the Opus path;
+# after each utterance the adapted mean is kept per session, since decoders are shared.
+CMN_INIT = "45.86,1.61,15.20,14.12,-3.20,3.62,2.59,-2.39,4.18,7.05,2.25,8.35,6.23"
 DECODER_CONFIG: dict[str, Any] = {
     "samprate": 16000,
+    "cmn": "live",
+    "cmninit": CMN_INIT,
     "fwdflat": False,
     "bestpath": False,
     "beam": 1e-40,
@@ -57,8 +63,9 @@ class DecoderPool:
 
 
 class PocketSphinxStream:
-    def __init__(self, pool: DecoderPool, on_interim: InterimCallback) -> None:
+    def __init__(self, pool: DecoderPool, on_interim: InterimCallback, state: dict[str, Any]) -> None:
         self._pool = pool
+        self._state = state
         self._on_interim = on_interim
         self._decoder: Any = None
         self._pending = bytearray()
@@ -73,10 +80,14 @@ class PocketSphinxStream:
         if self._decoder is None:
             if not self._acquire.done():
                 return False
-            self._decoder = self._acquire.result()
-            self._decoder.start_utt()
-            self._in_utt = True
+            self._begin(self._acquire.result())
         return True
+
+    def _begin(self, decoder: Any) -> None:
+        self._decoder = decoder
+        decoder.set_cmn(self._state.get("cmn", CMN_INIT))
+        decoder.start_utt()
+        self._in_utt = True
 
     async def send(self, pcm: bytes) -> None:
         if self._closed:
@@ -98,14 +109,13 @@ class PocketSphinxStream:
         if self._closed:
             return ""
         if self._decoder is None:
-            self._decoder = await self._acquire
-            self._decoder.start_utt()
-            self._in_utt = True
+            self._begin(await self._acquire)
         if self._pending:
             self._decoder.process_raw(bytes(self._pending), False, True)
             self._pending.clear()
         self._decoder.end_utt()
         self._in_utt = False
+        self._state["cmn"] = self._decoder.get_cmn(False)
         hyp = self._decoder.hyp()
         text: str = hyp.hypstr if hyp is not None else ""
         await self.aclose()
@@ -140,5 +150,5 @@ class PocketSphinxSTT:
     async def close(self) -> None:
         return None
 
-    async def open_stream(self, on_interim: InterimCallback) -> PocketSphinxStream:
-        return PocketSphinxStream(self._pool, on_interim)
+    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> PocketSphinxStream:
+        return PocketSphinxStream(self._pool, on_interim, state)

@@ -2,12 +2,15 @@
 
 flite synthesizes a short sentence in ~20 ms, so a process per sentence keeps it simple and
 isolated; cancellation kills the process so an interrupted turn stops costing CPU at once.
+flite must write to /dev/stdout opened on a real pipe: event loops such as uvloop give child
+processes socketpairs for stdio, which flite cannot open by path, so the pipe is made here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 from collections.abc import AsyncIterator
 
@@ -32,20 +35,32 @@ class FliteTTS:
         text = " ".join(text.split())[:MAX_CHARS]
         if not text:
             return
-        proc = await asyncio.create_subprocess_exec(
-            self._binary,
-            "-voice",
-            self._voice,
-            "-t",
-            text,
-            "-o",
-            "/dev/stdout",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._binary,
+                "-voice",
+                self._voice,
+                "-t",
+                text,
+                "-o",
+                "/dev/stdout",
+                stdout=write_fd,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
         try:
-            out, err = await proc.communicate()
+            out = await reader.read()
+            err = await proc.stderr.read() if proc.stderr is not None else b""
+            await proc.wait()
         finally:
+            transport.close()
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

@@ -1,0 +1,46 @@
+"""End to end over real WebRTC on loopback: an aiortc client talks to a real agent process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import AgentProcess, running_agent
+from tests.support.speech import overlap, synth, transcribe
+from voice_agent.client import VoiceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s="1") as proc:
+        yield proc
+
+
+async def test_spoken_question_gets_transcript_reply_and_matching_speech(agent: AgentProcess) -> None:
+    client = VoiceClient(agent.url)
+    try:
+        await client.create_session()
+        await client.connect()
+        await client.wait_media()
+        pcm, rate = synth("hello, what time is it")
+        client.say(pcm, rate)
+
+        interim = await client.wait_for(lambda e: e["type"] == "transcript" and not e["final"], timeout=20)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=20)
+        assert overlap("time is it", final["text"]) >= 0.66, final
+        assert interim["_at"] <= final["_at"]
+
+        reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=20)
+        assert reply["text"].startswith("It is"), reply
+        metrics = await client.wait_for(lambda e: e["type"] == "metrics", timeout=30)
+        assert metrics["turn"]["voice_to_voice_ms"] > 0
+
+        start = reply["_at"] - 1.0
+        heard = transcribe(client.recording.pcm_between(start), 48000)
+        assert overlap(reply["text"], heard) >= 0.5, (reply["text"], heard)
+    finally:
+        await client.close()

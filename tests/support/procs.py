@@ -1,0 +1,83 @@
+"""Real processes for integration tests: free loopback ports, an agent subprocess, bounded waits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+class AgentProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {
+            **os.environ,
+            "VOICE_HOST": "127.0.0.1",
+            "VOICE_PORT": str(self.port),
+            "VOICE_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voice_agent"], env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> AgentProcess:
+        wait_http(self.url + "/health", timeout, self.proc)
+        return self
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running_agent(tmp_path: Path, **env: str) -> Iterator[AgentProcess]:
+    agent = AgentProcess({k.upper(): v for k, v in env.items()}, tmp_path / f"agent-{free_port()}.log")
+    try:
+        yield agent.wait_ready()
+    finally:
+        agent.stop()
