@@ -22,7 +22,8 @@ def main() -> None:
         print(f"voice_agent: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logging.getLogger(__name__).info(
-        "listening", extra={"host": settings.host, "port": settings.port, "url": f"http://localhost:{settings.port}"}
+        "listening",
+        extra={"host": settings.host, "port": settings.port, "url": f"http://localhost:{settings.port}"},
     )
     uvicorn.run(
         app,

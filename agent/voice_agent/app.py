@@ -123,7 +123,9 @@ def create_app(
             status="healthy" if healthy else "degraded",
             version=__version__,
             active_sessions=manager.active,
-            redis=RedisHealth(enabled=settings.redis_enabled, healthy=healthy if settings.redis_enabled else False),
+            redis=RedisHealth(
+                enabled=settings.redis_enabled, healthy=healthy if settings.redis_enabled else False
+            ),
         )
 
     @app.get("/ready", response_model=dict[str, Any], responses={503: {"model": dict[str, Any]}})

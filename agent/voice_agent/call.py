@@ -84,7 +84,9 @@ class Call:
             self._grace = None
         old, self.conn = self.conn, conn
         if old is not None:
-            old.send({"type": "error", "code": "replaced", "message": "another connection took over this session"})
+            old.send(
+                {"type": "error", "code": "replaced", "message": "another connection took over this session"}
+            )
             old.close_soon(CLOSE_REPLACED, "replaced")
         self.record.status = "connected"
         self._touch()

@@ -145,7 +145,9 @@ class VoiceClient:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.close_code is not None:
                     types = [e.get("type") for e in self.events[after:]][-20:]
-                    raise TimeoutError(f"no matching event within {timeout}s (closed={self.close_code}); saw {types}")
+                    raise TimeoutError(
+                        f"no matching event within {timeout}s (closed={self.close_code}); saw {types}"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_event.wait(), remaining)
 
@@ -161,8 +163,11 @@ class VoiceClient:
             self.speaker = _fresh_speaker(self.speaker, self._played)
         servers = self.ice_servers if self.ice_servers is not None else self.session.get("ice_servers", [])
         config = RTCConfiguration(
-            iceServers=[RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                        for s in servers] or None
+            iceServers=[
+                RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                for s in servers
+            ]
+            or None
         )
         self.pc = RTCPeerConnection(config)
         self.pc.addTrack(self.speaker)
@@ -172,7 +177,9 @@ class VoiceClient:
         sdp = self.pc.localDescription.sdp
         if self.relay_only:
             sdp = "\r\n".join(
-                line for line in sdp.split("\r\n") if not line.startswith("a=candidate:") or " typ relay" in line
+                line
+                for line in sdp.split("\r\n")
+                if not line.startswith("a=candidate:") or " typ relay" in line
             )
         mark = len(self.events)
         await self.send({"type": "offer", "sdp": sdp})
@@ -242,7 +249,9 @@ class VoiceClient:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _fresh_speaker(old: AIGeneratedAudioTrack, on_played: Callable[[int, int, int], None]) -> AIGeneratedAudioTrack:
+def _fresh_speaker(
+    old: AIGeneratedAudioTrack, on_played: Callable[[int, int, int], None]
+) -> AIGeneratedAudioTrack:
     new = AIGeneratedAudioTrack("client", count_metrics=False)
     new.on_played = on_played
     old.stop()

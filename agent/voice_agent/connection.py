@@ -63,7 +63,7 @@ class ClientConnection:
             self._queue.put_nowait(("close", (code, reason)))
         if self._queue.full():
             self._writer.cancel()
-            asyncio.create_task(self._close(code, reason))
+            self._closer = asyncio.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.client_state == WebSocketState.CONNECTED:

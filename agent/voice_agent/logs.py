@@ -15,7 +15,12 @@ from typing import Any
 
 session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
 
-_STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName", "color_message"}
+_STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class _SessionFilter(logging.Filter):

@@ -52,7 +52,10 @@ class CallManager:
         async with self._admission:
             self._admit()
             record = SessionRecord.new(
-                secrets.token_urlsafe(16), self.settings.session_ttl_s, self.settings.agent_id, self.settings.pool
+                secrets.token_urlsafe(16),
+                self.settings.session_ttl_s,
+                self.settings.agent_id,
+                self.settings.pool,
             )
             await self.store.save(record)
             await self._start_call(record)

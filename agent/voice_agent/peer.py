@@ -141,7 +141,9 @@ class Peer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises a zoo of types on malformed SDP
-            raise SignalingError("invalid_sdp", f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]) from None
+            raise SignalingError(
+                "invalid_sdp", f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]
+            ) from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise SignalingError("invalid_sdp", "offer has no usable audio section")
@@ -150,7 +152,9 @@ class Peer:
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except Exception as exc:
-            raise SignalingError("invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]) from None
+            raise SignalingError(
+                "invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
+            ) from None
         return str(self.pc.localDescription.sdp)
 
     async def add_candidate(self, msg: dict[str, Any]) -> None:

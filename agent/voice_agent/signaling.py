@@ -90,7 +90,9 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
             await ws.close(CLOSE_TRY_AGAIN, "at capacity")
             return
         if call is None:
-            await ws.send_text(json.dumps({"type": "error", "code": "unknown_session", "message": "no such session"}))
+            await ws.send_text(
+                json.dumps({"type": "error", "code": "unknown_session", "message": "no such session"})
+            )
             await ws.close(CLOSE_UNKNOWN_SESSION, "unknown session")
             return
         conn = ClientConnection(ws, settings.max_messages_per_s, settings.message_burst)
@@ -122,7 +124,9 @@ async def _receive_loop(
             metrics.SIGNALING_MESSAGES.labels("rate_limited").inc()
             if not flood_reported:
                 flood_reported = True
-                conn.send({"type": "error", "code": "rate_limited", "message": "too many messages; slow down"})
+                conn.send(
+                    {"type": "error", "code": "rate_limited", "message": "too many messages; slow down"}
+                )
             continue
         flood_reported = False
         t0 = time.perf_counter()

@@ -52,7 +52,11 @@ class AgentProcess:
         }
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voice_agent"], env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+            [sys.executable, "-m", "voice_agent"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     def wait_ready(self, timeout: float = 30.0) -> AgentProcess:

@@ -13,7 +13,10 @@ from voice_agent.audio import PcmResampler, parse_wav
 def synth(text: str) -> tuple[bytes, int]:
     """16 kHz mono s16 speech of `text` with flite's slt voice, plus 300 ms of leading silence."""
     out = subprocess.run(
-        ["flite", "-voice", "slt", "-t", text, "-o", "/dev/stdout"], capture_output=True, check=True, timeout=30
+        ["flite", "-voice", "slt", "-t", text, "-o", "/dev/stdout"],
+        capture_output=True,
+        check=True,
+        timeout=30,
     ).stdout
     pcm, rate = parse_wav(out)
     return bytes(rate * 2 * 3 // 10) + pcm, rate

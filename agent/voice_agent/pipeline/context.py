@@ -11,7 +11,24 @@ from voice_agent.models import Message
 # A sentence ends at . ! ? (or a run of them, optionally closed by a quote/bracket) followed by
 # whitespace. Abbreviations and decimals must not split: "Dr. Smith", "e.g. this", "3.5".
 _ABBREVIATIONS = frozenset(
-    {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx", "a.m", "p.m"}
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "no",
+        "approx",
+        "a.m",
+        "p.m",
+    }
 )
 _BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
 MIN_SENTENCE_CHARS = 2

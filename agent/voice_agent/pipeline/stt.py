@@ -101,7 +101,9 @@ class STTProcessor(FrameProcessor):
         stt_ms = (now - speech_end_at) * 1000
         self._on_transcript(TranscriptionFrame(text=text, final=True, at=now))
         if text:
-            await self.push(UserTurnFrame(text, self._next_turn(), speech_end_at=speech_end_at, stt_ms=stt_ms))
+            await self.push(
+                UserTurnFrame(text, self._next_turn(), speech_end_at=speech_end_at, stt_ms=stt_ms)
+            )
 
     async def submit_text(self, text: str) -> None:
         """Typed input enters the pipeline exactly where a final transcript would."""
@@ -114,5 +116,3 @@ class STTProcessor(FrameProcessor):
         for task in list(self._finalizers):
             task.cancel()
         await asyncio.gather(*self._finalizers, return_exceptions=True)
-
-

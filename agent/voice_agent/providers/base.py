@@ -6,7 +6,7 @@ ElevenLabs) drop in behind the same shapes, selected by settings only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,7 +54,7 @@ class STTProvider(Protocol):
 class LLMProvider(Protocol):
     name: str
 
-    def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         """Reply tokens as they are produced; closing the iterator cancels the request."""
         ...
 
@@ -65,7 +65,7 @@ class TTSProvider(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
         """s16 mono PCM at `sample_rate`, in chunks as they are produced."""
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime
 
 from voice_agent.models import Message
@@ -51,10 +51,7 @@ class LocalResponder:
         if w & {"date", "day", "today"}:
             return f"Today is {now.strftime('%A, %B')} {now.day}."
         if "help" in w:
-            return (
-                "You can ask me the time or the date, ask for a story, "
-                "or ask me to repeat what you said."
-            )
+            return "You can ask me the time or the date, ask for a story, or ask me to repeat what you said."
         if w & {"hello", "hi", "hey", "morning", "evening", "afternoon"}:
             return "Hello! I am your voice assistant. How can I help you today?"
         if w & {"thanks", "thank"}:
@@ -63,7 +60,7 @@ class LocalResponder:
             return "Goodbye, have a nice day."
         return "Sorry, I can only tell you the time or the date, or tell a story. Please try again."
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         text = self.reply(messages)
         for i, token in enumerate(re.findall(r"\S+\s*", text)):
             if i:

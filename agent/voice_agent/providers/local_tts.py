@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from voice_agent.audio import parse_wav
 from voice_agent.providers.base import ProviderError
@@ -27,11 +27,13 @@ class FliteTTS:
     def __init__(self, voice: str = "slt", binary: str = "flite") -> None:
         path = shutil.which(binary)
         if path is None:
-            raise ProviderError("local-tts", "tts_unavailable", f"{binary} not found on PATH (apt-get install flite)")
+            raise ProviderError(
+                "local-tts", "tts_unavailable", f"{binary} not found on PATH (apt-get install flite)"
+            )
         self._binary = path
         self._voice = voice
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
         text = " ".join(text.split())[:MAX_CHARS]
         if not text:
             return
