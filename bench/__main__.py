@@ -1,0 +1,43 @@
+"""Run every benchmark module in turn, each in its own process so one crash does not hide the rest.
+
+Each module `bench/<area>.py` prints a table and writes `bench/results/<area>.json`; the figures
+quoted in docs/ come from those files. `python -m bench agent redis` runs a subset.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SKIP = {"__init__", "__main__", "common"}
+
+
+def modules() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.py") if p.stem not in SKIP and not p.stem.startswith("_"))
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or modules()
+    unknown = sorted(set(wanted) - set(modules()))
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(modules())}", file=sys.stderr)
+        return 2
+    failed: list[str] = []
+    for index, name in enumerate(wanted, 1):
+        print(f"==> [{index}/{len(wanted)}] bench.{name}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", f"bench.{name}"])
+        outcome = "ok" if code == 0 else f"FAILED ({code})"
+        print(f"==> bench.{name} {outcome} in {time.monotonic() - started:.0f}s", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
