@@ -5,12 +5,33 @@
  * generated from the agent's OpenAPI document (`schema.d.ts`, see scripts/openapi.mjs), so a
  * breaking change on the agent side fails `npm run typecheck` instead of a live call.
  */
+import type { paths } from './schema';
+
 export interface SessionInfo {
   id: string;
   ws_url: string;
   ice_servers: RTCIceServer[];
   expires_at: string | number;
 }
+
+/** Compiles only when `Body` has every field of `Shape` with a compatible type. */
+type Provides<Body extends Shape, Shape> = Body;
+type Json<R> = R extends { content: { 'application/json': infer B } } ? B : never;
+type SessionsApi = paths['/v2/sessions'];
+type SessionApi = paths['/v2/sessions/{session_id}'];
+
+/** POST /v2/sessions: 201 with what toSessionInfo reads, 503 when full (Retry-After). */
+export type CreatedSessionContract = Provides<
+  Json<SessionsApi['post']['responses'][201]>,
+  { id: string; ws_url: string; ice_servers: Record<string, unknown>[]; expires_at: string }
+>;
+/** GET /v2/sessions/{id}: 200 when it exists and 404 when not (sessionExists relies on both). */
+export type SessionLookupContract = [
+  Provides<Json<SessionApi['get']['responses'][200]>, { id: string }>,
+  SessionApi['get']['responses'][404],
+  SessionApi['delete']['responses'][204],
+  SessionsApi['post']['responses'][503],
+];
 
 export type ApiErrorKind = 'unreachable' | 'busy' | 'not-found' | 'http' | 'invalid';
 

@@ -23,25 +23,27 @@ export interface SignalingSocket {
   close(code?: number, reason?: string): void;
 }
 
-/** The part of RTCPeerConnection the controller uses. */
-export type PeerLike = Pick<
-  RTCPeerConnection,
-  | 'connectionState'
-  | 'signalingState'
-  | 'localDescription'
-  | 'remoteDescription'
-  | 'onicecandidate'
-  | 'ontrack'
-  | 'onconnectionstatechange'
-  | 'addTrack'
-  | 'createOffer'
-  | 'createAnswer'
-  | 'setLocalDescription'
-  | 'setRemoteDescription'
-  | 'addIceCandidate'
-  | 'getStats'
-  | 'close'
->;
+/**
+ * The part of RTCPeerConnection the controller uses, with only the promise-based signatures (the
+ * legacy callback overloads would force every stand-in to implement them too).
+ */
+export interface PeerLike {
+  readonly connectionState: RTCPeerConnectionState;
+  readonly signalingState: RTCSignalingState;
+  readonly localDescription: RTCSessionDescription | null;
+  readonly remoteDescription: RTCSessionDescription | null;
+  onicecandidate: RTCPeerConnection['onicecandidate'];
+  ontrack: RTCPeerConnection['ontrack'];
+  onconnectionstatechange: RTCPeerConnection['onconnectionstatechange'];
+  addTrack(track: MediaStreamTrack, ...streams: MediaStream[]): RTCRtpSender;
+  createOffer(options?: RTCOfferOptions): Promise<RTCSessionDescriptionInit>;
+  createAnswer(options?: RTCAnswerOptions): Promise<RTCSessionDescriptionInit>;
+  setLocalDescription(description?: RTCLocalSessionDescriptionInit): Promise<void>;
+  setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void>;
+  addIceCandidate(candidate?: RTCIceCandidateInit | null): Promise<void>;
+  getStats(): Promise<RTCStatsReport>;
+  close(): void;
+}
 
 export interface VoiceAgentDeps {
   fetch: FetchLike;
