@@ -19,7 +19,7 @@ from voice_agent import metrics
 from voice_agent.connection import ClientConnection
 from voice_agent.logs import session_id_var
 from voice_agent.models import Message, SessionRecord
-from voice_agent.peer import Peer, SignalingError, local_candidates
+from voice_agent.peer import Peer, SignalingError, local_candidates, parse_candidate
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
@@ -165,7 +165,14 @@ class Call:
         # A track belongs to one peer connection; any later peer gets a fresh one.
         track = self.pipeline.track if self._peers_made == 0 else self.pipeline.new_track()
         self._peers_made += 1
-        peer = Peer(self.id, self.settings.ice_servers, track, self.pipeline.push_audio, self._peer_state)
+        peer = Peer(
+            self.id,
+            self.settings.ice_servers,
+            track,
+            self.pipeline.push_audio,
+            self._peer_state,
+            transport_policy=self.settings.ice_transport_policy,
+        )
         try:
             answer = await peer.answer(sdp)
         except SignalingError:
@@ -183,6 +190,7 @@ class Call:
 
     async def on_candidate(self, msg: dict[str, Any]) -> None:
         if self.peer is None or not self.peer.has_remote:
+            parse_candidate(msg)  # refuse garbage now, not silently when the offer arrives
             if len(self._pending_candidates) >= self.settings.max_pending_candidates:
                 raise SignalingError("too_many_candidates", "too many ICE candidates before an offer")
             self._pending_candidates.append(msg)

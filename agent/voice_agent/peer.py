@@ -9,9 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
@@ -103,13 +109,17 @@ class Peer:
         out_track: AIGeneratedAudioTrack,
         on_audio: AudioSink,
         on_state: Callable[[str], None],
+        transport_policy: Literal["all", "relay"] = "all",
     ) -> None:
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers
         ]
         self.session_id = session_id
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        config = RTCConfiguration(
+            iceServers=servers or None, iceTransportPolicy=RTCIceTransportPolicy(transport_policy)
+        )
+        self.pc = RTCPeerConnection(config)
         self.out_track = out_track
         self._on_audio = on_audio
         self._on_state = on_state

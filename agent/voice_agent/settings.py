@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_sessions: int = Field(50, ge=1)
     session_ttl_s: int = Field(3600, ge=10)
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    # "relay": gather TURN candidates only (pods behind NAT; browsers never see pod IPs).
+    ice_transport_policy: Literal["all", "relay"] = "all"
     web_dir: str | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
