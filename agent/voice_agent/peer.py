@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 MAX_SDP_BYTES = 32 * 1024
 MAX_SDP_CANDIDATES = 64
+# DTLS fails much later and much less clearly than this check when a fingerprint is mangled.
+_FINGERPRINT = re.compile(
+    r"^a=fingerprint:(sha-1|sha-224|sha-256|sha-384|sha-512) [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$"
+)
 
 
 class SignalingError(Exception):
@@ -50,6 +55,14 @@ def check_offer_sdp(sdp: Any) -> str:
         raise SignalingError("invalid_sdp", "sdp must start with v=0")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise SignalingError("invalid_sdp", "offer has no audio m-line")
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    fingerprints = [ln for ln in lines if ln.startswith("a=fingerprint:")]
+    if not fingerprints or not all(_FINGERPRINT.match(ln) for ln in fingerprints):
+        raise SignalingError("invalid_sdp", "offer needs a well-formed DTLS fingerprint")
+    if not any(ln.startswith("a=ice-ufrag:") for ln in lines) or not any(
+        ln.startswith("a=ice-pwd:") for ln in lines
+    ):
+        raise SignalingError("invalid_sdp", "offer needs ICE credentials (ice-ufrag, ice-pwd)")
     if sdp.count("a=candidate:") > MAX_SDP_CANDIDATES:
         raise SignalingError("invalid_sdp", f"more than {MAX_SDP_CANDIDATES} candidates in sdp")
     return sdp

@@ -60,7 +60,11 @@ class AgentProcess:
         )
 
     def wait_ready(self, timeout: float = 30.0) -> AgentProcess:
-        wait_http(self.url + "/health", timeout, self.proc)
+        try:
+            wait_http(self.url + "/health", timeout, self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = "\n".join(self.logs().splitlines()[-15:])
+            raise RuntimeError(f"{exc}\n--- agent log tail ---\n{tail}") from None
         return self
 
     def logs(self) -> str:
