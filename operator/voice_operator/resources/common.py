@@ -78,7 +78,10 @@ def metadata(
 def desired_hash(obj: Mapping[str, Any]) -> str:
     """A digest of everything we render except the hash itself: equal hash => nothing to write."""
     stripped = json.loads(json.dumps(obj, sort_keys=True))
-    stripped.get("metadata", {}).get("annotations", {}).pop(c.HASH_ANNOTATION, None)
+    meta = stripped.get("metadata", {})
+    meta.get("annotations", {}).pop(c.HASH_ANNOTATION, None)
+    if meta.get("annotations") == {}:
+        del meta["annotations"]  # the same digest before and after the hash is stored on the object
     blob = json.dumps(stripped, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

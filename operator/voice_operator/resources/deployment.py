@@ -37,9 +37,9 @@ def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
     env: list[Obj] = []
     for p in spec.providers:
         env.append({"name": f"VOICE_{p.role.upper()}", "value": p.provider})
-        if p.model:
-            env.append({"name": f"VOICE_{p.role.upper()}_MODEL", "value": p.model})
         if p.provider in PROVIDER_ENV:
+            if p.model:  # the agent's per-provider setting, e.g. VOICE_DEEPGRAM_MODEL
+                env.append({"name": f"VOICE_{p.provider.upper()}_MODEL", "value": p.model})
             key_env, url_env = PROVIDER_ENV[p.provider]
             if p.secret is not None:
                 env.append(_secret_env(key_env, p.secret.name, p.secret.key))

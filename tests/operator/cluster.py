@@ -1,0 +1,241 @@
+"""kmock as the operator's Kubernetes API server, plus the API-server behaviour kmock leaves out.
+
+kmock 0.8's KubernetesEmulator stores objects, serves list/watch/get/create/merge-patch/delete and
+discovery. A real API server also does things kopf and the operator depend on, which this subclass
+adds in the test fixture (the operator itself is not patched in any way):
+
+* system metadata on create: uid, creationTimestamp, resourceVersion, generation; generateName
+  (kopf posts its Events with generateName);
+* resourceVersion bumps on every write and generation bumps on spec changes;
+* the status subresource: writes to /status change only .status, other writes never touch .status;
+* JSON-patch (application/json-patch+json, with its "test" op), which kopf uses for finalizers;
+* ownerReference garbage collection (the cascade a real cluster's garbage collector does).
+"""
+
+import copy
+import datetime
+import itertools
+import pathlib
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import attrs
+import jsonpatch
+import kmock
+import yaml
+from kmock._internal import enums, rendering
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "crds"
+
+
+def load_yaml_documents(path: pathlib.Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def crds() -> list[dict[str, Any]]:
+    return [doc for p in sorted(CRD_DIR.glob("*.yaml")) for doc in load_yaml_documents(p)]
+
+
+def merge_diff(old: Any, new: Any) -> Any:
+    """The JSON merge patch that turns `old` into `new` (None deletes a key)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_diff(old[key], value) if isinstance(value, dict) else value
+    return patch
+
+
+@attrs.define(kw_only=True)
+class Cluster(kmock.KubernetesEmulator):
+    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
+    _status_subresources: set[Any] = attrs.field(factory=set, init=False)
+    _last_version: int = attrs.field(default=999, init=False)
+
+    def install_crds(self) -> None:
+        """Discovery for the built-in kinds and every CRD in crds/ (as `kubectl apply -f crds/`)."""
+        self.resources.load_bundled()
+        for crd in crds():
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
+                subresources = set((version.get("subresources") or {}).keys())
+                self.resources[key] = kmock.ResourceInfo(
+                    kind=spec["names"]["kind"],
+                    singular=spec["names"].get("singular"),
+                    namespaced=spec["scope"] == "Namespaced",
+                    verbs={"create", "delete", "get", "list", "patch", "update", "watch", "deletecollection"},
+                    shortnames=set(spec["names"].get("shortNames", [])),
+                    categories=set(spec["names"].get("categories", [])),
+                    subresources=subresources,
+                )
+                if "status" in subresources:
+                    self._status_subresources.add(kmock.resource(key))
+
+    def _next_version(self) -> str:
+        self._last_version = next(self._versions)
+        return str(self._last_version)
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        """As kmock's, but with a real list resourceVersion for the watch that follows."""
+        payload = await super()._serve_list(request)
+        payload["metadata"]["resourceVersion"] = str(self._last_version)
+        return payload
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        """A watch from ?resourceVersion=N: only newer objects replayed, then live events.
+
+        kmock replays every stored object as ADDED on each watch, so a client that listed first
+        sees every object twice with the same resourceVersion; kopf then holds its finalizer patch
+        as pending and never runs the creation handlers. A real API server sends only newer events.
+        """
+        yield b""
+        assert request.resource is not None
+        since = request.params.get("resourceVersion", "")
+        floor = int(since) if since.isdigit() else -1
+        bus = self._buses[request.resource]
+        mark = await bus.mark()
+        try:
+            replayed: dict[tuple[str | None, str], int] = {}
+            async with self._lock:
+                objs = self._KubernetesEmulator__get_objs(request, strict=False)  # type: ignore[attr-defined]
+                events = []
+                for obj in objs:
+                    if obj.deleted:
+                        continue
+                    meta = obj.raw.get("metadata", {})
+                    version = int(meta.get("resourceVersion") or 0)
+                    if version > floor:
+                        replayed[(meta.get("namespace"), meta.get("name"))] = version
+                        events.append({"type": "ADDED", "object": obj.raw})
+            for event in events:
+                yield event
+            async for event in bus.stream(since=mark):
+                meta = event.get("object", {}).get("metadata", {})
+                key = (meta.get("namespace"), meta.get("name"))
+                if request.namespace is not None and key[0] != request.namespace:
+                    continue
+                if request.name is not None and key[1] != request.name:
+                    continue
+                seen = replayed.get(key)
+                stale = seen is not None and int(meta.get("resourceVersion") or 0) <= seen
+                if stale and event["type"] != "DELETED":
+                    continue
+                yield event
+        finally:
+            await bus.unmark(mark)
+
+    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    def _prepare_create(self, request: rendering.Request) -> rendering.Request:
+        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
+        meta = data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta["uid"] = f"uid-{secrets.token_hex(8)}"
+        meta["creationTimestamp"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        meta["resourceVersion"] = self._next_version()
+        meta["generation"] = 1
+        return attrs.evolve(request, data=data)
+
+    def _prepare_patch(self, request: rendering.Request) -> rendering.Request:
+        current = self._current(request)
+        if current is None:
+            return request  # kmock answers 404
+        content_type = request.headers.get("Content-Type", "")
+        if "json-patch" in content_type:
+            try:
+                patched = jsonpatch.apply_patch(current, request.data)
+            except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed) as e:
+                raise kmock.KubernetesError(422, "Invalid", f"the JSON patch does not apply: {e}") from e
+            patch = merge_diff(current, patched)
+        else:
+            patch = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
+        if request.subresource == "status":
+            patch = {"status": patch.get("status")}
+        elif request.resource in self._status_subresources:
+            patch.pop("status", None)
+        meta = patch.get("metadata") if isinstance(patch.get("metadata"), dict) else None
+        if meta is not None:
+            meta.pop("resourceVersion", None)
+        patch.setdefault("metadata", {})["resourceVersion"] = self._next_version()
+        if "spec" in patch:
+            new_spec = kmock_patch(current.get("spec"), patch["spec"])
+            if new_spec != current.get("spec"):
+                patch["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        return attrs.evolve(request, data=patch)
+
+    async def _handle(self, request: rendering.Request) -> Any:
+        before_uid = None
+        original = request
+        if request.resource is not None and request.action == enums.action.CREATE:
+            request = self._prepare_create(request)
+        elif request.resource is not None and request.action == enums.action.UPDATE:
+            request = self._prepare_patch(request)
+        if request is not original:
+            # kmock matches reactions to the recorded request by identity: record the rewritten one.
+            for i in range(len(self._requests) - 1, -1, -1):
+                if self._requests[i] is original:
+                    self._requests[i] = request
+                    break
+        if request.resource is not None and request.name is not None:
+            current = self._current(request)
+            before_uid = (current or {}).get("metadata", {}).get("uid")
+        response = await super()._handle(request)
+        if before_uid is not None and self._current(request) is None:
+            await self._collect_garbage({before_uid})
+        return response
+
+    async def _collect_garbage(self, uids: set[str]) -> None:
+        """Delete dependents of deleted owners, transitively (foreground-less, like background GC)."""
+        while uids:
+            orphans: set[str] = set()
+            async with self._lock:
+                for (resource, _, _), obj in list(self.objects.items()):
+                    if obj.deleted:
+                        continue
+                    refs = obj.get("metadata", {}).get("ownerReferences") or []
+                    if any(ref.get("uid") in uids for ref in refs):
+                        raw = obj.raw
+                        obj.delete()
+                        orphans.add(raw["metadata"].get("uid", ""))
+                        await self._buses[resource].put({"type": "DELETED", "object": raw})
+            uids = orphans - {""}
+
+    # -- helpers for tests -------------------------------------------------------------------------
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:  # type: ignore[override]
+        key = (resource, namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    def live(self, resource: str) -> list[dict[str, Any]]:
+        res = kmock.resource(resource)
+        return [copy.deepcopy(o.raw) for (r, _, _), o in self.objects.items() if r == res and not o.deleted]
+
+
+def kmock_patch(old: Any, patch: Any) -> Any:
+    """Merge-patch semantics as kmock applies them (to predict the new spec for generation)."""
+    if not isinstance(patch, dict) or not isinstance(old, dict):
+        return patch
+    result = dict(old)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = kmock_patch(old.get(key), value)
+    return result

@@ -1,0 +1,192 @@
+"""The CRDs as the API server would enforce them: structure, defaults, CEL rules, columns, subresources."""
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.operator import crdschema, samples
+from tests.operator.cluster import crds
+from voice_operator.spec import SYSCTL_ALLOWLIST, parse_pool_spec, parse_profile_spec
+
+K8S_VERSION = "1.33"
+
+
+@pytest.mark.parametrize("doc", crds(), ids=lambda d: d["metadata"]["name"])
+def test_every_crd_is_a_valid_apiextensions_v1_object(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_pool_crd_names_scope_columns_and_subresources() -> None:
+    crd = crdschema.crd("VoiceAgentPool")
+    assert crd["spec"]["scope"] == "Namespaced"
+    assert crd["spec"]["group"] == "voicepool.dev"
+    assert crd["spec"]["names"]["shortNames"] == ["vap"]
+    version = crdschema.version("VoiceAgentPool")
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"]["status"] == {}
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas.min",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    columns = {col["name"]: col for col in version["additionalPrinterColumns"]}
+    default_columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert default_columns == ["Ready", "Replicas", "Sessions", "Capacity", "Age"]
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["Sessions"]["jsonPath"] == ".status.activeSessions"
+    assert columns["Capacity"]["jsonPath"] == ".status.capacity"
+    assert columns["Age"]["type"] == "date"
+
+
+def test_profile_crd_is_cluster_scoped_with_status_and_columns() -> None:
+    crd = crdschema.crd("NodeTuningProfile")
+    assert crd["spec"]["scope"] == "Cluster"
+    version = crdschema.version("NodeTuningProfile")
+    assert version["subresources"] == {"status": {}}
+    names = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert names == ["Ready", "Desired", "Tuned", "Age"]
+
+
+def test_status_schema_holds_every_field_the_operator_writes() -> None:
+    props = crdschema.schema("VoiceAgentPool")["properties"]["status"]["properties"]
+    for field in (
+        "replicas",
+        "readyReplicas",
+        "activeSessions",
+        "capacity",
+        "desiredReplicas",
+        "observedGeneration",
+        "conditions",
+        "selector",
+    ):
+        assert field in props
+    profile_props = crdschema.schema("NodeTuningProfile")["properties"]["status"]["properties"]
+    assert {"desiredNodes", "tunedNodes", "conditions"} <= set(profile_props)
+
+
+def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
+    stored, errors = crdschema.admit(samples.pool())
+    assert errors == []
+    spec = stored["spec"]
+    assert spec["replicas"] == {"min": 1, "max": 10}
+    assert spec["sessionsPerAgent"] == 4
+    assert spec["bufferSessions"] == 0
+    assert spec["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    assert spec["service"] == {
+        "type": "ClusterIP",
+        "port": 80,
+        "sessionAffinity": "ClientIP",
+        "timeoutSeconds": 10800,
+    }
+    assert spec["session"] == {"ttlSeconds": 3600, "drainTimeoutSeconds": 300}
+    assert spec["providers"]["stt"] == {"provider": "local"}
+    # The API server's defaults and the operator's own defaults agree.
+    assert parse_pool_spec(stored["spec"]) == parse_pool_spec(samples.pool()["spec"])
+
+
+def test_full_pool_and_profile_are_admitted() -> None:
+    assert crdschema.admit(samples.cloud_pool())[1] == []
+    assert crdschema.admit(samples.pool(bufferSessions="25%"))[1] == []
+    assert crdschema.admit(samples.profile())[1] == []
+
+
+INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "min>max",
+        {"replicas": {"min": 5, "max": 2}},
+        "replicas.min must be less than or equal to replicas.max",
+    ),
+    ("min>default max", {"replicas": {"min": 11}}, "replicas.min must be less than or equal to replicas.max"),
+    ("zero sessions", {"sessionsPerAgent": 0}, "sessionsPerAgent must be greater than 0"),
+    ("negative sessions", {"sessionsPerAgent": -3}, "sessionsPerAgent must be greater than 0"),
+    (
+        "negative buffer",
+        {"bufferSessions": -1},
+        "bufferSessions must be a non-negative integer or a percentage",
+    ),
+    (
+        "bad buffer",
+        {"bufferSessions": "lots"},
+        "bufferSessions must be a non-negative integer or a percentage",
+    ),
+    (
+        "limits != requests",
+        {"resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}},
+        "resources.limits must equal resources.requests (Guaranteed QoS)",
+    ),
+    (
+        "cloud without key",
+        {"providers": {"llm": {"provider": "groq"}}},
+        "secretRef is required for a cloud provider",
+    ),
+    (
+        "two redis",
+        {"redis": {"url": "redis://r:6379", "secretRef": {"name": "r"}}},
+        "exactly one of url or secretRef",
+    ),
+    ("no redis", {"redis": {}}, "exactly one of url or secretRef"),
+    (
+        "tls without rediss",
+        {"redis": {"url": "redis://r:6379", "tls": True}},
+        "redis.tls requires a rediss:// url",
+    ),
+    ("unknown provider", {"providers": {"stt": {"provider": "whisper"}}}, "whisper"),
+    ("no image", {"image": ""}, "image"),
+    ("bad affinity", {"service": {"sessionAffinity": "Cookie"}}, "Cookie"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), INVALID_POOLS, ids=[c[0] for c in INVALID_POOLS])
+def test_invalid_pools_are_rejected_with_a_clear_message(
+    case: str, spec: dict[str, Any], message: str
+) -> None:
+    _, errors = crdschema.admit(samples.pool(**spec))
+    assert errors, case
+    assert any(message in e for e in errors), errors
+
+
+def test_pool_name_must_fit_the_owned_objects() -> None:
+    _, errors = crdschema.admit(samples.pool(name="x" * 41))
+    assert any("DNS-1035 label of at most 40 characters" in e for e in errors)
+    assert crdschema.admit(samples.pool(name="a" * 40))[1] == []
+
+
+def test_sysctl_allowlist_is_the_same_in_crd_and_operator() -> None:
+    rule = crdschema.schema("NodeTuningProfile")["properties"]["spec"]["properties"]["sysctls"]
+    listed = {k for k in SYSCTL_ALLOWLIST if f"'{k}'" in rule["x-kubernetes-validations"][0]["rule"]}
+    assert listed == SYSCTL_ALLOWLIST
+    # The seed's keys and the UDP buffers for WebRTC are all allowed.
+    for key in (
+        "net.core.rmem_max",
+        "net.ipv4.tcp_low_latency",
+        "net.ipv4.tcp_congestion_control",
+        "net.ipv4.udp_rmem_min",
+    ):
+        assert key in SYSCTL_ALLOWLIST
+
+
+INVALID_PROFILES: list[tuple[str, dict[str, Any], str]] = [
+    ("not allowlisted", {"sysctls": {"kernel.panic": "1"}}, "sysctl keys must be from the allowlist"),
+    ("shell in value", {"sysctls": {"net.core.rmem_max": "1; reboot"}}, "does not match"),
+    ("no sysctls", {"sysctls": {}}, "sysctls"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), INVALID_PROFILES, ids=[c[0] for c in INVALID_PROFILES])
+def test_invalid_profiles_are_rejected(case: str, spec: dict[str, Any], message: str) -> None:
+    body = samples.profile(**spec)
+    _, errors = crdschema.admit(body)
+    assert any(message in e for e in errors), errors
+
+
+def test_operator_rejects_what_the_schema_rejects() -> None:
+    """The operator re-checks (objects from before a CRD upgrade): same verdict as the schema."""
+    for case, spec, _ in INVALID_POOLS:
+        if case in {"unknown provider", "bad affinity"}:
+            continue  # enums: the operator passes the value through, the schema is the gate
+        with pytest.raises(ValueError):
+            parse_pool_spec(samples.pool(**spec)["spec"])
+    for _, spec, _ in INVALID_PROFILES:
+        with pytest.raises(ValueError):
+            parse_profile_spec(samples.profile(**spec)["spec"])

@@ -1,0 +1,315 @@
+"""Every object the operator renders (pure functions): hardening, QoS, probes, scaling, ownership."""
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.operator import samples
+from voice_operator import constants as c
+from voice_operator.resources.common import Owner, desired_hash
+from voice_operator.resources.daemonset import (
+    APPLY_SCRIPT,
+    VERIFY_SCRIPT,
+    render_daemonset,
+    render_namespace,
+    render_tuner_serviceaccount,
+)
+from voice_operator.resources.deployment import render_deployment
+from voice_operator.resources.pool import render_pool
+from voice_operator.spec import PoolSpec, parse_pool_spec, parse_profile_spec
+
+K8S_VERSION = "1.33"
+POOL_OWNER = Owner(kind=c.POOL_KIND, name="cloud", uid="uid-pool", namespace="voice")
+PROFILE_OWNER = Owner(kind=c.PROFILE_KIND, name="realtime", uid="uid-profile")
+
+
+def cloud_spec(**changes: Any) -> PoolSpec:
+    body = samples.cloud_pool()
+    body["spec"].update(changes)
+    return parse_pool_spec(body["spec"])
+
+
+def rendered(spec: PoolSpec | None = None) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in render_pool(POOL_OWNER, spec or cloud_spec())}
+
+
+def agent_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def all_objects() -> list[dict[str, Any]]:
+    profile = parse_profile_spec(samples.profile()["spec"])
+    return [
+        *render_pool(POOL_OWNER, cloud_spec()),
+        *render_pool(POOL_OWNER, parse_pool_spec(samples.pool()["spec"])),
+        render_daemonset(PROFILE_OWNER, profile, "voicepool-tuning", "busybox:1.36"),
+        render_tuner_serviceaccount(PROFILE_OWNER, "voicepool-tuning"),
+        render_namespace("voicepool-tuning"),
+    ]
+
+
+@pytest.mark.parametrize("obj", all_objects(), ids=lambda o: o["kind"])
+def test_every_rendered_object_validates_against_kubernetes(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_pool_renders_its_five_objects_in_creation_order_all_owned_by_the_pool() -> None:
+    objects = render_pool(POOL_OWNER, cloud_spec())
+    assert [o["kind"] for o in objects] == [
+        "ServiceAccount",
+        "Service",
+        "PodDisruptionBudget",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+    ]
+    for obj in objects:
+        meta = obj["metadata"]
+        assert (meta["name"], meta["namespace"]) == ("cloud", "voice")
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "voicepool.dev/v1alpha1",
+                "kind": "VoiceAgentPool",
+                "name": "cloud",
+                "uid": "uid-pool",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"][c.POOL_LABEL] == "cloud"
+        assert meta["labels"][c.LABEL_MANAGED_BY] == c.MANAGER
+        assert meta["annotations"][c.HASH_ANNOTATION] == desired_hash(obj)
+
+
+def test_rendering_is_deterministic_and_the_hash_tracks_changes() -> None:
+    assert render_pool(POOL_OWNER, cloud_spec()) == render_pool(POOL_OWNER, cloud_spec())
+    before = rendered()["Deployment"]["metadata"]["annotations"][c.HASH_ANNOTATION]
+    after = rendered(cloud_spec(image="voicepool/agent:2.0"))["Deployment"]["metadata"]["annotations"]
+    assert after[c.HASH_ANNOTATION] != before
+
+
+def test_deployment_is_guaranteed_qos() -> None:
+    container = agent_container(rendered()["Deployment"])
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+    default = agent_container(rendered(parse_pool_spec(samples.pool()["spec"]))["Deployment"])
+    assert default["resources"]["requests"] == default["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+
+
+def test_deployment_container_security_is_the_seeds() -> None:
+    deployment = rendered()["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    sc = agent_container(deployment)["securityContext"]
+    assert sc["runAsUser"] == 1000 and sc["runAsGroup"] == 1000 and sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The only writable path is an emptyDir at /tmp; agents get no API token.
+    assert agent_container(deployment)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "cloud"
+    assert "hostNetwork" not in pod
+
+
+def test_deployment_probes_and_drain() -> None:
+    deployment = rendered()["Deployment"]
+    container = agent_container(deployment)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= 600 + pre_stop  # drainTimeoutSeconds of the cloud pool, after the preStop pause
+    assert env_of(container)["VOICE_DRAIN_TIMEOUT_S"]["value"] == "600"
+    for drain in (0, 30, 86400):
+        spec = cloud_spec(session={"drainTimeoutSeconds": drain})
+        dep = rendered(spec)["Deployment"]
+        assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= drain + pre_stop
+
+
+def test_deployment_rolls_out_without_losing_capacity_and_leaves_replicas_to_the_hpa() -> None:
+    spec = rendered()["Deployment"]["spec"]
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert spec["replicas"] == 2  # initial size = replicas.min
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_secrets_reach_the_agent_only_as_secret_references() -> None:
+    env = env_of(agent_container(rendered()["Deployment"]))
+    assert env["DEEPGRAM_API_KEY"] == {
+        "name": "DEEPGRAM_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "deepgram", "key": "api-key"}},
+    }
+    assert env["GROQ_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "groq", "key": "k"}
+    assert env["ELEVENLABS_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "elevenlabs"
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "url"}
+    assert env["VOICE_TURN_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "turn", "key": "username"}
+    assert env["VOICE_TURN_CREDENTIAL"]["valueFrom"]["secretKeyRef"] == {"name": "turn", "key": "credential"}
+    for name in (
+        "DEEPGRAM_API_KEY",
+        "GROQ_API_KEY",
+        "ELEVENLABS_API_KEY",
+        "REDIS_URL",
+        "VOICE_TURN_CREDENTIAL",
+    ):
+        assert "value" not in env[name]
+    # The ICE list references the TURN credentials; the kubelet expands them, they are never inline.
+    assert '"credential":"$(VOICE_TURN_CREDENTIAL)"' in env["VOICE_ICE_SERVERS"]["value"]
+    names = list(env)
+    assert names.index("VOICE_TURN_CREDENTIAL") < names.index("VOICE_ICE_SERVERS")
+    assert names.index("POD_IP") < names.index("VOICE_ADVERTISE_URL")
+
+
+def test_agent_settings_follow_the_design_names() -> None:
+    env = env_of(agent_container(rendered()["Deployment"]))
+    values = {k: v.get("value") for k, v in env.items()}
+    assert (values["VOICE_STT"], values["VOICE_LLM"], values["VOICE_TTS"]) == (
+        "deepgram",
+        "groq",
+        "elevenlabs",
+    )
+    assert values["VOICE_DEEPGRAM_MODEL"] == "nova-3"
+    assert values["VOICE_GROQ_MODEL"] == "llama-3.1-8b-instant"
+    assert values["ELEVENLABS_BASE_URL"] == "https://tts.example/v1"
+    assert values["VOICE_POOL"] == "voice.cloud"
+    assert env["VOICE_AGENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert values["VOICE_ADVERTISE_URL"] == "http://$(POD_IP):8000"
+    assert values["VOICE_MAX_SESSIONS"] == "5"
+    assert values["VOICE_SESSION_TTL_S"] == "1800"
+    assert (values["VOICE_HOST"], values["VOICE_PORT"]) == ("0.0.0.0", "8000")
+    local = env_of(agent_container(rendered(parse_pool_spec(samples.pool()["spec"]))["Deployment"]))
+    assert local["REDIS_URL"] == {"name": "REDIS_URL", "value": samples.REDIS_URL}
+    assert not any(k.endswith("_API_KEY") for k in local)
+
+
+def test_node_affinity_requires_nodes_the_profile_tuned() -> None:
+    affinity = rendered()["Deployment"]["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [{"key": "tuning.voicepool.dev/realtime", "operator": "In", "values": ["true"]}]}
+    ]
+    spread = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    untuned = rendered(parse_pool_spec(samples.pool()["spec"]))["Deployment"]
+    assert "nodeAffinity" not in untuned["spec"]["template"]["spec"]["affinity"]
+
+
+def test_tolerations_are_passed_to_the_pods() -> None:
+    tol = {"key": "voice", "operator": "Exists", "effect": "NoSchedule"}
+    dep = render_deployment(POOL_OWNER, cloud_spec(tolerations=[tol]))
+    assert dep["spec"]["template"]["spec"]["tolerations"] == [tol]
+
+
+def test_service_keeps_a_client_on_one_agent() -> None:
+    svc = rendered()["Service"]["spec"]
+    assert svc["sessionAffinity"] == "ClientIP"
+    assert svc["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+    assert svc["selector"] == {c.LABEL_NAME: "voice-agent", c.POOL_LABEL: "cloud"}
+    assert svc["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    lb = rendered(cloud_spec(service={"type": "LoadBalancer", "annotations": {"a": "b"}}))["Service"]
+    assert lb["spec"]["externalTrafficPolicy"] == "Local"
+    assert lb["metadata"]["annotations"]["a"] == "b"
+    none = rendered(cloud_spec(service={"sessionAffinity": "None"}))["Service"]["spec"]
+    assert none["sessionAffinity"] == "None" and "sessionAffinityConfig" not in none
+
+
+def test_pdb_allows_one_agent_down_at_a_time() -> None:
+    pdb = rendered()["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1
+    assert pdb["selector"]["matchLabels"] == {c.LABEL_NAME: "voice-agent", c.POOL_LABEL: "cloud"}
+
+
+def test_hpa_scales_the_deployment_on_the_external_session_demand_metric() -> None:
+    hpa = rendered()["HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cloud"}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 8)
+    assert spec["metrics"] == [
+        {
+            "type": "External",
+            "external": {
+                "metric": {
+                    "name": "voicepool_session_demand",
+                    "selector": {"matchLabels": {c.POOL_LABEL: "cloud"}},
+                },
+                "target": {"type": "AverageValue", "averageValue": "5"},
+            },
+        }
+    ]
+    assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def test_serviceaccount_has_no_token() -> None:
+    assert rendered()["ServiceAccount"]["automountServiceAccountToken"] is False
+
+
+def test_tuner_daemonset_is_isolated_privileged_and_verifies_its_sysctls() -> None:
+    spec = parse_profile_spec(samples.profile()["spec"])
+    ds = render_daemonset(PROFILE_OWNER, spec, "voicepool-tuning", "busybox:1.36")
+    meta = ds["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("nodetuning-realtime", "voicepool-tuning")
+    assert meta["ownerReferences"][0]["kind"] == "NodeTuningProfile"
+    assert meta["ownerReferences"][0]["uid"] == "uid-profile"
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "nodetuning-realtime" and pod["automountServiceAccountToken"] is False
+    assert pod["nodeSelector"] == {"voicepool.dev/role": "voice"}
+    assert pod["hostNetwork"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["privileged"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["image"] == "busybox:1.36"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["VOICEPOOL_SYSCTLS"].splitlines() == [
+        "net.core.rmem_max=4194304",
+        "net.core.wmem_max=4194304",
+        "net.ipv4.tcp_congestion_control=bbr",
+        "net.ipv4.tcp_low_latency=1",
+        "net.ipv4.udp_rmem_min=16384",
+    ]
+    assert container["command"] == ["sh", "-c", APPLY_SCRIPT]
+    assert container["readinessProbe"]["exec"]["command"] == ["sh", "-c", VERIFY_SCRIPT]
+    assert (
+        ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    )
+    sa = render_tuner_serviceaccount(PROFILE_OWNER, "voicepool-tuning")
+    assert (sa["metadata"]["name"], sa["metadata"]["namespace"]) == (
+        "nodetuning-realtime",
+        "voicepool-tuning",
+    )
+    ns = render_namespace("voicepool-tuning")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_tuner_scripts_apply_and_verify_on_a_fake_proc(tmp_path: Any) -> None:
+    """The shell the tuner runs, executed for real with /proc/sys redirected to a directory."""
+    import subprocess
+
+    proc_sys = tmp_path / "proc" / "sys"
+    (proc_sys / "net" / "core").mkdir(parents=True)
+    (proc_sys / "net" / "ipv4").mkdir(parents=True)
+    (proc_sys / "net" / "core" / "rmem_max").write_text("212992\n")
+    (proc_sys / "net" / "ipv4" / "tcp_congestion_control").write_text("cubic\n")
+    lines = "net.core.rmem_max=4194304\nnet.ipv4.tcp_congestion_control=bbr"
+    env = {"VOICEPOOL_SYSCTLS": lines, "PATH": "/usr/bin:/bin"}
+    verify = VERIFY_SCRIPT.replace("/proc/sys", str(proc_sys))
+    assert subprocess.run(["sh", "-c", verify], env=env, capture_output=True, timeout=10).returncode == 1
+    once = APPLY_SCRIPT.replace("/proc/sys", str(proc_sys)).replace("sleep 60; done", "break; done")
+    result = subprocess.run(["sh", "-c", once], env=env, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert "sysctls verified" in result.stdout
+    assert (proc_sys / "net" / "core" / "rmem_max").read_text() == "4194304"
+    assert subprocess.run(["sh", "-c", verify], env=env, capture_output=True, timeout=10).returncode == 0

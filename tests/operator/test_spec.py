@@ -1,0 +1,124 @@
+"""Spec parsing, defaults and the scaling arithmetic (pure functions)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.operator import samples
+from voice_operator.spec import (
+    SecretKeyRef,
+    SpecError,
+    buffer_for,
+    desired_replicas,
+    parse_pool_spec,
+    parse_profile_spec,
+    session_demand,
+)
+
+
+def test_minimal_pool_gets_the_documented_defaults() -> None:
+    spec = parse_pool_spec(samples.pool()["spec"])
+    assert (spec.min_replicas, spec.max_replicas, spec.sessions_per_agent, spec.buffer_sessions) == (
+        1,
+        10,
+        4,
+        0,
+    )
+    assert (spec.cpu, spec.memory) == ("1", "2Gi")
+    assert [(p.role, p.provider, p.secret) for p in spec.providers] == [
+        ("stt", "local", None),
+        ("llm", "local", None),
+        ("tts", "local", None),
+    ]
+    assert spec.redis_url == samples.REDIS_URL and spec.redis_secret is None
+    assert (spec.session_ttl_s, spec.drain_timeout_s) == (3600, 300)
+    assert (spec.service_type, spec.service_port, spec.session_affinity, spec.affinity_timeout_s) == (
+        "ClusterIP",
+        80,
+        "ClientIP",
+        10800,
+    )
+    assert spec.tuning_profile is None and spec.turn is None
+    assert spec.secret_names() == []
+
+
+def test_cloud_pool_collects_every_secret_reference() -> None:
+    spec = parse_pool_spec(samples.cloud_pool()["spec"])
+    assert spec.secret_names() == ["deepgram", "elevenlabs", "groq", "redis", "turn"]
+    llm = spec.providers[1]
+    assert (llm.provider, llm.model, llm.secret) == (
+        "groq",
+        "llama-3.1-8b-instant",
+        SecretKeyRef("groq", "k"),
+    )
+    assert spec.providers[0].secret == SecretKeyRef("deepgram", "api-key")  # default key
+    assert spec.redis_secret == SecretKeyRef("redis", "url") and spec.redis_tls
+    assert spec.turn is not None and (spec.turn.username_key, spec.turn.credential_key) == (
+        "username",
+        "credential",
+    )
+    assert spec.tuning_profile == "realtime"
+
+
+def test_local_provider_ignores_a_stray_secret_reference() -> None:
+    spec = parse_pool_spec(
+        samples.pool(providers={"stt": {"provider": "local", "secretRef": {"name": "x"}}})["spec"]
+    )
+    assert spec.providers[0].secret is None and spec.secret_names() == []
+
+
+@pytest.mark.parametrize(
+    ("active", "buffer", "demand"),
+    [
+        (0, 0, 0),
+        (0, 3, 3),
+        (7, 3, 10),
+        (7, "25%", 9),
+        (8, "25%", 10),
+        (1, "10%", 2),
+        (0, "50%", 0),
+        (10, "0%", 10),
+    ],
+)
+def test_demand_is_ceil_of_active_plus_buffer(active: int, buffer: int | str, demand: int) -> None:
+    assert session_demand(active, buffer) == demand
+
+
+def test_bad_percentage_buffer_is_an_error() -> None:
+    with pytest.raises(SpecError):
+        buffer_for("a lot", 3)
+
+
+@given(
+    active=st.integers(0, 5000),
+    buffer=st.one_of(st.integers(0, 500), st.integers(0, 300).map(lambda p: f"{p}%")),
+    spa=st.integers(1, 50),
+    lo=st.integers(1, 20),
+    span=st.integers(0, 50),
+)
+def test_desired_replicas_hold_the_demand_within_bounds(
+    active: int, buffer: int | str, spa: int, lo: int, span: int
+) -> None:
+    spec = parse_pool_spec(
+        samples.pool(replicas={"min": lo, "max": lo + span}, sessionsPerAgent=spa, bufferSessions=buffer)[
+            "spec"
+        ]
+    )
+    demand = session_demand(active, buffer)
+    assert demand >= active
+    replicas = desired_replicas(demand, spec)
+    assert lo <= replicas <= lo + span
+    if replicas < lo + span:  # not capped: enough room for every session plus the buffer...
+        assert replicas * spa >= demand
+    if replicas > lo:  # ...and not one agent more than needed
+        assert (replicas - 1) * spa < demand
+
+
+def test_profile_spec_sorts_and_checks_sysctls() -> None:
+    spec = parse_profile_spec(samples.profile()["spec"])
+    assert list(spec.sysctls) == sorted(spec.sysctls)
+    assert spec.node_selector == {"voicepool.dev/role": "voice"}
+    with pytest.raises(SpecError, match=r"allowlist: kernel\.panic"):
+        parse_profile_spec({"sysctls": {"kernel.panic": "1"}})
+    with pytest.raises(SpecError, match="invalid value"):
+        parse_profile_spec({"sysctls": {"net.core.rmem_max": "$(reboot)"}})
