@@ -213,7 +213,9 @@ class Call:
         self._dirty.set()
         if state == "connected":
             self.pipeline.media_started()
-        elif state == "failed":
+        elif state in ("failed", "closed"):
+            self.pipeline.media_stopped()
+        if state == "failed":
             self.error("ice_failed", "media connection failed; send a new offer (ICE restart) to recover")
 
     # --- persistence --------------------------------------------------------------------------

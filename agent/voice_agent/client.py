@@ -213,6 +213,16 @@ class VoiceClient:
         except MediaStreamError:
             return
 
+    async def wait_voiced(self, frames: int, after: float, timeout: float = 10.0) -> float:
+        """Until `frames` voiced frames arrived after `after`; returns when the last one came."""
+        deadline = time.monotonic() + timeout
+        while self.recording.voiced_frames_after(after) < frames:
+            if time.monotonic() > deadline:
+                got = self.recording.voiced_frames_after(after)
+                raise TimeoutError(f"{got}/{frames} voiced frames within {timeout}s")
+            await asyncio.sleep(0.02)
+        return self.recording.frames[-1].at
+
     def say(self, pcm: bytes, rate: int) -> int:
         """Queue speech (s16 mono at `rate`); returns an utterance id for `speech_ended`."""
         resampler = PcmResampler(rate, OUTPUT_RATE)

@@ -106,6 +106,7 @@ class Pipeline:
         for a, b in zip(self._stages, self._stages[1:], strict=False):
             a.link(b)
         self._started = False
+        self._media_live = False
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -207,7 +208,12 @@ class Pipeline:
             return
         self._active.llm_done = True
         self._emit({"type": "ai_response", "text": text, "final": True})
-        if not text:
+        if not self._media_live:
+            # Text-only session (no audio peer): the client has read the whole reply, and the
+            # synthesized audio must never surface later when a peer does connect.
+            self.track.interrupt(turn + 1)
+            self._finish_turn(turn, text)
+        elif not text:
             self._finish_turn(turn)
 
     def tts_audio(self, turn: int, index: int, nbytes: int, last: bool, first_audio_ms: float | None) -> None:
@@ -246,12 +252,12 @@ class Pipeline:
         if active is not None and active.turn == turn and active.finished:
             self._finish_turn(turn)
 
-    def _finish_turn(self, turn: int) -> None:
+    def _finish_turn(self, turn: int, delivered: str | None = None) -> None:
         active = self._active
         if active is None or active.turn != turn:
             return
         self._active = None
-        text = active.full_text()
+        text = active.full_text() if delivered is None else delivered
         if text:
             self.conversation.add("assistant", text)
             self._history_changed()
@@ -282,8 +288,12 @@ class Pipeline:
             self._emit({"type": "status", "processing": status})
 
     def media_started(self) -> None:
+        self._media_live = True
         if self.status == "idle":
             self._set_status("listening")
+
+    def media_stopped(self) -> None:
+        self._media_live = False
 
 
 async def drain_task(task: asyncio.Task[Any] | None) -> None:
