@@ -8,24 +8,37 @@ import sys
 import uvicorn
 
 from voice_agent.logs import configure_logging
-from voice_agent.settings import ConfigError, load_settings
+from voice_agent.settings import ConfigError, Settings, load_settings
+
+
+def check_redis(settings: Settings) -> None:
+    if settings.redis_url is None or not settings.redis_enabled:
+        return
+    from voice_agent.store.redis import check_url
+
+    problem = check_url(settings.redis_url.get_secret_value())
+    if problem:
+        raise ConfigError(f"invalid setting REDIS_URL: {problem}")
 
 
 def main() -> None:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
+        check_redis(settings)
         from voice_agent.app import create_app
 
         app = create_app(settings)
     except ConfigError as exc:
         print(f"voice_agent: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from voice_agent.drain import DrainingServer
+
     logging.getLogger(__name__).info(
         "listening",
         extra={"host": settings.host, "port": settings.port, "url": f"http://localhost:{settings.port}"},
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -34,6 +47,7 @@ def main() -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    DrainingServer(config, lambda: app.state.manager.drain(settings.drain_timeout_s)).run()
 
 
 if __name__ == "__main__":

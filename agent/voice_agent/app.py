@@ -19,8 +19,12 @@ from voice_agent.manager import CallManager, CapacityError
 from voice_agent.models import CreatedSession, SessionView
 from voice_agent.providers.base import Providers
 from voice_agent.providers.factory import build_providers
+from voice_agent.registry import Registry
+from voice_agent.relay import Relay
 from voice_agent.settings import Settings
 from voice_agent.store import MemorySessionStore, SessionStore
+from voice_agent.store.base import StoreUnavailable
+from voice_agent.store.redis import RedisSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,31 @@ class ErrorBody(BaseModel):
 
 
 def build_store(settings: Settings) -> SessionStore:
+    if settings.redis_url is not None and settings.redis_enabled:
+        return RedisSessionStore(
+            settings.redis_url.get_secret_value(), settings.pool, settings.agent_id, settings.max_sessions
+        )
     return MemorySessionStore()
+
+
+def advertise_url(settings: Settings) -> str:
+    return settings.advertise_url or f"http://{settings.host}:{settings.port}"
+
+
+def wire_redis(manager: CallManager, store: RedisSessionStore) -> tuple[Relay, Registry]:
+    """Pool membership: the relay inbox (also this agent's liveness signal) and the registry entry."""
+    relay = Relay(
+        store, manager, lambda call, conn, msg: signaling.handle(call, conn, msg, manager.end_session)
+    )
+    registry = Registry(
+        store,
+        advertise_url(manager.settings),
+        running=lambda: list(manager.calls),
+        on_lost_records=manager.records_lost,
+        after_beat=relay.check_links,
+    )
+    manager.redis, manager.relay, manager.registry = store, relay, registry
+    return relay, registry
 
 
 def create_app(
@@ -61,11 +89,15 @@ def create_app(
     store = store or build_store(settings)
     providers = providers or build_providers(settings)
     manager = CallManager(settings, store, providers)
+    relay, registry = wire_redis(manager, store) if isinstance(store, RedisSessionStore) else (None, None)
     web_dir = Path(settings.web_dir) if settings.web_dir else DEFAULT_WEB_DIR
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        if relay is not None and registry is not None:
+            await relay.start()
+            await registry.start()
         await providers.stt.start()
         log.info(
             "agent ready",
@@ -83,6 +115,9 @@ def create_app(
         finally:
             log.info("shutting down", extra={"active_sessions": manager.active})
             await manager.close()
+            if relay is not None and registry is not None:
+                await relay.close()
+                await registry.stop()
             for provider in (providers.stt, providers.llm, providers.tts):
                 await provider.close()
             await store.close()
@@ -95,6 +130,15 @@ def create_app(
     )
     app.state.manager = manager
     app.state.settings = settings
+
+    @app.exception_handler(CapacityError)
+    async def _no_capacity(request: Request, exc: CapacityError) -> JSONResponse:
+        return JSONResponse({"detail": exc.reason}, 503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        body = {"detail": "session store (redis) unavailable; try again shortly"}
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
 
     @app.get("/", response_model=ServiceInfo, responses={200: {"content": {"text/html": {}}}})
     async def root(request: Request) -> Any:

@@ -13,23 +13,35 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from voice_agent import metrics
-from voice_agent.connection import ClientConnection
 from voice_agent.logs import session_id_var
 from voice_agent.models import Message, SessionRecord
 from voice_agent.peer import Peer, SignalingError, local_candidates, parse_candidate
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
-from voice_agent.store.base import SessionStore
+from voice_agent.store.base import OwnershipLost, SessionStore
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 CLOSE_REPLACED = 4409
 CLOSE_ENDED = 1000
+SAVE_RETRY_MAX_S = 2.0
+
+
+class ClientLink(Protocol):
+    """A client's signaling channel: its WebSocket here, or one relayed from another agent."""
+
+    closed: bool
+
+    def send(self, event: dict[str, Any]) -> None: ...
+
+    def close_soon(self, code: int, reason: str = "") -> None: ...
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class Call:
@@ -46,11 +58,12 @@ class Call:
         self.settings = settings
         self.store = store
         self._on_gone = on_gone
-        self.conn: ClientConnection | None = None
+        self.conn: ClientLink | None = None
         self.peer: Peer | None = None
         self._pending_candidates: list[dict[str, Any]] = []
         self._grace: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         self._closed = False
         self._peers_made = 0
@@ -77,7 +90,7 @@ class Call:
         self._saver = asyncio.create_task(self._save_loop(), name=f"saver-{self.id}")
         self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
 
-    async def attach(self, conn: ClientConnection) -> None:
+    async def attach(self, conn: ClientLink) -> None:
         """A WebSocket (re)connects. A second socket for the session replaces the first."""
         if self._grace is not None:
             self._grace.cancel()
@@ -93,7 +106,7 @@ class Call:
         conn.send({"type": "session", "session": self.public_record()})
         conn.send({"type": "status", "processing": self.pipeline.status})
 
-    def detach(self, conn: ClientConnection) -> None:
+    def detach(self, conn: ClientLink) -> None:
         if self.conn is not conn or self._closed:
             return
         self.conn = None
@@ -105,7 +118,8 @@ class Call:
             log.info("client gone; suspending call", extra={"after_s": delay})
             await self.close(status="disconnected")
 
-    async def close(self, status: str = "ended") -> None:
+    async def close(self, status: str = "ended", save: bool = True) -> None:
+        """`save=False` when ownership was lost: the record belongs to another agent now."""
         if self._closed:
             return
         self._closed = True
@@ -122,8 +136,9 @@ class Call:
         self.record.status = status  # type: ignore[assignment]
         self.record.is_ai_speaking = False
         metrics.SESSION_DURATION.observe(time.monotonic() - self.started_at)
-        with contextlib.suppress(Exception):
-            await self.store.save(self.record)
+        if save:
+            with contextlib.suppress(Exception):
+                await self.store.save(self.record)
         await self._on_gone(self)
 
     # --- events to the client -----------------------------------------------------------------
@@ -227,17 +242,38 @@ class Call:
         self.record.touch(self.settings.session_ttl_s)
         self._dirty.set()
 
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
     async def _save_loop(self) -> None:
-        """Coalesces bursts of changes into one write; never blocks the media path."""
+        """Coalesces bursts of changes into one write; never blocks the media path.
+
+        A failed write is retried (with backoff) until the store is back, so what the client
+        saw during a store outage is written back once it returns. A fenced write means another
+        agent took the session over: this call stops without writing.
+        """
+        backoff = 0.05
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self.store.save(self.record)
+                backoff = 0.05
+            except OwnershipLost:
+                log.warning("session taken over by another agent; closing here")
+                if self.conn is not None:
+                    self.conn.send({"type": "error", "code": "session_moved", "message": "session moved"})
+                    self.conn.close_soon(CLOSE_REPLACED, "session moved")
+                    self.conn = None
+                self._closer = asyncio.create_task(self.close("disconnected", save=False))
+                return
             except Exception:
-                log.exception("saving session failed; will retry on next change")
+                if backoff == 0.05:
+                    log.exception("saving session failed; retrying until the store is back")
                 metrics.ERRORS.labels("store").inc()
-            await asyncio.sleep(0.05)
+                self._dirty.set()
+                backoff = min(backoff * 2, SAVE_RETRY_MAX_S)
+            await asyncio.sleep(backoff)
 
     async def flush(self) -> None:
         await self.store.save(self.record)

@@ -1,7 +1,8 @@
 """The signaling WebSocket protocol (DESIGN.md): parse, validate, dispatch, answer errors.
 
 Every bad input gets an `error` event and the session carries on; only an unknown session
-(4404) or a replaced connection (4409) closes the socket.
+(4404) or a replaced connection (4409) closes the socket. A socket for a session running on
+another agent is relayed there (relay.py); validation and rate limits still happen here.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voice_agent import metrics
-from voice_agent.call import Call
+from voice_agent.call import Call, ClientLink
 from voice_agent.connection import ClientConnection
 from voice_agent.logs import session_id_var
-from voice_agent.manager import CallManager, CapacityError
+from voice_agent.manager import CallManager, CapacityError, RemoteOwner
 from voice_agent.peer import SignalingError
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_TRY_AGAIN = 1013
+CLOSE_OWNER_GONE = 1012
 MESSAGE_TYPES = frozenset({"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"})
 
 
@@ -55,7 +57,7 @@ def require(msg: dict[str, Any], field: str) -> Any:
     return msg[field]
 
 
-async def dispatch(call: Call, conn: ClientConnection, msg: dict[str, Any]) -> bool:
+async def dispatch(call: Call, conn: ClientLink, msg: dict[str, Any]) -> bool:
     """Handle one message; False means the client asked to end the session."""
     kind = msg["type"]
     if kind == "offer":
@@ -77,6 +79,29 @@ async def dispatch(call: Call, conn: ClientConnection, msg: dict[str, Any]) -> b
     return True
 
 
+async def handle(
+    call: Call, conn: ClientLink, msg: dict[str, Any], end_session: Callable[[str], Awaitable[bool]]
+) -> bool:
+    """Run one parsed message, answering failures with an error event; False once the session ended."""
+    try:
+        if not await dispatch(call, conn, msg):
+            await end_session(call.id)
+            return False
+    except SignalingError as exc:
+        metrics.ERRORS.labels(exc.code).inc()
+        conn.send({"type": "error", "code": exc.code, "message": exc.message})
+    except Exception:
+        log.exception("signaling handler failed")
+        metrics.ERRORS.labels("internal").inc()
+        conn.send({"type": "error", "code": "internal", "message": "internal error handling message"})
+    return True
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+    await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+    await ws.close(close_code, message[:120])
+
+
 async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
     settings = manager.settings
     session_id_var.set(session_id)
@@ -84,33 +109,50 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
     metrics.WEBSOCKET_CONNECTIONS.inc()
     try:
         try:
-            call = await manager.open_call(session_id)
+            opened = await manager.open_call(session_id)
         except CapacityError as exc:
-            await ws.send_text(json.dumps({"type": "error", "code": "capacity", "message": exc.reason}))
-            await ws.close(CLOSE_TRY_AGAIN, "at capacity")
+            await _refuse(ws, "capacity", exc.reason, CLOSE_TRY_AGAIN)
             return
-        if call is None:
-            await ws.send_text(
-                json.dumps({"type": "error", "code": "unknown_session", "message": "no such session"})
-            )
-            await ws.close(CLOSE_UNKNOWN_SESSION, "unknown session")
+        if opened is None:
+            await _refuse(ws, "unknown_session", "no such session", CLOSE_UNKNOWN_SESSION)
             return
         conn = ClientConnection(ws, settings.max_messages_per_s, settings.message_burst)
+        if isinstance(opened, RemoteOwner):
+            await _serve_relayed(ws, conn, session_id, opened, manager)
+            return
+        call = opened
         await call.attach(conn)
         try:
-            await _receive_loop(ws, call, conn, settings.max_frame_bytes, manager.end_session)
+            await _receive_loop(
+                ws, conn, settings.max_frame_bytes, lambda msg: handle(call, conn, msg, manager.end_session)
+            )
         finally:
             call.detach(conn)
     finally:
         metrics.WEBSOCKET_CONNECTIONS.dec()
 
 
+async def _serve_relayed(
+    ws: WebSocket, conn: ClientConnection, session_id: str, owner: RemoteOwner, manager: CallManager
+) -> None:
+    edge = await manager.relay.open_edge(session_id, owner.agent_id, conn) if manager.relay else None
+    if edge is None:
+        conn.send({"type": "error", "code": "owner_gone", "message": "the session's agent is gone"})
+        await conn.aclose(CLOSE_OWNER_GONE, "reconnect to resume")
+        return
+    log.info("relaying signaling", extra={"owner": owner.agent_id})
+    try:
+        await _receive_loop(ws, conn, manager.settings.max_frame_bytes, edge.forward)
+    finally:
+        await edge.close()
+        await conn.aclose(CLOSE_OWNER_GONE, "relay closed")
+
+
 async def _receive_loop(
     ws: WebSocket,
-    call: Call,
     conn: ClientConnection,
     max_bytes: int,
-    end_session: Callable[[str], Awaitable[bool]],
+    on_message: Callable[[dict[str, Any]], Awaitable[bool]],
 ) -> None:
     flood_reported = False
     while not conn.closed:
@@ -135,16 +177,11 @@ async def _receive_loop(
             raw = event.get("text")
             msg = parse_message(raw if raw is not None else event.get("bytes"), max_bytes)
             kind = msg["type"]
-            if not await dispatch(call, conn, msg):
-                await end_session(call.id)
+            if not await on_message(msg):
                 return
         except SignalingError as exc:
             metrics.ERRORS.labels(exc.code).inc()
             conn.send({"type": "error", "code": exc.code, "message": exc.message})
-        except Exception:
-            log.exception("signaling handler failed")
-            metrics.ERRORS.labels("internal").inc()
-            conn.send({"type": "error", "code": "internal", "message": "internal error handling message"})
         finally:
             metrics.SIGNALING_MESSAGES.labels(kind).inc()
             metrics.SIGNALING_LATENCY.observe(time.perf_counter() - t0)

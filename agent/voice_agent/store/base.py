@@ -28,3 +28,11 @@ class SessionStore(Protocol):
     async def delete(self, session_id: str) -> bool: ...
 
     async def list(self) -> list[SessionRecord]: ...
+
+
+class StoreUnavailable(Exception):
+    """The shared store cannot be reached; callers refuse new work with a clear 503."""
+
+
+class OwnershipLost(Exception):
+    """A fenced write was refused: another agent took this session over (or it was ended)."""

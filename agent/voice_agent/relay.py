@@ -1,0 +1,288 @@
+"""Signaling relay over Redis pub/sub, for a WebSocket that landed on an agent not owning its session.
+
+Two roles per relayed connection ("link"):
+- edge: this agent holds the client's WebSocket. It validates and rate-limits frames like any
+  agent, then publishes them to the owner's inbox; events from the owner go to the socket.
+- owner: this agent runs the call. A RemoteConnection stands in for the client's socket, so the
+  call neither knows nor cares that its client is elsewhere. Media flows straight to the owner.
+
+Each agent listens on one channel, its inbox. Messages of one link are handled in order (one
+queue and worker per link), so an offer is answered before the candidates that follow it.
+PUBLISH returns the number of receivers; 0 means the other side's process is gone, and the link
+is closed at once so the client can reconnect and resume (see docs/redis.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from voice_agent.call import Call
+from voice_agent.connection import ClientConnection
+from voice_agent.store.base import StoreUnavailable
+from voice_agent.store.redis import RedisSessionStore
+from voice_agent.store.redis_metrics import RELAY_SECONDS, RELAYED_MESSAGES
+
+if TYPE_CHECKING:
+    from voice_agent.manager import CallManager
+
+log = logging.getLogger(__name__)
+
+LINK_QUEUE_MAX = 512
+CLOSE_OWNER_GONE = 1012
+CLOSE_TRY_AGAIN = 1013
+_BYE: dict[str, Any] = {"type": "__bye__"}
+
+MessageHandler = Callable[[Call, Any, dict[str, Any]], Awaitable[bool]]
+
+
+class RemoteConnection:
+    """The owner's stand-in for a client socket held by another agent (same surface as ClientConnection)."""
+
+    def __init__(self, relay: Relay, link: OwnerLink) -> None:
+        self._relay = relay
+        self._link = link
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(LINK_QUEUE_MAX)
+        self._writer = asyncio.create_task(self._write(), name=f"relay-out-{link.id}")
+        self.closed = False
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(("ev", {"e": event}))
+        except asyncio.QueueFull:
+            self.close_soon(1008, "send queue full")
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(("close", {"code": code, "reason": reason}))
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self.close_soon(code, reason)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
+        self._writer.cancel()
+
+    async def _write(self) -> None:
+        while True:
+            kind, body = await self._queue.get()
+            link = self._link
+            delivered = await self._relay.send(link.edge, kind, link.session_id, link.id, body)
+            if kind == "close":
+                return
+            if not delivered:
+                self.closed = True
+                self._link.stop()
+                return
+
+
+class OwnerLink:
+    """Owner side of one relayed connection: runs its messages in order against the local call."""
+
+    def __init__(self, relay: Relay, link_id: str, session_id: str, edge: str) -> None:
+        self.relay = relay
+        self.id = link_id
+        self.session_id = session_id
+        self.edge = edge
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LINK_QUEUE_MAX)
+        self.conn = RemoteConnection(relay, self)
+        self.task = asyncio.create_task(self._run(), name=f"relay-owner-{link_id}")
+
+    def push(self, msg: dict[str, Any]) -> None:
+        try:
+            self.inbox.put_nowait(msg)
+        except asyncio.QueueFull:
+            self.conn.close_soon(1008, "too many queued messages")
+            self.stop()
+
+    def stop(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.inbox.put_nowait(_BYE)
+
+    async def _run(self) -> None:
+        manager = self.relay.manager
+        call: Call | None = None
+        try:
+            try:
+                opened = await manager.open_call(self.session_id)
+            except Exception as exc:
+                reason = getattr(exc, "reason", "session unavailable")
+                self.conn.send({"type": "error", "code": "capacity", "message": reason})
+                self.conn.close_soon(CLOSE_TRY_AGAIN, "try again")
+                return
+            if not isinstance(opened, Call):
+                self.conn.send({"type": "error", "code": "session_moved", "message": "reconnect to resume"})
+                self.conn.close_soon(CLOSE_OWNER_GONE if opened is not None else 4404, "reconnect")
+                return
+            call = opened
+            await call.attach(self.conn)
+            while True:
+                msg = await self.inbox.get()
+                if msg is _BYE or self.conn.closed:
+                    return
+                if not await self.relay.handle(call, self.conn, msg):
+                    return
+        finally:
+            if call is not None:
+                call.detach(self.conn)
+            self.relay.owned.pop(self.id, None)
+
+
+class EdgeLink:
+    """Edge side: the client's socket is here, its session runs on `owner`."""
+
+    def __init__(self, relay: Relay, session_id: str, owner: str, conn: ClientConnection) -> None:
+        self.relay = relay
+        self.id = secrets.token_hex(8)
+        self.session_id = session_id
+        self.owner = owner
+        self.conn = conn
+        self.done = False
+
+    async def forward(self, msg: dict[str, Any]) -> bool:
+        if self.done:
+            return False
+        if not await self.relay.send(self.owner, "msg", self.session_id, self.id, {"m": msg}):
+            self.owner_gone()
+            return False
+        return True
+
+    def owner_gone(self) -> None:
+        self.done = True
+        self.relay.edges.pop(self.id, None)
+        self.conn.send(
+            {"type": "error", "code": "owner_gone", "message": "the agent running this session is gone"}
+        )
+        self.conn.close_soon(CLOSE_OWNER_GONE, "reconnect to resume")
+
+    async def close(self) -> None:
+        self.relay.edges.pop(self.id, None)
+        if not self.done:
+            self.done = True
+            await self.relay.send(self.owner, "bye", self.session_id, self.id, {})
+
+
+class Relay:
+    def __init__(self, store: RedisSessionStore, manager: CallManager, handle: MessageHandler) -> None:
+        self.store = store
+        self.manager = manager
+        self.handle = handle
+        self.agent_id = store.agent_id
+        self.edges: dict[str, EdgeLink] = {}
+        self.owned: dict[str, OwnerLink] = {}
+        self.subscribed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self, wait_s: float = 3.0) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="relay-inbox")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), wait_s)
+
+    async def close(self) -> None:
+        for edge in list(self.edges.values()):
+            edge.owner_gone()
+        for link in list(self.owned.values()):
+            link.stop()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    @property
+    def active_edges(self) -> int:
+        return len(self.edges)
+
+    async def send(self, agent_id: str, kind: str, session_id: str, link: str, body: dict[str, Any]) -> bool:
+        """Publish to an agent's inbox; False when no one received it (agent gone or Redis down)."""
+        msg = {"k": kind, "s": session_id, "l": link, "f": self.agent_id, "t": time.time(), **body}
+        try:
+            return await self.store.publish(self.store.inbox_of(agent_id), msg) > 0
+        except StoreUnavailable:
+            return False
+
+    async def open_edge(self, session_id: str, owner: str, conn: ClientConnection) -> EdgeLink | None:
+        edge = EdgeLink(self, session_id, owner, conn)
+        self.edges[edge.id] = edge
+        if not await self.send(owner, "open", session_id, edge.id, {}):
+            self.edges.pop(edge.id, None)
+            return None
+        return edge
+
+    async def check_links(self) -> None:
+        """Closes links whose other agent vanished without a word (its inbox has no listener)."""
+        peers = {e.owner for e in self.edges.values()} | {o.edge for o in self.owned.values()}
+        if not peers:
+            return
+        counts = await self.store.listeners(self.store.inbox_of(p) for p in peers)
+        gone = {p for p in peers if counts.get(self.store.inbox_of(p), 0) == 0}
+        for edge in [e for e in self.edges.values() if e.owner in gone]:
+            edge.owner_gone()
+        for link in [o for o in self.owned.values() if o.edge in gone]:
+            link.stop()
+
+    # --- inbox --------------------------------------------------------------------------------
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self.store.pubsub()
+            try:
+                await pubsub.subscribe(self.store.inbox)
+                self.subscribed.set()
+                backoff = 0.05
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        self._dispatch(msg["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("relay inbox lost; resubscribing", extra={"error": type(exc).__name__})
+            finally:
+                self.subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _dispatch(self, raw: str) -> None:
+        try:
+            msg = json.loads(raw)
+            kind, sid, link = msg["k"], msg["s"], msg["l"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed relay message dropped")
+            return
+        RELAYED_MESSAGES.labels(kind).inc()
+        if isinstance(msg.get("t"), int | float):
+            direction = "to_owner" if kind in ("open", "msg", "bye") else "to_edge"
+            RELAY_SECONDS.labels(direction).observe(max(0.0, time.time() - msg["t"]))
+        if kind == "open":
+            self.owned[link] = OwnerLink(self, link, sid, str(msg["f"]))
+        elif kind == "msg" and (owner_link := self.owned.get(link)) is not None:
+            owner_link.push(msg["m"])
+        elif kind == "bye" and (owner_link := self.owned.get(link)) is not None:
+            owner_link.stop()
+        elif kind == "ev" and (edge := self.edges.get(link)) is not None:
+            edge.conn.send(msg["e"])
+        elif kind == "close" and (edge := self.edges.pop(link, None)) is not None:
+            edge.done = True
+            edge.conn.close_soon(int(msg.get("code", 1000)), str(msg.get("reason", ""))[:100])
+        elif kind == "assign":
+            self._spawn(self.manager.adopt(sid))
+        elif kind == "end":
+            self._spawn(self.manager.end_local(sid))

@@ -1,0 +1,346 @@
+"""Redis session store: records with TTL, atomic allocation and fenced ownership (see docs/redis.md).
+
+One client per agent over a bounded connection pool; `REDIS_URL` carries AUTH (``redis://user:pw@``)
+and TLS (``rediss://...?ssl_ca_certs=/path/ca.crt``). Every operation is timed and counted, and
+every Redis failure surfaces as StoreUnavailable so callers can refuse new work with a clear 503
+while live calls carry on.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from voice_agent import redis_keys as keys
+from voice_agent.models import SessionRecord, utcnow
+from voice_agent.store import redis_scripts as lua
+from voice_agent.store.base import OwnershipLost, StoreUnavailable
+from voice_agent.store.redis_metrics import REDIS_ERRORS, REDIS_OP_SECONDS
+
+log = logging.getLogger(__name__)
+
+TOMBSTONE_MS = 60_000
+LIST_LIMIT = 1000
+START_GRACE_MS = 10_000
+
+ClaimKind = Literal["mine", "claimed", "remote", "missing", "refused"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: ClaimKind
+    epoch: int = 0
+    owner: str = ""
+    reason: str = ""
+    record: SessionRecord | None = None
+
+
+def _ms(dt: Any) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0) -> Redis:
+    """A client on a bounded, blocking pool: bursts wait for a connection instead of failing."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=5,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 1),  # one fresh-connection retry covers a restarted server
+    )
+    return Redis(connection_pool=pool)
+
+
+class RedisSessionStore:
+    """Session records plus the ownership scripts, for one agent (`agent_id`) of one pool."""
+
+    enabled_backend = "redis"
+
+    def __init__(self, url: str, pool: str, agent_id: str, capacity: int, max_connections: int = 64) -> None:
+        self.pool = pool
+        self.agent_id = agent_id
+        self.capacity = capacity
+        self.draining = False
+        self.client = connect(url, max_connections)
+        self._leases: dict[str, int] = {}
+        self._agents = keys.agents_key(pool)
+        self._prefix = keys.agent_prefix(pool)
+        self._mine = keys.agent_sessions_key(pool, agent_id)
+        self._index = keys.sessions_index_key(pool)
+        self.inbox = keys.agent_inbox(pool, agent_id)
+        self._allocate = self.client.register_script(lua.ALLOCATE)
+        self._claim = self.client.register_script(lua.CLAIM)
+        self._save = self.client.register_script(lua.SAVE)
+        self._release = self.client.register_script(lua.RELEASE)
+        self._end = self.client.register_script(lua.END)
+        self._heartbeat = self.client.register_script(lua.HEARTBEAT)
+
+    def _session(self, session_id: str) -> str:
+        return keys.session_key(self.pool, session_id)
+
+    @contextlib.asynccontextmanager
+    async def _op(self, name: str) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except RedisError as exc:
+            REDIS_ERRORS.labels(name).inc()
+            raise StoreUnavailable(f"redis {name} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            REDIS_OP_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    # --- SessionStore -------------------------------------------------------------------------
+    async def start(self) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.healthy()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.client.connection_pool.disconnect()
+
+    async def healthy(self) -> bool:
+        try:
+            async with self._op("ping"):
+                return bool(await self.client.ping())
+        except StoreUnavailable:
+            return False
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._leases
+
+    async def save(self, record: SessionRecord) -> None:
+        """Fenced write: only the agent holding the session's current epoch may write it."""
+        epoch = self._leases.get(record.id)
+        if epoch is None:
+            raise OwnershipLost(f"session {record.id} is not held by {self.agent_id}")
+        async with self._op("save"):
+            result = await self._save(
+                keys=[self._session(record.id), self._index, self._mine, self._agents],
+                args=[
+                    self.agent_id,
+                    epoch,
+                    record.model_dump_json(),
+                    _ms(record.expires_at),
+                    _now_ms(),
+                    "0" if record.status == "ended" else "1",
+                    record.id,
+                ],
+            )
+        if result != "ok":
+            self._leases.pop(record.id, None)
+            raise OwnershipLost(f"session {record.id}: save refused ({result})")
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        async with self._op("get"):
+            row: Any = await self.client.hmget(self._session(session_id), ["data", "owner", "ended"])
+        return _record(*row)
+
+    async def delete(self, session_id: str) -> bool:
+        return await self.end(session_id) is not None
+
+    async def end(self, session_id: str) -> str | None:
+        """Ends a session everywhere; returns its last owner ('' if none) or None if unknown."""
+        self._leases.pop(session_id, None)
+        async with self._op("end"):
+            owner = await self._end(
+                keys=[self._session(session_id), self._index, self._agents],
+                args=[self._prefix, session_id, TOMBSTONE_MS],
+            )
+        return None if owner is None else str(owner)
+
+    async def list(self) -> list[SessionRecord]:
+        async with self._op("list"):
+            now = _now_ms()
+            ids: Any = await self.client.zrangebyscore(self._index, now, "+inf", start=0, num=LIST_LIMIT)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for sid in ids:
+                    pipe.hmget(self._session(sid), ["data", "owner", "ended"])
+                rows = await pipe.execute()
+        return [r for r in (_record(*row) for row in rows) if r is not None]
+
+    # --- ownership ----------------------------------------------------------------------------
+    async def allocate(self, record: SessionRecord) -> str | None:
+        """Places a new session on the least-loaded live agent of the pool; None when all are full."""
+        async with self._op("allocate"):
+            reply = await self._allocate(
+                keys=[self._agents, self._session(record.id), self._index],
+                args=[self._prefix, record.id, record.model_dump_json(), _ms(record.expires_at), _now_ms()],
+            )
+        if reply[0] != "ok":
+            if reply[0] == "exists":
+                raise StoreUnavailable(f"session id collision for {record.id}")
+            return None
+        owner = str(reply[1])
+        if owner == self.agent_id:
+            self._leases[record.id] = int(reply[2])
+        return owner
+
+    async def claim(self, session_id: str) -> Claim:
+        """Takes a session over unless a live agent holds it (then: where to relay)."""
+        async with self._op("claim"):
+            reply = await self._claim(
+                keys=[self._session(session_id), self._agents],
+                args=[
+                    self._prefix,
+                    self.agent_id,
+                    session_id,
+                    self.capacity,
+                    "1" if self.draining else "0",
+                    _now_ms(),
+                ],
+            )
+        kind = str(reply[0])
+        if kind in ("mine", "claimed"):
+            record = _record(reply[2], self.agent_id, None)
+            if record is None:
+                self._leases[session_id] = int(reply[1])
+                await self.release(session_id)
+                return Claim("missing")
+            self._leases[session_id] = int(reply[1])
+            return Claim(kind, epoch=int(reply[1]), record=record)  # type: ignore[arg-type]
+        if kind == "remote":
+            return Claim("remote", owner=str(reply[1]))
+        if kind == "refused":
+            return Claim("refused", reason=str(reply[1]))
+        return Claim("missing")
+
+    async def release(self, session_id: str) -> None:
+        epoch = self._leases.pop(session_id, None)
+        if epoch is None:
+            return
+        async with self._op("release"):
+            await self._release(
+                keys=[self._mine, self._agents, self._session(session_id)],
+                args=[self.agent_id, session_id, epoch],
+            )
+
+    # --- registry -----------------------------------------------------------------------------
+    async def heartbeat(self, url: str, ttl_ms: int, running: Iterable[str]) -> builtins.list[str]:
+        """Registers this agent; returns running sessions whose record Redis lost (to rewrite)."""
+        async with self._op("heartbeat"):
+            missing = await self._heartbeat(
+                keys=[
+                    keys.agent_key(self.pool, self.agent_id),
+                    keys.agent_alive_key(self.pool, self.agent_id),
+                    self._mine,
+                    self._agents,
+                    keys.POOLS,
+                ],
+                args=[
+                    self.agent_id,
+                    self.pool,
+                    url,
+                    self.capacity,
+                    "1" if self.draining else "0",
+                    ttl_ms,
+                    _now_ms(),
+                    keys.session_key(self.pool, ""),
+                    START_GRACE_MS,
+                    *running,
+                ],
+            )
+        return [str(m) for m in missing]
+
+    async def deregister(self) -> None:
+        async with self._op("deregister"), self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.agent_alive_key(self.pool, self.agent_id))
+            pipe.zrem(self._agents, self.agent_id)
+            pipe.delete(keys.agent_key(self.pool, self.agent_id), self._mine)
+            await pipe.execute()
+
+    async def agents(self) -> dict[str, dict[str, str]]:
+        """Live agents of the pool with their registry fields plus `sessions` (their load)."""
+        async with self._op("agents"):
+            members: Any = await self.client.zrange(self._agents, 0, -1, withscores=True)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for agent_id, _ in members:
+                    pipe.hgetall(keys.agent_key(self.pool, agent_id))
+                    pipe.exists(keys.agent_alive_key(self.pool, agent_id))
+                rows = await pipe.execute()
+        out: dict[str, dict[str, str]] = {}
+        for i, (agent_id, score) in enumerate(members):
+            if rows[2 * i + 1]:
+                out[agent_id] = {**rows[2 * i], "sessions": str(int(score))}
+        return out
+
+    # --- pub/sub ------------------------------------------------------------------------------
+    async def publish(self, channel: str, message: dict[str, Any]) -> int:
+        """Receivers of the message; 0 means nobody listens there (that agent is gone)."""
+        async with self._op("publish"):
+            return int(await self.client.publish(channel, json.dumps(message, separators=(",", ":"))))
+
+    async def listeners(self, channels: Iterable[str]) -> dict[str, int]:
+        chans = list(channels)
+        if not chans:
+            return {}
+        async with self._op("numsub"):
+            rows = await self.client.pubsub_numsub(*chans)
+        return {str(name): int(n) for name, n in rows}
+
+    def pubsub(self) -> PubSub:
+        return self.client.pubsub(ignore_subscribe_messages=True)
+
+    def inbox_of(self, agent_id: str) -> str:
+        return keys.agent_inbox(self.pool, agent_id)
+
+
+def _record(data: str | None, owner: str | None, ended: str | None) -> SessionRecord | None:
+    if data is None or ended == "1":
+        return None
+    record = SessionRecord.model_validate_json(data)
+    record.owner = owner or record.owner
+    if record.expired(utcnow()):
+        return None
+    return record
+
+
+def check_url(url: str, timeout_s: float = 2.0) -> str | None:
+    """At start: a problem with REDIS_URL that no retry will fix (bad URL, AUTH, TLS), else None.
+
+    An unreachable server is not such a problem: the agent starts degraded and registers once
+    Redis is up, so agents and Redis may start in any order.
+    """
+    import ssl
+
+    import redis as sync_redis
+    from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+
+    try:
+        client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    except (ValueError, TypeError) as exc:
+        return f"invalid URL ({exc})"
+    try:
+        client.ping()
+    except AuthenticationError:
+        return "authentication failed (check the password/user in the URL)"
+    except ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            return "server requires authentication (put the password in the URL)"
+        return f"server refused: {exc}"
+    except ConnectionError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
+            return f"TLS handshake failed ({exc})"
+        log.warning("redis not reachable at start; running degraded until it is", extra={"error": str(exc)})
+    finally:
+        client.close()
+    return None
