@@ -1,0 +1,49 @@
+/** Reads the dashboard the way a person would: through what it renders (roles, test ids). */
+import type { Page } from 'playwright-core';
+import { peerStats } from './browser';
+import { pollUntil } from './wait';
+
+export type Role = 'user' | 'agent';
+
+export async function connection(page: Page): Promise<string | null> {
+  return page.locator('.app').getAttribute('data-connection');
+}
+
+export async function sessionId(page: Page): Promise<string | null> {
+  const id = page.getByTestId('session-id');
+  return (await id.count()) > 0 ? id.innerText() : null;
+}
+
+export async function turns(page: Page, role: Role): Promise<string[]> {
+  return page.getByTestId(`turn-${role}`).allInnerTexts();
+}
+
+export async function waitConnected(page: Page, timeoutMs: number): Promise<void> {
+  await pollUntil('the dashboard to show Connected', async () => (await connection(page)) === 'connected', {
+    timeoutMs,
+  });
+}
+
+/** Waits for more than `after` turns of `role`; returns the newest one's text. */
+export async function waitTurn(page: Page, role: Role, after: number, timeoutMs: number): Promise<string> {
+  return pollUntil(
+    `${role} turn #${after + 1}`,
+    async () => {
+      const all = await turns(page, role);
+      return all.length > after ? all.at(-1) : undefined;
+    },
+    { timeoutMs },
+  );
+}
+
+/** Waits until the agent's audio, as the browser receives it, carries energy above `above`. */
+export async function waitInboundEnergy(page: Page, above: number, timeoutMs: number): Promise<number> {
+  return pollUntil(
+    `inbound audio energy above ${above.toFixed(4)}`,
+    async () => {
+      const stats = await peerStats(page);
+      return stats && stats.inboundAudioEnergy > above ? stats.inboundAudioEnergy : undefined;
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
+}
