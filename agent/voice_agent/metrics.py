@@ -41,3 +41,19 @@ OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers
 OUTPUT_LATE_FRAMES = Counter(
     "voice_output_late_frames_total", "Output frames produced more than one frame late (clock resync)"
 )
+
+# Cloud providers (label values are provider and stage names and error kinds, never request data).
+PROVIDER_LATENCY = Histogram(
+    "voice_provider_request_seconds",
+    "Provider request latency: phase=first (request -> first result) and phase=total",
+    ["provider", "stage", "phase"],
+    buckets=_LATENCY_BUCKETS,
+)
+PROVIDER_ERRORS = Counter("voice_provider_errors_total", "Provider failures", ["provider", "stage", "type"])
+PROVIDER_IN_FLIGHT = Gauge(
+    "voice_provider_in_flight_requests", "Open provider requests", ["provider", "stage"]
+)
+PROVIDER_RETRIES = Counter("voice_provider_retries_total", "Provider requests retried", ["provider", "stage"])
+PROVIDER_FALLBACKS = Counter(
+    "voice_provider_fallbacks_total", "Requests answered by the offline fallback", ["stage", "provider"]
+)

@@ -48,6 +48,30 @@ class Settings(BaseSettings):
     groq_base_url: str | None = Field(None, validation_alias="GROQ_BASE_URL")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
     elevenlabs_base_url: str | None = Field(None, validation_alias="ELEVENLABS_BASE_URL")
+    # Cloud provider details (docs/providers.md): models, retry/timeout policy, offline fallback per stage.
+    deepgram_model: str = "nova-3"
+    deepgram_language: str = "en"
+    deepgram_keepalive_s: float = Field(5.0, gt=0, le=9)
+    deepgram_idle_close_s: float = Field(60.0, gt=0)
+    groq_model: str = "llama-3.1-8b-instant"
+    openai_model: str = "gpt-4o-mini"
+    llm_system_prompt: str = (
+        "You are a friendly voice assistant. "
+        "Answer briefly in plain spoken sentences, without lists or markup."
+    )
+    llm_max_history_tokens: int = Field(3000, ge=100)
+    llm_max_tokens: int = Field(300, ge=16)
+    elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
+    elevenlabs_model: str = "eleven_flash_v2_5"
+    elevenlabs_output_format: Literal["pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000"] = (
+        "pcm_24000"
+    )
+    provider_timeout_s: float = Field(10.0, gt=0)
+    provider_max_retries: int = Field(2, ge=0, le=5)
+    provider_retry_max_wait_s: float = Field(4.0, ge=0)
+    stt_fallback: bool = False
+    llm_fallback: bool = False
+    tts_fallback: bool = False
 
     redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "VOICE_REDIS_URL"))
 

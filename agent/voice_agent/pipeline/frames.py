@@ -7,6 +7,7 @@ ahead of anything queued (that is what makes an interruption immediate).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -107,11 +108,15 @@ class TurnMetrics:
     tts_first_audio_ms: float | None = None
     voice_to_voice_ms: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    providers: dict[str, str] = field(default_factory=dict)
 
-    def as_event(self) -> dict[str, float | None]:
-        return {
+    def as_event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
             "stt_ms": self.stt_ms,
             "llm_first_token_ms": self.llm_first_token_ms,
             "tts_first_audio_ms": self.tts_first_audio_ms,
             "voice_to_voice_ms": self.voice_to_voice_ms,
         }
+        if self.providers:
+            event["providers"] = dict(self.providers)  # which provider answered each stage
+        return event

@@ -12,7 +12,7 @@ from voice_agent.pipeline.context import SentenceSplitter
 from voice_agent.pipeline.frames import DataFrame, LLMDoneFrame, SentenceFrame, UserTurnFrame
 from voice_agent.pipeline.observer import TurnObserver
 from voice_agent.pipeline.processor import QueuedProcessor
-from voice_agent.providers.base import LLMProvider, ProviderError
+from voice_agent.providers.base import LLMProvider, ProviderError, Served
 
 
 class LLMProcessor(QueuedProcessor):
@@ -31,10 +31,13 @@ class LLMProcessor(QueuedProcessor):
         splitter = SentenceSplitter()
         text = ""
         index = 0
+        served = Served(self._provider.name)
         try:
-            async with contextlib.aclosing(self._provider.stream(self._observer.history())) as tokens:
+            async with contextlib.aclosing(self._provider.stream(self._observer.history(), served)) as tokens:
                 async for token in tokens:
                     first = not text
+                    if first:
+                        self._observer.served(frame.turn, "llm", served.provider)
                     text += token
                     self._observer.llm_text(frame.turn, text, first)
                     for sentence in splitter.feed(token):

@@ -197,7 +197,7 @@ class Pipeline:
             ms = (time.monotonic() - started) * 1000
             self._metrics[turn].llm_first_token_ms = ms
             metrics.LLM_FIRST_TOKEN.observe(ms / 1000)
-        self._emit({"type": "ai_response", "text": text_so_far, "final": False})
+        self._emit({"type": "ai_response", "text": text_so_far, "final": False, **self._llm_provider(turn)})
 
     def sentence(self, turn: int, index: int, text: str) -> None:
         if self._active is not None and self._active.turn == turn:
@@ -207,7 +207,7 @@ class Pipeline:
         if not self._is_current(turn) or self._active is None:
             return
         self._active.llm_done = True
-        self._emit({"type": "ai_response", "text": text, "final": True})
+        self._emit({"type": "ai_response", "text": text, "final": True, **self._llm_provider(turn)})
         if not self._media_live:
             # Text-only session (no audio peer): the client has read the whole reply, and the
             # synthesized audio must never surface later when a peer does connect.
@@ -225,6 +225,16 @@ class Pipeline:
             metrics.TTS_FIRST_AUDIO.observe(first_audio_ms / 1000)
         if last:
             self._maybe_finish(turn)
+
+    def served(self, turn: int, stage: str, provider: str) -> None:
+        m = self._metrics.get(turn)
+        if m is not None:
+            m.providers[stage] = provider
+
+    def _llm_provider(self, turn: int) -> dict[str, str]:
+        m = self._metrics.get(turn)
+        name = m.providers.get("llm") if m is not None else None
+        return {"provider": name} if name else {}
 
     def provider_error(self, exc: ProviderError, turn: int | None) -> None:
         metrics.ERRORS.labels(exc.code).inc()

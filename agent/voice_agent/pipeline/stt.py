@@ -116,3 +116,4 @@ class STTProcessor(FrameProcessor):
         for task in list(self._finalizers):
             task.cancel()
         await asyncio.gather(*self._finalizers, return_exceptions=True)
+        await self._provider.release(self._speaker_state)  # e.g. a session's live provider socket

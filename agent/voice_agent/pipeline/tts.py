@@ -10,7 +10,7 @@ from voice_agent.audio import OUTPUT_RATE, PcmResampler
 from voice_agent.pipeline.frames import DataFrame, InterruptionFrame, SentenceFrame, TTSAudioFrame
 from voice_agent.pipeline.observer import TurnObserver
 from voice_agent.pipeline.processor import QueuedProcessor
-from voice_agent.providers.base import ProviderError, TTSProvider
+from voice_agent.providers.base import ProviderError, Served, TTSProvider
 
 
 class TTSProcessor(QueuedProcessor):
@@ -32,9 +32,12 @@ class TTSProcessor(QueuedProcessor):
             await self.push(frame)
             return
         t0 = time.monotonic()
+        served = Served(self._provider.name)
         try:
-            async with contextlib.aclosing(self._provider.synthesize(frame.text)) as chunks:
+            async with contextlib.aclosing(self._provider.synthesize(frame.text, served)) as chunks:
                 async for chunk in chunks:
+                    if self._first_audio_turn != frame.turn:
+                        self._observer.served(frame.turn, "tts", served.provider)
                     await self._emit(frame, self._resampler.resample(chunk), t0, last=False)
         except ProviderError as exc:
             self._observer.provider_error(exc, frame.turn)

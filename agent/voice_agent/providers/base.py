@@ -25,6 +25,16 @@ class ProviderError(Exception):
         self.message = message
 
 
+@dataclass
+class Served:
+    """Which provider actually answered one request: the configured one, or its offline fallback.
+
+    A fallback wrapper overwrites `provider`; the pipeline reports it to the client per turn.
+    """
+
+    provider: str
+
+
 class STTStream(Protocol):
     """One utterance of streaming recognition."""
 
@@ -50,11 +60,15 @@ class STTProvider(Protocol):
         """`state` is the session's own dict: a provider may keep per-speaker adaptation there."""
         ...
 
+    async def release(self, state: dict[str, Any]) -> None:
+        """The session of `state` ended: free what the provider kept there (e.g. a live socket)."""
+        ...
+
 
 class LLMProvider(Protocol):
     name: str
 
-    def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
+    def stream(self, messages: Sequence[Message], served: Served | None = None) -> AsyncGenerator[str, None]:
         """Reply tokens as they are produced; closing the iterator cancels the request."""
         ...
 
@@ -65,8 +79,8 @@ class TTSProvider(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
-        """s16 mono PCM at `sample_rate`, in chunks as they are produced."""
+    def synthesize(self, text: str, served: Served | None = None) -> AsyncGenerator[bytes, None]:
+        """s16 mono PCM at `sample_rate`, in chunks as they are produced (even-sized)."""
         ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime
 
 from voice_agent.models import Message
+from voice_agent.providers.base import Served
 
 Clock = Callable[[], datetime]
 
@@ -60,7 +61,9 @@ class LocalResponder:
             return "Goodbye, have a nice day."
         return "Sorry, I can only tell you the time or the date, or tell a story. Please try again."
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, messages: Sequence[Message], served: Served | None = None
+    ) -> AsyncGenerator[str, None]:
         text = self.reply(messages)
         for i, token in enumerate(re.findall(r"\S+\s*", text)):
             if i:

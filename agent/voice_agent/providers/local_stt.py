@@ -150,5 +150,8 @@ class PocketSphinxSTT:
     async def close(self) -> None:
         return None
 
+    async def release(self, state: dict[str, Any]) -> None:
+        return None
+
     async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> PocketSphinxStream:
         return PocketSphinxStream(self._pool, on_interim, state)

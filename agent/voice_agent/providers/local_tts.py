@@ -15,7 +15,7 @@ import shutil
 from collections.abc import AsyncGenerator
 
 from voice_agent.audio import parse_wav
-from voice_agent.providers.base import ProviderError
+from voice_agent.providers.base import ProviderError, Served
 
 MAX_CHARS = 2000
 
@@ -33,7 +33,7 @@ class FliteTTS:
         self._binary = path
         self._voice = voice
 
-    async def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
+    async def synthesize(self, text: str, served: Served | None = None) -> AsyncGenerator[bytes, None]:
         text = " ".join(text.split())[:MAX_CHARS]
         if not text:
             return

@@ -1,0 +1,189 @@
+"""Per-stage fallback to the offline provider, so a call keeps going while a cloud provider is down.
+
+A stage falls back only when its provider fails before producing anything (auth, rate limit,
+outage, timeout): once words or audio reached the user, switching voices or models mid-sentence
+would be worse than the error. The offline provider that answered is recorded in `Served`, and
+the pipeline tells the client which provider answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, TypeVar
+
+from voice_agent import metrics
+from voice_agent.audio import PcmResampler
+from voice_agent.models import Message
+from voice_agent.providers.base import (
+    InterimCallback,
+    LLMProvider,
+    ProviderError,
+    Served,
+    STTProvider,
+    STTStream,
+    TTSProvider,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _fell_back(stage: str, exc: ProviderError, fallback: str, served: Served | None) -> None:
+    metrics.PROVIDER_FALLBACKS.labels(stage, fallback).inc()
+    log.warning("provider failed, offline fallback answers", extra={"stage": stage, "code": exc.code})
+    if served is not None:
+        served.provider = fallback
+
+
+async def first_or_fallback(
+    stage: str,
+    primary: AsyncGenerator[T, None],
+    fallback_name: str,
+    open_fallback: Callable[[], AsyncGenerator[T, None]],
+    served: Served | None,
+) -> AsyncGenerator[T, None]:
+    async with contextlib.aclosing(primary):
+        try:
+            first = await anext(primary)
+        except StopAsyncIteration:
+            return
+        except ProviderError as exc:
+            _fell_back(stage, exc, fallback_name, served)
+            async with contextlib.aclosing(open_fallback()) as alternative:
+                async for item in alternative:
+                    yield item
+            return
+        yield first
+        async for item in primary:
+            yield item
+
+
+class FallbackLLM:
+    def __init__(self, primary: LLMProvider, fallback: LLMProvider) -> None:
+        self.name = primary.name
+        self.primary = primary
+        self.fallback = fallback
+
+    def stream(self, messages: Sequence[Message], served: Served | None = None) -> AsyncGenerator[str, None]:
+        return first_or_fallback(
+            "llm",
+            self.primary.stream(messages, served),
+            self.fallback.name,
+            lambda: self.fallback.stream(messages),
+            served,
+        )
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.fallback.close()
+
+
+class FallbackTTS:
+    """Fallback audio is resampled to the primary's rate: the stage was built for that rate."""
+
+    def __init__(self, primary: TTSProvider, fallback: TTSProvider) -> None:
+        self.name = primary.name
+        self.sample_rate = primary.sample_rate
+        self.primary = primary
+        self.fallback = fallback
+
+    async def _fallback_audio(self, text: str) -> AsyncGenerator[bytes, None]:
+        resampler = PcmResampler(self.fallback.sample_rate, self.sample_rate)
+        async with contextlib.aclosing(self.fallback.synthesize(text)) as chunks:
+            async for chunk in chunks:
+                out = resampler.resample(chunk)
+                if out:
+                    yield out
+        tail = resampler.flush()
+        if tail:
+            yield tail
+
+    def synthesize(self, text: str, served: Served | None = None) -> AsyncGenerator[bytes, None]:
+        return first_or_fallback(
+            "tts",
+            self.primary.synthesize(text, served),
+            self.fallback.name,
+            lambda: self._fallback_audio(text),
+            served,
+        )
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.fallback.close()
+
+
+class FallbackSTTStream:
+    """Keeps the utterance's audio, so the fallback can hear all of it when the primary fails."""
+
+    def __init__(
+        self, owner: FallbackSTT, primary: STTStream, on_interim: InterimCallback, state: dict[str, Any]
+    ) -> None:
+        self._owner = owner
+        self._stream = primary
+        self._audio = bytearray()
+        self._on_interim = on_interim
+        self._state = state
+        self._switched = False
+
+    async def _switch(self, exc: ProviderError) -> None:
+        if self._switched:
+            raise exc
+        self._switched = True
+        _fell_back("stt", exc, self._owner.fallback.name, None)
+        with contextlib.suppress(Exception):
+            await self._stream.aclose()
+        self._stream = await self._owner.fallback.open_stream(self._on_interim, self._state)
+        if self._audio:
+            await self._stream.send(bytes(self._audio))
+        self._audio.clear()
+
+    async def send(self, pcm: bytes) -> None:
+        if not self._switched:
+            self._audio += pcm
+        try:
+            await self._stream.send(pcm)
+        except ProviderError as exc:
+            await self._switch(exc)
+
+    async def finish(self) -> str:
+        try:
+            return await self._stream.finish()
+        except ProviderError as exc:
+            await self._switch(exc)
+            return await self._stream.finish()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class FallbackSTT:
+    def __init__(self, primary: STTProvider, fallback: STTProvider) -> None:
+        self.name = primary.name
+        self.sample_rate = primary.sample_rate
+        self.primary = primary
+        self.fallback = fallback
+
+    async def start(self) -> None:
+        await self.primary.start()
+        await self.fallback.start()
+
+    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> FallbackSTTStream:
+        try:
+            stream = await self.primary.open_stream(on_interim, state)
+        except ProviderError as exc:
+            _fell_back("stt", exc, self.fallback.name, None)
+            stream = await self.fallback.open_stream(on_interim, state)
+            result = FallbackSTTStream(self, stream, on_interim, state)
+            result._switched = True
+            return result
+        return FallbackSTTStream(self, stream, on_interim, state)
+
+    async def release(self, state: dict[str, Any]) -> None:
+        await self.primary.release(state)
+        await self.fallback.release(state)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.fallback.close()
