@@ -58,16 +58,19 @@ def _hash(obj: Mapping[str, Any]) -> str | None:
 
 async def ensure(
     kube: KubeClient, desired: Obj, existing: Obj | None = None, *, lookup: bool = True
-) -> Outcome:
-    """Make the object match `desired`; `lookup=False` tries to create first (cold start)."""
+) -> tuple[Outcome, Obj]:
+    """Make the object match `desired`; `lookup=False` tries to create first (cold start).
+
+    Returns what was done and the object as the API server last reported it.
+    """
     ref = Ref.of(desired)
     if existing is None and lookup:
         existing = await kube.get(ref)
     if existing is None:
         try:
-            await kube.create(desired)
+            created = await kube.create(desired)
             metrics.OBJECT_WRITES.labels(ref.kind, "create").inc()
-            return Outcome.CREATED
+            return Outcome.CREATED, created
         except ApiError as e:
             if e.status != 409:
                 raise
@@ -77,7 +80,7 @@ async def ensure(
     if _owned_elsewhere(existing, desired):
         raise ConflictError(f"{ref.kind} {ref.name} exists and is owned by another controller")
     if _hash(existing) == _hash(desired) and existing.get("metadata", {}).get("ownerReferences"):
-        return Outcome.UNCHANGED
-    await kube.patch(ref, update_patch(desired))
+        return Outcome.UNCHANGED, existing
+    patched = await kube.patch(ref, update_patch(desired))
     metrics.OBJECT_WRITES.labels(ref.kind, "update").inc()
-    return Outcome.UPDATED
+    return Outcome.UPDATED, patched if patched is not None else existing

@@ -17,6 +17,9 @@ API_REQUESTS = Counter(
 OBJECT_WRITES = Counter(
     "voicepool_operator_object_writes_total", "Owned objects created or updated", ["kind", "action"]
 )
+STATUS_REFRESHES = Counter(
+    "voicepool_operator_status_refreshes", "Pool status recomputations by outcome", ["outcome"]
+)
 POOL_DEMAND = Gauge("voicepool_pool_session_demand", "Session demand per pool", ["namespace", "pool"])
 POOL_ACTIVE = Gauge("voicepool_pool_active_sessions", "Active sessions per pool", ["namespace", "pool"])
 METRIC_REQUESTS = Counter(

@@ -68,6 +68,7 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
     owner = Owner.from_body(body)
     assert owner.namespace is not None
     entry = rt.pool(owner.namespace, owner.name, body)
+    owner_key = (owner.namespace, owner.name)
     with metrics.RECONCILE_SECONDS.labels(c.POOL_KIND).time():
         try:
             spec = parse_pool_spec(body.get("spec") or {})
@@ -88,7 +89,10 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
                 metrics.RECONCILES.labels(c.POOL_KIND, "error").inc()
                 raise result
             else:
-                outcomes[str(obj["kind"])] = result
+                outcomes[str(obj["kind"])] = result[0]
+                if obj["kind"] == "Deployment" and owner_key not in rt.deployments:
+                    # Before the Deployment watch has delivered it (new pool, or just restarted).
+                    entry.deployment = result[1]
         entry.spec, entry.redis_url, entry.problems = spec, redis_url, problems
         metrics.RECONCILES.labels(c.POOL_KIND, "degraded" if problems else "ok").inc()
         return outcomes
@@ -130,7 +134,9 @@ async def refresh_pool(rt: Runtime, entry: PoolEntry) -> Mapping[str, Any] | Non
             )
             await sync_deletion_costs(rt, entry, load)
         if not status_changed(previous, status):
+            metrics.STATUS_REFRESHES.labels("unchanged").inc()
             return None
+        metrics.STATUS_REFRESHES.labels("written").inc()
         patched = await rt.kube.patch(
             Ref(c.API_VERSION, c.POOL_KIND, entry.namespace, entry.name), {"status": status}, "status"
         )

@@ -217,15 +217,45 @@ class Cluster(kmock.KubernetesEmulator):
 
     # -- helpers for tests -------------------------------------------------------------------------
 
-    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:  # type: ignore[override]
-        key = (resource, namespace, name)
+    def obj(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object (resource as "group/version/plural", "v1/pods" for the core group)."""
+        key = (kmock.resource(resource), namespace, name)
         if key not in self.objects or self.objects[key].deleted:
             return None
         return copy.deepcopy(self.objects[key].raw)
 
-    def live(self, resource: str) -> list[dict[str, Any]]:
+    def live(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         res = kmock.resource(resource)
-        return [copy.deepcopy(o.raw) for (r, _, _), o in self.objects.items() if r == res and not o.deleted]
+        return [
+            copy.deepcopy(o.raw)
+            for (r, ns, _), o in self.objects.items()
+            if r == res and not o.deleted and (namespace is None or ns == namespace)
+        ]
+
+    def writes(self, since: int = 0) -> list[rendering.Request]:
+        """Requests that changed state (create/patch/delete), from request number `since` on."""
+        changing = {enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE}
+        return [r for r in list(self._requests)[since:] if r.action in changing]
+
+    @property
+    def request_count(self) -> int:
+        return len(self._requests)
+
+
+def api_path(
+    resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
+    """URL path of a collection or object; resource as "group/version/plural" or "v1/plural"."""
+    res = kmock.resource(resource)
+    path = f"/api/{res.version}" if not res.group else f"/apis/{res.group}/{res.version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{res.plural}"
+    if name is not None:
+        path += f"/{name}"
+    if sub is not None:
+        path += f"/{sub}"
+    return path
 
 
 def kmock_patch(old: Any, patch: Any) -> Any:

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -13,12 +14,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.cluster import ROOT, Cluster
+from tests.operator.cluster import ROOT, Cluster, api_path
+from voice_operator.redis_demand import agent_alive_key, agent_key, pool_agents_key
 
 Predicate = Callable[[], Any]
 
@@ -45,9 +49,44 @@ async def wait_for(predicate: Predicate, timeout: float = 10.0, what: str = "con
 
 @pytest_asyncio.fixture()
 async def cluster() -> AsyncIterator[Cluster]:
-    async with Cluster() as handler, kmock.Server(handler, host="127.0.0.1"):
+    # Not strict: 404/409/422 answers are normal API traffic, not test failures.
+    async with Cluster(strict=False) as handler, kmock.Server(handler, host="127.0.0.1"):
         handler.install_crds()
         yield handler
+
+
+class Kube:
+    """What `kubectl apply/patch/delete` would send to the API server (kmock), for the tests' side."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    async def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Content-Type": content_type} if content_type else {}
+        async with self.cluster.request(method, path, json=body, headers=headers) as resp:
+            data = await resp.json(content_type=None)
+            assert resp.status < 300, f"{method} {path}: {resp.status} {data}"
+            return data
+
+    async def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"].get("namespace")
+        result: dict[str, Any] = await self._call("POST", api_path(resource, namespace), body)
+        return result
+
+    async def patch(
+        self, resource: str, namespace: str | None, name: str, patch: dict[str, Any], sub: str | None = None
+    ) -> dict[str, Any]:
+        path = api_path(resource, namespace, name, sub)
+        result: dict[str, Any] = await self._call("PATCH", path, patch, "application/merge-patch+json")
+        return result
+
+    async def delete(self, resource: str, namespace: str | None, name: str) -> None:
+        await self._call("DELETE", api_path(resource, namespace, name))
+
+
+@pytest.fixture()
+def kube(cluster: Cluster) -> Kube:
+    return Kube(cluster)
 
 
 class OperatorProcess:
@@ -57,14 +96,54 @@ class OperatorProcess:
         self.ports = ports
 
     @property
-    def metrics_url(self) -> str:
+    def external_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['external']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['health']}/healthz"
+
+    async def get(self, url: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, text
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the operator's own /metrics (None while absent)."""
+        _, text = await self.get(self.metrics_url)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return None
+
+    async def wait_started(self, timeout: float = 20.0) -> None:
+        async def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"operator exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}"
+                )
+            try:
+                status, _ = await self.get(self.health_url)
+            except aiohttp.ClientError:
+                return False
+            return status == 200
+
+        await wait_for(up, timeout, "the operator's health endpoint")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                # kopf's shutdown waits ~10 s on its peering keep-alive; tests need no graceful exit.
+                self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
@@ -94,7 +173,6 @@ def operator_env(kubeconfig: pathlib.Path, ports: dict[str, int], **extra: str) 
         VOICE_OPERATOR_HEALTH_PORT=str(ports["health"]),
         VOICE_OPERATOR_STATUS_INTERVAL="0.5",
         VOICE_OPERATOR_LOG_FORMAT="plain",
-        VOICE_OPERATOR_LOG_LEVEL="DEBUG",
     )
     env.update(extra)
     return env
@@ -172,3 +250,40 @@ def redis_server(tmp_path: pathlib.Path) -> Iterator[str]:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class Agents:
+    """Agents' registrations in a real Redis, written the way the agents write them."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+
+    def register(
+        self, pool: str, agent_id: str, active: int, capacity: int = 4, draining: bool = False
+    ) -> None:
+        pipe = self.client.pipeline()
+        pipe.hset(
+            agent_key(agent_id),
+            mapping={
+                "id": agent_id,
+                "pool": pool,
+                "address": f"http://{agent_id}:8000",
+                "capacity": capacity,
+                "active": active,
+                "draining": "1" if draining else "0",
+                "heartbeat": time.time(),
+            },
+        )
+        pipe.set(agent_alive_key(agent_id), "1", ex=30)
+        pipe.sadd(pool_agents_key(pool), agent_id)
+        pipe.execute()
+
+    def die(self, agent_id: str) -> None:
+        self.client.delete(agent_alive_key(agent_id))
+
+
+@pytest.fixture()
+def agents(redis_server: str) -> Iterator[Agents]:
+    registry = Agents(redis_server)
+    yield registry
+    registry.client.close()

@@ -1,0 +1,188 @@
+"""The real operator process against kmock: a VoiceAgentPool's owned objects, rollout, status, deletion."""
+
+from typing import Any
+
+from tests.operator import samples
+from tests.operator.cluster import Cluster
+from tests.operator.conftest import Kube, StartOperator, wait_for
+from voice_operator import constants as c
+from voice_operator.conditions import find
+
+POOLS = "voicepool.dev/v1alpha1/voiceagentpools"
+DEPLOYMENTS = "apps/v1/deployments"
+OWNED = {
+    "v1/serviceaccounts": "ServiceAccount",
+    "v1/services": "Service",
+    "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
+    DEPLOYMENTS: "Deployment",
+    "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
+}
+
+
+def owned_objects(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any] | None]:
+    return {kind: cluster.obj(res, namespace, name) for res, kind in OWNED.items()}
+
+
+async def wait_owned(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    def present() -> dict[str, dict[str, Any]] | None:
+        objs = owned_objects(cluster, namespace, name)
+        return {k: v for k, v in objs.items() if v is not None} if all(objs.values()) else None
+
+    result: dict[str, dict[str, Any]] = await wait_for(present, 15, f"objects of pool {namespace}/{name}")
+    return result
+
+
+def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    found = find(((body or {}).get("status") or {}).get("conditions"), kind)
+    return dict(found) if found else {}
+
+
+async def wait_status(cluster: Cluster, name: str, what: str, check: Any, namespace: str = "default") -> Any:
+    def ok() -> Any:
+        body = cluster.obj(POOLS, namespace, name)
+        return body if body is not None and check(body) else None
+
+    return await wait_for(ok, 15, what)
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return result
+
+
+async def test_pool_lifecycle_create_status_rollout_delete(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: str
+) -> None:
+    operator = start_operator()
+    await operator.wait_started()
+    pool = await kube.create(
+        POOLS, samples.pool("demo", redis={"url": redis_server}, replicas={"min": 2, "max": 5})
+    )
+    uid = pool["metadata"]["uid"]
+
+    # Created: every owned object, owned by the pool (so deletion cascades), labelled as ours.
+    objs = await wait_owned(cluster, "default", "demo")
+    for kind, obj in objs.items():
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "VoiceAgentPool",
+            "demo",
+            uid,
+            True,
+        ), kind
+        assert obj["metadata"]["labels"][
+            c.MANAGED_BY_LABEL if hasattr(c, "MANAGED_BY_LABEL") else c.LABEL_MANAGED_BY
+        ]
+    assert objs["Deployment"]["spec"]["replicas"] == 2
+    assert (
+        objs["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["external"]["metric"]["name"] == c.DEMAND_METRIC
+    )
+
+    # Status: no agents ready yet, references fine, Redis readable (no agents registered).
+    body = await wait_status(
+        cluster, "demo", "initial status", lambda b: condition(b, "Degraded").get("status") == "False"
+    )
+    st = body["status"]
+    assert st["observedGeneration"] == 1
+    assert st["selector"] == "app.kubernetes.io/name=voice-agent,voicepool.dev/pool=demo"
+    assert (st["activeSessions"], st["desiredReplicas"]) == (0, 2)
+    assert condition(body, "Ready")["status"] == "False"
+
+    # The Deployment controller reports two ready agents: the pool becomes Ready with capacity.
+    await kube.patch(
+        DEPLOYMENTS, "default", "demo", {"status": {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}}
+    )
+    body = await wait_status(
+        cluster, "demo", "Ready", lambda b: condition(b, "Ready").get("status") == "True"
+    )
+    assert (body["status"]["readyReplicas"], body["status"]["capacity"]) == (2, 8)
+
+    # The HPA scaled the Deployment; a spec change (image, resources, providers) rolls out and
+    # leaves the HPA's replica count alone.
+    await kube.patch(DEPLOYMENTS, "default", "demo", {"spec": {"replicas": 4}})
+    new_spec = {
+        "image": "voicepool/agent:2.0",
+        "resources": {"requests": {"cpu": "2", "memory": "3Gi"}},
+        "providers": {"llm": {"provider": "openai", "model": "gpt-4o-mini", "secretRef": {"name": "openai"}}},
+    }
+    await kube.create(
+        "v1/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "openai", "namespace": "default"},
+            "data": {"api-key": "c2VjcmV0"},
+        },
+    )
+    await kube.patch(POOLS, "default", "demo", {"spec": new_spec})
+
+    def rolled_out() -> dict[str, Any] | None:
+        dep = cluster.obj(DEPLOYMENTS, "default", "demo")
+        return dep if dep and container(dep)["image"] == "voicepool/agent:2.0" else None
+
+    dep = await wait_for(rolled_out, 15, "the new image on the Deployment")
+    agent = container(dep)
+    assert agent["resources"] == {
+        "requests": {"cpu": "2", "memory": "3Gi"},
+        "limits": {"cpu": "2", "memory": "3Gi"},
+    }
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["VOICE_LLM"]["value"] == "openai" and env["VOICE_OPENAI_MODEL"]["value"] == "gpt-4o-mini"
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "openai", "key": "api-key"}
+    assert dep["spec"]["replicas"] == 4, "the HPA owns the replica count after creation"
+    body = await wait_status(
+        cluster, "demo", "generation 2 observed", lambda b: b["status"].get("observedGeneration") == 2
+    )
+    assert condition(body, "Degraded")["status"] == "False"
+
+    # Deletion: the finalizer is released and the garbage collector takes every owned object.
+    await kube.delete(POOLS, "default", "demo")
+    await wait_for(lambda: cluster.obj(POOLS, "default", "demo") is None, 15, "the pool to be gone")
+    await wait_for(lambda: not any(owned_objects(cluster, "default", "demo").values()), 15, "the cascade")
+    assert operator.proc.poll() is None
+
+
+async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: str
+) -> None:
+    first = start_operator()
+    await first.wait_started()
+    for name in ("alpha", "beta"):
+        await kube.create(POOLS, samples.pool(name, redis={"url": redis_server}))
+    for name in ("alpha", "beta"):
+        await wait_owned(cluster, "default", name)
+        await wait_status(
+            cluster, name, "status", lambda b: condition(b, "Degraded").get("status") == "False"
+        )
+    first.stop()
+    before = {
+        (o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in all_owned(cluster)
+    }
+    assert len(before) == 10
+    mark = cluster.request_count
+
+    second = start_operator()
+    await second.wait_started()
+    await wait_for(lambda: _resumed_twice(second), 15, "the restarted operator to resume both pools")
+    # Let its status timer run a few times over the resumed pools as well.
+    await wait_for(lambda: _ticks(second, 4), 15, "status refreshes after the restart")
+    after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in all_owned(cluster)}
+    assert after == before, "no owned object was created, replaced or changed"
+    plurals = {r.split("/")[-1] for r in OWNED}
+    writes = cluster.writes(mark)
+    assert [w for w in writes if w.resource is not None and w.resource.plural in plurals] == []
+    assert [w for w in writes if w.subresource == "status"] == [], "the status was current: not rewritten"
+
+
+async def _resumed_twice(op: Any) -> bool:
+    value = await op.metric("voicepool_operator_reconciles_total", kind="VoiceAgentPool", result="ok")
+    return value is not None and value >= 2
+
+
+async def _ticks(op: Any, count: int) -> bool:
+    value = await op.metric("voicepool_operator_status_refreshes_total")
+    return value is not None and value >= count
+
+
+def all_owned(cluster: Cluster) -> list[dict[str, Any]]:
+    return [o for res in OWNED for o in cluster.live(res)]
