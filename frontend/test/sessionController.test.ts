@@ -1,0 +1,347 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CLOSE_REPLACED, CLOSE_SESSION_GONE } from '../src/hooks/sessionController';
+import { SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
+import { AGENT, drive, settle, type Driven } from './controller';
+
+const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
+
+/** Start, open the socket, answer the offer, connect ICE: the normal way into a conversation. */
+async function connect(d: Driven): Promise<void> {
+  await d.controller.start();
+  await settle();
+  d.agent.socket.open();
+  await settle();
+  d.agent.socket.receive({ type: 'session', session: { id: d.state().sessionId, history: [] } });
+  d.agent.socket.receive(ANSWER);
+  await settle();
+  d.peer().setState('connected');
+}
+
+describe('VoiceSessionController: first connection', () => {
+  it('opens the mic, creates a session over HTTP, then signals offer and trickle ICE in order', async () => {
+    const d = drive();
+    await d.controller.start();
+    await settle();
+    expect(d.deps.getUserMedia).toHaveBeenCalledTimes(1);
+    expect(d.agent.requests).toEqual(['POST /v2/sessions']);
+    expect(d.state()).toMatchObject({ sessionId: 's1', connectionStatus: 'connecting', signaling: 'opening' });
+    expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s1');
+    expect(d.peers).toHaveLength(0); // no peer before signaling is up
+
+    d.agent.socket.open();
+    await settle();
+    const peer = d.peer();
+    // Malformed ICE server entries from the agent are dropped, not passed to the browser.
+    expect(peer.config.iceServers).toEqual([{ urls: 'stun:stun.test:3478' }]);
+    expect(peer.tracks).toHaveLength(1);
+    expect(d.agent.socket.types()).toEqual(['offer']);
+
+    peer.gather('candidate:1 1 udp 1 127.0.0.1 5000 typ host');
+    peer.gather(null);
+    d.agent.socket.receive(ANSWER);
+    await settle();
+    expect(peer.remoteDescription).toMatchObject({ type: 'answer', sdp: 'v=0 agent-answer' });
+    expect(d.agent.socket.sent.slice(1)).toEqual([
+      { type: 'ice-candidate', candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 },
+      { type: 'ice-candidate', candidate: null, sdpMid: null, sdpMLineIndex: null },
+    ]);
+
+    peer.setState('connected');
+    expect(d.state().connectionStatus).toBe('connected');
+    peer.remoteTrack();
+    expect(d.played.at(-1)).toMatchObject({ id: 'remote' });
+    expect(d.media.at(-1)?.peer).toBe(peer);
+  });
+
+  it('holds agent candidates that arrive before the answer and applies them after it', async () => {
+    const d = drive();
+    await d.controller.start();
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    d.agent.socket.receive({ type: 'ice-candidate', candidate: 'candidate:9 1 udp 1 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 });
+    await settle();
+    expect(d.peer().candidates).toHaveLength(0);
+    d.agent.socket.receive(ANSWER);
+    d.agent.socket.receive({ type: 'ice-candidate', candidate: null, sdpMid: null, sdpMLineIndex: null });
+    await settle();
+    expect(d.peer().candidates.map((c) => c.candidate)).toEqual(['candidate:9 1 udp 1 127.0.0.1 9 typ host']);
+  });
+
+  it('streams agent events into state: status, interim and final transcript, reply, metrics', async () => {
+    const d = drive();
+    await connect(d);
+    const s = d.agent.socket;
+    s.receive({ type: 'status', processing: 'listening' });
+    s.receive({ type: 'transcript', text: 'what time', final: false });
+    expect(d.state()).toMatchObject({ processingStatus: 'listening', interimTranscript: 'what time' });
+    s.receive({ type: 'transcript', text: 'what time is it', final: true });
+    s.receive({ type: 'status', processing: 'processing' });
+    s.receive({ type: 'ai_response', text: 'It is', final: false });
+    s.receive({ type: 'ai_response', text: 'It is noon.', final: false });
+    expect(d.state()).toMatchObject({ aiResponse: 'It is noon.', aiResponseFinal: false, interimTranscript: '' });
+    s.receive({ type: 'ai_response', text: 'It is noon.', final: true });
+    s.receive({ type: 'metrics', turn: { stt_ms: 120, llm_first_token_ms: 30, tts_first_audio_ms: 80, voice_to_voice_ms: 400 } });
+    s.receive({ type: 'status', processing: 'speaking' });
+    await settle();
+    const state = d.state();
+    expect(state.processingStatus).toBe('speaking');
+    expect(state.transcript).toBe('what time is it');
+    expect(state.history.map((t) => [t.role, t.text])).toEqual([
+      ['user', 'what time is it'],
+      ['agent', 'It is noon.'],
+    ]);
+    expect(state.turnMetrics).toEqual([{ stt_ms: 120, llm_first_token_ms: 30, tts_first_audio_ms: 80, voice_to_voice_ms: 400 }]);
+  });
+
+  it('survives bad frames and reports agent errors without ending the conversation', async () => {
+    const d = drive();
+    await connect(d);
+    d.agent.socket.receive('not json');
+    d.agent.socket.receive({ type: 'mystery' });
+    d.agent.socket.receive({ type: 'status', processing: 'dancing' });
+    await settle();
+    expect(d.actions.filter((a) => a.type === 'protocol-error')).toHaveLength(3);
+    d.agent.socket.receive({ type: 'error', code: 'invalid_sdp', message: 'sdp must start with v=0' });
+    expect(d.state()).toMatchObject({ connectionStatus: 'connected', error: 'sdp must start with v=0', errorFatal: false });
+    // Errors the controller heals by itself are not shown.
+    d.controller.interrupt();
+    d.agent.socket.receive({ type: 'error', code: 'ice_failed', message: 'media connection failed' });
+    expect(d.state().error).toBe('sdp must start with v=0');
+    expect(d.agent.socket.types()).toContain('interrupt');
+  });
+
+  it('sends typed text only while signaling is open and records it as a user turn', async () => {
+    const d = drive();
+    await d.controller.start();
+    await settle();
+    expect(d.controller.sendText('hi')).toBe(false);
+    d.agent.socket.open();
+    await settle();
+    expect(d.controller.sendText('  hi there ')).toBe(true);
+    expect(d.controller.sendText('   ')).toBe(false);
+    expect(d.agent.socket.sent.filter((m) => m.type === 'text')).toEqual([{ type: 'text', text: 'hi there' }]);
+    expect(d.state().history.map((t) => t.text)).toEqual(['hi there']);
+  });
+});
+
+describe('VoiceSessionController: failures at start', () => {
+  it('explains a blocked microphone and never creates a session', async () => {
+    const denied = Object.assign(new Error('Permission denied'), { name: 'NotAllowedError' });
+    const d = drive({}, { getUserMedia: vi.fn(async () => Promise.reject(denied)) });
+    await d.controller.start();
+    await settle();
+    expect(d.agent.requests).toEqual([]);
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'mic-permission', errorFatal: true, active: false });
+    expect(d.state().error).toMatch(/Microphone access is blocked/);
+  });
+
+  it('says when the browser cannot capture audio at all', async () => {
+    const d = drive({}, { getUserMedia: null });
+    await d.controller.start();
+    expect(d.state().errorCode).toBe('unsupported');
+  });
+
+  it('reports an unreachable agent and releases the microphone', async () => {
+    const d = drive();
+    d.agent.down = true;
+    await d.controller.start();
+    await settle();
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'agent-unreachable' });
+    expect(d.state().error).toContain(AGENT);
+    expect(d.mic.stop).toHaveBeenCalled();
+  });
+
+  it('passes on Retry-After when every agent is busy', async () => {
+    const d = drive();
+    d.agent.busyRetryAfter = 7;
+    await d.controller.start();
+    await settle();
+    expect(d.state()).toMatchObject({ errorCode: 'agent-busy', retryAfterS: 7 });
+    expect(d.state().error).toContain('Try again in 7 s');
+  });
+});
+
+describe('VoiceSessionController: recovery', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('reconnects a dropped socket after a backoff and resumes the same session, keeping the live peer', async () => {
+    const d = drive();
+    await connect(d);
+    const peer = d.peer();
+    d.agent.socket.drop(1006);
+    expect(d.state()).toMatchObject({ connectionStatus: 'connecting', reconnect: { attempt: 1, delayMs: 500 } });
+    await vi.advanceTimersByTimeAsync(499);
+    expect(d.agent.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    await settle();
+    expect(d.agent.requests).toEqual(['POST /v2/sessions', 'GET /v2/sessions/s1']);
+    expect(d.agent.sockets).toHaveLength(2);
+    expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s1');
+    d.agent.socket.open();
+    await settle();
+    // Media never broke, so no renegotiation: the same peer, no new offer.
+    expect(d.peers).toEqual([peer]);
+    expect(d.agent.socket.types()).toEqual([]);
+    expect(d.state()).toMatchObject({ connectionStatus: 'connected', sessionId: 's1', reconnect: null, notice: null });
+  });
+
+  it('backs off exponentially up to the cap while the agent is down, then gives up', async () => {
+    const d = drive({ backoff: { baseMs: 500, factor: 2, maxMs: 4000, jitter: 0.2, maxAttempts: 5 } });
+    await connect(d);
+    d.agent.down = true;
+    d.agent.socket.drop(1006);
+    for (let i = 0; i < 5; i += 1) await vi.advanceTimersByTimeAsync(5000);
+    const delays = d.actions.flatMap((a) => (a.type === 'reconnect-scheduled' ? [a.delayMs] : []));
+    expect(delays).toEqual([500, 1000, 2000, 4000, 4000]);
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'signaling-lost' });
+    expect(d.peer().closed).toBe(true);
+    expect(d.mic.stop).toHaveBeenCalled();
+  });
+
+  it('starts a new session when the agent restarted and forgot the old one, and says so', async () => {
+    const d = drive();
+    await connect(d);
+    d.agent.socket.receive({ type: 'transcript', text: 'hello', final: true });
+    const oldPeer = d.peer();
+    d.agent.down = true;
+    d.agent.socket.drop(1006);
+    await vi.advanceTimersByTimeAsync(500);
+    d.agent.down = false;
+    d.agent.forgetSessions();
+    await vi.advanceTimersByTimeAsync(1000);
+    await settle();
+    expect(d.agent.requests).toEqual([
+      'POST /v2/sessions',
+      'GET /v2/sessions/s1',
+      'GET /v2/sessions/s1',
+      'POST /v2/sessions',
+    ]);
+    expect(d.state()).toMatchObject({ sessionId: 's2', notice: SESSION_REPLACED_NOTICE });
+    expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s2');
+    d.agent.socket.open();
+    await settle();
+    expect(oldPeer.closed).toBe(true);
+    expect(d.peers).toHaveLength(2);
+    expect(d.agent.socket.types()).toEqual(['offer']);
+    // The history on screen stays; the new session starts empty on the agent.
+    d.agent.socket.receive({ type: 'session', session: { id: 's2', history: [] } });
+    expect(d.state().history.map((t) => t.text)).toEqual(['hello']);
+  });
+
+  it('treats close code 4404 as a lost session and 4409 as taken over elsewhere', async () => {
+    const d = drive();
+    await connect(d);
+    d.agent.socket.drop(CLOSE_SESSION_GONE);
+    await settle();
+    expect(d.state().sessionId).toBe('s2');
+
+    d.agent.socket.open();
+    await settle();
+    d.agent.socket.drop(CLOSE_REPLACED);
+    await settle();
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'session-taken' });
+    // The other window owns the session now; this one must not end it.
+    expect(d.agent.requests.filter((r) => r.startsWith('DELETE'))).toEqual([]);
+  });
+
+  it('restarts ICE when the audio path fails, then rebuilds the peer if that does not help', async () => {
+    const d = drive({ iceRestartTimeoutMs: 3000 });
+    await connect(d);
+    const first = d.peer();
+    first.setState('failed');
+    await settle();
+    expect(d.state().media).toBe('restarting');
+    expect(first.offers.at(-1)).toEqual({ iceRestart: true });
+    expect(d.agent.socket.types().at(-1)).toBe('offer');
+    await vi.advanceTimersByTimeAsync(3000);
+    await settle();
+    expect(first.closed).toBe(true);
+    expect(d.peers).toHaveLength(2);
+    d.agent.socket.receive(ANSWER);
+    await settle();
+    d.peer().setState('connected');
+    expect(d.state().connectionStatus).toBe('connected');
+  });
+
+  it('gives ICE a grace period in "disconnected" before restarting it', async () => {
+    const d = drive({ iceDisconnectedGraceMs: 2000 });
+    await connect(d);
+    const peer = d.peer();
+    peer.setState('disconnected');
+    await vi.advanceTimersByTimeAsync(1500);
+    peer.setState('connected');
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(peer.offers).toHaveLength(1);
+  });
+
+  it('drops a half-open socket that stopped answering pings', async () => {
+    let now = 0;
+    const d = drive({ keepaliveIntervalMs: 1000, keepaliveTimeoutMs: 1000 }, { now: () => now });
+    await connect(d);
+    now = 1000;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(d.agent.socket.types()).toContain('ping');
+    now = 3500;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(d.state().reconnect).toMatchObject({ attempt: 1 });
+  });
+
+  it('renegotiates on a fresh peer when the agent rejects our description', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const d = drive();
+    await d.controller.start();
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    d.peer().rejectAnswer = true;
+    d.agent.socket.receive(ANSWER);
+    await settle();
+    expect(d.peers).toHaveLength(2);
+    expect(d.peers[0]?.closed).toBe(true);
+    expect(d.agent.socket.types().filter((t) => t === 'offer')).toHaveLength(2);
+    expect(warn).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('VoiceSessionController: teardown', () => {
+  it('stop ends the session on the agent, stops the mic, closes peer and socket, ignores late events', async () => {
+    const d = drive();
+    await connect(d);
+    d.peer().remoteTrack();
+    const socket = d.agent.socket;
+    d.controller.stop();
+    expect(socket.types().at(-1)).toBe('end');
+    expect(socket.closedByClient).toMatchObject({ code: 1000 });
+    expect(d.mic.stop).toHaveBeenCalled();
+    expect(d.peer().closed).toBe(true);
+    expect(d.played.at(-1)).toBeNull(); // agent audio detached
+    expect(d.state()).toMatchObject({ connectionStatus: 'disconnected', processingStatus: 'idle', sessionId: null });
+    socket.receive({ type: 'transcript', text: 'late', final: true });
+    expect(d.state().history).toEqual([]);
+  });
+
+  it('deletes the session over HTTP when stopped while signaling is down', async () => {
+    const d = drive();
+    await d.controller.start();
+    await settle();
+    d.controller.stop();
+    await settle();
+    expect(d.agent.requests).toEqual(['POST /v2/sessions', 'DELETE /v2/sessions/s1']);
+  });
+
+  it('a stop during start discards the session that was still being created', async () => {
+    const d = drive();
+    const starting = d.controller.start();
+    d.controller.stop();
+    await starting;
+    await settle();
+    expect(d.agent.sockets).toHaveLength(0);
+    expect(d.mic.stop).toHaveBeenCalled();
+  });
+});
