@@ -18,9 +18,9 @@ import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+import redis
 from tests.operator.cluster import ROOT, Cluster, api_path
 from voice_operator.redis_demand import agent_alive_key, agent_key, pool_agents_key
 
@@ -116,13 +116,24 @@ class OperatorProcess:
                 return resp.status, text
 
     async def metric(self, name: str, **labels: str) -> float | None:
-        """One sample of the operator's own /metrics (None while absent)."""
+        """The sum of the operator's own /metrics samples matching the labels (None while absent)."""
         _, text = await self.get(self.metrics_url)
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return None
+        values = [
+            float(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        ]
+        return sum(values) if values else None
+
+    async def wait_metric_growth(self, name: str, by: float, timeout: float = 10.0, **labels: str) -> None:
+        """Wait until a counter grew by `by` from now (e.g. a few more timer cycles happened)."""
+        start = await self.metric(name, **labels) or 0.0
+
+        async def grown() -> bool:
+            return (await self.metric(name, **labels) or 0.0) >= start + by
+
+        await wait_for(grown, timeout, f"{name} to grow by {by}")
 
     async def wait_started(self, timeout: float = 20.0) -> None:
         async def up() -> bool:
@@ -208,48 +219,48 @@ def start_operator(cluster: Cluster, tmp_path: pathlib.Path) -> Iterator[StartOp
         print(f"---- operator log {op.log} ----\n{op.log_text()[-6000:]}")
 
 
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (stoppable, to test Redis outages)."""
+
+    def __init__(self, workdir: pathlib.Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (make test installs it)")
+        port = free_port()
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [binary, *args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                with contextlib.suppress(redis.ConnectionError):
+                    if client.ping():
+                        return
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
 @pytest.fixture()
-def redis_server(tmp_path: pathlib.Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (make test installs it)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        with contextlib.suppress(redis.ConnectionError):
-            if client.ping():
-                break
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.02)
-    client.close()
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
 
 
 class Agents:
@@ -283,7 +294,7 @@ class Agents:
 
 
 @pytest.fixture()
-def agents(redis_server: str) -> Iterator[Agents]:
-    registry = Agents(redis_server)
+def agents(redis_server: RedisServer) -> Iterator[Agents]:
+    registry = Agents(redis_server.url)
     yield registry
     registry.client.close()

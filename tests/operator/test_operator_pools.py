@@ -4,59 +4,27 @@ from typing import Any
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import Kube, StartOperator, wait_for
+from tests.operator.conftest import Kube, RedisServer, StartOperator, wait_for
+from tests.operator.expect import (
+    DEPLOYMENTS,
+    OWNED,
+    POOLS,
+    condition,
+    container,
+    owned_objects,
+    wait_owned,
+    wait_status,
+)
 from voice_operator import constants as c
-from voice_operator.conditions import find
-
-POOLS = "voicepool.dev/v1alpha1/voiceagentpools"
-DEPLOYMENTS = "apps/v1/deployments"
-OWNED = {
-    "v1/serviceaccounts": "ServiceAccount",
-    "v1/services": "Service",
-    "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
-    DEPLOYMENTS: "Deployment",
-    "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
-}
-
-
-def owned_objects(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any] | None]:
-    return {kind: cluster.obj(res, namespace, name) for res, kind in OWNED.items()}
-
-
-async def wait_owned(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    def present() -> dict[str, dict[str, Any]] | None:
-        objs = owned_objects(cluster, namespace, name)
-        return {k: v for k, v in objs.items() if v is not None} if all(objs.values()) else None
-
-    result: dict[str, dict[str, Any]] = await wait_for(present, 15, f"objects of pool {namespace}/{name}")
-    return result
-
-
-def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    found = find(((body or {}).get("status") or {}).get("conditions"), kind)
-    return dict(found) if found else {}
-
-
-async def wait_status(cluster: Cluster, name: str, what: str, check: Any, namespace: str = "default") -> Any:
-    def ok() -> Any:
-        body = cluster.obj(POOLS, namespace, name)
-        return body if body is not None and check(body) else None
-
-    return await wait_for(ok, 15, what)
-
-
-def container(deployment: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
-    return result
 
 
 async def test_pool_lifecycle_create_status_rollout_delete(
-    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: str
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
 ) -> None:
     operator = start_operator()
     await operator.wait_started()
     pool = await kube.create(
-        POOLS, samples.pool("demo", redis={"url": redis_server}, replicas={"min": 2, "max": 5})
+        POOLS, samples.pool("demo", redis={"url": redis_server.url}, replicas={"min": 2, "max": 5})
     )
     uid = pool["metadata"]["uid"]
 
@@ -143,12 +111,12 @@ async def test_pool_lifecycle_create_status_rollout_delete(
 
 
 async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
-    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: str
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
 ) -> None:
     first = start_operator()
     await first.wait_started()
     for name in ("alpha", "beta"):
-        await kube.create(POOLS, samples.pool(name, redis={"url": redis_server}))
+        await kube.create(POOLS, samples.pool(name, redis={"url": redis_server.url}))
     for name in ("alpha", "beta"):
         await wait_owned(cluster, "default", name)
         await wait_status(
@@ -165,7 +133,7 @@ async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
     await second.wait_started()
     await wait_for(lambda: _resumed_twice(second), 15, "the restarted operator to resume both pools")
     # Let its status timer run a few times over the resumed pools as well.
-    await wait_for(lambda: _ticks(second, 4), 15, "status refreshes after the restart")
+    await second.wait_metric_growth("voicepool_operator_status_refreshes_total", 4)
     after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in all_owned(cluster)}
     assert after == before, "no owned object was created, replaced or changed"
     plurals = {r.split("/")[-1] for r in OWNED}
@@ -177,11 +145,6 @@ async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
 async def _resumed_twice(op: Any) -> bool:
     value = await op.metric("voicepool_operator_reconciles_total", kind="VoiceAgentPool", result="ok")
     return value is not None and value >= 2
-
-
-async def _ticks(op: Any, count: int) -> bool:
-    value = await op.metric("voicepool_operator_status_refreshes_total")
-    return value is not None and value >= count
 
 
 def all_owned(cluster: Cluster) -> list[dict[str, Any]]:

@@ -15,11 +15,17 @@ from voice_operator.runtime import get_runtime
 log = logging.getLogger(__name__)
 _CONFIG = OperatorConfig.from_env()
 POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
+REFERENCE_PROBLEMS = frozenset(
+    {"SecretNotFound", "SecretKeyNotFound", "TuningProfileNotFound", "ResourceConflict"}
+)
 OWNED_DEPLOYMENTS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_NAME: "voice-agent"}
 
 
 async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
     rt = get_runtime()
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    known = rt.pools.get(key)
+    before = list(known.problems) if known is not None else []
     try:
         outcomes = await reconcile_pool(rt, body, cold=cold)
     except ApiError as e:
@@ -32,9 +38,10 @@ async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
         kopf.info(body, reason="RollingOut", message="agent Deployment updated: rolling out the new spec")
     elif updated:
         kopf.info(body, reason="Updated", message=f"updated {', '.join(updated)}")
-    entry = rt.pool(body.metadata.namespace or "", body.metadata.name or "")
-    for problem in entry.problems:
-        logger.warning("pool degraded: %s", problem.message)
+    entry = rt.pool(*key)
+    if entry.problems != before:  # warnings become Events: once per change, not per resync
+        for problem in entry.problems:
+            logger.warning("pool degraded: %s", problem.message)
     await refresh_pool(rt, entry)
 
 
@@ -50,11 +57,16 @@ async def pool_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 
 @kopf.timer(*POOLS, interval=_CONFIG.status_interval_s, initial_delay=_CONFIG.status_interval_s)
-async def pool_tick(body: kopf.Body, **_: Any) -> None:
+async def pool_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Session load changes without any Kubernetes event: poll it, and the status follows."""
     rt = get_runtime()
     entry = rt.pools.get((body.metadata.namespace or "", body.metadata.name or ""))
-    if entry is not None:
+    if entry is None:
+        return
+    if any(p.reason in REFERENCE_PROBLEMS for p in entry.problems):
+        # A missing Secret or profile may have appeared since: recover without waiting for resync.
+        await _reconcile(body, cold=False, logger=logger)
+    else:
         await refresh_pool(rt, entry)
 
 

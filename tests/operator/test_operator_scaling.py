@@ -1,0 +1,146 @@
+"""Session-aware scaling with the real operator: external metrics from a real Redis, deletion costs."""
+
+from typing import Any
+
+from tests.operator import samples
+from tests.operator.cluster import Cluster
+from tests.operator.conftest import Agents, Kube, OperatorProcess, RedisServer, StartOperator, wait_for
+from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+from voice_operator import constants as c
+
+METRICS_API = "/apis/external.metrics.k8s.io/v1beta1"
+PODS = "v1/pods"
+
+
+async def demand(op: OperatorProcess, pool: str, namespace: str = "default") -> tuple[int, Any]:
+    url = f"{op.external_url}{METRICS_API}/namespaces/{namespace}/{c.DEMAND_METRIC}"
+    return await op.get(f"{url}?labelSelector={c.POOL_LABEL}%3D{pool}")
+
+
+async def demand_value(op: OperatorProcess, pool: str) -> int | None:
+    status, body = await demand(op, pool)
+    return int(body["items"][0]["value"]) if status == 200 else None
+
+
+async def test_external_metric_is_ceil_of_active_sessions_plus_buffer(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer, agents: Agents
+) -> None:
+    op = start_operator()
+    await op.wait_started()
+    await kube.create(POOLS, samples.pool("fixed", redis={"url": redis_server.url}, bufferSessions=3))
+    await kube.create(POOLS, samples.pool("pct", redis={"url": redis_server.url}, bufferSessions="25%"))
+    await wait_owned(cluster, "default", "fixed")
+    await wait_owned(cluster, "default", "pct")
+
+    # Discovery lists the one metric the HPAs ask for.
+    status, discovery = await op.get(op.external_url + METRICS_API)
+    assert status == 200 and [r["name"] for r in discovery["resources"]] == [c.DEMAND_METRIC]
+
+    # No agents yet: the demand is the buffer alone (warm capacity before the first call).
+    assert await wait_for(lambda: demand_value(op, "fixed"), 10, "a demand value") == 3
+    assert await demand_value(op, "pct") == 0
+
+    # Agents register with live session counts (VOICE_POOL = "<namespace>.<pool>").
+    agents.register("default.fixed", "fixed-a", active=4)
+    agents.register("default.fixed", "fixed-b", active=2, draining=True)  # draining calls still count
+    agents.register("default.fixed", "fixed-c", active=3)
+    agents.die("fixed-c")  # heartbeat gone: its numbers are stale
+    agents.register("default.pct", "pct-a", active=5)
+    agents.register("default.other", "other-a", active=9)  # another pool's sessions are not ours
+
+    status, body = await demand(op, "fixed")
+    assert status == 200
+    assert body["kind"] == "ExternalMetricValueList"
+    (item,) = body["items"]
+    assert item["metricName"] == c.DEMAND_METRIC and item["value"] == "9"  # ceil(4 + 2 + 3)
+    assert item["metricLabels"] == {c.POOL_LABEL: "fixed"}
+    assert await demand_value(op, "pct") == 7  # ceil(5 + 1.25)
+
+    # The pool status follows the same numbers.
+    body = await wait_status(
+        cluster, "fixed", "sessions in status", lambda b: b["status"].get("activeSessions") == 6
+    )
+    assert body["status"]["demand"] == 9
+    assert body["status"]["desiredReplicas"] == 3  # ceil(9 / 4 sessions per agent)
+
+    # Unknown pools and metrics are 404 Status objects, a bad selector is 400.
+    status, body = await demand(op, "nope")
+    assert status == 404 and body["kind"] == "Status"
+    status, _ = await op.get(f"{op.external_url}{METRICS_API}/namespaces/default/other_metric")
+    assert status == 404
+    status, _ = await op.get(
+        f"{op.external_url}{METRICS_API}/namespaces/default/{c.DEMAND_METRIC}?labelSelector=a!%3Db"
+    )
+    assert status == 400
+
+    # Redis goes away: a 503 the HPA tolerates (it keeps the replica count), the pool says why.
+    redis_server.stop()
+    status, body = await demand(op, "fixed")
+    assert status == 503 and body["reason"] == "ServiceUnavailable"
+    body = await wait_status(
+        cluster,
+        "fixed",
+        "RedisUnavailable",
+        lambda b: condition(b, "Degraded").get("reason") == "RedisUnavailable",
+    )
+    assert body["status"]["activeSessions"] == 6, "the last known load is kept"
+    assert op.proc.poll() is None
+    assert (
+        await op.metric("voicepool_external_metrics_requests_total", result="redis_unavailable") or 0
+    ) >= 1
+
+
+def agent_pod(name: str, pool: str, cost: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": "default",
+        "labels": {c.LABEL_NAME: "voice-agent", c.POOL_LABEL: pool},
+    }
+    if cost is not None:
+        meta["annotations"] = {c.DELETION_COST_ANNOTATION: cost}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"containers": [{"name": "agent", "image": "x"}]},
+    }
+
+
+def costs(cluster: Cluster, *names: str) -> dict[str, str | None]:
+    result = {}
+    for name in names:
+        pod = cluster.obj(PODS, "default", name) or {}
+        result[name] = (pod.get("metadata", {}).get("annotations") or {}).get(c.DELETION_COST_ANNOTATION)
+    return result
+
+
+async def test_pod_deletion_cost_follows_each_agents_session_count(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer, agents: Agents
+) -> None:
+    op = start_operator()
+    await op.wait_started()
+    await kube.create(POOLS, samples.pool("busy", redis={"url": redis_server.url}))
+    await wait_owned(cluster, "default", "busy")
+    # The ReplicaSet controller's pods (agent id = pod name), one of another pool, one stale cost.
+    for pod in (
+        agent_pod("busy-1", "busy"),
+        agent_pod("busy-2", "busy"),
+        agent_pod("busy-3", "busy", cost="7"),
+    ):
+        await kube.create(PODS, pod)
+    await kube.create(PODS, agent_pod("elsewhere-1", "elsewhere"))
+    agents.register("default.busy", "busy-1", active=3)
+    agents.register("default.busy", "busy-2", active=0)
+
+    want = {"busy-1": "3", "busy-2": "0", "busy-3": "0"}
+    await wait_for(lambda: costs(cluster, *want) == want, 10, f"deletion costs {want}")
+    assert costs(cluster, "elsewhere-1") == {"elsewhere-1": None}
+
+    # Calls end on one agent and start on another: the costs follow, idle agents go first.
+    agents.register("default.busy", "busy-1", active=1)
+    agents.register("default.busy", "busy-3", active=4)
+    want = {"busy-1": "1", "busy-2": "0", "busy-3": "4"}
+    await wait_for(lambda: costs(cluster, *want) == want, 10, f"deletion costs {want}")
+    version = cluster.obj(PODS, "default", "busy-2")["metadata"]["resourceVersion"]  # type: ignore[index]
+    await op.wait_metric_growth("voicepool_operator_status_refreshes_total", 3)
+    assert cluster.obj(PODS, "default", "busy-2")["metadata"]["resourceVersion"] == version, "no rewrite"  # type: ignore[index]
