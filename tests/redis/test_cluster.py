@@ -1,0 +1,124 @@
+"""Three agent processes on one redis-server behave as one service: allocation and signaling relay."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.support.procs import AgentProcess
+from tests.support.speech import overlap, synth
+from voice_agent import redis_keys as keys
+from voice_agent.client import VoiceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-cluster")]
+
+CAPACITY = 10
+
+
+class Cluster:
+    def __init__(self, server: RedisServer, agents: list[AgentProcess]) -> None:
+        self.server = server
+        self.agents = agents
+        self.ids = {agent_id_of(a): a for a in agents}
+
+    def loads(self) -> dict[str, int]:
+        rows = self.server.client().zrange(keys.agents_key("default"), 0, -1, withscores=True)
+        return {k: int(v) for k, v in rows}
+
+
+def active(agent: AgentProcess) -> int:
+    return int(httpx.get(agent.url + "/health").json()["active_sessions"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    with redis_server(tmp / "redis") as server:
+        agents = start_agents(tmp, server, 3, voice_max_sessions=str(CAPACITY), voice_reconnect_grace_s="2")
+        try:
+            yield Cluster(server, agents)
+        finally:
+            stop_all(agents)
+
+
+async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def create(i: int) -> httpx.Response:
+            return await http.post(cluster.agents[i % 3].url + "/v2/sessions")
+
+        responses = await asyncio.gather(*(create(i) for i in range(200)))
+        created = [r.json() for r in responses if r.status_code == 201]
+        refused = [r for r in responses if r.status_code != 201]
+        try:
+            assert len(created) == 3 * CAPACITY, collections.Counter(r.status_code for r in responses)
+            assert {r.status_code for r in refused} == {503}
+            assert all(int(r.headers["retry-after"]) > 0 for r in refused)
+            assert all("capacity" in r.json()["detail"] for r in refused)
+            per_owner = collections.Counter(s["owner"] for s in created)
+            assert per_owner == {agent_id: CAPACITY for agent_id in cluster.ids}, per_owner
+            assert cluster.loads() == {agent_id: CAPACITY for agent_id in cluster.ids}
+            # Each owner started the calls placed on it, wherever the POST landed.
+            for agent in cluster.agents:
+                wait_until(
+                    lambda a=agent: active(a) == CAPACITY,
+                    what="owners running their allocated calls",
+                )
+            assert (await http.get(cluster.agents[0].url + "/ready")).status_code == 503
+        finally:
+            # Ending a session through any agent ends it on its owner.
+            urls = [cluster.agents[i % 3].url + f"/v2/sessions/{s['id']}" for i, s in enumerate(created)]
+            ends = await asyncio.gather(*(http.delete(url) for url in urls))
+        assert {r.status_code for r in ends} <= {204}
+        assert cluster.loads() == {agent_id: 0 for agent_id in cluster.ids}
+        for agent in cluster.agents:
+            wait_until(lambda a=agent: active(a) == 0, what="calls ended")
+
+
+async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(cluster.agents[0].url + "/v2/sessions")
+    assert resp.status_code == 201
+    session = resp.json()
+    owner = cluster.ids[session["owner"]]
+    edge = next(a for a in cluster.agents if a is not owner)
+
+    client = VoiceClient(edge.url)
+    client.session = session
+    try:
+        await client.connect()  # WebSocket on the edge; offer/answer/ICE go through Redis to the owner
+        first = await client.wait_for(lambda e: e["type"] == "session")
+        assert first["session"]["owner"] == session["owner"]
+        await client.wait_media()  # media flows client <-> owner directly
+        pcm, rate = synth("hello, what time is it")
+        client.say(pcm, rate)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=30)
+        assert overlap("time is it", final["text"]) >= 0.66, final
+        reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30)
+        assert reply["text"]
+        await client.wait_for(lambda e: e["type"] == "metrics", timeout=30)
+        assert client.recording.voiced_frames_after(reply["_at"] - 1.0) > 10, "reply audio from the owner"
+
+        mark = len(client.events)
+        await client.send({"type": "ping", "ts": 1})
+        await client.wait_for(lambda e: e["type"] == "pong", after=mark)
+    finally:
+        await client.close()
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        edge_metrics = (await http.get(edge.url + "/metrics")).text
+        owner_metrics = (await http.get(owner.url + "/metrics")).text
+    assert 'voice_redis_relayed_messages_total{kind="ev"}' in edge_metrics
+    assert 'voice_redis_relayed_messages_total{kind="msg"}' in owner_metrics
+    assert "voice_redis_relay_seconds_bucket" in owner_metrics
+    # The edge relayed; the owner ran the call: after the client leaves, the owner suspends it.
+    await asyncio.to_thread(wait_until, lambda: active(owner) == 0, 10.0, "call suspended")
+    assert cluster.loads()[session["owner"]] == 0
+    async with httpx.AsyncClient(timeout=10) as http:
+        stored = (await http.get(edge.url + f"/v2/sessions/{session['id']}")).json()
+    assert stored["turns"] == 1 and stored["status"] == "disconnected"
