@@ -1,0 +1,82 @@
+"""The examples agree with the CRDs (schema and CEL rules) and with the operator that reads them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.deploy.manifests import Obj, named, render
+from tests.deploy.schemas import custom_resource_problems, problems
+from voice_operator.spec import parse_pool_spec, parse_profile_spec
+
+# The seed's sysctl-tuning-daemonset.yaml, plus the UDP buffers WebRTC needs.
+SEED_SYSCTLS = {
+    "net.core.rmem_max": "4194304",
+    "net.ipv4.tcp_low_latency": "1",
+    "net.ipv4.tcp_congestion_control": "bbr",
+}
+
+
+def test_examples_are_valid_custom_resources(examples: list[Obj]) -> None:
+    assert {o["kind"] for o in examples} == {"VoiceAgentPool", "NodeTuningProfile"}
+    assert {o["metadata"]["name"]: custom_resource_problems(o) for o in examples} == {
+        o["metadata"]["name"]: [] for o in examples
+    }
+
+
+def test_operator_accepts_the_examples(examples: list[Obj]) -> None:
+    for obj in examples:
+        if obj["kind"] == "VoiceAgentPool":
+            parse_pool_spec(obj["spec"])
+        else:
+            parse_profile_spec(obj["spec"])
+
+
+def test_cloud_pool_uses_the_three_providers_through_secret_refs(examples: list[Obj]) -> None:
+    spec = named(examples, "VoiceAgentPool", "cloud")["spec"]
+    providers = {stage: p["provider"] for stage, p in spec["providers"].items()}
+    assert providers == {"stt": "deepgram", "llm": "groq", "tts": "elevenlabs"}
+    for p in spec["providers"].values():
+        assert set(p) <= {"provider", "model", "secretRef", "baseURL"}
+        assert p["secretRef"]["name"]
+    assert spec["redis"] == {"secretRef": {"name": "voicepool-redis", "key": "url"}}
+    assert spec["ice"]["turn"]["secretRef"]["name"] == "voicepool-turn"
+    assert spec["resources"]["requests"] == spec["resources"]["limits"]  # Guaranteed QoS
+    assert spec["tuningProfile"] == named(examples, "NodeTuningProfile", "realtime-voice")["metadata"]["name"]
+
+
+def test_offline_pool_needs_no_keys(examples: list[Obj]) -> None:
+    spec = named(examples, "VoiceAgentPool", "offline")["spec"]
+    assert all(p == {"provider": "local"} for p in spec["providers"].values())
+
+
+def test_tuning_profile_carries_the_seed_sysctls(examples: list[Obj]) -> None:
+    sysctls = named(examples, "NodeTuningProfile", "realtime-voice")["spec"]["sysctls"]
+    assert sysctls.items() >= SEED_SYSCTLS.items()
+
+
+def test_dev_overlay_pool_is_a_valid_single_agent_pool() -> None:
+    pool = named(render("overlays/dev"), "VoiceAgentPool", "offline")
+    assert custom_resource_problems(pool) == []
+    assert pool["spec"]["replicas"] == {"min": 1, "max": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate", "expected"),
+    [
+        ("VoiceAgentPool", lambda s: s.pop("image"), "image"),
+        ("VoiceAgentPool", lambda s: s["replicas"].update(min=5, max=2), "replicas.min"),
+        ("VoiceAgentPool", lambda s: s["resources"]["limits"].update(cpu="2"), "Guaranteed"),
+        ("VoiceAgentPool", lambda s: s["providers"]["stt"].pop("secretRef"), "secretRef"),
+        ("NodeTuningProfile", lambda s: s["sysctls"].update({"kernel.panic": "1"}), "allowlist"),
+    ],
+)
+def test_validation_rejects_broken_examples(
+    examples: list[Obj], kind: str, mutate: object, expected: str
+) -> None:
+    """The checks above are only worth something if they catch what the API server would reject."""
+    obj = copy.deepcopy(next(o for o in examples if o["kind"] == kind and o["metadata"]["name"] != "offline"))
+    mutate(obj["spec"])  # type: ignore[operator]
+    found = problems(obj)
+    assert any(expected in p for p in found), found
