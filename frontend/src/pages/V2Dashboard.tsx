@@ -4,7 +4,7 @@
  * V2Dashboard wires the hook and the media meters; DashboardView is a plain function of that data,
  * so each state can be rendered and tested on its own.
  */
-import { AudioLines, Mic, Square } from 'lucide-react';
+import { AudioLines, Hand, Mic, Square } from 'lucide-react';
 import { Banner } from '../components/Banner';
 import { Composer } from '../components/Composer';
 import { Conversation } from '../components/Conversation';
@@ -27,6 +27,8 @@ export interface DashboardViewProps {
   onRetry: () => void;
   onDismiss: () => void;
   onSendText: (text: string) => boolean;
+  /** Cuts the agent short (the `interrupt` message), for when speaking over it is not an option. */
+  onInterrupt: () => void;
 }
 
 const ERROR_TITLES: Record<VoiceErrorCode, string> = {
@@ -59,7 +61,8 @@ function ErrorArea({ state, onRetry, onDismiss }: Pick<DashboardViewProps, 'stat
   );
 }
 
-export function DashboardView({ state, micLevel, network, onToggle, onRetry, onDismiss, onSendText }: DashboardViewProps) {
+export function DashboardView(props: DashboardViewProps) {
+  const { state, micLevel, network, onToggle, onRetry, onDismiss, onSendText, onInterrupt } = props;
   const status = getStatusInfo(state);
   const active = state.active;
   const streamingReply = state.aiResponseFinal ? null : state.aiResponse;
@@ -90,6 +93,12 @@ export function DashboardView({ state, micLevel, network, onToggle, onRetry, onD
             <span>{active ? 'End conversation' : 'Start conversation'}</span>
           </button>
           <ProcessingIndicator status={state.processingStatus} />
+          {state.processingStatus === 'speaking' && (
+            <button type="button" className="button button-secondary" onClick={onInterrupt} data-testid="interrupt">
+              <Hand size={16} aria-hidden="true" />
+              Interrupt
+            </button>
+          )}
           <LevelMeter level={active ? micLevel : null} />
           {state.sessionId && (
             <p className="session-id">
@@ -146,6 +155,7 @@ export default function V2Dashboard(options: UseVoiceAgentOptions = {}) {
       onRetry={() => void agent.retry()}
       onDismiss={agent.dismiss}
       onSendText={agent.sendText}
+      onInterrupt={agent.interrupt}
     />
   );
 }
