@@ -148,8 +148,15 @@ class _Link:
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Close the socket now (cancellation path: must not wait for the provider)."""
+        """Close the socket now (cancellation path: must not wait for the provider).
+
+        The TCP connection is aborted first: a WebSocket close handshake waits up to 10 s for a
+        provider that stopped reading, and barge-in or session end must not wait for it.
+        """
         worker, self._worker = self._worker, None
+        transport = getattr(getattr(self._socket, "_websocket", None), "transport", None)
+        if transport is not None:
+            transport.abort()
         if worker is not None and not worker.done():
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import AsyncGenerator
 
-from voice_agent.audio import parse_wav
+from voice_agent.audio import parse_wav, trim_silence
 from voice_agent.providers.base import ProviderError, Served
 
 MAX_CHARS = 2000
@@ -72,7 +72,7 @@ class FliteTTS:
         pcm, rate = parse_wav(out)
         if rate != self.sample_rate:
             raise ProviderError("local-tts", "tts_failed", f"unexpected flite rate {rate}")
-        yield pcm
+        yield trim_silence(pcm, rate)
 
     async def close(self) -> None:
         return None

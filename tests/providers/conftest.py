@@ -1,0 +1,98 @@
+"""Fakes of the three provider APIs on free loopback ports, and adapters pointed at them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.providers.fakes.chat import FakeChat
+from tests.providers.fakes.deepgram import FakeDeepgram
+from tests.providers.fakes.elevenlabs import FakeElevenLabs
+from voice_agent.providers.base import Providers
+from voice_agent.providers.factory import build_providers
+from voice_agent.settings import Settings
+
+DEEPGRAM_KEY = "dg-test-key-4f1c9a"
+GROQ_KEY = "gsk-test-key-77b2e0"
+ELEVENLABS_KEY = "xi-test-key-0c5d31"
+KEYS = (DEEPGRAM_KEY, GROQ_KEY, ELEVENLABS_KEY)
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[FakeChat]:
+    fake = FakeChat(GROQ_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def elevenlabs() -> AsyncIterator[FakeElevenLabs]:
+    fake = FakeElevenLabs(ELEVENLABS_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def deepgram() -> AsyncIterator[FakeDeepgram]:
+    fake = FakeDeepgram(DEEPGRAM_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def cloud_settings(
+    deepgram: FakeDeepgram | None = None,
+    chat: FakeChat | None = None,
+    elevenlabs: FakeElevenLabs | None = None,
+    **overrides: Any,
+) -> Settings:
+    values: dict[str, Any] = {
+        "DEEPGRAM_API_KEY": DEEPGRAM_KEY,
+        "GROQ_API_KEY": GROQ_KEY,
+        "OPENAI_API_KEY": GROQ_KEY,
+        "ELEVENLABS_API_KEY": ELEVENLABS_KEY,
+        "provider_timeout_s": 2.0,
+        "provider_retry_max_wait_s": 1.0,
+    }
+    if deepgram is not None:
+        values |= {"stt": "deepgram", "DEEPGRAM_BASE_URL": deepgram.url}
+    if chat is not None:
+        values |= {"llm": "groq", "GROQ_BASE_URL": chat.url, "OPENAI_BASE_URL": chat.url + "/v1"}
+    if elevenlabs is not None:
+        values |= {"tts": "elevenlabs", "ELEVENLABS_BASE_URL": elevenlabs.url}
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture
+async def built() -> AsyncIterator[Callable[[Settings], Providers]]:
+    made: list[Providers] = []
+
+    def build(settings: Settings) -> Providers:
+        providers = build_providers(settings)
+        made.append(providers)
+        return providers
+
+    yield build
+    for providers in made:
+        for provider in (providers.stt, providers.llm, providers.tts):
+            await provider.close()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Bounded wait: poll `predicate` until true or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
