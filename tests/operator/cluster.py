@@ -9,7 +9,8 @@ adds in the test fixture (the operator itself is not patched in any way):
 * resourceVersion bumps on every write and generation bumps on spec changes;
 * the status subresource: writes to /status change only .status, other writes never touch .status;
 * JSON-patch (application/json-patch+json, with its "test" op), which kopf uses for finalizers;
-* ownerReference garbage collection (the cascade a real cluster's garbage collector does).
+* ownerReference garbage collection (the cascade a real cluster's garbage collector does);
+* core Namespace objects: kmock reads /api/v1/namespaces/NAME as "namespace NAME" and fails.
 """
 
 import copy
@@ -24,10 +25,24 @@ import attrs
 import jsonpatch
 import kmock
 import yaml
-from kmock._internal import enums, rendering
+from kmock._internal import enums, parsing, rendering
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
+
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """/api/v1/namespaces[/NAME] is the cluster-scoped Namespace resource, not a namespace prefix."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        return parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path
 
 
 def load_yaml_documents(path: pathlib.Path) -> list[dict[str, Any]]:

@@ -184,6 +184,7 @@ def operator_env(kubeconfig: pathlib.Path, ports: dict[str, int], **extra: str) 
         VOICE_OPERATOR_HEALTH_PORT=str(ports["health"]),
         VOICE_OPERATOR_STATUS_INTERVAL="0.5",
         VOICE_OPERATOR_LOG_FORMAT="plain",
+        PYTHONUNBUFFERED="1",
     )
     env.update(extra)
     return env

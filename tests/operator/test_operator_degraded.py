@@ -1,0 +1,79 @@
+"""Bad input never crash-loops the operator: the pool says what is wrong and recovers when fixed."""
+
+import base64
+
+from tests.operator import samples
+from tests.operator.cluster import Cluster
+from tests.operator.conftest import Kube, OperatorProcess, StartOperator, wait_for
+from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+
+
+def secret(name: str, **data: str) -> dict[str, object]:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": encoded,
+    }
+
+
+def degraded_reason(cluster: Cluster, name: str) -> str | None:
+    return condition(cluster.obj(POOLS, "default", name), "Degraded").get("reason")
+
+
+async def test_missing_secrets_and_profile_degrade_the_pool_until_they_exist(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator
+) -> None:
+    op = start_operator()
+    await op.wait_started()
+    await kube.create(POOLS, samples.cloud_pool("cloud"))
+    # The objects are still rendered (pods wait for their Secrets), the condition names the gap.
+    await wait_owned(cluster, "default", "cloud")
+    body = await wait_status(
+        cluster, "cloud", "Degraded", lambda b: condition(b, "Degraded").get("reason") == "SecretNotFound"
+    )
+    message = condition(body, "Degraded")["message"]
+    for name in ("deepgram", "groq", "elevenlabs", "redis", "turn"):
+        assert f"Secret default/{name} not found" in message
+    assert "NodeTuningProfile realtime not found" in message
+    assert condition(body, "Degraded")["status"] == "True"
+
+    # Secrets appear, one without the key the pool names.
+    await kube.create("v1/secrets", secret("deepgram", **{"api-key": "dg"}))
+    await kube.create("v1/secrets", secret("groq", wrong="x"))
+    await kube.create("v1/secrets", secret("elevenlabs", **{"api-key": "el"}))
+    await kube.create("v1/secrets", secret("redis", url="rediss://127.0.0.1:1/0"))
+    await kube.create("v1/secrets", secret("turn", username="u", credential="p"))
+    await wait_for(lambda: degraded_reason(cluster, "cloud") == "SecretKeyNotFound", 10, "SecretKeyNotFound")
+    message = condition(cluster.obj(POOLS, "default", "cloud"), "Degraded")["message"]
+    assert "Secret default/groq has no key 'k'" in message
+    # Secret values never leak into the status.
+    assert "dg" not in str(cluster.obj(POOLS, "default", "cloud"))
+
+    await kube.patch("v1/secrets", "default", "groq", {"data": {"k": base64.b64encode(b"g").decode()}})
+    await kube.create("voicepool.dev/v1alpha1/nodetuningprofiles", samples.profile("realtime"))
+    # What is left is Redis (nothing listens on port 1): the references are all resolved now.
+    await wait_for(lambda: degraded_reason(cluster, "cloud") == "RedisUnavailable", 10, "references resolved")
+    assert op.proc.poll() is None
+
+
+async def test_invalid_spec_that_slipped_past_the_schema_is_reported_not_crashed_on(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator
+) -> None:
+    """An object stored before a stricter CRD (kmock does not validate): the operator checks again."""
+    op: OperatorProcess = start_operator()
+    await op.wait_started()
+    await kube.create(POOLS, samples.pool("bad", replicas={"min": 5, "max": 2}))
+    await kube.create(POOLS, samples.pool("good"))
+    body = await wait_status(
+        cluster, "bad", "InvalidSpec", lambda b: condition(b, "Degraded").get("reason") == "InvalidSpec"
+    )
+    assert "replicas.min must be >= 1 and <= replicas.max" in condition(body, "Degraded")["message"]
+    assert condition(body, "Ready")["status"] == "False"
+    assert cluster.obj("apps/v1/deployments", "default", "bad") is None
+    # Other pools are unaffected, and fixing the spec reconciles it.
+    await wait_owned(cluster, "default", "good")
+    await kube.patch(POOLS, "default", "bad", {"spec": {"replicas": {"min": 1, "max": 2}}})
+    await wait_owned(cluster, "default", "bad")
+    assert op.proc.poll() is None
