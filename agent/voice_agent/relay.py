@@ -240,6 +240,8 @@ class Relay:
             pubsub = self.store.pubsub()
             try:
                 await pubsub.subscribe(self.store.inbox)
+                if backoff > 0.05:
+                    log.info("relay inbox resubscribed")
                 self.subscribed.set()
                 backoff = 0.05
                 while True:
@@ -247,7 +249,8 @@ class Relay:
                     if msg is not None and msg.get("type") == "message":
                         self._dispatch(msg["data"])
             except (RedisError, OSError) as exc:
-                log.warning("relay inbox lost; resubscribing", extra={"error": type(exc).__name__})
+                if backoff == 0.05:  # first failure of a streak; retries stay quiet
+                    log.warning("relay inbox lost; resubscribing", extra={"error": type(exc).__name__})
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(Exception):

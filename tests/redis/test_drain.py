@@ -1,0 +1,77 @@
+"""SIGTERM drain: the agent goes unready, takes no new sessions, keeps its live call, then exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.support.procs import AgentProcess
+from voice_agent import redis_keys as keys
+from voice_agent.client import VoiceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]
+
+
+@pytest.fixture
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
+    tmp = tmp_path_factory.mktemp("drain")
+    with redis_server(tmp / "redis") as server:
+        agents = start_agents(tmp, server, 2, prefix="dr", voice_drain_timeout_s="60")
+        try:
+            yield server, agents
+        finally:
+            stop_all(agents)
+
+
+async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_clean(
+    pair: tuple[RedisServer, list[AgentProcess]],
+) -> None:
+    server, (front, draining) = pair
+    draining_id = agent_id_of(draining)
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(4):  # least-loaded allocation reaches the second agent within two creates
+            session = (await http.post(front.url + "/v2/sessions")).json()
+            if session["owner"] == draining_id:
+                break
+        assert session["owner"] == draining_id
+
+        client = VoiceClient(draining.url)
+        client.session = session
+        try:
+            await client.connect()
+            await client.wait_media()
+
+            draining.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(
+                wait_until, lambda: httpx.get(draining.url + "/ready").status_code == 503, 10.0, "unready"
+            )
+            assert "draining" in (await http.get(draining.url + "/ready")).json()["reasons"]
+            agent_hash = server.client().hgetall(keys.agent_key("default", draining_id))
+            assert agent_hash["draining"] == "1"
+
+            refused = await http.post(draining.url + "/v2/sessions")
+            assert refused.status_code == 503 and "draining" in refused.json()["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+            for _ in range(3):  # any agent may answer; none places a session on the draining one
+                created = await http.post(front.url + "/v2/sessions")
+                assert created.status_code == 201 and created.json()["owner"] != draining_id
+
+            mark = len(client.events)
+            await client.send({"type": "text", "text": "are you still there"})
+            await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30, after=mark)
+            assert draining.proc.poll() is None, "the live call keeps its agent up"
+
+            await client.send({"type": "end"})
+            assert await client.wait_closed(10) is not None
+        finally:
+            await client.close()
+
+    code = await asyncio.to_thread(draining.proc.wait, 20)
+    assert code == 0, draining.logs()[-3000:]
+    assert draining_id not in server.client().zrange(keys.agents_key("default"), 0, -1), "deregistered"
+    assert "drained" in draining.logs()
