@@ -85,3 +85,17 @@ def rms_dbfs(pcm: bytes | memoryview) -> float:
         return float("-inf")
     rms = float(np.sqrt(np.mean(arr * arr)))
     return 20 * np.log10(rms / 32768.0) if rms > 0 else float("-inf")
+
+
+def trim_silence(
+    pcm: bytes, rate: int, keep_lead_ms: int = 10, keep_tail_ms: int = 120, floor: int = 200
+) -> bytes:
+    """Cut synthesizer padding: leading silence is latency the user waits through, trailing
+    silence beyond a natural pause stretches the gap between sentences. `floor` is ~-44 dBFS."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > floor)
+    if loud.size == 0:
+        return b""
+    start = max(int(loud[0]) - rate * keep_lead_ms // 1000, 0)
+    end = min(int(loud[-1]) + 1 + rate * keep_tail_ms // 1000, samples.size)
+    return samples[start:end].tobytes()

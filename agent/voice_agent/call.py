@@ -187,6 +187,7 @@ class Call:
             self.pipeline.push_audio,
             self._peer_state,
             transport_policy=self.settings.ice_transport_policy,
+            jitter_frames=self.settings.jitter_prefetch_frames,
         )
         try:
             answer = await peer.answer(sdp)

@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
 from voice_agent.peer import parse_candidate
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
+from voice_agent.rtc_tuning import tune_receivers
 
 SILENCE_DBFS = -50.0
 
@@ -73,7 +74,10 @@ class VoiceClient:
         ice_servers: list[dict[str, Any]] | None = None,
         relay_only: bool = False,
         headers: dict[str, str] | None = None,
+        jitter_frames: int = 1,
     ) -> None:
+        # One frame of receive buffer: about what a browser's adaptive buffer settles at on a LAN.
+        self.jitter_frames = jitter_frames
         self.base_url = base_url.rstrip("/")
         self.ice_servers = ice_servers
         self.relay_only = relay_only
@@ -88,6 +92,7 @@ class VoiceClient:
         self._new_event = asyncio.Condition()
         self._tasks: list[asyncio.Task[Any]] = []
         self._speech_end: dict[int, float] = {}
+        self._speech_start: dict[int, float] = {}
         self._utterances = 0
         self.speaker.on_played = self._played
 
@@ -172,6 +177,7 @@ class VoiceClient:
         self.pc = RTCPeerConnection(config)
         self.pc.addTrack(self.speaker)
         self.pc.on("track", self._on_track)
+        tune_receivers(self.pc, self.jitter_frames)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         sdp = self.pc.localDescription.sdp
@@ -235,10 +241,15 @@ class VoiceClient:
         return uid
 
     def _played(self, turn: int, index: int, nbytes: int) -> None:
+        self._speech_start.setdefault(index, time.monotonic())
         left = self._remaining.get(index, 0) - nbytes
         self._remaining[index] = left
         if left <= 0:
             self._speech_end[index] = time.monotonic()
+
+    def speech_started(self, uid: int) -> float | None:
+        """When the first frame of utterance `uid` went out (None if it has not yet)."""
+        return self._speech_start.get(uid)
 
     async def speech_ended(self, uid: int, timeout: float = 30.0) -> float:
         deadline = time.monotonic() + timeout

@@ -25,6 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 from voice_agent import metrics
 from voice_agent.audio import InboundConverter
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
+from voice_agent.rtc_tuning import tune_receivers
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ class Peer:
         on_audio: AudioSink,
         on_state: Callable[[str], None],
         transport_policy: Literal["all", "relay"] = "all",
+        jitter_frames: int = 0,
     ) -> None:
+        self._jitter_frames = jitter_frames
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers
@@ -170,6 +173,7 @@ class Peer:
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise SignalingError("invalid_sdp", "offer has no usable audio section")
+        tune_receivers(self.pc, self._jitter_frames)
         self.pc.addTrack(self.out_track)
         try:
             answer = await self.pc.createAnswer()

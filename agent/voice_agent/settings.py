@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     max_utterance_s: float = Field(30.0, gt=1)
     history_max_messages: int = Field(24, ge=2)
     stt_decoders: int = Field(2, ge=1, le=32)
+    # Received audio frames held back for reordering; each costs 20 ms of turn/barge-in latency.
+    jitter_prefetch_frames: int = Field(0, ge=0, le=8)
 
     # Protection: limits that keep one client from hurting the others.
     reconnect_grace_s: float = Field(15.0, ge=0)

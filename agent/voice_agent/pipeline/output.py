@@ -31,6 +31,7 @@ SAMPLES_PER_FRAME = OUTPUT_RATE // 50
 FRAME_BYTES = frame_bytes(OUTPUT_RATE)
 TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 RESYNC_AFTER_S = 0.1
+LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
 _SILENCE = bytes(FRAME_BYTES)
 
 
@@ -65,6 +66,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self._speaking_turn: int | None = None
         self.frames_sent = 0
         self.late_resyncs = 0
+        self.late_frames = 0
 
     # --- producer side ------------------------------------------------------------------------
     def enqueue(self, turn: int, index: int, pcm: bytes) -> bool:
@@ -108,11 +110,15 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         wait = self._start + self._pts / OUTPUT_RATE - now
         if wait > 0:
             await asyncio.sleep(wait)
-        elif wait < -RESYNC_AFTER_S:
-            self._start = now - self._pts / OUTPUT_RATE
-            self.late_resyncs += 1
+            return
+        if wait < -LATE_AFTER_S:
+            self.late_frames += 1
             if self._count_metrics:
                 metrics.OUTPUT_LATE_FRAMES.inc()
+        if wait < -RESYNC_AFTER_S:
+            # Far behind (a stalled loop): re-anchor instead of bursting the backlog out.
+            self._start = now - self._pts / OUTPUT_RATE
+            self.late_resyncs += 1
 
     def _take(self) -> bytes:
         if not self._chunks:

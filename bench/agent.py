@@ -1,0 +1,279 @@
+"""Voice agent benchmarks (issue: foundation): voice-to-voice latency, barge-in, capacity, memory.
+
+Voice-to-voice runs from the end of the user's speech (last VAD-voiced frame sent) to the first loud
+frame of the reply received; the test client keeps a one-frame receive buffer, as a browser does.
+
+Everything is measured at the client, over real WebRTC on loopback, against a real agent process
+with the offline providers. `python -m bench.agent [--quick]`; results in bench/results/agent.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import webrtcvad
+from tests.support.procs import AgentProcess, running_agent
+from tests.support.prom import scrape
+from tests.support.speech import synth
+from tests.support.ws import Signaling
+
+from bench.common import cpu_seconds, rss_mb, summary, table, write
+from voice_agent.client import VoiceClient
+
+END_OF_TURN_MS = 500
+
+
+def speech_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
+    """(onset, end) of the speech inside an utterance, in seconds from its first sample, decided by
+    the same webrtcvad the agent uses: a turn ends where the VAD hears the last voice, not where the
+    synthesizer's padding ends."""
+    vad = webrtcvad.Vad(3)
+    step = rate * 2 * 20 // 1000
+    voiced = [i for i in range(0, len(pcm) - step + 1, step) if vad.is_speech(pcm[i : i + step], rate)]
+    if not voiced:
+        raise ValueError("utterance has no speech")
+    return voiced[0] / (2 * rate), (voiced[-1] + step) / (2 * rate)
+
+
+async def first_voiced_after(client: VoiceClient, t: float, timeout: float = 15.0) -> float:
+    deadline = time.monotonic() + timeout
+    while (at := client.recording.first_voiced_after(t)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no reply audio")
+        await asyncio.sleep(0.005)
+    return at
+
+
+async def connected_client(url: str) -> VoiceClient:
+    client = VoiceClient(url)
+    await client.create_session()
+    await client.connect()
+    await client.wait_media(timeout=30)
+    return client
+
+
+async def turn_done(client: VoiceClient, mark: int) -> None:
+    await client.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
+    await client.wait_for(
+        lambda e: e["type"] == "status" and e["processing"] == "listening", timeout=30, after=mark
+    )
+
+
+async def latency(url: str, turns: int) -> dict[str, Any]:
+    client = await connected_client(url)
+    pcm, rate = synth("what time is it")
+    tail = len(pcm) / (2 * rate) - speech_bounds(pcm, rate)[1]
+    v2v: list[float] = []
+    agent_side: list[float] = []
+    try:
+        for i in range(turns):
+            mark = len(client.events)
+            uid = client.say(pcm, rate)
+            end = await client.speech_ended(uid) - tail  # the user stopped speaking here
+            v2v.append((await first_voiced_after(client, end) - end) * 1000)
+            m = await client.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
+            agent_side.append(m["turn"]["voice_to_voice_ms"] or float("nan"))
+            await turn_done(client, mark)
+            print(f"  turn {i + 1}/{turns}: {v2v[-1]:.0f} ms", flush=True)
+    finally:
+        await client.close()
+    return {
+        "voice_to_voice_ms": summary(v2v),
+        "overhead_ms": summary([v - END_OF_TURN_MS for v in v2v]),
+        "agent_reported_voice_to_voice_ms": summary(agent_side),
+    }
+
+
+async def barge_in(url: str, trials: int) -> dict[str, Any]:
+    client = await connected_client(url)
+    story, rate = synth("please tell me a story")
+    hello, _ = synth("hello there")
+    hello_onset = speech_bounds(hello, rate)[0]
+    stops: list[float] = []
+    try:
+        for i in range(trials):
+            mark = len(client.events)
+            client.say(story, rate)
+            speaking = await client.wait_for(
+                lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30, after=mark
+            )
+            await client.wait_voiced(50, after=speaking["_at"], timeout=20)
+            mark = len(client.events)
+            uid = client.say(hello, rate)
+            spoken_until = await client.speech_ended(uid)
+            started = client.speech_started(uid)
+            assert started is not None
+            onset = started + hello_onset
+            voiced = [f.at for f in client.recording.frames if onset <= f.at <= spoken_until and f.voiced]
+            stops.append(((max(voiced) - onset) if voiced else 0.0) * 1000)
+            await turn_done(client, mark)
+            print(
+                f"  barge-in {i + 1}/{trials}: agent silent {stops[-1]:.0f} ms after speech onset", flush=True
+            )
+    finally:
+        await client.close()
+    return {"barge_in_ms": summary(stops)}
+
+
+async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
+    """N connected calls, VAD on every inbound stream, one spoken turn in flight across the pool."""
+    with running_agent(tmp, voice_max_sessions=str(sessions + 5), voice_log_level="WARNING") as agent:
+        clients = await asyncio.gather(*(connected_client(agent.url) for _ in range(sessions)))
+        pcm, rate = synth("what time is it")
+        try:
+            await asyncio.sleep(2.0)  # warm-up: let every stream reach steady state before measuring
+            before, cpu0, t0 = await scrape(agent.url), cpu_seconds(agent.proc.pid), time.monotonic()
+            counts0 = [len(c.recording.frames) for c in clients]
+            turns = 0
+            deadline = t0 + seconds
+            while time.monotonic() < deadline:
+                c = clients[turns % sessions]
+                mark = len(c.events)
+                c.say(pcm, rate)
+                with contextlib.suppress(TimeoutError):
+                    await c.wait_for(lambda e: e["type"] == "metrics", timeout=15, after=mark)
+                turns += 1
+            elapsed = time.monotonic() - t0
+            after, cpu1 = await scrape(agent.url), cpu_seconds(agent.proc.pid)
+            received = sum(len(c.recording.frames) - n for c, n in zip(clients, counts0, strict=True))
+        finally:
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    sent = delta('voice_output_frames_total{kind="silence"}') + delta(
+        'voice_output_frames_total{kind="speech"}'
+    )
+    late = delta("voice_output_late_frames_total")
+    expected = sessions * elapsed * 50
+    return {
+        "sessions": sessions,
+        "seconds": round(elapsed, 1),
+        "turns": turns,
+        "agent_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "frames_sent": int(sent),
+        "late_percent": round(100 * late / max(sent, 1), 2),
+        "received_percent_at_client": round(100 * received / max(expected, 1), 2),
+    }
+
+
+async def memory(tmp: Path, idle: int, churn: int) -> dict[str, Any]:
+    with running_agent(tmp, voice_max_sessions=str(idle + 10), voice_log_level="WARNING") as agent:
+        pid = agent.proc.pid
+        base = rss_mb(pid)
+        clients = await asyncio.gather(*(connected_client(agent.url) for _ in range(idle)))
+        await asyncio.sleep(1.0)  # settle: jitter buffers and codec state fill in the first second
+        loaded = rss_mb(pid)
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        warm = None
+        for i in range(churn):
+            await one_session(agent)
+            if i == min(100, churn // 5) - 1:
+                warm = rss_mb(pid)
+            if (i + 1) % 100 == 0:
+                print(f"  churn {i + 1}/{churn}: RSS {rss_mb(pid):.1f} MB", flush=True)
+        end = rss_mb(pid)
+    return {
+        "rss_base_mb": round(base, 1),
+        "idle_sessions": idle,
+        "rss_per_idle_session_mb": round((loaded - base) / idle, 2),
+        "churn_sessions": churn,
+        "rss_after_warmup_mb": round(warm or end, 1),
+        "rss_after_churn_mb": round(end, 1),
+        "growth_after_warmup_mb": round(end - (warm or end), 1),
+    }
+
+
+async def one_session(agent: AgentProcess) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=agent.url, timeout=10) as http:
+        sid = (await http.post("/v2/sessions")).json()["id"]
+        sig = await Signaling.open(agent.url, sid)
+        await sig.next_event(lambda e: e["type"] == "session")
+        await sig.send({"type": "end"})
+        await sig.closed()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        with running_agent(tmp, voice_log_level="WARNING") as agent:
+            print("latency ...", flush=True)
+            out["latency"] = await latency(agent.url, args.turns)
+            print("barge-in ...", flush=True)
+            out["barge_in"] = await barge_in(agent.url, args.barge_ins)
+        print("memory ...", flush=True)
+        out["memory"] = await memory(tmp, args.idle, args.churn)
+        out["capacity"] = []
+        for n in args.sessions:
+            print(f"capacity: {n} sessions ...", flush=True)
+            out["capacity"].append(await capacity(tmp, n, args.seconds))
+            print(f"  {out['capacity'][-1]}", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--turns", type=int, default=30)
+    ap.add_argument("--barge-ins", type=int, default=15)
+    ap.add_argument("--idle", type=int, default=40)
+    ap.add_argument("--churn", type=int, default=500)
+    ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20, 30, 40])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    if args.quick:
+        args.turns, args.barge_ins, args.idle, args.churn, args.sessions, args.seconds = 3, 2, 5, 50, [5], 5.0
+    res = run_sync(args)
+    lat, cap = res["latency"], res["capacity"]
+    rows = [
+        ("voice-to-voice at client p50/p95/p99 (ms)", _p(lat["voice_to_voice_ms"]), "-"),
+        (
+            f"pipeline overhead = v2v - {END_OF_TURN_MS} ms silence, p50/p95/p99",
+            _p(lat["overhead_ms"]),
+            "p95 <= 150",
+        ),
+        (
+            "barge-in: speech onset -> agent silent, p50/p95/p99 (ms)",
+            _p(res["barge_in"]["barge_in_ms"]),
+            "p95 <= 250",
+        ),
+        ("RSS per idle connected session (MB)", str(res["memory"]["rss_per_idle_session_mb"]), "<= 10"),
+        (
+            f"RSS growth over {res['memory']['churn_sessions']} sessions after warm-up (MB)",
+            str(res["memory"]["growth_after_warmup_mb"]),
+            "~0",
+        ),
+    ]
+    for c in cap:
+        rows.append(
+            (
+                f"{c['sessions']} sessions: agent CPU %, late %, received % at client",
+                f"{c['agent_cpu_percent']} / {c['late_percent']} / {c['received_percent_at_client']}",
+                "late+lost < 1% at >= 20/core",
+            )
+        )
+    print(table(rows))
+    print(f"results: {write('agent', res)}")
+    return 0
+
+
+def _p(s: dict[str, float]) -> str:
+    return f"{s['p50']} / {s['p95']} / {s['p99']} (n={s['n']})"
+
+
+def run_sync(args: argparse.Namespace) -> dict[str, Any]:
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Audio helpers on the hot path: synthesizer padding is trimmed, speech itself is untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voice_agent.audio import trim_silence
+
+
+def test_trim_silence_cuts_padding_but_keeps_speech_and_a_short_tail() -> None:
+    rate = 16000
+    speech = (np.cos(np.arange(rate // 2) / 5) * 10000).astype("<i2")  # loud from sample 0
+    pad = np.zeros(rate // 5, dtype="<i2")
+    out = np.frombuffer(trim_silence(np.concatenate([pad, speech, pad]).tobytes(), rate), dtype="<i2")
+    lead = rate * 10 // 1000
+    tail = rate * 120 // 1000
+    assert abs(out.size - (speech.size + lead + tail)) <= 2
+    assert np.array_equal(out[lead : lead + 100], speech[:100])
+
+
+def test_trim_silence_of_pure_silence_is_empty() -> None:
+    assert trim_silence(bytes(3200), 16000) == b""
+
+
+async def test_receiver_prefetch_is_lowered_on_a_real_peer_connection() -> None:
+    from aiortc import RTCPeerConnection
+
+    from voice_agent.rtc_tuning import current_prefetch, tune_receivers
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    try:
+        assert current_prefetch(pc.getTransceivers()[0].receiver) == 4, "aiortc default changed"
+        assert tune_receivers(pc, 0) == 1
+        assert current_prefetch(pc.getTransceivers()[0].receiver) == 0
+    finally:
+        await pc.close()
