@@ -39,7 +39,8 @@ SESSION_DURATION = Histogram(
 )
 OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers", ["kind"])
 OUTPUT_LATE_FRAMES = Counter(
-    "voice_output_late_frames_total", "Output frames produced more than one 20 ms frame period after their slot"
+    "voice_output_late_frames_total",
+    "Output frames produced more than one 20 ms frame period after their slot",
 )
 
 # Cloud providers (label values are provider and stage names and error kinds, never request data).
