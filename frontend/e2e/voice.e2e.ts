@@ -3,7 +3,7 @@
  * a real agent process (offline STT/LLM/TTS, in-memory store) that also serves the built page.
  * The page reaches the agent through a TCP relay so the test can cut the signaling connection.
  */
-import { mkdirSync, readFileSync, existsSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +40,7 @@ async function shot(name: string, target: Page = page): Promise<void> {
 
 beforeAll(async () => {
   if (!existsSync(resolve(DIST_DIR, 'index.html'))) throw new Error('frontend/dist is missing: run `npm run build`');
+  rmSync(OUT, { recursive: true, force: true });
   mkdirSync(SHOTS, { recursive: true });
   if (DOCS_SHOTS) mkdirSync(DOCS_SHOTS, { recursive: true });
   const wav = speechWav(OUT);
