@@ -40,7 +40,7 @@ def kubectl() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render(kustomization: str) -> tuple[Obj, ...]:
     # The base references ../../crds/*.yaml (the CRDs' single source), outside its root.
     out = subprocess.run(
@@ -57,7 +57,8 @@ def _render(kustomization: str) -> tuple[Obj, ...]:
 
 def render(kustomization: str) -> list[Obj]:
     """A fresh copy each call, so a test cannot change what the next one sees."""
-    return yaml.safe_load(yaml.safe_dump(list(_render(kustomization))))
+    copied: list[Obj] = yaml.safe_load(yaml.safe_dump(list(_render(kustomization))))
+    return copied
 
 
 def rendered_yaml(kustomization: str) -> str:

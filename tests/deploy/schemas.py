@@ -12,6 +12,7 @@ from typing import Any
 import celpy
 import jsonschema
 import kubernetes_validate
+from celpy.adapter import json_to_cel
 
 from tests.deploy.manifests import Obj, crd_schemas
 
@@ -48,7 +49,7 @@ def cel_violations(schema: Obj, obj: Obj) -> list[str]:
     env = celpy.Environment()
     problems = []
     for path, rule, message, value in _rules(schema, obj, "self"):
-        result = env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(value)})
+        result = env.program(env.compile(rule)).evaluate({"self": json_to_cel(value)})
         if not bool(result):
             problems.append(f"{path}: {message}")
     return problems

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -73,10 +75,10 @@ def test_dev_overlay_pool_is_a_valid_single_agent_pool() -> None:
     ],
 )
 def test_validation_rejects_broken_examples(
-    examples: list[Obj], kind: str, mutate: object, expected: str
+    examples: list[Obj], kind: str, mutate: Callable[[Obj], Any], expected: str
 ) -> None:
     """The checks above are only worth something if they catch what the API server would reject."""
     obj = copy.deepcopy(next(o for o in examples if o["kind"] == kind and o["metadata"]["name"] != "offline"))
-    mutate(obj["spec"])  # type: ignore[operator]
+    mutate(obj["spec"])
     found = problems(obj)
     assert any(expected in p for p in found), found

@@ -16,7 +16,7 @@ SECRET_ENV = re.compile(r"(KEY|PASSWORD|TOKEN|SECRET|CREDENTIAL)", re.IGNORECASE
 
 def is_tuner(obj: Obj) -> bool:
     labels = obj["metadata"].get("labels", {})
-    return (
+    return bool(
         obj["kind"] == "DaemonSet"
         and obj["metadata"].get("namespace") == TUNING_NAMESPACE
         and labels.get("app.kubernetes.io/name") == "node-tuner"

@@ -1,0 +1,118 @@
+"""Monitoring: the dashboard and alerts use the metric names the agent and operator really export."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY
+
+import voice_agent.metrics
+import voice_operator.metrics
+from tests.deploy.manifests import MANIFESTS, Obj, named, render
+from voice_operator import constants as c
+from voice_operator.resources.common import pool_labels
+
+SEED_METRICS = {
+    "webrtc_websocket_connections_total",
+    "webrtc_active_sessions_total",
+    "webrtc_peer_connections_total",
+    "webrtc_signaling_messages_total",
+    "webrtc_signaling_latency_seconds",
+}
+PIPELINE_HISTOGRAMS = {
+    "voice_stt_final_seconds",
+    "voice_llm_first_token_seconds",
+    "voice_tts_first_audio_seconds",
+    "voice_voice_to_voice_seconds",
+    "voice_session_duration_seconds",
+}
+OURS = re.compile(r"\b((?:webrtc|voice|voicepool)_[a-z0-9_]+)\b")
+SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+def exported_series() -> set[str]:
+    """Every series name the agent and operator modules register (metric families -> sample names)."""
+    assert voice_agent.metrics and voice_operator.metrics  # imported for their registrations
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in SUFFIXES.get(family.type, ()))
+    return names
+
+
+def dashboard() -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(
+        (MANIFESTS / "monitoring" / "dashboards" / "voicepool.json").read_text()
+    )
+    return loaded
+
+
+def dashboard_exprs() -> Iterator[str]:
+    for panel in dashboard()["panels"]:  # type: ignore[attr-defined]
+        for target in panel.get("targets", []):
+            yield target["expr"]
+
+
+def alert_rules(objs: list[Obj]) -> list[Obj]:
+    rule = named(objs, "PrometheusRule", "voicepool")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_dashboard_shows_seed_metrics_and_pipeline_latencies() -> None:
+    used = {m for expr in dashboard_exprs() for m in OURS.findall(expr)}
+    base_names = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
+    assert base_names >= SEED_METRICS | PIPELINE_HISTOGRAMS
+
+
+def test_dashboard_and_alerts_reference_only_exported_metrics() -> None:
+    exprs = [*dashboard_exprs(), *(r["expr"] for r in alert_rules(render("monitoring")))]
+    unknown = {m for expr in exprs for m in OURS.findall(expr)} - exported_series()
+    assert not unknown
+
+
+def test_dashboard_is_grafana_shaped() -> None:
+    board = dashboard()
+    assert board["uid"] and board["title"]
+    panels = board["panels"]
+    assert isinstance(panels, list)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"] for v in board["templating"]["list"]}  # type: ignore[index]
+    assert variables == {"datasource", "namespace", "pool"}
+
+
+def test_alerts_cover_capacity_latency_redis_and_failures() -> None:
+    rules = alert_rules(render("monitoring"))
+    names = {r["alert"] for r in rules}
+    assert names >= {
+        "VoiceAgentAtCapacity",
+        "VoiceHighVoiceToVoiceLatency",
+        "VoiceRedisDown",
+        "VoiceSessionsFailing",
+    }
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+        assert re.fullmatch(r"\d+m", rule["for"])
+
+
+def test_scrape_configs_match_what_the_operator_renders() -> None:
+    objs = render("monitoring")
+    pod_monitor = named(objs, "PodMonitor", "voice-agents")["spec"]
+    assert pod_monitor["selector"]["matchLabels"].items() <= pool_labels("any").items()
+    assert pod_monitor["podMetricsEndpoints"][0]["port"] == "http"  # the agent container's port name
+    assert c.AGENT_PORT == 8000
+    service_monitor = named(objs, "ServiceMonitor", "voicepool-operator")["spec"]
+    operator_service = named(render("overlays/prod"), "Service", "voicepool-operator")
+    assert (
+        service_monitor["selector"]["matchLabels"].items() <= operator_service["metadata"]["labels"].items()
+    )
+    assert service_monitor["endpoints"][0]["port"] in {p["name"] for p in operator_service["spec"]["ports"]}
+
+
+def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar() -> None:
+    cm = named(render("monitoring"), "ConfigMap", "voicepool-grafana-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["voicepool.json"]) == dashboard()
