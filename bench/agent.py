@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +25,11 @@ from tests.support.prom import scrape
 from tests.support.speech import synth
 from tests.support.ws import Signaling
 
-from bench.common import cpu_seconds, rss_mb, summary, table, write
+from bench.common import RESULTS, cpu_seconds, rss_mb, summary, table, write
 from voice_agent.client import VoiceClient
 
 END_OF_TURN_MS = 500
+PARTS = ["latency", "barge-in", "memory", "capacity"]
 
 
 def speech_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
@@ -50,8 +53,8 @@ async def first_voiced_after(client: VoiceClient, t: float, timeout: float = 15.
     return at
 
 
-async def connected_client(url: str) -> VoiceClient:
-    client = VoiceClient(url)
+async def connected_client(url: str, record: bool = True) -> VoiceClient:
+    client = VoiceClient(url, record=record)
     await client.create_session()
     await client.connect()
     await client.wait_media(timeout=30)
@@ -124,12 +127,13 @@ async def barge_in(url: str, trials: int) -> dict[str, Any]:
 async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
     """N connected calls, VAD on every inbound stream, one spoken turn in flight across the pool."""
     with running_agent(tmp, voice_max_sessions=str(sessions + 5), voice_log_level="WARNING") as agent:
-        clients = await asyncio.gather(*(connected_client(agent.url) for _ in range(sessions)))
+        clients = await asyncio.gather(*(connected_client(agent.url, record=False) for _ in range(sessions)))
         pcm, rate = synth("what time is it")
         try:
             await asyncio.sleep(2.0)  # warm-up: let every stream reach steady state before measuring
             before, cpu0, t0 = await scrape(agent.url), cpu_seconds(agent.proc.pid), time.monotonic()
-            counts0 = [len(c.recording.frames) for c in clients]
+            own0 = cpu_seconds(os.getpid())
+            counts0 = [c.frames_received for c in clients]
             turns = 0
             deadline = t0 + seconds
             while time.monotonic() < deadline:
@@ -141,7 +145,7 @@ async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
                 turns += 1
             elapsed = time.monotonic() - t0
             after, cpu1 = await scrape(agent.url), cpu_seconds(agent.proc.pid)
-            received = sum(len(c.recording.frames) - n for c, n in zip(clients, counts0, strict=True))
+            received = sum(c.frames_received - n for c, n in zip(clients, counts0, strict=True))
         finally:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
@@ -158,6 +162,8 @@ async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
         "seconds": round(elapsed, 1),
         "turns": turns,
         "agent_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "sessions_per_core_projected": round(sessions / max((cpu1 - cpu0) / elapsed, 1e-6), 1),
+        "loadgen_cpu_percent": round(100 * (cpu_seconds(os.getpid()) - own0) / elapsed, 1),
         "frames_sent": int(sent),
         "late_percent": round(100 * late / max(sent, 1), 2),
         "received_percent_at_client": round(100 * received / max(expected, 1), 2),
@@ -206,24 +212,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        with running_agent(tmp, voice_log_level="WARNING") as agent:
-            print("latency ...", flush=True)
-            out["latency"] = await latency(agent.url, args.turns)
-            print("barge-in ...", flush=True)
-            out["barge_in"] = await barge_in(agent.url, args.barge_ins)
-        print("memory ...", flush=True)
-        out["memory"] = await memory(tmp, args.idle, args.churn)
-        out["capacity"] = []
-        for n in args.sessions:
-            print(f"capacity: {n} sessions ...", flush=True)
-            out["capacity"].append(await capacity(tmp, n, args.seconds))
-            print(f"  {out['capacity'][-1]}", flush=True)
+        if {"latency", "barge-in"} & set(args.parts):
+            with running_agent(tmp, voice_log_level="WARNING") as agent:
+                if "latency" in args.parts:
+                    print("latency ...", flush=True)
+                    out["latency"] = await latency(agent.url, args.turns)
+                if "barge-in" in args.parts:
+                    print("barge-in ...", flush=True)
+                    out["barge_in"] = await barge_in(agent.url, args.barge_ins)
+        if "memory" in args.parts:
+            print("memory ...", flush=True)
+            out["memory"] = await memory(tmp, args.idle, args.churn)
+        if "capacity" in args.parts:
+            out["capacity"] = []
+            for n in args.sessions:
+                print(f"capacity: {n} sessions ...", flush=True)
+                out["capacity"].append(await capacity(tmp, n, args.seconds))
+                print(f"  {out['capacity'][-1]}", flush=True)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
     ap.add_argument("--turns", type=int, default=30)
     ap.add_argument("--barge-ins", type=int, default=15)
     ap.add_argument("--idle", type=int, default=40)
@@ -234,37 +246,49 @@ def main() -> int:
     if args.quick:
         args.turns, args.barge_ins, args.idle, args.churn, args.sessions, args.seconds = 3, 2, 5, 50, [5], 5.0
     res = run_sync(args)
-    lat, cap = res["latency"], res["capacity"]
-    rows = [
-        ("voice-to-voice at client p50/p95/p99 (ms)", _p(lat["voice_to_voice_ms"]), "-"),
-        (
-            f"pipeline overhead = v2v - {END_OF_TURN_MS} ms silence, p50/p95/p99",
-            _p(lat["overhead_ms"]),
-            "p95 <= 150",
-        ),
-        (
-            "barge-in: speech onset -> agent silent, p50/p95/p99 (ms)",
-            _p(res["barge_in"]["barge_in_ms"]),
-            "p95 <= 250",
-        ),
-        ("RSS per idle connected session (MB)", str(res["memory"]["rss_per_idle_session_mb"]), "<= 10"),
-        (
-            f"RSS growth over {res['memory']['churn_sessions']} sessions after warm-up (MB)",
-            str(res["memory"]["growth_after_warmup_mb"]),
-            "~0",
-        ),
-    ]
-    for c in cap:
-        rows.append(
-            (
-                f"{c['sessions']} sessions: agent CPU %, late %, received % at client",
-                f"{c['agent_cpu_percent']} / {c['late_percent']} / {c['received_percent_at_client']}",
-                "late+lost < 1% at >= 20/core",
-            )
-        )
-    print(table(rows))
+    print(table(rows_of(res)))
+    # Partial runs merge into the previous results so docs can quote one file.
+    previous = RESULTS / "agent.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        old.pop("machine", None)
+        res = {**old, **res}
     print(f"results: {write('agent', res)}")
     return 0
+
+
+def rows_of(res: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    if "latency" in res:
+        lat = res["latency"]
+        rows.append(("voice-to-voice at client p50/p95/p99 (ms)", _p(lat["voice_to_voice_ms"]), "-"))
+        rows.append(
+            (f"overhead = v2v - {END_OF_TURN_MS} ms silence (ms)", _p(lat["overhead_ms"]), "p95 <= 150")
+        )
+    if "barge_in" in res:
+        rows.append(
+            ("barge-in: speech onset -> agent silent (ms)", _p(res["barge_in"]["barge_in_ms"]), "p95 <= 250")
+        )
+    if "memory" in res:
+        mem = res["memory"]
+        rows.append(("RSS per idle connected session (MB)", str(mem["rss_per_idle_session_mb"]), "<= 10"))
+        rows.append(
+            (
+                f"RSS growth, {mem['churn_sessions']} sessions after warm-up (MB)",
+                str(mem["growth_after_warmup_mb"]),
+                "~0",
+            )
+        )
+    for c in res.get("capacity", []):
+        rows.append(
+            (
+                f"{c['sessions']} sessions: agent CPU % / late % / received % / sessions per core",
+                f"{c['agent_cpu_percent']} / {c['late_percent']} / {c['received_percent_at_client']}"
+                f" / {c['sessions_per_core_projected']}",
+                "late+lost < 1%, >= 20/core",
+            )
+        )
+    return rows
 
 
 def _p(s: dict[str, float]) -> str:

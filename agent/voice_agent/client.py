@@ -75,7 +75,11 @@ class VoiceClient:
         relay_only: bool = False,
         headers: dict[str, str] | None = None,
         jitter_frames: int = 1,
+        record: bool = True,
     ) -> None:
+        # Load generators turn recording off: decoding is still done, analysis is not.
+        self.record = record
+        self.frames_received = 0
         # One frame of receive buffer: about what a browser's adaptive buffer settles at on a LAN.
         self.jitter_frames = jitter_frames
         self.base_url = base_url.rstrip("/")
@@ -212,6 +216,9 @@ class VoiceClient:
         try:
             while True:
                 frame = await track.recv()
+                self.frames_received += 1
+                if not self.record:
+                    continue
                 now = time.monotonic()
                 for out in resampler.resample(frame):  # type: ignore[arg-type]
                     pcm = bytes(out.planes[0])[: out.samples * 2]
