@@ -7,6 +7,7 @@ wheel); results are cached per process, so every test module of an xdist worker 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -53,6 +54,24 @@ def _render(kustomization: str) -> tuple[Obj, ...]:
     if out.returncode != 0:
         raise RuntimeError(f"kustomize {kustomization} failed: {out.stderr}")
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
+
+
+def render_with_components(kustomization: str, components: list[str], workdir: Path) -> list[Obj]:
+    """An overlay plus optional kustomize Components, as a platform team would compose them."""
+    rel = [os.path.relpath(MANIFESTS / p, workdir) for p in (kustomization, *components)]
+    (workdir / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": rel[:1], "components": rel[1:]}, sort_keys=False)
+    )
+    out = subprocess.run(
+        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"kustomize {kustomization} + {components} failed: {out.stderr}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
 def render(kustomization: str) -> list[Obj]:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from tests.deploy.manifests import CRD_DIR, KUSTOMIZATIONS, Obj, of_kind, operator_rendered, render
+from tests.deploy.manifests import (
+    CRD_DIR,
+    KUSTOMIZATIONS,
+    Obj,
+    named,
+    of_kind,
+    operator_rendered,
+    render,
+    render_with_components,
+)
 from tests.deploy.schemas import problems
 
 CLUSTER_SCOPED = {
@@ -89,3 +100,13 @@ def test_overlays_differ_where_they_should() -> None:
     turn = next(o for o in prod if o["kind"] == "Service" and o["metadata"]["name"] == "turn")
     assert turn["spec"]["type"] == "LoadBalancer"
     assert [o["metadata"]["name"] for o in of_kind(dev, "VoiceAgentPool")] == ["offline"]
+
+
+def test_redis_tls_component_switches_redis_to_tls_only(tmp_path: Path) -> None:
+    objs = render_with_components("overlays/prod", ["components/redis-tls"], tmp_path)
+    assert not {object_id(o): p for o in objs if (p := problems(o))}
+    redis = named(objs, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    command = redis["containers"][0]["command"][-1]
+    assert "--port 0 --tls-port 6379" in command
+    assert {v["name"] for v in redis["volumes"]} == {"config", "auth", "tmp", "tls"}
+    assert named(objs, "Certificate", "redis-tls")["spec"]["secretName"] == "voicepool-redis-tls"
