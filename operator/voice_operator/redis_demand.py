@@ -1,29 +1,22 @@
 """Reading session load from the agents' Redis registry.
 
-The key layout belongs to the agent (voice_agent/keys.py); these functions mirror it so they can
-later import from there:
-  voicepool:agent:{id}          hash: id, pool, address, capacity, active, draining ("0"/"1"), heartbeat
-  voicepool:agent:{id}:alive    key with a TTL; an agent without it is dead and its numbers are stale
-  voicepool:pool:{pool}:agents  set of agent ids registered in the pool
+The key layout belongs to the agent: every name comes from voice_agent.redis_keys. Per pool P:
+  agents_key(P)             ZSET  member agent id, score = sessions the agent holds
+  agent_key(P, A)           HASH  capacity, draining ("0"/"1"), url, ...
+  agent_alive_key(P, A)     STR   heartbeat with a TTL; gone = the agent is dead, its count stale
+  agent_inbox(P, A)         CHAN  the agent process subscribes while it runs
+An agent is alive, as the agents' own allocation script decides it, when its heartbeat key exists
+and its inbox has a subscriber (a killed process loses its subscription at once).
 """
 
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
-
-def agent_key(agent_id: str) -> str:
-    return f"voicepool:agent:{agent_id}"
-
-
-def agent_alive_key(agent_id: str) -> str:
-    return f"voicepool:agent:{agent_id}:alive"
-
-
-def pool_agents_key(pool: str) -> str:
-    return f"voicepool:pool:{pool}:agents"
+from voice_agent import redis_keys as keys
 
 
 class RedisUnavailable(Exception):
@@ -67,36 +60,40 @@ def _int(raw: str | None) -> int:
         return 0
 
 
-def parse_agent(agent_id: str, fields: Mapping[str, str], alive: bool) -> AgentLoad:
+def parse_agent(agent_id: str, sessions: float, fields: Mapping[str, str | None], alive: bool) -> AgentLoad:
     return AgentLoad(
         id=agent_id,
-        active=_int(fields.get("active")),
+        active=max(0, int(sessions)),
         capacity=_int(fields.get("capacity")),
-        draining=fields.get("draining", "0") == "1",
-        alive=alive and bool(fields),
+        draining=fields.get("draining") == "1",
+        alive=alive,
     )
 
 
 async def read_pool_load(client: "aioredis.Redis", pool: str, timeout_s: float = 2.0) -> PoolLoad:
-    """One SMEMBERS plus one pipelined round trip for all agents of the pool."""
+    """One ZRANGE plus one pipelined round trip for all agents of the pool."""
     try:
         async with asyncio.timeout(timeout_s):
-            members = await client.smembers(pool_agents_key(pool))
-            ids: Sequence[str] = sorted(str(m) for m in members)
-            if not ids:
+            reply: Any = await client.zrange(keys.agents_key(pool), 0, -1, withscores=True)
+            members: Sequence[tuple[str, float]] = reply
+            if not members:
                 return PoolLoad(())
             async with client.pipeline(transaction=False) as pipe:
-                for agent_id in ids:
-                    pipe.hgetall(agent_key(agent_id))
-                    pipe.exists(agent_alive_key(agent_id))
+                for agent_id, _ in members:
+                    pipe.hmget(keys.agent_key(pool, agent_id), ["capacity", "draining"])
+                    pipe.exists(keys.agent_alive_key(pool, agent_id))
+                pipe.pubsub_numsub(*(keys.agent_inbox(pool, agent_id) for agent_id, _ in members))
                 results = await pipe.execute()
     except (aioredis.RedisError, OSError, TimeoutError) as e:
         raise RedisUnavailable(f"{type(e).__name__}: {e}") from e
+    listening = {str(channel) for channel, count in results[-1] if int(count) > 0}
     agents = []
-    for i, agent_id in enumerate(ids):
-        fields, alive = results[2 * i], results[2 * i + 1]
-        agents.append(parse_agent(agent_id, fields or {}, bool(alive)))
-    return PoolLoad(tuple(agents))
+    for i, (agent_id, sessions) in enumerate(members):
+        capacity, draining = results[2 * i]
+        fields = {"capacity": capacity, "draining": draining}
+        alive = bool(results[2 * i + 1]) and keys.agent_inbox(pool, agent_id) in listening
+        agents.append(parse_agent(str(agent_id), sessions, fields, alive))
+    return PoolLoad(tuple(sorted(agents, key=lambda a: a.id)))
 
 
 class RedisClients:

@@ -100,9 +100,9 @@ class Cluster(kmock.KubernetesEmulator):
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         """As kmock's, but with a real list resourceVersion for the watch that follows."""
-        payload = await super()._serve_list(request)
+        payload: Any = await super()._serve_list(request)
         payload["metadata"]["resourceVersion"] = str(self._last_version)
-        return payload
+        return payload  # type: ignore[no-any-return]
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         """A watch from ?resourceVersion=N: only newer objects replayed, then live events.
@@ -148,6 +148,8 @@ class Cluster(kmock.KubernetesEmulator):
             await bus.unmark(mark)
 
     def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+        if request.resource is None or request.name is None:
+            return None
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             return None

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -19,10 +20,12 @@ import kmock
 import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio.client import PubSub
 
 import redis
 from tests.operator.cluster import ROOT, Cluster, api_path
-from voice_operator.redis_demand import agent_alive_key, agent_key, pool_agents_key
+from voice_agent.models import SessionRecord
+from voice_agent.store.redis import RedisSessionStore
 
 Predicate = Callable[[], Any]
 
@@ -265,37 +268,63 @@ def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
 
 
 class Agents:
-    """Agents' registrations in a real Redis, written the way the agents write them."""
+    """Agents registering and taking calls through the agent's own Redis store (voice_agent.store).
+
+    The operator must read exactly what agents write; using the agent's code for the writes
+    proves the key layout matches rather than restating it here.
+    """
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.url = url
+        self.stores: dict[str, RedisSessionStore] = {}
+        self.inboxes: dict[str, PubSub] = {}
+        self.calls: dict[str, list[str]] = {}
 
-    def register(
-        self, pool: str, agent_id: str, active: int, capacity: int = 4, draining: bool = False
-    ) -> None:
-        pipe = self.client.pipeline()
-        pipe.hset(
-            agent_key(agent_id),
-            mapping={
-                "id": agent_id,
-                "pool": pool,
-                "address": f"http://{agent_id}:8000",
-                "capacity": capacity,
-                "active": active,
-                "draining": "1" if draining else "0",
-                "heartbeat": time.time(),
-            },
-        )
-        pipe.set(agent_alive_key(agent_id), "1", ex=30)
-        pipe.sadd(pool_agents_key(pool), agent_id)
-        pipe.execute()
+    async def start(self, pool: str, agent_id: str, capacity: int = 4, draining: bool = False) -> None:
+        """Register (or re-heartbeat) an agent; a running agent listens on its inbox channel."""
+        store = self.stores.get(agent_id) or RedisSessionStore(self.url, pool, agent_id, capacity)
+        self.stores[agent_id] = store
+        store.draining = draining
+        self.calls.setdefault(agent_id, [])
+        if agent_id not in self.inboxes:
+            self.inboxes[agent_id] = store.pubsub()
+            await self.inboxes[agent_id].subscribe(store.inbox)
+        await store.heartbeat(f"http://{agent_id}:8000", 30_000, self.calls[agent_id])
 
-    def die(self, agent_id: str) -> None:
-        self.client.delete(agent_alive_key(agent_id))
+    async def call(self, agent_id: str, count: int = 1) -> None:
+        """New sessions, allocated by the agents' Lua script (it picks a live agent with room)."""
+        store = self.stores[agent_id]
+        for _ in range(count):
+            record = SessionRecord.new(uuid.uuid4().hex, 3600, "", store.pool)
+            owner = await store.allocate(record)
+            assert owner == agent_id, f"the allocation went to {owner}, the test expected {agent_id}"
+            self.calls[agent_id].append(record.id)
+
+    async def hang_up(self, agent_id: str, count: int = 1) -> None:
+        for _ in range(count):
+            await self.stores[agent_id].end(self.calls[agent_id].pop())
+
+    async def die(self, agent_id: str) -> None:
+        """kill -9: the process's subscription goes at once, its registry entries stay behind."""
+        inbox = self.inboxes.pop(agent_id)
+        await inbox.aclose()  # type: ignore[no-untyped-call]
+        store = self.stores[agent_id]
+        await wait_for(lambda: _unheard(store), 5, f"{store.inbox} to lose its subscriber")
+
+    async def close(self) -> None:
+        for inbox in self.inboxes.values():
+            await inbox.aclose()  # type: ignore[no-untyped-call]
+        for store in self.stores.values():
+            await store.close()
 
 
-@pytest.fixture()
-def agents(redis_server: RedisServer) -> Iterator[Agents]:
+async def _unheard(store: RedisSessionStore) -> bool:
+    rows = await store.client.pubsub_numsub(store.inbox)
+    return all(int(count) == 0 for _, count in rows)
+
+
+@pytest_asyncio.fixture()
+async def agents(redis_server: RedisServer) -> AsyncIterator[Agents]:
     registry = Agents(redis_server.url)
     yield registry
-    registry.client.close()
+    await registry.close()

@@ -11,6 +11,8 @@ from typing import Any
 
 import celpy
 import jsonschema
+from celpy import celtypes
+from celpy.adapter import json_to_cel
 
 from tests.operator.cluster import crds
 
@@ -59,11 +61,12 @@ def _cel_errors(node: Schema, value: Any, path: str, env: celpy.Environment) -> 
     for rule in node.get("x-kubernetes-validations") or []:
         program = env.program(env.compile(rule["rule"]))
         try:
-            ok = program.evaluate({"self": celpy.json_to_cel(value)})
+            result = program.evaluate({"self": json_to_cel(value)})
+            ok = isinstance(result, celtypes.BoolType) and bool(result)
         except Exception as e:  # an evaluation error rejects the object, as in the API server
             ok = False
             rule = {**rule, "message": f"{rule.get('message', rule['rule'])} ({e})"}
-        if ok is not True and not (isinstance(ok, celpy.celtypes.BoolType) and bool(ok)):
+        if not ok:
             errors.append(f"{path or '<root>'}: {rule.get('message', rule['rule'])}")
     if isinstance(value, dict):
         props = node.get("properties") or {}

@@ -40,13 +40,19 @@ async def test_external_metric_is_ceil_of_active_sessions_plus_buffer(
     assert await wait_for(lambda: demand_value(op, "fixed"), 10, "a demand value") == 3
     assert await demand_value(op, "pct") == 0
 
-    # Agents register with live session counts (VOICE_POOL = "<namespace>.<pool>").
-    agents.register("default.fixed", "fixed-a", active=4)
-    agents.register("default.fixed", "fixed-b", active=2, draining=True)  # draining calls still count
-    agents.register("default.fixed", "fixed-c", active=3)
-    agents.die("fixed-c")  # heartbeat gone: its numbers are stale
-    agents.register("default.pct", "pct-a", active=5)
-    agents.register("default.other", "other-a", active=9)  # another pool's sessions are not ours
+    # Agents register and take calls through the agents' own store (VOICE_POOL = "<namespace>.<pool>").
+    await agents.start("default.fixed", "fixed-a")
+    await agents.call("fixed-a", 4)  # full
+    await agents.start("default.fixed", "fixed-b")
+    await agents.call("fixed-b", 2)
+    await agents.start("default.fixed", "fixed-b", draining=True)  # draining calls still count
+    await agents.start("default.fixed", "fixed-c")
+    await agents.call("fixed-c", 3)
+    await agents.die("fixed-c")  # heartbeat gone: its numbers are stale
+    await agents.start("default.pct", "pct-a", capacity=8)
+    await agents.call("pct-a", 5)
+    await agents.start("default.other", "other-a", capacity=10)
+    await agents.call("other-a", 9)  # another pool's sessions are not ours
 
     status, body = await demand(op, "fixed")
     assert status == 200
@@ -129,16 +135,20 @@ async def test_pod_deletion_cost_follows_each_agents_session_count(
     ):
         await kube.create(PODS, pod)
     await kube.create(PODS, agent_pod("elsewhere-1", "elsewhere"))
-    agents.register("default.busy", "busy-1", active=3)
-    agents.register("default.busy", "busy-2", active=0)
+    await agents.start("default.busy", "busy-1")
+    await agents.call("busy-1", 3)
+    await agents.start("default.busy", "busy-2")
 
     want = {"busy-1": "3", "busy-2": "0", "busy-3": "0"}
     await wait_for(lambda: costs(cluster, *want) == want, 10, f"deletion costs {want}")
     assert costs(cluster, "elsewhere-1") == {"elsewhere-1": None}
 
     # Calls end on one agent and start on another: the costs follow, idle agents go first.
-    agents.register("default.busy", "busy-1", active=1)
-    agents.register("default.busy", "busy-3", active=4)
+    await agents.hang_up("busy-1", 2)
+    await agents.start("default.busy", "busy-1", draining=True)
+    await agents.start("default.busy", "busy-2", draining=True)
+    await agents.start("default.busy", "busy-3")
+    await agents.call("busy-3", 4)  # the only agent taking calls
     want = {"busy-1": "1", "busy-2": "0", "busy-3": "4"}
     await wait_for(lambda: costs(cluster, *want) == want, 10, f"deletion costs {want}")
     version = cluster.obj(PODS, "default", "busy-2")["metadata"]["resourceVersion"]  # type: ignore[index]

@@ -140,16 +140,16 @@ def test_merge_conditions_stamps_new_types() -> None:
 def test_agent_load_ignores_dead_agents_and_garbage() -> None:
     pool = PoolLoad(
         (
-            parse_agent("a", {"active": "3", "capacity": "4", "draining": "0"}, alive=True),
-            parse_agent("b", {"active": "2", "capacity": "4", "draining": "1"}, alive=True),
-            parse_agent("c", {"active": "4", "capacity": "4"}, alive=False),
-            parse_agent("d", {}, alive=True),
-            parse_agent("e", {"active": "many", "capacity": "-1"}, alive=True),
+            parse_agent("a", 3.0, {"capacity": "4", "draining": "0"}, alive=True),
+            parse_agent("b", 2.0, {"capacity": "4", "draining": "1"}, alive=True),
+            parse_agent("c", 4.0, {"capacity": "4", "draining": "0"}, alive=False),
+            parse_agent("d", 0.0, {"capacity": None, "draining": None}, alive=True),
+            parse_agent("e", -1.0, {"capacity": "many", "draining": "0"}, alive=True),
         )
     )
     assert pool.active_sessions == 5  # draining agents still carry calls; dead ones do not
     assert pool.free_capacity == 1
-    assert pool.sessions_by_agent() == {"a": 3, "b": 2, "e": 0}
+    assert pool.sessions_by_agent() == {"a": 3, "b": 2, "d": 0, "e": 0}
 
 
 def pod(name: str, cost: str | None = None) -> dict[str, Any]:
