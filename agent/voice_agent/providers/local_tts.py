@@ -1,7 +1,6 @@
-"""Offline TTS with flite (`slt` voice, 16 kHz), one process per sentence.
-
-flite synthesizes a short sentence in ~20 ms, so a process per sentence keeps it simple and
-isolated; cancellation kills the process so an interrupted turn stops costing CPU at once.
+"""Offline TTS with flite (`slt` voice, 16 kHz): in-process through libflite when it is installed
+(see flite_lib.py: it saves the process spawn on the time to first audio), else one `flite`
+process per sentence, which cancellation kills so an interrupted turn stops costing CPU at once.
 flite must write to /dev/stdout opened on a real pipe: event loops such as uvloop give child
 processes socketpairs for stdio, which flite cannot open by path, so the pipe is made here.
 """
@@ -16,6 +15,7 @@ from collections.abc import AsyncGenerator
 
 from voice_agent.audio import parse_wav, trim_silence
 from voice_agent.providers.base import ProviderError, Served
+from voice_agent.providers.flite_lib import FliteLibrary
 
 MAX_CHARS = 2000
 
@@ -24,19 +24,32 @@ class FliteTTS:
     name = "local"
     sample_rate = 16000
 
-    def __init__(self, voice: str = "slt", binary: str = "flite") -> None:
+    def __init__(self, voice: str = "slt", binary: str = "flite", in_process: bool = True) -> None:
+        self._lib = FliteLibrary.load(voice) if in_process else None
         path = shutil.which(binary)
-        if path is None:
+        self._binary = path or binary
+        self._voice = voice
+        if path is None and self._lib is None:
             raise ProviderError(
                 "local-tts", "tts_unavailable", f"{binary} not found on PATH (apt-get install flite)"
             )
-        self._binary = path
-        self._voice = voice
 
     async def synthesize(self, text: str, served: Served | None = None) -> AsyncGenerator[bytes, None]:
         text = " ".join(text.split())[:MAX_CHARS]
         if not text:
             return
+        if self._lib is not None:
+            try:
+                pcm, rate = await self._lib.synthesize(text)
+            except RuntimeError as exc:
+                raise ProviderError("local-tts", "tts_failed", str(exc)) from None
+        else:
+            pcm, rate = await self._spawn(text)
+        if rate != self.sample_rate:
+            raise ProviderError("local-tts", "tts_failed", f"unexpected flite rate {rate}")
+        yield trim_silence(pcm, rate)
+
+    async def _spawn(self, text: str) -> tuple[bytes, int]:
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -69,10 +82,8 @@ class FliteTTS:
                 await proc.wait()
         if proc.returncode != 0:
             raise ProviderError("local-tts", "tts_failed", err.decode(errors="replace").strip()[:200])
-        pcm, rate = parse_wav(out)
-        if rate != self.sample_rate:
-            raise ProviderError("local-tts", "tts_failed", f"unexpected flite rate {rate}")
-        yield trim_silence(pcm, rate)
+        return parse_wav(out)
 
     async def close(self) -> None:
-        return None
+        if self._lib is not None:
+            self._lib.close()
