@@ -66,3 +66,16 @@ def test_nothing_played_means_nothing_heard() -> None:
     turn.add_sentence(0, "Hello.")
     turn.add_audio(0, 640, last=True)
     assert turn.heard_text() == ""
+
+
+def test_first_chunk_of_a_reply_may_end_at_a_clause_so_speech_starts_sooner() -> None:
+    s = SentenceSplitter()
+    assert s.feed("Once upon a time, three") == ["Once upon a time,"]
+    assert s.feed(" ships sailed, far away. Then, they") == ["three ships sailed, far away."]
+    assert s.flush() == ["Then, they"]
+
+
+def test_short_clauses_do_not_split_and_clause_splitting_can_be_off() -> None:
+    assert split_sentences("Hi, it is noon. Bye.") == ["Hi, it is noon.", "Bye."]
+    s = SentenceSplitter(first_clause_min_words=0)
+    assert s.feed("Once upon a time, three ships. ") == ["Once upon a time, three ships."]

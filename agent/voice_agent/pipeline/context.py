@@ -34,15 +34,43 @@ _BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
 MIN_SENTENCE_CHARS = 2
 
 
-class SentenceSplitter:
-    """Incremental: feed tokens, get complete sentences as soon as their end is certain."""
+_CLAUSE = re.compile(r"[,;:]\s+")
+FIRST_CLAUSE_MIN_WORDS = 4
 
-    def __init__(self) -> None:
+
+class SentenceSplitter:
+    """Incremental: feed tokens, get complete sentences as soon as their end is certain.
+
+    The first chunk of a reply may end at a clause (", ; :") once it has a few words: TTS time
+    grows with length, and the first chunk is what the user waits for; later sentences are
+    synthesized while earlier ones play, so they keep whole-sentence prosody.
+    """
+
+    def __init__(self, first_clause_min_words: int = FIRST_CLAUSE_MIN_WORDS) -> None:
         self._buf = ""
+        self._first_clause_min_words = first_clause_min_words
+        self._emitted = False
 
     def feed(self, token: str) -> list[str]:
+        out = self._feed(token)
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def _first_clause(self, limit: int) -> list[str]:
+        for m in _CLAUSE.finditer(self._buf, 0, limit):
+            head = self._buf[: m.end()].strip()
+            if len(head.split()) >= self._first_clause_min_words:
+                self._buf = self._buf[m.end() :]
+                return [head]
+        return []
+
+    def _feed(self, token: str) -> list[str]:
         self._buf += token
         out: list[str] = []
+        if not self._emitted and self._first_clause_min_words > 0:
+            sentence_end = _BOUNDARY.search(self._buf)
+            out = self._first_clause(len(self._buf) if sentence_end is None else sentence_end.start())
+            self._emitted = bool(out)
         start = 0
         for m in _BOUNDARY.finditer(self._buf):
             candidate = self._buf[start : m.end()].strip()
