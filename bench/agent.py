@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import webrtcvad
+
+from bench.common import RESULTS, cpu_seconds, rss_mb, summary, table, write
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
 from tests.support.ws import Signaling
-
-from bench.common import RESULTS, cpu_seconds, rss_mb, summary, table, write
 from voice_agent.client import VoiceClient
 
 END_OF_TURN_MS = 500

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 import redis
+
 from tests.support.procs import AgentProcess, free_port
 from voice_agent import redis_keys as keys
 
