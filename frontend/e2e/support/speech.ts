@@ -9,7 +9,7 @@ export const SPOKEN_TEXT = 'hello, what time is it';
  * Chromium loops the file, so the trailing silence is the gap between the user's turns, long
  * enough for the agent to answer before the next one.
  */
-export function speechWav(dir: string, text = SPOKEN_TEXT, leadingS = 1, trailingS = 3.5): string {
+export function speechWav(dir: string, text = SPOKEN_TEXT, leadingS = 1, trailingS = 4.5): string {
   const raw = resolve(dir, 'speech-raw.wav');
   const out = resolve(dir, 'speech.wav');
   execFileSync('flite', ['-voice', 'slt', '-t', text, '-o', raw], { timeout: 30_000 });
