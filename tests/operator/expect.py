@@ -3,7 +3,7 @@
 from typing import Any
 
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import wait_for
+from tests.operator.harness import wait_for
 from voice_operator.conditions import find
 
 POOLS = "voicepool.dev/v1alpha1/voiceagentpools"

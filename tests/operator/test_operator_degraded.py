@@ -4,8 +4,8 @@ import base64
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import Kube, OperatorProcess, StartOperator, wait_for
 from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+from tests.operator.harness import Kube, OperatorProcess, StartOperator, wait_for
 
 
 def secret(name: str, **data: str) -> dict[str, object]:

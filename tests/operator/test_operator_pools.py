@@ -4,7 +4,6 @@ from typing import Any
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import Kube, RedisServer, StartOperator, wait_for
 from tests.operator.expect import (
     DEPLOYMENTS,
     OWNED,
@@ -15,6 +14,7 @@ from tests.operator.expect import (
     wait_owned,
     wait_status,
 )
+from tests.operator.harness import Kube, RedisServer, StartOperator, wait_for
 from voice_operator import constants as c
 
 

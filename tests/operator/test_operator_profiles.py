@@ -4,8 +4,8 @@ from typing import Any
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import Kube, StartOperator, wait_for
 from tests.operator.expect import condition
+from tests.operator.harness import Kube, StartOperator, wait_for
 from voice_operator import constants as c
 
 PROFILES = "voicepool.dev/v1alpha1/nodetuningprofiles"

@@ -4,8 +4,8 @@ from typing import Any
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.conftest import Agents, Kube, OperatorProcess, RedisServer, StartOperator, wait_for
 from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+from tests.operator.harness import Agents, Kube, OperatorProcess, RedisServer, StartOperator, wait_for
 from voice_operator import constants as c
 
 METRICS_API = "/apis/external.metrics.k8s.io/v1beta1"
