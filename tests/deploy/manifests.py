@@ -43,17 +43,21 @@ def kubectl() -> str:
 
 @functools.cache
 def _render(kustomization: str) -> tuple[Obj, ...]:
+    return tuple(kustomize(MANIFESTS / kustomization))
+
+
+def kustomize(directory: Path) -> list[Obj]:
     # The base references ../../crds/*.yaml (the CRDs' single source), outside its root.
     out = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(MANIFESTS / kustomization)],
+        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"kustomize {kustomization} failed: {out.stderr}")
-    return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
+        raise RuntimeError(f"kustomize {directory} failed: {out.stderr}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
 def render_with_components(kustomization: str, components: list[str], workdir: Path) -> list[Obj]:
@@ -62,16 +66,7 @@ def render_with_components(kustomization: str, components: list[str], workdir: P
     (workdir / "kustomization.yaml").write_text(
         yaml.safe_dump({"resources": rel[:1], "components": rel[1:]}, sort_keys=False)
     )
-    out = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"kustomize {kustomization} + {components} failed: {out.stderr}")
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return kustomize(workdir)
 
 
 def render(kustomization: str) -> list[Obj]:

@@ -104,7 +104,8 @@ def test_overlays_differ_where_they_should() -> None:
 
 def test_redis_tls_component_switches_redis_to_tls_only(tmp_path: Path) -> None:
     objs = render_with_components("overlays/prod", ["components/redis-tls"], tmp_path)
-    assert not {object_id(o): p for o in objs if (p := problems(o))}
+    changed = [named(objs, "StatefulSet", "redis"), named(objs, "Certificate", "redis-tls")]
+    assert [problems(o) for o in changed] == [[], []]
     redis = named(objs, "StatefulSet", "redis")["spec"]["template"]["spec"]
     command = redis["containers"][0]["command"][-1]
     assert "--port 0 --tls-port 6379" in command
