@@ -8,7 +8,8 @@ import react from '@vitejs/plugin-react';
 export default defineConfig(({ mode }) => {
   const env = loadEnv(mode, process.cwd(), 'VITE_');
   const agent = env.VITE_AGENT_URL || 'http://127.0.0.1:8000';
-  const forward = { target: agent, changeOrigin: true };
+  // Keep the Host header: the agent builds `ws_url` from it, so signaling goes through this proxy too.
+  const forward = { target: agent, changeOrigin: false };
   return {
     plugins: [react()],
     publicDir: false,

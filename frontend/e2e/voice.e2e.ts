@@ -102,7 +102,7 @@ describe('voice conversation in Chromium against a real agent', () => {
     await waitTurn(page, 'agent', 1, 30_000);
   });
 
-  it('shows per-turn latency from metrics events and network figures from getStats', async () => {
+  it('shows per-turn latency (metrics events), network figures (getStats) and the mic level (AudioWorklet)', async () => {
     await pollUntil('a voice-to-voice latency figure', async () => /\d/.test(await page.getByTestId('latency-v2v').innerText()), {
       timeoutMs: 15_000,
     });
@@ -110,7 +110,12 @@ describe('voice conversation in Chromium against a real agent', () => {
       timeoutMs: 10_000,
     });
     expect(await page.getByTestId('net-loss').innerText()).toMatch(/\d/);
-    expect(Number(await page.getByTestId('mic-level').getAttribute('aria-valuenow'))).toBeGreaterThanOrEqual(0);
+    // The AudioWorklet meter follows the fake microphone: well up while the WAV speaks.
+    await pollUntil(
+      'the microphone meter to show speech',
+      async () => Number(await page.getByTestId('mic-level').getAttribute('aria-valuenow')) > 40,
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
     await shot('conversation');
   });
 
