@@ -57,8 +57,8 @@ def test_deepgram_base_url_accepts_http_or_ws() -> None:
 
     env = deepgram_environment("https://127.0.0.1:8443/")
     assert (env.base, env.production) == (
-        "https://dg.example.internal:8443",
-        "wss://dg.example.internal:8443",
+        "https://127.0.0.1:8443",
+        "wss://127.0.0.1:8443",
     )
     env = deepgram_environment("ws://127.0.0.1:9")
     assert (env.base, env.production) == ("http://127.0.0.1:9", "ws://127.0.0.1:9")

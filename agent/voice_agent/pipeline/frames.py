@@ -74,6 +74,7 @@ class UserTurnFrame(DataFrame):
     turn: int
     speech_end_at: float | None = None
     stt_ms: float | None = None
+    stt_provider: str | None = None
 
 
 @dataclass(slots=True)

@@ -183,6 +183,8 @@ class Pipeline:
         self.conversation.add("user", frame.text)
         self._history_changed()
         m = TurnMetrics(speech_end_at=frame.speech_end_at, stt_ms=frame.stt_ms)
+        if frame.stt_provider is not None:
+            m.providers["stt"] = frame.stt_provider
         self._metrics = {frame.turn: m}
         self._llm_started[frame.turn] = time.monotonic()
         if frame.stt_ms is not None:

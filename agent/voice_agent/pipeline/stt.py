@@ -102,7 +102,13 @@ class STTProcessor(FrameProcessor):
         self._on_transcript(TranscriptionFrame(text=text, final=True, at=now))
         if text:
             await self.push(
-                UserTurnFrame(text, self._next_turn(), speech_end_at=speech_end_at, stt_ms=stt_ms)
+                UserTurnFrame(
+                    text,
+                    self._next_turn(),
+                    speech_end_at=speech_end_at,
+                    stt_ms=stt_ms,
+                    stt_provider=stream.provider,
+                )
             )
 
     async def submit_text(self, text: str) -> None:

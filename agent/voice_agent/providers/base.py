@@ -38,6 +38,11 @@ class Served:
 class STTStream(Protocol):
     """One utterance of streaming recognition."""
 
+    @property
+    def provider(self) -> str:
+        """Who is recognizing this utterance (the configured provider or its fallback)."""
+        ...
+
     async def send(self, pcm: bytes) -> None:
         """Feed 16 kHz mono s16 PCM; interim hypotheses go to the callback given at open."""
 

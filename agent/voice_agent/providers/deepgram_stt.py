@@ -267,6 +267,8 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 
 class DeepgramStream:
+    provider = "deepgram"
+
     def __init__(self, provider: DeepgramSTT, link: _Link, utt: _Utterance) -> None:
         self._p = provider
         self._link = link

@@ -127,6 +127,10 @@ class FallbackSTTStream:
         self._state = state
         self._switched = False
 
+    @property
+    def provider(self) -> str:
+        return self._stream.provider
+
     async def _switch(self, exc: ProviderError) -> None:
         if self._switched:
             raise exc

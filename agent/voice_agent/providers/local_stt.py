@@ -63,6 +63,8 @@ class DecoderPool:
 
 
 class PocketSphinxStream:
+    provider = "local"
+
     def __init__(self, pool: DecoderPool, on_interim: InterimCallback, state: dict[str, Any]) -> None:
         self._pool = pool
         self._state = state
