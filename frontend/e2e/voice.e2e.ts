@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, DIST_DIR, FRONTEND_DIR, REPO_ROOT } from './support/agent';
+import { axeViolations } from './support/axe';
 import { launchChromium, observePeers, peerCount, peerStats } from './support/browser';
 import { clientContract } from './support/contract';
 import { connection, sessionId, turns, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
@@ -68,6 +69,7 @@ describe('voice conversation in Chromium against a real agent', () => {
     expect(await page.getByTestId('connection-status').innerText()).toContain('Not connected');
     expect(await page.getByRole('button', { name: 'Start conversation' }).isEnabled()).toBe(true);
     await shot('idle');
+    expect(await axeViolations(page)).toEqual([]);
   });
 
   it('connects, transcribes the spoken question, replies in text and in audio', async () => {
@@ -117,6 +119,7 @@ describe('voice conversation in Chromium against a real agent', () => {
       { timeoutMs: 20_000, intervalMs: 50 },
     );
     await shot('conversation');
+    expect(await axeViolations(page)).toEqual([]);
   });
 
   it('fits a phone-width screen without sideways scrolling', async () => {
@@ -195,6 +198,7 @@ describe('voice conversation in Chromium against a real agent', () => {
     expect(await banner.innerText()).toContain('Cannot reach the voice agent');
     expect(await connection(page)).toBe('error');
     await shot('error-unreachable');
+    expect(await axeViolations(page)).toEqual([]);
 
     await agent.start();
     await page.getByRole('button', { name: 'Try again' }).click();

@@ -26,7 +26,9 @@ export function Conversation({ history, interimTranscript, streamingReply }: Con
 
   const empty = history.length === 0 && !interimTranscript && !streamingReply;
   return (
-    <div className="conversation" data-testid="conversation">
+    // Scrollable, so it must be reachable by keyboard to scroll it (WCAG 2.1.1, axe scrollable-region-focusable).
+    // eslint-disable-next-line jsx-a11y/no-noninteractive-tabindex
+    <div className="conversation" data-testid="conversation" role="region" aria-label="Conversation" tabIndex={0}>
       {empty && <p className="empty">Nothing said yet. Start the conversation and say hello.</p>}
       <ol className="turns" aria-label="Conversation history">
         {history.map((turn) => (
