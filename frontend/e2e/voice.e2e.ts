@@ -21,7 +21,8 @@ const OUT = resolve(FRONTEND_DIR, 'test-results/e2e');
 const SHOTS = resolve(OUT, 'screenshots');
 /** Set VOICEPOOL_DOCS_SCREENSHOTS=1 to refresh the screenshots committed under docs/. */
 const DOCS_SHOTS = process.env.VOICEPOOL_DOCS_SCREENSHOTS === '1' ? resolve(REPO_ROOT, 'docs/screenshots') : null;
-const DOCS_NAMES = new Set(['conversation', 'conversation-phone']);
+/** Screenshots the README and docs/frontend.md show: test artifact name -> file under docs/screenshots. */
+const DOCS_NAMES: Record<string, string> = { conversation: 'dashboard.png', 'conversation-phone': 'dashboard-phone.png' };
 
 /** Energy (sum of level^2 x seconds) that silence never reaches and one spoken reply clearly does. */
 const SPEECH_ENERGY = 0.002;
@@ -36,7 +37,8 @@ const timings: Record<string, number> = {};
 async function shot(name: string, target: Page = page): Promise<void> {
   const file = resolve(SHOTS, `${name}.png`);
   await target.screenshot({ path: file, fullPage: true });
-  if (DOCS_SHOTS && DOCS_NAMES.has(name)) copyFileSync(file, resolve(DOCS_SHOTS, `${name}.png`));
+  const docsName = DOCS_NAMES[name];
+  if (DOCS_SHOTS && docsName) copyFileSync(file, resolve(DOCS_SHOTS, docsName));
 }
 
 beforeAll(async () => {
@@ -127,6 +129,7 @@ describe('voice conversation in Chromium against a real agent', () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(overflow).toBeLessThanOrEqual(0);
     await shot('conversation-phone');
+    expect(await axeViolations(page)).toEqual([]);
     await page.setViewportSize({ width: 1280, height: 860 });
   });
 
