@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -33,6 +34,7 @@ TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 RESYNC_AFTER_S = 0.1
 LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
 _SILENCE = bytes(FRAME_BYTES)
+OpusPacket: TypeAlias = "av.Packet[Any]"  # generic only in PyAV's stubs
 
 
 @dataclass(slots=True)
@@ -43,6 +45,42 @@ class _Chunk:
     offset: int = 0
 
 
+class OpusFrameEncoder:
+    """Opus-encodes each 20 ms frame here, so aiortc's sender only packetizes it.
+
+    Handed raw frames, aiortc upmixes them to stereo, encodes at 96 kb/s on a thread-pool hop per
+    frame and computes an RFC 6465 audio level with a Python loop over every sample: together the
+    largest per-session cost of an idle call. Mono voice at 32 kb/s encoded inline takes tens of
+    microseconds, and any Opus decoder (browsers negotiate opus/48000/2) plays mono packets.
+    """
+
+    def __init__(self, bitrate: int = 32_000) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = bitrate
+        codec.format = "s16"
+        codec.layout = "mono"
+        codec.sample_rate = OUTPUT_RATE
+        codec.time_base = TIME_BASE
+        codec.options = {"application": "voip"}
+        self._codec = codec
+        self._frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
+        self._frame.sample_rate = OUTPUT_RATE
+        self._frame.time_base = TIME_BASE
+        self._fallback = bytes(self._encode(_SILENCE, 0) or b"\xf8\xff\xfe")  # an Opus silence frame
+
+    def _encode(self, pcm: bytes, pts: int) -> OpusPacket | None:
+        self._frame.planes[0].update(pcm)
+        self._frame.pts = pts
+        packets = self._codec.encode(self._frame)
+        return packets[0] if packets else None
+
+    def encode(self, pcm: bytes, pts: int) -> OpusPacket:
+        packet = self._encode(pcm, pts) or av.Packet(self._fallback)
+        packet.pts = pts
+        packet.time_base = TIME_BASE
+        return packet
+
+
 PlayedCallback = Callable[[int, int, int], None]  # turn, sentence index, bytes played
 IdleCallback = Callable[[int], None]  # turn whose audio has fully played
 
@@ -51,9 +89,14 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(
-        self, session_id: str, clock: Callable[[], float] = time.monotonic, count_metrics: bool = True
+        self,
+        session_id: str,
+        clock: Callable[[], float] = time.monotonic,
+        count_metrics: bool = True,
+        encode: bool = True,
     ) -> None:
         super().__init__()
+        self._encoder = OpusFrameEncoder() if encode else None
         self.session_id = session_id
         self._count_metrics = count_metrics
         self._clock = clock
@@ -89,17 +132,24 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         return bool(self._chunks)
 
     # --- consumer side (aiortc's sender calls recv every 20 ms) -------------------------------
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._pace()
+    async def recv(self) -> av.AudioFrame | OpusPacket:
+        pcm = await self.recv_pcm()
+        if self._encoder is not None:
+            return self._encoder.encode(pcm, self._pts)
         frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
-        frame.planes[0].update(self._take())
+        frame.planes[0].update(pcm)
         frame.pts = self._pts
         frame.sample_rate = OUTPUT_RATE
         frame.time_base = TIME_BASE
-        self.frames_sent += 1
         return frame
+
+    async def recv_pcm(self) -> bytes:
+        """The next 20 ms of 48 kHz mono PCM, at its time: the paced core of `recv`."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        self.frames_sent += 1
+        return self._take()
 
     async def _pace(self) -> None:
         now = self._clock()
