@@ -73,6 +73,7 @@ class Cluster(kmock.KubernetesEmulator):
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
     _status_subresources: set[Any] = attrs.field(factory=set, init=False)
     _last_version: int = attrs.field(default=999, init=False)
+    log: list[rendering.Request] = attrs.field(factory=list, init=False)
 
     def install_crds(self) -> None:
         """Discovery for the built-in kinds and every CRD in crds/ (as `kubectl apply -f crds/`)."""
@@ -204,17 +205,29 @@ class Cluster(kmock.KubernetesEmulator):
             request = self._prepare_patch(request)
         if request is not original:
             # kmock matches reactions to the recorded request by identity: record the rewritten one.
-            for i in range(len(self._requests) - 1, -1, -1):
-                if self._requests[i] is original:
-                    self._requests[i] = request
-                    break
+            self._replace_recorded(original, request)
+        self.log.append(request)
         if request.resource is not None and request.name is not None:
             current = self._current(request)
             before_uid = (current or {}).get("metadata", {}).get("uid")
-        response = await super()._handle(request)
+        try:
+            response = await super()._handle(request)
+        finally:
+            # kmock finds a request's reaction by scanning every recorded request: quadratic in a
+            # long run. Keep only the requests in flight there; the full history is in self.log.
+            self._replace_recorded(request, None)
         if before_uid is not None and self._current(request) is None:
             await self._collect_garbage({before_uid})
         return response
+
+    def _replace_recorded(self, old: rendering.Request, new: rendering.Request | None) -> None:
+        for i in range(len(self._requests) - 1, -1, -1):
+            if self._requests[i] is old:
+                if new is None:
+                    del self._requests[i]
+                else:
+                    self._requests[i] = new
+                return
 
     async def _collect_garbage(self, uids: set[str]) -> None:
         """Delete dependents of deleted owners, transitively (foreground-less, like background GC)."""
@@ -241,6 +254,14 @@ class Cluster(kmock.KubernetesEmulator):
             return None
         return copy.deepcopy(self.objects[key].raw)
 
+    def peek(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object without a copy (read-only; for cheap polling in benchmarks)."""
+        key = (kmock.resource(resource), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        raw: dict[str, Any] = self.objects[key].raw
+        return raw
+
     def live(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         res = kmock.resource(resource)
         return [
@@ -252,11 +273,11 @@ class Cluster(kmock.KubernetesEmulator):
     def writes(self, since: int = 0) -> list[rendering.Request]:
         """Requests that changed state (create/patch/delete), from request number `since` on."""
         changing = {enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE}
-        return [r for r in list(self._requests)[since:] if r.action in changing]
+        return [r for r in self.log[since:] if r.action in changing]
 
     @property
     def request_count(self) -> int:
-        return len(self._requests)
+        return len(self.log)
 
 
 def api_path(

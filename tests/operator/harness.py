@@ -37,7 +37,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_for(predicate: Predicate, timeout: float = 10.0, what: str = "condition") -> Any:
+async def wait_for(
+    predicate: Predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+) -> Any:
     """Poll until the predicate returns something truthy (bounded; no blind sleeps)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -48,7 +50,7 @@ async def wait_for(predicate: Predicate, timeout: float = 10.0, what: str = "con
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
 
 
 class Kube:
