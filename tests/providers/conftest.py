@@ -47,12 +47,17 @@ async def deepgram() -> AsyncIterator[FakeDeepgram]:
     await fake.stop()
 
 
+def _url(fake: FakeDeepgram | FakeChat | FakeElevenLabs | str) -> str:
+    return fake if isinstance(fake, str) else fake.url
+
+
 def cloud_settings(
-    deepgram: FakeDeepgram | None = None,
-    chat: FakeChat | None = None,
-    elevenlabs: FakeElevenLabs | None = None,
+    deepgram: FakeDeepgram | str | None = None,
+    chat: FakeChat | str | None = None,
+    elevenlabs: FakeElevenLabs | str | None = None,
     **overrides: Any,
 ) -> Settings:
+    """Settings pointing the configured cloud providers at fakes (or at fake URLs)."""
     values: dict[str, Any] = {
         "DEEPGRAM_API_KEY": DEEPGRAM_KEY,
         "GROQ_API_KEY": GROQ_KEY,
@@ -62,11 +67,11 @@ def cloud_settings(
         "provider_retry_max_wait_s": 1.0,
     }
     if deepgram is not None:
-        values |= {"stt": "deepgram", "DEEPGRAM_BASE_URL": deepgram.url}
+        values |= {"stt": "deepgram", "DEEPGRAM_BASE_URL": _url(deepgram)}
     if chat is not None:
-        values |= {"llm": "groq", "GROQ_BASE_URL": chat.url, "OPENAI_BASE_URL": chat.url + "/v1"}
+        values |= {"llm": "groq", "GROQ_BASE_URL": _url(chat), "OPENAI_BASE_URL": _url(chat) + "/v1"}
     if elevenlabs is not None:
-        values |= {"tts": "elevenlabs", "ELEVENLABS_BASE_URL": elevenlabs.url}
+        values |= {"tts": "elevenlabs", "ELEVENLABS_BASE_URL": _url(elevenlabs)}
     return Settings(**(values | overrides))
 
 

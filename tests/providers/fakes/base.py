@@ -39,6 +39,7 @@ class Record:
     status: int = 200
     started: float = field(default_factory=time.monotonic)
     first_sent: float | None = None
+    sent: list[float] = field(default_factory=list)  # when each chunk was written
     ended: float | None = None
     outcome: str = "open"  # complete | client_closed | fault
     audio_bytes: int = 0

@@ -134,12 +134,22 @@ class FakeDeepgram(FakeBase):
                 if kind == "KeepAlive":
                     self.keepalives += 1
                 elif kind == "Finalize":
+                    finalize_at = time.monotonic()
                     self.finalizes += 1
                     level = rms(utt)
                     text = self._take() if level >= SPEECH_RMS else ""
-                    self.utterances.append({"bytes": len(utt), "rms": level, "transcript": text})
                     seconds = len(utt) / (2 * rate)
-                    await ws.send(self._results(text, sent_audio, seconds, True, True, request_id))
+                    result = self._results(text, sent_audio, seconds, True, True, request_id)
+                    self.utterances.append(
+                        {
+                            "bytes": len(utt),
+                            "rms": level,
+                            "transcript": text,
+                            "finalize_at": finalize_at,
+                            "result_ready_at": time.monotonic(),
+                        }
+                    )
+                    await ws.send(result)
                     sent_audio += seconds
                     utt.clear()
                     interims = 0

@@ -46,8 +46,9 @@ class HttpFake(FakeBase):
         raise NotImplementedError
 
     async def record(self, request: web.Request) -> Record:
+        started = time.monotonic()  # the request's headers are in: the service's own time starts
         body = await request.json() if request.can_read_body else None
-        rec = Record(request.path, dict(request.headers), dict(request.query), body)
+        rec = Record(request.path, dict(request.headers), dict(request.query), body, started=started)
         self.records.append(rec)
         return rec
 
@@ -67,8 +68,9 @@ class HttpFake(FakeBase):
                 if fault is not None and sent == fault.after:
                     return await self._misbehave(request, resp, rec, fault, bad)
                 await resp.write(chunk)
+                rec.sent.append(time.monotonic())
                 if rec.first_sent is None:
-                    rec.first_sent = time.monotonic()
+                    rec.first_sent = rec.sent[0]
                 sent += 1
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
