@@ -103,6 +103,10 @@ class Cluster(kmock.KubernetesEmulator):
         """As kmock's, but with a real list resourceVersion for the watch that follows."""
         payload: Any = await super()._serve_list(request)
         payload["metadata"]["resourceVersion"] = str(self._last_version)
+        res = request.resource
+        if res is not None and res in self.resources:  # kubectl wants typed lists
+            payload["kind"] = f"{self.resources[res].kind}List"
+            payload["apiVersion"] = f"{res.group}/{res.version}" if res.group else str(res.version)
         return payload  # type: ignore[no-any-return]
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:

