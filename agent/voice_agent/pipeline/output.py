@@ -32,6 +32,7 @@ SAMPLES_PER_FRAME = OUTPUT_RATE // 50
 FRAME_BYTES = frame_bytes(OUTPUT_RATE)
 TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 RESYNC_AFTER_S = 0.1
+SILENCE_WARMUP_FRAMES = 3
 LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
 _SILENCE = bytes(FRAME_BYTES)
 OpusPacket: TypeAlias = "av.Packet[Any]"  # generic only in PyAV's stubs
@@ -66,7 +67,13 @@ class OpusFrameEncoder:
         self._frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
         self._frame.sample_rate = OUTPUT_RATE
         self._frame.time_base = TIME_BASE
-        self._fallback = bytes(self._encode(_SILENCE, 0) or b"\xf8\xff\xfe")  # an Opus silence frame
+        # Steady-state silence: once a few silent frames have been encoded for real (so the decoder
+        # fades the last speech out), idle frames reuse these bytes instead of running the encoder.
+        # Encoder and decoder states stay consistent: both last saw silence.
+        for i in range(SILENCE_WARMUP_FRAMES):
+            packet = self._encode(_SILENCE, i * SAMPLES_PER_FRAME)
+        self._silence = bytes(packet) if packet is not None else b"\xf8\xff\xfe"
+        self._silent_run = 0
 
     def _encode(self, pcm: bytes, pts: int) -> OpusPacket | None:
         self._frame.planes[0].update(pcm)
@@ -75,7 +82,11 @@ class OpusFrameEncoder:
         return packets[0] if packets else None
 
     def encode(self, pcm: bytes, pts: int) -> OpusPacket:
-        packet = self._encode(pcm, pts) or av.Packet(self._fallback)
+        self._silent_run = self._silent_run + 1 if pcm is _SILENCE else 0
+        if self._silent_run > SILENCE_WARMUP_FRAMES:
+            packet = av.Packet(self._silence)
+        else:
+            packet = self._encode(pcm, pts) or av.Packet(self._silence)
         packet.pts = pts
         packet.time_base = TIME_BASE
         return packet
