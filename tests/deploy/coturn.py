@@ -119,23 +119,40 @@ def turnserver_args(port: int, user: str, credential: str, workdir: Path, relay_
     ]
 
 
+def config_file_args(config: Path, port: int, user: str, credential: str, workdir: Path) -> list[str]:
+    """The deployment's turnserver.conf as is, with only the addresses, paths and user of this host."""
+    return [
+        "turnserver",
+        "-c",
+        str(config),
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--listening-port={port}",
+        f"--user={user}:{credential}",  # as manifests/base/turn/deployment.yaml passes it
+        f"--pidfile={workdir / 'turnserver.pid'}",
+        f"--userdb={workdir / 'turndb'}",
+    ]
+
+
 @contextlib.contextmanager
-def running_turnserver(workdir: Path, timeout: float = 15.0) -> Iterator[TurnServer]:
-    binary = shutil.which("turnserver")
-    if binary is None:
+def running_turnserver(
+    workdir: Path, config: Path | None = None, timeout: float = 15.0
+) -> Iterator[TurnServer]:
+    """coturn on 127.0.0.1: the test settings of turnserver_args, or `config` (a turnserver.conf)."""
+    if shutil.which("turnserver") is None:
         raise RuntimeError(
             "turnserver not found: apt-get install coturn (scripts/ensure-system-deps.sh test)"
         )
     port = free_udp_port()
-    # A per-process window of relay ports; coturn skips ports that are taken, so overlap is harmless.
-    base = 40000 + (os.getpid() % 40) * 500
     server = TurnServer(port, "voice", secrets.token_urlsafe(16), workdir / f"turnserver-{port}.log")
+    if config is None:
+        # A per-process window of relay ports; coturn skips ports that are taken, so overlap is harmless.
+        base = 40000 + (os.getpid() % 40) * 500
+        args = turnserver_args(port, server.username, server.credential, workdir, range(base, base + 500))
+    else:
+        args = config_file_args(config, port, server.username, server.credential, workdir)
     with open(server.log_path, "wb") as log:
-        proc = subprocess.Popen(
-            turnserver_args(port, server.username, server.credential, workdir, range(base, base + 500)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while not stun_binding_ok(port):
