@@ -52,6 +52,7 @@ def redis_from_manifest(tmp_path: Path) -> Iterator[tuple[redis.Redis, Path]]:
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
                     raise
+                time.sleep(0.02)  # poll interval while redis-server starts, bounded by the deadline
         yield client, tmp_path
     finally:
         client.close()
