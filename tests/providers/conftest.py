@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import REGISTRY
@@ -21,30 +22,34 @@ DEEPGRAM_KEY = "dg-test-key-4f1c9a"
 GROQ_KEY = "gsk-test-key-77b2e0"
 ELEVENLABS_KEY = "xi-test-key-0c5d31"
 KEYS = (DEEPGRAM_KEY, GROQ_KEY, ELEVENLABS_KEY)
+F = TypeVar("F", FakeChat, FakeElevenLabs, FakeDeepgram)
+
+
+@contextlib.asynccontextmanager
+async def serving(fake: F) -> AsyncIterator[F]:
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 @pytest.fixture
 async def chat() -> AsyncIterator[FakeChat]:
-    fake = FakeChat(GROQ_KEY)
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with serving(FakeChat(GROQ_KEY)) as fake:
+        yield fake
 
 
 @pytest.fixture
 async def elevenlabs() -> AsyncIterator[FakeElevenLabs]:
-    fake = FakeElevenLabs(ELEVENLABS_KEY)
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with serving(FakeElevenLabs(ELEVENLABS_KEY)) as fake:
+        yield fake
 
 
 @pytest.fixture
 async def deepgram() -> AsyncIterator[FakeDeepgram]:
-    fake = FakeDeepgram(DEEPGRAM_KEY)
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with serving(FakeDeepgram(DEEPGRAM_KEY)) as fake:
+        yield fake
 
 
 def _url(fake: FakeDeepgram | FakeChat | FakeElevenLabs | str) -> str:

