@@ -91,6 +91,7 @@ class Call:
     first: float = 0.0
     ended: float = 0.0
     cpu: float = 0.0
+    cpu_first: float = 0.0  # client CPU until the first result (STT: of finish())
 
 
 @dataclass
@@ -116,6 +117,7 @@ async def stt_call(providers: Providers, state: dict[str, Any], pcm: bytes) -> C
     cpu_finish = time.process_time()
     await stream.finish()
     call.ended = time.monotonic()
+    call.cpu_first = time.process_time() - cpu_finish
     await stream.aclose()
     call.cpu = cpu + time.process_time() - cpu_finish
     return call
@@ -128,6 +130,7 @@ async def stream_call(gen: AsyncGenerator[Any, None]) -> Call:
         async for _ in gen:
             if not call.first:
                 call.first = time.monotonic()
+                call.cpu_first = time.process_time() - cpu
     call.ended = time.monotonic()
     call.cpu = time.process_time() - cpu
     return call
@@ -184,7 +187,7 @@ async def measure(providers: Providers, fakes: Fakes, turns: int, cancels: int) 
 
 
 def analyse(runs: Runs, seen: dict[str, Any], turns: int) -> dict[str, Any]:
-    stt, first_llm, whole_llm, first_tts, whole_tts, per_turn, cpu = [], [], [], [], [], [], []
+    stt, first_llm, whole_llm, first_tts, whole_tts, per_turn, cpu, cpu_first = [], [], [], [], [], [], [], []
     for i in range(WARMUP, turns + WARMUP):
         utt, chat, tts = seen["utterances"][i], seen["chat"][i], seen["elevenlabs"][i]
         s = ms((runs.stt[i].ended - runs.stt[i].started) - (utt["result_ready_at"] - utt["finalize_at"]))
@@ -198,6 +201,7 @@ def analyse(runs: Runs, seen: dict[str, Any], turns: int) -> dict[str, Any]:
         whole_tts.append(ms((tc.ended - tc.started) - (tts["ended"] - tts["started"])))
         per_turn.append(s + lf + tf)
         cpu.append(ms(runs.stt[i].cpu + lc.cpu + tc.cpu))
+        cpu_first.append(ms(runs.stt[i].cpu_first + lc.cpu_first + tc.cpu_first))
     n = turns + WARMUP
     closes: dict[str, list[float]] = {}
     for stage, key, offset in (("llm", "chat", n), ("tts", "elevenlabs", n), ("stt", "deepgram", 1)):
@@ -214,6 +218,7 @@ def analyse(runs: Runs, seen: dict[str, Any], turns: int) -> dict[str, Any]:
             "tts_whole_sentence": summary(whole_tts),
         },
         "client_cpu_per_turn_ms": summary(cpu),
+        "client_cpu_on_the_critical_path_ms": summary(cpu_first),
         "cancel_to_upstream_closed_ms": {stage: summary(v) for stage, v in closes.items()},
     }
 
@@ -252,6 +257,10 @@ def main() -> int:
                 row("  tts first audio", over["tts_first_audio"]),
                 row("  llm whole reply", over["llm_whole_reply"]),
                 row("  tts whole sentence", over["tts_whole_sentence"]),
+                row(
+                    "client CPU on the critical path (finish, to 1st token, to 1st audio)",
+                    result["client_cpu_on_the_critical_path_ms"],
+                ),
                 row("client CPU per turn (3 stages, audio upload incl.)", result["client_cpu_per_turn_ms"]),
                 row("barge-in -> llm stream closed", cancel["llm"], "p95 <= 50 ms"),
                 row("barge-in -> tts stream closed", cancel["tts"], "p95 <= 50 ms"),
