@@ -154,6 +154,29 @@ async def test_rejected_key_at_run_time_is_an_error_event_and_the_session_surviv
         await client.close()
 
 
+async def test_stt_and_tts_failures_at_run_time_are_error_events(cloud: Cloud) -> None:
+    client = await call(cloud)
+    try:
+        cloud.deepgram.fail_next(Fault(status=401))
+        pcm, rate = synth("hello, what time is it")
+        client.say(pcm, rate)
+        error = await client.wait_for(lambda e: e["type"] == "error", timeout=20)
+        assert error["code"] == "stt_auth" and "deepgram" in error["message"]
+
+        mark = len(client.events)
+        cloud.elevenlabs.fail_next(Fault(status=401))
+        await client.send({"type": "text", "text": "what time is it"})
+        error = await client.wait_for(lambda e: e["type"] == "error", timeout=20, after=mark)
+        assert error["code"] == "tts_auth"
+        reply = await client.wait_for(
+            lambda e: e["type"] == "ai_response" and e["final"], after=mark, timeout=20
+        )
+        assert reply["text"] == REPLY  # the text still reaches the client; the second sentence is spoken
+        await client.wait_for(lambda e: e["type"] == "metrics", after=mark, timeout=30)
+    finally:
+        await client.close()
+
+
 async def test_keys_never_reach_logs_or_metrics(cloud: Cloud) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         metrics = (await http.get(cloud.agent.url + "/metrics")).text
