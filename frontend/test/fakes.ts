@@ -161,8 +161,12 @@ export class FakePeer implements PeerLike {
     if (candidate) this.candidates.push(candidate);
   }
 
+  /** Inbound audio packets so far; a test bumps it to say "the agent's audio is arriving". */
+  packetsReceived = 0;
+
   async getStats(): Promise<RTCStatsReport> {
-    return new Map() as unknown as RTCStatsReport;
+    const inbound = { id: 'IA', type: 'inbound-rtp', kind: 'audio', packetsReceived: this.packetsReceived, packetsLost: 0 };
+    return new Map([['IA', inbound]]) as unknown as RTCStatsReport;
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CLOSE_REPLACED, CLOSE_SESSION_GONE } from '../src/hooks/sessionController';
+import { CLOSE_REPLACED, CLOSE_SESSION_GONE, DEFAULT_TUNING } from '../src/hooks/sessionController';
 import { SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
 import { AGENT, drive, settle, type Driven } from './controller';
 
@@ -185,10 +185,32 @@ describe('VoiceSessionController: recovery', () => {
     expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s1');
     d.agent.socket.open();
     await settle();
-    // Media never broke, so no renegotiation: the same peer, no new offer.
+    // The agent's audio keeps arriving through the probe window...
+    peer.packetsReceived += 75;
+    await vi.advanceTimersByTimeAsync(DEFAULT_TUNING.mediaProbeMs);
+    await settle();
+    // ...so media never broke: the same peer, no renegotiation.
     expect(d.peers).toEqual([peer]);
     expect(d.agent.socket.types()).toEqual([]);
     expect(d.state()).toMatchObject({ connectionStatus: 'connected', sessionId: 's1', reconnect: null, notice: null });
+  });
+
+  it('negotiates a fresh peer when the resumed agent no longer sends audio on the kept one', async () => {
+    const d = drive();
+    await connect(d);
+    const peer = d.peer();
+    d.agent.socket.drop(1006);
+    await vi.advanceTimersByTimeAsync(500);
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    expect(d.peers).toEqual([peer]); // kept while probing
+    await vi.advanceTimersByTimeAsync(DEFAULT_TUNING.mediaProbeMs);
+    await settle();
+    expect(peer.closed).toBe(true);
+    expect(d.peers).toHaveLength(2);
+    expect(d.agent.socket.types()).toEqual(['offer']);
+    expect(d.state()).toMatchObject({ sessionId: 's1', media: 'connecting', connectionStatus: 'connecting' });
   });
 
   it('backs off exponentially up to the cap while the agent is down, then gives up', async () => {

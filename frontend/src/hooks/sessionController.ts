@@ -8,6 +8,7 @@
  */
 import { ApiError, createSession, deleteSession, sessionExists, type FetchLike, type SessionInfo } from '../api/client';
 import { signalingUrl } from '../config';
+import { summarizeStats } from '../webrtc/stats';
 import { encodeClientMessage, parseAgentMessage, type AgentMessage, type ClientMessage } from '../signaling/messages';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
@@ -68,6 +69,8 @@ export interface ControllerTuning {
   iceRestartTimeoutMs: number;
   /** Fresh peers tried in a row before giving up on media. */
   maxPeerRebuilds: number;
+  /** After signaling resumes on a kept peer: how long inbound audio may stall before a fresh peer. */
+  mediaProbeMs: number;
   /** New sessions created in a row without one ever opening, before giving up. */
   maxSessionReplacements: number;
 }
@@ -79,6 +82,7 @@ export const DEFAULT_TUNING: ControllerTuning = {
   iceDisconnectedGraceMs: 4_000,
   iceRestartTimeoutMs: 10_000,
   maxPeerRebuilds: 3,
+  mediaProbeMs: 1500,
   maxSessionReplacements: 3,
 };
 
@@ -160,6 +164,15 @@ export function peerCount(session: Record<string, unknown>): number | null {
   return null;
 }
 
+/** Audio packets received so far on the peer, or null when its stats cannot be read. */
+async function inboundPackets(pc: PeerLike): Promise<number | null> {
+  try {
+    return summarizeStats(await pc.getStats()).packetsReceived;
+  } catch {
+    return null;
+  }
+}
+
 function stopTracks(stream: MediaStream | null): void {
   stream?.getTracks().forEach((track) => track.stop());
 }
@@ -187,6 +200,7 @@ export class VoiceSessionController {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
+  private probeTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(base: string, deps: VoiceAgentDeps, events: ControllerEvents, tuning: ControllerTuning = DEFAULT_TUNING) {
     this.base = base;
@@ -434,9 +448,41 @@ export class VoiceSessionController {
 
   /** After (re)opening signaling: keep a live peer (only the socket dropped), else negotiate anew. */
   private ensurePeer(run: number): void {
-    this.keptPeerOnResume = this.pc !== null && this.pc.connectionState === 'connected';
-    if (this.keptPeerOnResume) return;
+    const pc = this.pc;
+    this.keptPeerOnResume = pc !== null && pc.connectionState === 'connected';
+    if (pc && this.keptPeerOnResume) {
+      void this.probeKeptPeer(run, pc);
+      return;
+    }
     this.rebuildPeer(run, false);
+  }
+
+  /**
+   * A kept peer may belong to an agent that no longer has it (the agent restarted and resumed the
+   * session from the store, or suspended the call): ICE would report that only after many
+   * seconds, showing "connected" over a dead path meanwhile. The agent streams audio all the time
+   * (silence when idle), so a live path keeps delivering packets; if none arrive within the probe
+   * window, negotiate a fresh peer right away.
+   */
+  private async probeKeptPeer(run: number, pc: PeerLike): Promise<void> {
+    const current = (): boolean => run === this.run && this.pc === pc;
+    const before = await inboundPackets(pc);
+    if (!current()) return;
+    this.clearProbeTimer();
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      void (async () => {
+        const after = await inboundPackets(pc);
+        if (!current() || (before !== null && after !== null && after > before)) return;
+        this.keptPeerOnResume = false;
+        this.rebuildPeer(run, false);
+      })();
+    }, this.tuning.mediaProbeMs);
+  }
+
+  private clearProbeTimer(): void {
+    if (this.probeTimer !== null) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
   }
 
   private rebuildPeer(run: number, counted: boolean): void {
@@ -623,6 +669,7 @@ export class VoiceSessionController {
 
   private closePeer(): void {
     this.clearIceTimer();
+    this.clearProbeTimer();
     const pc = this.pc;
     this.pc = null;
     this.keptPeerOnResume = false;
