@@ -29,6 +29,9 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.peering.standalone = config.standalone
     settings.peering.priority = config.priority
     settings.networking.connect_timeout = 10
+    # A SIGTERM that lands while kopf is starting an object's timers can leave that worker running
+    # (kopf: "Unprocessed streams left"); exit anyway after a bounded wait. Handlers are idempotent.
+    settings.process.ultimate_exiting_timeout = 5
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     return settings

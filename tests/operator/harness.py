@@ -146,8 +146,7 @@ class OperatorProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                # kopf's shutdown waits ~10 s on its peering keep-alive; tests need no graceful exit.
-                self.proc.wait(timeout=2)
+                self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)

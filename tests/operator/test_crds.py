@@ -1,12 +1,14 @@
 """The CRDs as the API server would enforce them: structure, defaults, CEL rules, columns, subresources."""
 
+import re
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.operator import crdschema, samples
-from tests.operator.cluster import crds
+from tests.operator.cluster import ROOT, crds
 from voice_operator.spec import SYSCTL_ALLOWLIST, parse_pool_spec, parse_profile_spec
 
 K8S_VERSION = "1.33"
@@ -190,3 +192,19 @@ def test_operator_rejects_what_the_schema_rejects() -> None:
     for _, spec, _ in INVALID_PROFILES:
         with pytest.raises(ValueError):
             parse_profile_spec(samples.profile(**spec)["spec"])
+
+
+def doc_examples() -> list[dict[str, Any]]:
+    text = (ROOT / "docs" / "operator.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    return [yaml.safe_load(block) for block in blocks]
+
+
+def test_the_documented_examples_are_admitted_and_reconcilable() -> None:
+    examples = doc_examples()
+    assert sorted(e["kind"] for e in examples) == ["NodeTuningProfile", "VoiceAgentPool"]
+    for example in examples:
+        stored, errors = crdschema.admit(example)
+        assert errors == [], example["kind"]
+        parse = parse_pool_spec if example["kind"] == "VoiceAgentPool" else parse_profile_spec
+        parse(stored["spec"])
