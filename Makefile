@@ -27,11 +27,14 @@ setup-run: setup
 setup-test: setup
 	scripts/ensure-system-deps.sh test
 
-frontend/dist/index.html: $(shell find frontend/src frontend/index.html frontend/package-lock.json -type f 2>/dev/null)
-	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
+frontend/node_modules/.installed: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
 
-frontend:
-	@if [ -f frontend/package.json ]; then $(MAKE) frontend/dist/index.html; fi
+frontend/dist/index.html: frontend/node_modules/.installed $(shell find frontend/src frontend/public frontend/index.html -type f 2>/dev/null)
+	cd frontend && npm run build
+
+frontend: frontend/dist/index.html
 
 run: setup-run frontend
 	$(BIN)/python -m voice_agent
@@ -46,13 +49,24 @@ typecheck: setup
 pytest: setup-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
 
-frontend-test:
-	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run lint && npm run typecheck && npm test; fi
+# Unit tests (Vitest), then the browser end to end: Debian's Chromium against a real agent.
+frontend-test: setup-test frontend/node_modules/.installed
+	cd frontend && npm run lint && npm run typecheck && npm test && npm run e2e
 
 test: setup-test lint typecheck frontend frontend-test pytest
 
 bench: setup-test frontend
 	$(BIN)/python -m bench
+
+manifests: setup
+	scripts/render-manifests.sh
+
+# Images, where Docker exists (not needed for tests): make docker TAG=0.1.0
+TAG ?= 0.1.0
+docker:
+	@command -v docker >/dev/null || { echo "docker not found; see docs/deploy.md" >&2; exit 1; }
+	docker build -f Dockerfile.agent -t voicepool/agent:$(TAG) .
+	docker build -f Dockerfile.operator -t voicepool/operator:$(TAG) .
 
 clean:
 	rm -rf $(VENV) .tools frontend/node_modules frontend/dist .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from voice_agent import __version__, signaling
+from voice_agent import __version__, metrics, signaling
 from voice_agent.manager import CallManager, CapacityError
 from voice_agent.models import CreatedSession, SessionView
 from voice_agent.providers.base import Providers
@@ -94,6 +94,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics.SESSION_CAPACITY.set(settings.max_sessions)
         await store.start()
         if relay is not None and registry is not None:
             await relay.start()

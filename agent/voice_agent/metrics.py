@@ -6,6 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBSOCKET_CONNECTIONS = Gauge("webrtc_websocket_connections_total", "Open signaling WebSocket connections")
 ACTIVE_SESSIONS = Gauge("webrtc_active_sessions_total", "Active sessions on this agent")
+SESSION_CAPACITY = Gauge("voice_session_capacity", "Sessions this agent accepts (VOICE_MAX_SESSIONS)")
 PEER_CONNECTIONS = Gauge("webrtc_peer_connections_total", "Open WebRTC peer connections")
 SIGNALING_MESSAGES = Counter("webrtc_signaling_messages_total", "Signaling messages received", ["type"])
 SIGNALING_LATENCY = Histogram(

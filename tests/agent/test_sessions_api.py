@@ -58,6 +58,7 @@ async def test_service_info_health_and_seed_metrics(http: httpx.AsyncClient) -> 
     text = (await http.get("/metrics")).text
     for name in SEED_METRICS:
         assert f"# TYPE {name} " in text, name
+    assert "voice_session_capacity 2.0" in text
     assert (await http.get("/openapi.json")).json()["paths"]["/v2/sessions"]
 
 
