@@ -202,6 +202,9 @@ class _Link:
         socket = self._socket
         keepalive = self._p.keepalive_s
         while True:
+            # Cleared before the work, not after: a wake (new audio, finish) that arrives while
+            # this loop awaits the socket must not be lost, or Finalize could wait for the timer.
+            self._wake.clear()
             if reader.done():
                 raise reader.result()
             now = time.monotonic()
@@ -218,6 +221,7 @@ class _Link:
                         await socket.send_finalize()
                         self._last_send = now
                 elif utt is None and (self.retire or now - self._last_use > self._p.idle_close_s):
+                    self.retire = True  # from here on open_stream must not pick this link
                     with contextlib.suppress(Exception):
                         await socket.send_close_stream()
                     return
@@ -226,7 +230,6 @@ class _Link:
                     self._last_send = now
             except Exception as exc:
                 raise classify(exc) from None
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(keepalive / 2):
                     await self._wake.wait()
