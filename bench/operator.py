@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import pathlib
 import tempfile
 import time
@@ -75,9 +76,7 @@ async def reconcile_latency(cluster: Cluster, kube: Kube, redis_url: str, count:
         name = f"lat-{i}"
         t0 = time.perf_counter()
         await kube.create(POOLS, pool(name, redis_url))
-        await wait_for(
-            lambda n=name: owned_present(cluster, "bench", n), 30, f"objects of {name}", interval=0.002
-        )
+        await wait_for(functools.partial(owned_present, cluster, "bench", name), 30, name, interval=0.002)
         latencies.append((time.perf_counter() - t0) * 1000)
     return latencies
 

@@ -41,15 +41,19 @@ class Owner:
         }
 
 
-def pool_labels(pool: str) -> dict[str, str]:
-    """Stable labels of a pool's objects; also the pod selector (so never changed after creation)."""
+def managed_labels(app: str, owner_label: str, owner: str) -> dict[str, str]:
+    """Stable labels of an owned object; a superset of its pods' selector (never changed later)."""
     return {
-        c.LABEL_NAME: "voice-agent",
-        c.LABEL_INSTANCE: pool,
+        c.LABEL_NAME: app,
+        c.LABEL_INSTANCE: owner,
         c.LABEL_PART_OF: "voicepool",
         c.LABEL_MANAGED_BY: c.MANAGER,
-        c.POOL_LABEL: pool,
+        owner_label: owner,
     }
+
+
+def pool_labels(pool: str) -> dict[str, str]:
+    return managed_labels("voice-agent", c.POOL_LABEL, pool)
 
 
 def pool_selector(pool: str) -> dict[str, str]:
@@ -89,3 +93,9 @@ def desired_hash(obj: Mapping[str, Any]) -> str:
 def with_hash(obj: Obj) -> Obj:
     obj.setdefault("metadata", {}).setdefault("annotations", {})[c.HASH_ANNOTATION] = desired_hash(obj)
     return obj
+
+
+def pool_object(api_version: str, kind: str, owner: Owner, spec: Obj) -> Obj:
+    """An object named like its pool, in the pool's namespace, with the pool's labels."""
+    meta = metadata(owner.name, owner.namespace, pool_labels(owner.name), owner)
+    return with_hash({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec})

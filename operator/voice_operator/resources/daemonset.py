@@ -6,7 +6,7 @@ while every value reads back as set: the operator labels a node as tuned from th
 """
 
 from voice_operator import constants as c
-from voice_operator.resources.common import Obj, Owner, metadata, with_hash
+from voice_operator.resources.common import Obj, Owner, managed_labels, metadata, with_hash
 from voice_operator.resources.serviceaccount import render_serviceaccount
 from voice_operator.spec import ProfileSpec
 
@@ -34,13 +34,7 @@ def tuner_name(profile: str) -> str:
 
 
 def tuner_labels(profile: str) -> dict[str, str]:
-    return {
-        c.LABEL_NAME: "node-tuner",
-        c.LABEL_INSTANCE: profile,
-        c.LABEL_PART_OF: "voicepool",
-        c.LABEL_MANAGED_BY: c.MANAGER,
-        c.PROFILE_LABEL: profile,
-    }
+    return managed_labels("node-tuner", c.PROFILE_LABEL, profile)
 
 
 def sysctl_lines(spec: ProfileSpec) -> str:

@@ -6,47 +6,45 @@ sessions plus the warm buffer. Scale-up is immediate, scale-down slow (calls las
 """
 
 from voice_operator import constants as c
-from voice_operator.resources.common import Obj, Owner, metadata, pool_labels, with_hash
+from voice_operator.resources.common import Obj, Owner, pool_object
 from voice_operator.spec import PoolSpec
 
 
 def render_hpa(owner: Owner, spec: PoolSpec) -> Obj:
-    return with_hash(
+    return pool_object(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        owner,
         {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": metadata(owner.name, owner.namespace, pool_labels(owner.name), owner),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
-                "minReplicas": spec.min_replicas,
-                "maxReplicas": spec.max_replicas,
-                "metrics": [
-                    {
-                        "type": "External",
-                        "external": {
-                            "metric": {
-                                "name": c.DEMAND_METRIC,
-                                "selector": {"matchLabels": {c.POOL_LABEL: owner.name}},
-                            },
-                            "target": {"type": "AverageValue", "averageValue": str(spec.sessions_per_agent)},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {
+                            "name": c.DEMAND_METRIC,
+                            "selector": {"matchLabels": {c.POOL_LABEL: owner.name}},
                         },
-                    }
-                ],
-                "behavior": {
-                    "scaleUp": {
-                        "stabilizationWindowSeconds": 0,
-                        "selectPolicy": "Max",
-                        "policies": [
-                            {"type": "Pods", "value": 4, "periodSeconds": 15},
-                            {"type": "Percent", "value": 100, "periodSeconds": 15},
-                        ],
+                        "target": {"type": "AverageValue", "averageValue": str(spec.sessions_per_agent)},
                     },
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 300,
-                        "selectPolicy": "Min",
-                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                    },
+                }
+            ],
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "selectPolicy": "Max",
+                    "policies": [
+                        {"type": "Pods", "value": 4, "periodSeconds": 15},
+                        {"type": "Percent", "value": 100, "periodSeconds": 15},
+                    ],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 300,
+                    "selectPolicy": "Min",
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
                 },
             },
-        }
+        },
     )
