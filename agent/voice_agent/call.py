@@ -96,6 +96,7 @@ class Call:
             self._grace.cancel()
             self._grace = None
         old, self.conn = self.conn, conn
+        log.info("client attached", extra={"replaced": old is not None})
         if old is not None:
             old.send(
                 {"type": "error", "code": "replaced", "message": "another connection took over this session"}
@@ -135,7 +136,9 @@ class Call:
             self.conn = None
         self.record.status = status  # type: ignore[assignment]
         self.record.is_ai_speaking = False
-        metrics.SESSION_DURATION.observe(time.monotonic() - self.started_at)
+        duration = time.monotonic() - self.started_at
+        metrics.SESSION_DURATION.observe(duration)
+        log.info("call closed", extra={"status": status, "duration_s": round(duration, 1)})
         if save:
             with contextlib.suppress(Exception):
                 await self.store.save(self.record)
@@ -225,6 +228,7 @@ class Call:
         await self.pipeline.interrupt()
 
     def _peer_state(self, state: str) -> None:
+        log.info("media %s", state, extra={"media_state": state})
         self.record.peer_connections = {"current": {"state": state}}
         self._dirty.set()
         if state == "connected":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +44,11 @@ async def test_spoken_question_gets_transcript_reply_and_matching_speech(agent: 
         assert overlap(reply["text"], heard) >= 0.5, (reply["text"], heard)
     finally:
         await client.close()
+
+    per_call = [
+        line
+        for line in map(json.loads, agent.logs().splitlines())
+        if line.get("logger", "").startswith(("voice_agent.call", "voice_agent.pipeline", "voice_agent.peer"))
+    ]
+    assert per_call, "the call logged nothing"
+    assert all(line.get("session_id") == client.session["id"] for line in per_call), per_call[:3]

@@ -276,7 +276,11 @@ class Pipeline:
         metrics.TURNS.labels("completed").inc()
         m = self._metrics.pop(turn, None)
         if m is not None:
-            self._emit({"type": "metrics", "turn": m.as_event()})
+            event = m.as_event()
+            log.info(
+                "turn complete", extra={"turn": turn, **{k: v for k, v in event.items() if k.endswith("_ms")}}
+            )
+            self._emit({"type": "metrics", "turn": event})
         self._set_status("listening")
 
     # --- helpers -------------------------------------------------------------------------------
