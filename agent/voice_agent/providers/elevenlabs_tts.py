@@ -17,6 +17,7 @@ from voice_agent.providers.resilience import (
     RetryPolicy,
     Telemetry,
     failure_from_status,
+    http_limits,
     resilient_stream,
 )
 
@@ -59,6 +60,7 @@ class ElevenLabsTTS:
     def __init__(
         self,
         client: Any,
+        http: Any,
         voice_id: str,
         model: str,
         output_format: str,
@@ -66,6 +68,7 @@ class ElevenLabsTTS:
         timeout_s: float,
     ) -> None:
         self._client = client
+        self._http = http
         self._voice_id = voice_id
         self._model = model
         self._output_format = output_format
@@ -102,10 +105,7 @@ class ElevenLabsTTS:
         )
 
     async def close(self) -> None:
-        wrapper = getattr(self._client, "_client_wrapper", None)
-        httpx_client = getattr(getattr(wrapper, "httpx_client", None), "httpx_client", None)
-        if httpx_client is not None:
-            await httpx_client.aclose()
+        await self._http.aclose()
 
 
 def build_elevenlabs_tts(
@@ -117,7 +117,9 @@ def build_elevenlabs_tts(
     policy: RetryPolicy,
     timeout_s: float,
 ) -> ElevenLabsTTS:
+    import httpx
     from elevenlabs import AsyncElevenLabs
 
-    client = AsyncElevenLabs(api_key=api_key, base_url=base_url, timeout=timeout_s)
-    return ElevenLabsTTS(client, voice_id, model, output_format, policy, timeout_s)
+    http = httpx.AsyncClient(timeout=timeout_s, limits=http_limits(), follow_redirects=True)
+    client = AsyncElevenLabs(api_key=api_key, base_url=base_url, timeout=timeout_s, httpx_client=http)
+    return ElevenLabsTTS(client, http, voice_id, model, output_format, policy, timeout_s)

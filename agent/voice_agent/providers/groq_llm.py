@@ -21,6 +21,7 @@ from voice_agent.providers.resilience import (
     RetryPolicy,
     Telemetry,
     failure_from_status,
+    http_limits,
     resilient_stream,
 )
 
@@ -137,7 +138,10 @@ def build_chat_llm(
     """`provider` is "groq" or "openai"; the SDK of that name is used, pointed at `base_url`."""
     sdk = importlib.import_module(provider)
     client_class = sdk.AsyncGroq if provider == "groq" else sdk.AsyncOpenAI
-    client = client_class(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+    http = sdk.DefaultAsyncHttpxClient(limits=http_limits(), timeout=timeout_s)
+    client = client_class(
+        api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s, http_client=http
+    )
     return ChatCompletionsLLM(
         provider, sdk, client, model, system_prompt, max_history_tokens, max_tokens, policy, timeout_s
     )

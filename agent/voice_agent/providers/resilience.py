@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from voice_agent import metrics
 from voice_agent.providers.base import ProviderError
@@ -36,6 +36,19 @@ _MESSAGES: dict[str, str] = {
     "bad_response": "sent a malformed response",
 }
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "unavailable"})
+
+# httpx drops idle connections after 5 s by default; turns of a conversation are further apart
+# than that, so every reply would pay a new TCP + TLS handshake (50-150 ms to a cloud API). A
+# connection the server closed meanwhile is noticed before reuse, or fails fast and is retried.
+KEEPALIVE_EXPIRY_S = 120.0
+
+
+def http_limits() -> Any:
+    import httpx
+
+    return httpx.Limits(
+        max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S
+    )
 
 
 class Failure(Exception):
