@@ -3,11 +3,11 @@
  * a real agent process (offline STT/LLM/TTS, in-memory store) that also serves the built page.
  * The page reaches the agent through a TCP relay so the test can cut the signaling connection.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentProcess, DIST_DIR, FRONTEND_DIR, REPO_ROOT } from './support/agent';
+import { AgentProcess, FRONTEND_DIR, REPO_ROOT, freshOutputDir, requireDist } from './support/agent';
 import { axeViolations } from './support/axe';
 import { launchChromium, observePeers, peerCount, peerStats } from './support/browser';
 import { clientContract } from './support/contract';
@@ -42,8 +42,8 @@ async function shot(name: string, target: Page = page): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(resolve(DIST_DIR, 'index.html'))) throw new Error('frontend/dist is missing: run `npm run build`');
-  rmSync(OUT, { recursive: true, force: true });
+  requireDist();
+  freshOutputDir('e2e');
   mkdirSync(SHOTS, { recursive: true });
   if (DOCS_SHOTS) mkdirSync(DOCS_SHOTS, { recursive: true });
   const wav = speechWav(OUT);

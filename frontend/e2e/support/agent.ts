@@ -4,7 +4,7 @@
  * same port, the way a crashed pod comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pollUntil } from './wait';
@@ -12,6 +12,19 @@ import { pollUntil } from './wait';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const FRONTEND_DIR = resolve(REPO_ROOT, 'frontend');
 export const DIST_DIR = resolve(FRONTEND_DIR, 'dist');
+
+/** The agent serves the built app; `npm run e2e` builds it first. */
+export function requireDist(): void {
+  if (!existsSync(resolve(DIST_DIR, 'index.html'))) throw new Error('frontend/dist is missing: run `npm run build`');
+}
+
+/** A fresh artifacts folder under frontend/test-results (gitignored). */
+export function freshOutputDir(name: string): string {
+  const dir = resolve(FRONTEND_DIR, 'test-results', name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
 
 export interface AgentOptions {
   port: number;
