@@ -8,10 +8,9 @@ from typing import Any
 
 from voice_operator import constants as c
 from voice_operator import metrics
-from voice_operator.conditions import find
 from voice_operator.ensure import ConflictError, Outcome, ensure
 from voice_operator.kube import ApiError, Obj, Ref
-from voice_operator.pool_status import Problem, pool_status, status_changed
+from voice_operator.pool_status import Problem, pool_status, status_changed, transition_events
 from voice_operator.redis_demand import PoolLoad, RedisUnavailable, read_pool_load
 from voice_operator.resources.common import Owner, pool_selector
 from voice_operator.resources.pool import render_pool
@@ -147,23 +146,16 @@ async def refresh_pool(rt: Runtime, entry: PoolEntry) -> Mapping[str, Any] | Non
 
 
 def _announce(entry: PoolEntry, previous: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    """Kubernetes events for the transitions an operator of the platform cares about."""
-    import kopf  # the events queue exists only inside a running operator
+    """Post the transition events (the queue exists only inside a running operator)."""
+    import kopf
 
-    body = entry.body
-    for kind, warn_when in (("Ready", "False"), ("Degraded", "True")):
-        old, new = find(previous.get("conditions"), kind), find(status.get("conditions"), kind)
-        if new is None or (old is not None and old.get("status") == new.get("status")):
-            continue
-        if old is None and new.get("status") != warn_when:
-            continue
-        event_type = "Warning" if new.get("status") == warn_when else "Normal"
+    for event_type, reason, message in transition_events(previous, status):
         try:
             kopf.event(
-                kopf.Body(dict(body)),  # type: ignore[arg-type]
+                kopf.Body(dict(entry.body)),  # type: ignore[arg-type]
                 type=event_type,
-                reason=str(new.get("reason")),
-                message=str(new.get("message")),
+                reason=reason,
+                message=message,
             )
         except (LookupError, RuntimeError):
             log.debug("no event queue (not inside the operator)")

@@ -4,7 +4,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from voice_operator.conditions import condition, merge_conditions
+from voice_operator.conditions import condition, find, merge_conditions
 from voice_operator.redis_demand import PoolLoad
 from voice_operator.resources.common import pool_selector, selector_string
 from voice_operator.spec import PoolSpec, desired_replicas, session_demand
@@ -106,3 +106,25 @@ def pool_status(
 def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether a status write is needed (the transition times are carried, so equality is exact)."""
     return any(previous.get(k) != v for k, v in new.items())
+
+
+def transition_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Kubernetes events worth posting for this status change.
+
+    Ready: only real flips (a new pool is not ready yet, that is no news). Degraded: as soon as it
+    is true, and when it clears.
+    """
+    events = []
+    for kind, bad in (("Ready", "False"), ("Degraded", "True")):
+        old, new = find(previous.get("conditions"), kind), find(status.get("conditions"), kind)
+        if new is None:
+            continue
+        was = old.get("status") if old is not None else None
+        now = new.get("status")
+        flipped = was is not None and was != now
+        first_bad = was is None and kind == "Degraded" and now == bad
+        if flipped or first_bad:
+            events.append(
+                ("Warning" if now == bad else "Normal", str(new.get("reason")), str(new.get("message")))
+            )
+    return events

@@ -48,6 +48,8 @@ async def test_pool_lifecycle_create_status_rollout_delete(
             c.MANAGED_BY_LABEL if hasattr(c, "MANAGED_BY_LABEL") else c.LABEL_MANAGED_BY
         ]
     assert objs["Deployment"]["spec"]["replicas"] == 2
+    created = await wait_for(lambda: events_of(cluster, "demo", "Created"), 10, "a Created event")
+    assert created[0]["type"] == "Normal" and "Deployment" in created[0]["message"]
     assert (
         objs["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["external"]["metric"]["name"] == c.DEMAND_METRIC
     )
@@ -70,6 +72,9 @@ async def test_pool_lifecycle_create_status_rollout_delete(
         cluster, "demo", "Ready", lambda b: condition(b, "Ready").get("status") == "True"
     )
     assert (body["status"]["readyReplicas"], body["status"]["capacity"]) == (2, 8)
+    ready = await wait_for(lambda: events_of(cluster, "demo", "AgentsReady"), 10, "an AgentsReady event")
+    assert ready[0]["type"] == "Normal"
+    assert not events_of(cluster, "demo", "AgentsNotReady"), "a new pool that is not ready yet is no news"
 
     # The HPA scaled the Deployment; a spec change (image, resources, providers) rolls out and
     # leaves the HPA's replica count alone.
@@ -95,6 +100,7 @@ async def test_pool_lifecycle_create_status_rollout_delete(
         return dep if dep and container(dep)["image"] == "voicepool/agent:2.0" else None
 
     dep = await wait_for(rolled_out, 15, "the new image on the Deployment")
+    await wait_for(lambda: events_of(cluster, "demo", "RollingOut"), 10, "a RollingOut event")
     agent = container(dep)
     assert agent["resources"] == {
         "requests": {"cpu": "2", "memory": "3Gi"},
@@ -151,6 +157,14 @@ async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
 async def _resumed_twice(op: Any) -> bool:
     value = await op.metric("voicepool_operator_reconciles_total", kind="VoiceAgentPool", result="ok")
     return value is not None and value >= 2
+
+
+def events_of(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in cluster.live("v1/events")
+        if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == name
+    ]
 
 
 def all_owned(cluster: Cluster) -> list[dict[str, Any]]:

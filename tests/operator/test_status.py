@@ -7,7 +7,7 @@ from voice_operator import constants as c
 from voice_operator.conditions import find, merge_conditions
 from voice_operator.ensure import update_patch
 from voice_operator.pool_reconciler import deletion_cost_changes
-from voice_operator.pool_status import Problem, pool_status, status_changed
+from voice_operator.pool_status import Problem, pool_status, status_changed, transition_events
 from voice_operator.redis_demand import AgentLoad, PoolLoad, parse_agent
 from voice_operator.spec import parse_pool_spec
 from voice_operator.tuning import label_changes, matching_nodes, profile_status, tuned_nodes
@@ -216,3 +216,17 @@ def test_profile_status_counts_and_conditions() -> None:
     ] == ("NoMatchingNodes")
     bad = profile_status(desired=0, tuned=0, generation=1, problem=("InvalidSpec", "no"), previous={})
     assert cond(bad, "Degraded")["status"] == "True"
+
+
+def test_events_are_posted_on_real_transitions_only() -> None:
+    fresh = status(deployment=deployment(2, 0))  # a new pool: not ready yet, not degraded
+    assert transition_events({}, fresh) == []
+    ready = status(previous=fresh)
+    assert transition_events(fresh, ready) == [("Normal", "AgentsReady", cond(ready, "Ready")["message"])]
+    assert transition_events(ready, status(previous=ready)) == []
+    lost = status(previous=ready, deployment=deployment(2, 1))
+    assert transition_events(ready, lost) == [("Warning", "AgentsNotReady", "1/2 agents ready")]
+    broken = status(problems=[Problem("SecretNotFound", "Secret default/x not found")])
+    assert transition_events({}, broken) == [("Warning", "SecretNotFound", "Secret default/x not found")]
+    healed = status(previous=broken)
+    assert transition_events(broken, healed) == [("Normal", "AsExpected", "all references resolved")]

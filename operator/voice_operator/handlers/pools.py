@@ -33,11 +33,16 @@ async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
     created = sorted(k for k, o in outcomes.items() if o is Outcome.CREATED)
     updated = sorted(k for k, o in outcomes.items() if o is Outcome.UPDATED)
     if created:
-        kopf.info(body, reason="Created", message=f"created {', '.join(created)}")
+        kopf.event(body, type="Normal", reason="Created", message=f"created {', '.join(created)}")
     if "Deployment" in updated:
-        kopf.info(body, reason="RollingOut", message="agent Deployment updated: rolling out the new spec")
+        kopf.event(
+            body,
+            type="Normal",
+            reason="RollingOut",
+            message="agent Deployment updated: rolling out the new spec",
+        )
     elif updated:
-        kopf.info(body, reason="Updated", message=f"updated {', '.join(updated)}")
+        kopf.event(body, type="Normal", reason="Updated", message=f"updated {', '.join(updated)}")
     entry = rt.pool(*key)
     if entry.problems != before:  # warnings become Events: once per change, not per resync
         for problem in entry.problems:

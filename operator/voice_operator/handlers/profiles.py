@@ -21,7 +21,7 @@ async def _reconcile(body: kopf.Body, cold: bool) -> None:
         if problem:
             kopf.warn(body, reason="InvalidSpec", message=problem)
         elif cold:
-            kopf.info(body, reason="Created", message="created the node tuner DaemonSet")
+            kopf.event(body, type="Normal", reason="Created", message="created the node tuner DaemonSet")
         await refresh_profile(rt, body, problem)
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
