@@ -157,3 +157,15 @@ async def test_abandoned_utterance_closes_its_socket(deepgram: FakeDeepgram, bui
     await until(lambda: deepgram.open_connections == 0, what="socket closed")
     assert await utterance(stt, state, speech()) == "hello there"  # a fresh socket, no stale results
     await stt.release(state)
+
+
+async def test_segments_finalized_mid_utterance_are_joined(deepgram: FakeDeepgram, built: Build) -> None:
+    stt = built(cloud_settings(deepgram=deepgram)).stt
+    deepgram.transcripts = ["what time is it"]
+    deepgram.segment_words = 2
+    interims: list[str] = []
+    state: dict[str, Any] = {}
+    # The Finalize answer carries only "is it": the rest came earlier as an is_final segment.
+    assert await utterance(stt, state, speech(), interims) == "what time is it"
+    assert interims[-1] == "what time is it"
+    await stt.release(state)

@@ -44,6 +44,7 @@ class FakeDeepgram(FakeBase):
         super().__init__(api_key)
         self.transcripts = list(transcripts or [])
         self.default_transcript = "hello there"
+        self.segment_words = 0  # > 0: like Deepgram's own endpointing, finalize words mid-utterance
         self.keepalives = 0
         self.finalizes = 0
         self.utterances: list[dict[str, Any]] = []  # {"bytes", "rms", "transcript"} per Finalize
@@ -98,6 +99,7 @@ class FakeDeepgram(FakeBase):
         utt = bytearray()
         sent_audio = 0.0  # seconds of audio before the current utterance
         interims = 0
+        committed = 0  # words of this utterance already sent in is_final results
         request_id = str(uuid.uuid4())
         try:
             async for message in ws:
@@ -125,8 +127,11 @@ class FakeDeepgram(FakeBase):
                     if seconds >= (interims + 1) * INTERIM_EVERY_S and rms(utt) >= SPEECH_RMS:
                         interims += 1
                         words = self._peek().split()
-                        partial = " ".join(words[: min(interims, max(len(words) - 1, 1))])
-                        await ws.send(self._results(partial, sent_audio, seconds, False, False, request_id))
+                        shown = min(interims, max(len(words) - 1, 1))
+                        is_final = bool(self.segment_words) and shown - committed >= self.segment_words
+                        text = " ".join(words[committed:shown])
+                        committed = shown if is_final else committed
+                        await ws.send(self._results(text, sent_audio, seconds, is_final, False, request_id))
                     continue
                 msg = json.loads(message)
                 rec.messages.append(msg)
@@ -139,7 +144,8 @@ class FakeDeepgram(FakeBase):
                     level = rms(utt)
                     text = self._take() if level >= SPEECH_RMS else ""
                     seconds = len(utt) / (2 * rate)
-                    result = self._results(text, sent_audio, seconds, True, True, request_id)
+                    rest = " ".join(text.split()[committed:])
+                    result = self._results(rest, sent_audio, seconds, True, True, request_id)
                     self.utterances.append(
                         {
                             "bytes": len(utt),
@@ -152,7 +158,7 @@ class FakeDeepgram(FakeBase):
                     await ws.send(result)
                     sent_audio += seconds
                     utt.clear()
-                    interims = 0
+                    interims = committed = 0
                 elif kind == "CloseStream":
                     await ws.send(self._metadata(request_id, sent_audio + len(utt) / (2 * rate)))
                     await ws.close()
