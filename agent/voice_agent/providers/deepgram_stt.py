@@ -294,9 +294,11 @@ class DeepgramStream:
             return ""
         self._utt.finish_requested = True
         self._link.wake()
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._p.timeout_s):
                 await self._utt.done.wait()
+            self._p.telemetry.observe("finalize", time.monotonic() - started)
         except TimeoutError:
             text = self._utt.text(with_partial=True)
             if not text:
