@@ -8,13 +8,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from voice_agent import __version__, metrics, signaling
+from voice_agent.limits import BodyLimit, KeyedRateLimit, bearer_ok
 from voice_agent.manager import CallManager, CapacityError
 from voice_agent.models import CreatedSession, SessionView
 from voice_agent.providers.base import Providers
@@ -55,6 +57,13 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "VOICE_API_TOKEN is set; bearer token missing or wrong"},
+    429: {"model": ErrorBody, "description": "Too many sessions created from this address; see Retry-After"},
+    503: {"model": ErrorBody, "description": "No capacity; see Retry-After"},
+}
+
+
 def build_store(settings: Settings) -> SessionStore:
     if settings.redis_url is not None and settings.redis_enabled:
         return RedisSessionStore(
@@ -91,6 +100,21 @@ def create_app(
     manager = CallManager(settings, store, providers)
     relay, registry = wire_redis(manager, store) if isinstance(store, RedisSessionStore) else (None, None)
     web_dir = Path(settings.web_dir) if settings.web_dir else DEFAULT_WEB_DIR
+    creation_limit = KeyedRateLimit(settings.sessions_per_ip_per_min, settings.sessions_per_ip_burst)
+
+    def authorized(request: Request) -> None:
+        """Listing and creating sessions need the API token when one is configured."""
+        token = settings.api_token.get_secret_value() if settings.api_token else ""
+        if token and not bearer_ok(request.headers.get("authorization"), token):
+            raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+    def admitted(request: Request) -> None:
+        """Per-client creation rate, charged before the token check so guessing is slowed too."""
+        wait = creation_limit.retry_after(request.client.host if request.client else "?")
+        if wait:
+            metrics.ERRORS.labels("rate_limited_create").inc()
+            raise HTTPException(429, "too many sessions created; slow down", {"Retry-After": str(wait)})
+        authorized(request)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +155,16 @@ def create_app(
     )
     app.state.manager = manager
     app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
 
     @app.exception_handler(CapacityError)
     async def _no_capacity(request: Request, exc: CapacityError) -> JSONResponse:
@@ -183,7 +217,12 @@ def create_app(
         body = {"ready": not reasons, "reasons": reasons, "active_sessions": manager.active}
         return JSONResponse(body, status_code=503 if reasons else 200)
 
-    @app.get("/v2/sessions", response_model=list[SessionView])
+    @app.get(
+        "/v2/sessions",
+        response_model=list[SessionView],
+        dependencies=[Depends(authorized)],
+        responses={401: CREATE_REFUSALS[401]},
+    )
     async def list_sessions() -> list[SessionView]:
         records = await store.list()
         return [SessionView.of(r) for r in records if r.active]
@@ -192,7 +231,8 @@ def create_app(
         "/v2/sessions",
         status_code=201,
         response_model=CreatedSession,
-        responses={503: {"model": ErrorBody, "description": "No capacity; see Retry-After"}},
+        dependencies=[Depends(admitted)],
+        responses=CREATE_REFUSALS,
     )
     async def create_session(request: Request) -> Any:
         try:

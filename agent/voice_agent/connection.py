@@ -37,6 +37,14 @@ class TokenBucket:
             return True
         return False
 
+    def time_to_token(self) -> float:
+        """Seconds until `take` would succeed (as of the last `take`)."""
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+    def full_at(self) -> float:
+        """When the bucket is full again: from then on it is the same as a new one."""
+        return self._at + (self.burst - self._tokens) / self.rate
+
 
 class ClientConnection:
     def __init__(self, ws: WebSocket, rate: float, burst: int) -> None:

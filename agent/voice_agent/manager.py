@@ -63,6 +63,26 @@ class CallManager:
         self.redis: RedisSessionStore | None = None
         self.relay: Relay | None = None
         self.registry: Registry | None = None
+        self.sockets: dict[str, int] = {}
+
+    def socket_opened(self, session_id: str) -> bool:
+        """Count a WebSocket for the session; False (not counted) beyond max_sockets_per_session.
+
+        One socket replaces the previous one (4409), but until the replaced one has closed both
+        exist; a reconnect storm must not turn that window into unbounded sockets per session.
+        """
+        open_now = self.sockets.get(session_id, 0)
+        if open_now >= self.settings.max_sockets_per_session:
+            return False
+        self.sockets[session_id] = open_now + 1
+        return True
+
+    def socket_closed(self, session_id: str) -> None:
+        left = self.sockets.get(session_id, 0) - 1
+        if left > 0:
+            self.sockets[session_id] = left
+        else:
+            self.sockets.pop(session_id, None)
 
     @property
     def active(self) -> int:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import socket
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigError(Exception):
@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     end_of_turn_silence_ms: int = Field(500, ge=100, le=5000)
     vad_aggressiveness: int = Field(3, ge=0, le=3)
     vad_start_ms: int = Field(60, ge=20, le=1000)
+    # Draft the reply once the user has paused this long (0 = off); used if the turn ends unchanged.
+    preemptive_after_ms: int = Field(200, ge=0, le=5000)
     max_utterance_s: float = Field(30.0, gt=1)
     history_max_messages: int = Field(24, ge=2)
     stt_decoders: int = Field(2, ge=1, le=32)
@@ -93,6 +95,13 @@ class Settings(BaseSettings):
     max_messages_per_s: float = Field(50.0, gt=0)
     message_burst: int = Field(200, ge=1)
     max_pending_candidates: int = Field(64, ge=1)
+    # Abuse controls of the HTTP API (docs/reliability.md). 0 turns the per-client rate limit off.
+    sessions_per_ip_per_min: float = Field(600.0, ge=0)
+    sessions_per_ip_burst: int = Field(100, ge=1)
+    max_sockets_per_session: int = Field(4, ge=1)
+    max_body_bytes: int = Field(16 * 1024, ge=256)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_token: SecretStr | None = None
 
     @field_validator("ice_servers", mode="before")
     @classmethod
@@ -102,6 +111,18 @@ class Settings(BaseSettings):
         if not isinstance(value, list) or not all(isinstance(s, dict) and "urls" in s for s in value):
             raise ValueError('must be a JSON list of {"urls": ..., "username"?, "credential"?}')
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """A JSON list or a comma-separated list; "*" is refused (any site could drive sessions)."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        origins = [str(o).strip().rstrip("/") for o in value if str(o).strip()]
+        bad = [o for o in origins if o == "*" or not o.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"origins must be explicit http(s)://host[:port] values, not {bad[0]!r}")
+        return origins
 
     @cached_property
     def redis_enabled(self) -> bool:

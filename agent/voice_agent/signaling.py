@@ -107,6 +107,13 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
     session_id_var.set(session_id)
     await ws.accept()
     metrics.WEBSOCKET_CONNECTIONS.inc()
+    if not manager.socket_opened(session_id):
+        metrics.ERRORS.labels("too_many_sockets").inc()
+        try:
+            await _refuse(ws, "too_many_sockets", "too many connections for this session", CLOSE_TRY_AGAIN)
+        finally:
+            metrics.WEBSOCKET_CONNECTIONS.dec()
+        return
     try:
         try:
             opened = await manager.open_call(session_id)
@@ -129,6 +136,7 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
         finally:
             call.detach(conn)
     finally:
+        manager.socket_closed(session_id)
         metrics.WEBSOCKET_CONNECTIONS.dec()
 
 
