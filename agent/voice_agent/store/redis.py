@@ -313,7 +313,7 @@ def _record(data: str | None, owner: str | None, ended: str | None) -> SessionRe
     return record
 
 
-def check_url(url: str, timeout_s: float = 2.0) -> str | None:
+def check_url(url: str, timeout_s: float = 5.0) -> str | None:
     """At start: a problem with REDIS_URL that no retry will fix (bad URL, AUTH, TLS), else None.
 
     An unreachable server is not such a problem: the agent starts degraded and registers once
@@ -322,7 +322,7 @@ def check_url(url: str, timeout_s: float = 2.0) -> str | None:
     import ssl
 
     import redis as sync_redis
-    from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+    from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
     try:
         client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
@@ -336,7 +336,7 @@ def check_url(url: str, timeout_s: float = 2.0) -> str | None:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             return "server requires authentication (put the password in the URL)"
         return f"server refused: {exc}"
-    except ConnectionError as exc:
+    except (ConnectionError, TimeoutError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
             return f"TLS handshake failed ({exc})"
