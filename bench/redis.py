@@ -91,12 +91,10 @@ def redis_benchmark_allocate(server: RedisServer, store: RedisSessionStore, n: i
     now = int(time.time() * 1000)
     data = record(history=0).model_dump_json()
     sid = "bench-__rand_int__"
-    args = [
-        "redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-n", str(n), "-c", "16",
-        "-r", "1000000000000", "--csv",
-        "EVALSHA", sha, "3",
-        keys.agents_key(POOL), keys.session_key(POOL, sid), keys.sessions_index_key(POOL), keys.agent_prefix(POOL), sid, data, str(now + 3_600_000), str(now),
-    ]  # fmt: skip
+    script_keys = [keys.agents_key(POOL), keys.session_key(POOL, sid), keys.sessions_index_key(POOL)]
+    script_args = [keys.agent_prefix(POOL), sid, data, str(now + 3_600_000), str(now)]
+    args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-n", str(n), "-c", "16"]
+    args += ["-r", "1000000000000", "--csv", "EVALSHA", sha, "3", *script_keys, *script_args]
     csv = subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout
     header, row = (line.replace('"', "").rsplit(",", 7)[1:] for line in csv.strip().splitlines()[-2:])
     values = dict(zip(header, row, strict=True))  # the test name holds unescaped quotes: split from the right
@@ -244,7 +242,7 @@ async def bench_agents(tmp: Path, quick: bool) -> dict[str, Any]:
             b.proc.send_signal(signal.SIGKILL)
             b.proc.wait(10)
             out["resume_after_kill9_ms"] = ms_summary([await resume_once(a.url, sid) for sid in sessions])
-            out["resume_note"] = "client: WebSocket open on a survivor -> resumed session event (with history)"
+            out["resume_note"] = "client: WebSocket open on a survivor -> resumed `session` event"
         finally:
             stop_all(agents)
     return out
