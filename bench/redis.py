@@ -64,8 +64,8 @@ async def timed(n: int, op: Callable[[int], Awaitable[Any]]) -> list[float]:
 def record(history: int = 12) -> SessionRecord:
     rec = SessionRecord.new(secrets.token_urlsafe(16), 3600, "", "")
     for i in range(history):
-        role = "user" if i % 2 == 0 else "assistant"
-        rec.history.append(Message(role=role, content=f"message {i}: " + "words " * 12))
+        content = f"message {i}: " + "words " * 12
+        rec.history.append(Message(role="user" if i % 2 == 0 else "assistant", content=content))
     return rec
 
 

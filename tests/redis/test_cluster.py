@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -27,12 +29,16 @@ class Cluster:
         self.ids = {agent_id_of(a): a for a in agents}
 
     def loads(self) -> dict[str, int]:
-        rows = self.server.client().zrange(keys.agents_key("default"), 0, -1, withscores=True)
-        return {k: int(v) for k, v in rows}
+        rows: Any = self.server.client().zrange(keys.agents_key("default"), 0, -1, withscores=True)
+        return {str(k): int(v) for k, v in rows}
 
 
 def active(agent: AgentProcess) -> int:
     return int(httpx.get(agent.url + "/health").json()["active_sessions"])
+
+
+def has_active(agent: AgentProcess, count: int) -> bool:
+    return active(agent) == count
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +71,7 @@ async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> No
             assert cluster.loads() == {agent_id: CAPACITY for agent_id in cluster.ids}
             # Each owner started the calls placed on it, wherever the POST landed.
             for agent in cluster.agents:
-                wait_until(
-                    lambda a=agent: active(a) == CAPACITY,
-                    what="owners running their allocated calls",
-                )
+                wait_until(functools.partial(has_active, agent, CAPACITY), what="owners running their calls")
             assert (await http.get(cluster.agents[0].url + "/ready")).status_code == 503
         finally:
             # Ending a session through any agent ends it on its owner.
@@ -77,7 +80,7 @@ async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> No
         assert {r.status_code for r in ends} <= {204}
         assert cluster.loads() == {agent_id: 0 for agent_id in cluster.ids}
         for agent in cluster.agents:
-            wait_until(lambda a=agent: active(a) == 0, what="calls ended")
+            wait_until(functools.partial(has_active, agent, 0), what="calls ended")
 
 
 async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) -> None:

@@ -106,7 +106,7 @@ async def test_allocation_least_loaded_skips_draining_stale_and_dead(agents: Age
     a = await agents.add("a", capacity=3)
     b = await agents.add("b", capacity=3)
     owners = [await a.allocate(new_record()) for _ in range(4)]
-    assert sorted(owners) == ["a", "a", "b", "b"], "least-loaded first, alternating"
+    assert sorted(str(o) for o in owners) == ["a", "a", "b", "b"], "least-loaded first, alternating"
 
     b.draining = True
     await b.heartbeat("http://b", 3000, [])
