@@ -3,7 +3,9 @@
 The external metrics API is what KEDA's metrics server does for its scalers: the cluster's
 APIService for external.metrics.k8s.io points at this endpoint, the HPA asks for
 voicepool_session_demand with the pool's label selector, and gets ceil(active + buffer) read live
-from the pool's Redis. If Redis is unreachable the answer is a 503 Status: the HPA records
+from the pool's Redis. Every replica answers (the APIService balances over them): a standby
+replica, paused by kopf peering, reads the pool from the API itself (cached briefly) and never
+writes. If Redis is unreachable the answer is a 503 Status: the HPA records
 FailedGetExternalMetric and keeps the current replica count (it does not scale to zero).
 """
 
@@ -19,7 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_operator import constants as c
 from voice_operator import metrics
-from voice_operator.pool_reconciler import read_load, refresh_pool
+from voice_operator.kube import ApiError
+from voice_operator.pool_reconciler import lookup_pool, read_load, refresh_pool
 from voice_operator.runtime import Runtime
 from voice_operator.spec import session_demand
 
@@ -97,14 +100,19 @@ def external_metrics_app(rt: Runtime) -> web.Application:
             metrics.METRIC_REQUESTS.labels("bad_request").inc()
             return status_error(400, "BadRequest", str(e))
         pool = labels.get(c.POOL_LABEL)
-        entry = rt.pools.get((namespace, pool)) if pool else None
+        try:
+            entry = await lookup_pool(rt, namespace, pool) if pool else None
+        except ApiError as e:
+            metrics.METRIC_REQUESTS.labels("api_error").inc()
+            return status_error(503, "ServiceUnavailable", f"cannot read the VoiceAgentPool: {e.reason}")
         if entry is None or entry.spec is None:
             metrics.METRIC_REQUESTS.labels("unknown_pool").inc()
             return status_error(404, "NotFound", f"no reconciled VoiceAgentPool {namespace}/{pool}")
         load, problem = await read_load(rt, entry)
         if load is None:
             metrics.METRIC_REQUESTS.labels("redis_unavailable").inc()
-            if not entry.lock.locked():  # let the pool's condition say so without waiting for the timer
+            if entry.fetched_at is None and not entry.lock.locked():
+                # The reconciling replica: let the pool's condition say so without waiting for the timer.
                 task = asyncio.create_task(refresh_pool(rt, entry))
                 background.add(task)
                 task.add_done_callback(background.discard)

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,8 +94,33 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
                     # Before the Deployment watch has delivered it (new pool, or just restarted).
                     entry.deployment = result[1]
         entry.spec, entry.redis_url, entry.problems = spec, redis_url, problems
+        entry.fetched_at = None
         metrics.RECONCILES.labels(c.POOL_KIND, "degraded" if problems else "ok").inc()
         return outcomes
+
+
+LOOKUP_TTL_S = 15.0
+
+
+async def lookup_pool(rt: Runtime, namespace: str, name: str) -> PoolEntry | None:
+    """The pool as the metrics API needs it: from the handlers, or read from the API and cached."""
+    entry = rt.pools.get((namespace, name))
+    if entry is not None and (entry.fetched_at is None or time.monotonic() - entry.fetched_at < LOOKUP_TTL_S):
+        return entry
+    body = await rt.kube.get(Ref(c.API_VERSION, c.POOL_KIND, namespace, name))
+    if body is None:
+        rt.pools.pop((namespace, name), None)
+        return None
+    try:
+        spec = parse_pool_spec(body.get("spec") or {})
+    except SpecError:
+        return None
+    _, redis_url = await check_references(rt, namespace, spec)
+    entry = rt.pool(namespace, name, body)
+    if entry.fetched_at is None and entry.spec is not None:
+        return entry  # the handlers got there first
+    entry.spec, entry.redis_url, entry.fetched_at = spec, redis_url, time.monotonic()
+    return entry
 
 
 async def read_load(rt: Runtime, entry: PoolEntry) -> tuple[PoolLoad | None, Problem | None]:

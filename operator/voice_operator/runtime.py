@@ -26,6 +26,9 @@ class PoolEntry:
     problems: list[Problem] = dataclasses.field(default_factory=list)
     deployment: Mapping[str, Any] | None = None
     last_costs: dict[str, int] | None = None
+    # None: kept current by the handlers. Else: when the metrics API read it from the API itself
+    # (a standby replica, paused by peering, sees no events), so it is re-read after a while.
+    fetched_at: float | None = None
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property
