@@ -9,7 +9,9 @@ class ConfigError(ValueError):
     """Bad configuration: the message names the setting."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -19,6 +21,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -86,9 +90,9 @@ class OperatorConfig:
         return cls(
             namespaces=namespaces,
             bind_host=env.get("VOICE_OPERATOR_BIND", "0.0.0.0"),
-            metrics_port=_int(env, "VOICE_OPERATOR_METRICS_PORT", 9090),
-            external_metrics_port=_int(env, "VOICE_OPERATOR_EXTERNAL_METRICS_PORT", 6443),
-            health_port=_int(env, "VOICE_OPERATOR_HEALTH_PORT", 8080),
+            metrics_port=_int(env, "VOICE_OPERATOR_METRICS_PORT", 9090, maximum=65535),
+            external_metrics_port=_int(env, "VOICE_OPERATOR_EXTERNAL_METRICS_PORT", 6443, maximum=65535),
+            health_port=_int(env, "VOICE_OPERATOR_HEALTH_PORT", 8080, maximum=65535),
             tls_cert=cert,
             tls_key=key,
             tuning_namespace=env.get("VOICE_OPERATOR_TUNING_NAMESPACE", "voicepool-tuning"),

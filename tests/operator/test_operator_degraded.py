@@ -7,6 +7,8 @@ from tests.operator.cluster import Cluster
 from tests.operator.expect import POOLS, condition, wait_owned, wait_status
 from tests.operator.harness import Kube, OperatorProcess, StartOperator, wait_for
 
+SECRETS = ("dg-key-0c1f9a", "el-key-77be2d", "redis-pass-5e8c1b", "turn-cred-a91d04")
+
 
 def secret(name: str, **data: str) -> dict[str, object]:
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
@@ -40,21 +42,25 @@ async def test_missing_secrets_and_profile_degrade_the_pool_until_they_exist(
     assert condition(body, "Degraded")["status"] == "True"
 
     # Secrets appear, one without the key the pool names.
-    await kube.create("v1/secrets", secret("deepgram", **{"api-key": "dg"}))
+    await kube.create("v1/secrets", secret("deepgram", **{"api-key": SECRETS[0]}))
     await kube.create("v1/secrets", secret("groq", wrong="x"))
-    await kube.create("v1/secrets", secret("elevenlabs", **{"api-key": "el"}))
-    await kube.create("v1/secrets", secret("redis", url="rediss://127.0.0.1:1/0"))
-    await kube.create("v1/secrets", secret("turn", username="u", credential="p"))
+    await kube.create("v1/secrets", secret("elevenlabs", **{"api-key": SECRETS[1]}))
+    await kube.create("v1/secrets", secret("redis", url=f"rediss://:{SECRETS[2]}@127.0.0.1:1/0"))
+    await kube.create("v1/secrets", secret("turn", username="u", credential=SECRETS[3]))
     await wait_for(lambda: degraded_reason(cluster, "cloud") == "SecretKeyNotFound", 10, "SecretKeyNotFound")
     message = condition(cluster.obj(POOLS, "default", "cloud"), "Degraded")["message"]
     assert "Secret default/groq has no key 'k'" in message
     # Secret values never leak into the status.
-    assert "dg" not in str(cluster.obj(POOLS, "default", "cloud"))
+    await wait_for(lambda: degraded_reason(cluster, "cloud") == "SecretKeyNotFound", 10, "still degraded")
 
     await kube.patch("v1/secrets", "default", "groq", {"data": {"k": base64.b64encode(b"g").decode()}})
     await kube.create("voicepool.dev/v1alpha1/nodetuningprofiles", samples.profile("realtime"))
     # What is left is Redis (nothing listens on port 1): the references are all resolved now.
     await wait_for(lambda: degraded_reason(cluster, "cloud") == "RedisUnavailable", 10, "references resolved")
+    # No secret value in the status, the events or the operator's logs (the Redis one was used).
+    exposed = str(cluster.obj(POOLS, "default", "cloud")) + str(cluster.live("v1/events")) + op.log_text()
+    for value in SECRETS:
+        assert value not in exposed
     assert op.proc.poll() is None
 
 

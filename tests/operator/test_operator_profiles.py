@@ -1,5 +1,6 @@
 """NodeTuningProfile with the real operator: the isolated tuner DaemonSet, node labels, node counts."""
 
+import json
 from typing import Any
 
 from tests.operator import samples
@@ -113,7 +114,7 @@ async def test_profile_tunes_matching_nodes_and_labels_the_verified_ones(
 async def test_health_and_prometheus_endpoints(
     cluster: Cluster, kube: Kube, start_operator: StartOperator
 ) -> None:
-    op = start_operator()
+    op = start_operator(VOICE_OPERATOR_LOG_FORMAT="json")
     await op.wait_started()
     await kube.create("voicepool.dev/v1alpha1/voiceagentpools", samples.pool("seen"))
     await wait_for(lambda: cluster.obj("apps/v1/deployments", "default", "seen"), 10, "the pool reconciled")
@@ -134,3 +135,7 @@ async def test_health_and_prometheus_endpoints(
     assert (
         await op.metric("voicepool_operator_object_writes_total", kind="Deployment", action="create")
     ) == 1
+    # Structured logs: one JSON object a line, object references included.
+    records = [json.loads(line) for line in op.log_text().splitlines() if line.strip()]
+    assert records and all("message" in r for r in records)
+    assert any((r.get("k8s") or {}).get("name") == "seen" for r in records)
