@@ -54,7 +54,8 @@ export class FakeAgent {
   sessions = new Set<string>();
   requests: string[] = [];
   down = false;
-  busyRetryAfter: number | null = null;
+  /** Refuse POST /v2/sessions with this status (503 full, 429 rate limited, 401 token) and Retry-After. */
+  refuse: { status: number; retryAfter?: number } | null = null;
   private counter = 0;
 
   readonly fetch = vi.fn(async (url: string, init?: RequestInit): Promise<Response> => {
@@ -63,11 +64,10 @@ export class FakeAgent {
     this.requests.push(`${method} ${path}`);
     if (this.down) throw new TypeError('Failed to fetch');
     if (method === 'POST' && path === '/v2/sessions') {
-      if (this.busyRetryAfter !== null) {
-        return new Response(JSON.stringify({ detail: 'at capacity' }), {
-          status: 503,
-          headers: { 'Retry-After': String(this.busyRetryAfter) },
-        });
+      if (this.refuse !== null) {
+        const { status, retryAfter } = this.refuse;
+        const headers: Record<string, string> = retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) };
+        return new Response(JSON.stringify({ detail: `refused (${status})` }), { status, headers });
       }
       this.counter += 1;
       const id = `s${this.counter}`;

@@ -152,13 +152,27 @@ describe('VoiceSessionController: failures at start', () => {
     expect(d.mic.stop).toHaveBeenCalled();
   });
 
-  it('passes on Retry-After when every agent is busy', async () => {
+  it('passes on Retry-After when every agent is busy or this address is rate limited', async () => {
     const d = drive();
-    d.agent.busyRetryAfter = 7;
+    d.agent.refuse = { status: 503, retryAfter: 7 };
     await d.controller.start();
     await settle();
     expect(d.state()).toMatchObject({ errorCode: 'agent-busy', retryAfterS: 7 });
-    expect(d.state().error).toContain('Try again in 7 s');
+    expect(d.state().error).toContain('All voice agents are busy. Try again in 7 s');
+    d.agent.refuse = { status: 429, retryAfter: 2 };
+    await d.controller.start();
+    await settle();
+    expect(d.state()).toMatchObject({ errorCode: 'agent-busy', retryAfterS: 2 });
+    expect(d.state().error).toContain('Too many conversations were started from here. Try again in 2 s');
+  });
+
+  it('explains that an agent requiring an API token cannot be used from the page', async () => {
+    const d = drive();
+    d.agent.refuse = { status: 401 };
+    await d.controller.start();
+    await settle();
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'session-failed' });
+    expect(d.state().error).toContain('VOICE_API_TOKEN');
   });
 });
 
@@ -254,6 +268,23 @@ describe('VoiceSessionController: recovery', () => {
     // The history on screen stays; the new session starts empty on the agent.
     d.agent.socket.receive({ type: 'session', session: { id: 's2', history: [] } });
     expect(d.state().history.map((t) => t.text)).toEqual(['hello']);
+  });
+
+  it('keeps trying to replace a lost session while new ones are refused for a while', async () => {
+    const d = drive();
+    await connect(d);
+    d.agent.forgetSessions();
+    d.agent.refuse = { status: 429, retryAfter: 1 };
+    d.agent.socket.drop(CLOSE_SESSION_GONE);
+    await settle();
+    // The agent's Retry-After (1 s) wins over the first backoff step (0.5 s).
+    expect(d.state()).toMatchObject({ connectionStatus: 'connecting', reconnect: { attempt: 1, delayMs: 1000 } });
+    d.agent.refuse = null;
+    await vi.advanceTimersByTimeAsync(999);
+    expect(d.agent.requests.filter((r) => r === 'POST /v2/sessions')).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    await settle();
+    expect(d.state()).toMatchObject({ sessionId: 's2', notice: SESSION_REPLACED_NOTICE });
   });
 
   it('treats close code 4404 as a lost session and 4409 as taken over elsewhere', async () => {

@@ -20,7 +20,8 @@ type Json<R> = R extends { content: { 'application/json': infer B } } ? B : neve
 type SessionsApi = paths['/v2/sessions'];
 type SessionApi = paths['/v2/sessions/{session_id}'];
 
-/** POST /v2/sessions: 201 with what toSessionInfo reads, 503 when full (Retry-After). */
+/** POST /v2/sessions: 201 with what toSessionInfo reads; 503 when full and 429 when rate limited
+ * (both with Retry-After); 401 when the agent wants an API token. */
 export type CreatedSessionContract = Provides<
   Json<SessionsApi['post']['responses'][201]>,
   { id: string; ws_url: string; ice_servers: Record<string, unknown>[]; expires_at: string }
@@ -31,9 +32,11 @@ export type SessionLookupContract = [
   SessionApi['get']['responses'][404],
   SessionApi['delete']['responses'][204],
   SessionsApi['post']['responses'][503],
+  SessionsApi['post']['responses'][429],
+  SessionsApi['post']['responses'][401],
 ];
 
-export type ApiErrorKind = 'unreachable' | 'busy' | 'not-found' | 'http' | 'invalid';
+export type ApiErrorKind = 'unreachable' | 'busy' | 'rate-limited' | 'unauthorized' | 'not-found' | 'http' | 'invalid';
 
 export class ApiError extends Error {
   readonly kind: ApiErrorKind;
@@ -96,6 +99,15 @@ async function failure(response: Response, what: string): Promise<ApiError> {
       parseRetryAfter(response.headers.get('Retry-After')),
     );
   }
+  if (response.status === 429) {
+    return new ApiError(
+      'rate-limited',
+      'Too many sessions were started from this address.',
+      429,
+      parseRetryAfter(response.headers.get('Retry-After')),
+    );
+  }
+  if (response.status === 401) return new ApiError('unauthorized', `${what}: the agent requires an API token.`, 401);
   if (response.status === 404) return new ApiError('not-found', `${what}: not found.`, 404);
   let detail = '';
   try {

@@ -378,6 +378,15 @@ export interface operations {
                     "application/json": components["schemas"]["SessionView"][];
                 };
             };
+            /** @description VOICE_API_TOKEN is set; bearer token missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_session_v2_sessions_post: {
@@ -396,6 +405,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CreatedSession"];
+                };
+            };
+            /** @description VOICE_API_TOKEN is set; bearer token missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many sessions created from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No capacity; see Retry-After */

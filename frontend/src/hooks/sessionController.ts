@@ -147,9 +147,18 @@ export function describeApiError(error: unknown, base: string): Failure {
         message: `Cannot reach the voice agent at ${base}. Check that it is running, then try again.`,
       };
     }
-    if (error.kind === 'busy') {
+    if (error.kind === 'busy' || error.kind === 'rate-limited') {
       const wait = error.retryAfterS !== null ? ` Try again in ${error.retryAfterS} s.` : ' Try again shortly.';
-      return { code: 'agent-busy', message: `All voice agents are busy.${wait}`, retryAfterS: error.retryAfterS };
+      const what = error.kind === 'busy' ? 'All voice agents are busy.' : 'Too many conversations were started from here.';
+      return { code: 'agent-busy', message: `${what}${wait}`, retryAfterS: error.retryAfterS };
+    }
+    if (error.kind === 'unauthorized') {
+      return {
+        code: 'session-failed',
+        message:
+          'This agent only accepts API clients with a token (VOICE_API_TOKEN is set), so the web page cannot ' +
+          'start a conversation. Ask the operator to unset it for browser use.',
+      };
     }
     return { code: 'session-failed', message: error.message };
   }
@@ -269,8 +278,9 @@ export class VoiceSessionController {
       info = await createSession(this.deps.fetch, this.base);
     } catch (error) {
       if (run !== this.run) return;
-      const transient = error instanceof ApiError && (error.kind === 'unreachable' || error.kind === 'busy');
-      if (replaced && transient) this.scheduleReconnect(run);
+      const transient =
+        error instanceof ApiError && (error.kind === 'unreachable' || error.kind === 'busy' || error.kind === 'rate-limited');
+      if (replaced && transient) this.scheduleReconnect(run, (error.retryAfterS ?? 0) * 1000);
       else this.fail(describeApiError(error, this.base));
       return;
     }
@@ -359,7 +369,8 @@ export class VoiceSessionController {
     }
   }
 
-  private scheduleReconnect(run: number): void {
+  /** `minDelayMs`: the agent's Retry-After, which the backoff never undercuts. */
+  private scheduleReconnect(run: number, minDelayMs = 0): void {
     if (run !== this.run || this.reconnectTimer !== null) return;
     this.reconnectAttempts += 1;
     const policy = this.tuning.backoff;
@@ -370,7 +381,7 @@ export class VoiceSessionController {
       });
       return;
     }
-    const delayMs = backoffDelay(this.reconnectAttempts, policy, this.deps.random);
+    const delayMs = Math.max(minDelayMs, backoffDelay(this.reconnectAttempts, policy, this.deps.random));
     this.events.dispatch({ type: 'reconnect-scheduled', attempt: this.reconnectAttempts, delayMs });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
