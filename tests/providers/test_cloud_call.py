@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.providers.conftest import DEEPGRAM_KEY, ELEVENLABS_KEY, GROQ_KEY, KEYS
+from tests.providers.conftest import DEEPGRAM_KEY, ELEVENLABS_KEY, GROQ_KEY, KEYS, until
 from tests.providers.fakes.base import Fault, in_thread
 from tests.providers.fakes.chat import FakeChat
 from tests.providers.fakes.deepgram import FakeDeepgram
@@ -28,8 +28,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 REPLY = "It is noon. The sun is high."
 
 
+STORY = " ".join(f"This is sentence number {i} of a long story." for i in range(1, 40))
+
+
 def scripted(messages: list[dict[str, str]]) -> str:
     said = [m["content"] for m in messages if m["role"] == "user"][-1].lower()
+    if "story" in said:
+        return STORY
     return REPLY if "time" in said else f"You asked about {said.rstrip('?.')}."
 
 
@@ -174,6 +179,26 @@ async def test_stt_and_tts_failures_at_run_time_are_error_events(cloud: Cloud) -
         assert reply["text"] == REPLY  # the text still reaches the client; the second sentence is spoken
         await client.wait_for(lambda e: e["type"] == "metrics", after=mark, timeout=30)
     finally:
+        await client.close()
+
+
+async def test_barge_in_closes_the_llm_stream_upstream(cloud: Cloud) -> None:
+    client = await call(cloud)
+    cloud.chat.chunk_delay_s = 0.05  # ~17 s for the whole story: only a barge-in ends it early
+    try:
+        await client.send({"type": "text", "text": "tell me a story"})
+        await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=20)
+        story = cloud.chat.records[-1]
+        assert story.outcome == "open"
+        await client.send({"type": "interrupt"})
+        await until(lambda: story.outcome != "open", timeout=10, what="the LLM request to end")
+        assert story.outcome == "client_closed"
+        assert len(story.sent) < STORY.count(" ") // 2  # the request stopped, it did not run out
+        await until(
+            lambda: all(r.outcome != "open" for r in cloud.elevenlabs.records), what="TTS requests ended"
+        )
+    finally:
+        cloud.chat.chunk_delay_s = 0.0
         await client.close()
 
 
