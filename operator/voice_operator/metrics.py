@@ -1,5 +1,7 @@
 """The operator's own Prometheus metrics (served on /metrics next to the external metrics API)."""
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -27,3 +29,10 @@ METRIC_REQUESTS = Counter(
 )
 REDIS_ERRORS = Counter("voicepool_operator_redis_errors_total", "Failed Redis reads", ["namespace", "pool"])
 TUNED_NODES = Gauge("voicepool_profile_tuned_nodes", "Nodes verified as tuned per profile", ["profile"])
+
+
+def forget_pool_metrics(namespace: str, pool: str) -> None:
+    """A deleted pool's series go with it (no stale gauges on dashboards)."""
+    for family in (POOL_DEMAND, POOL_ACTIVE, REDIS_ERRORS):
+        with contextlib.suppress(KeyError):
+            family.remove(namespace, pool)

@@ -115,6 +115,16 @@ async def test_pool_lifecycle_create_status_rollout_delete(
     )
     assert condition(body, "Degraded")["status"] == "False"
 
+    # Drift: someone deletes the agents' Deployment by hand; the operator puts it back.
+    old_uid = dep["metadata"]["uid"]
+    await kube.delete(DEPLOYMENTS, "default", "demo")
+
+    def recreated() -> bool:
+        dep = cluster.obj(DEPLOYMENTS, "default", "demo")
+        return dep is not None and dep["metadata"]["uid"] != old_uid
+
+    await wait_for(recreated, 15, "the Deployment to be recreated")
+
     # Deletion: the finalizer is released and the garbage collector takes every owned object.
     await kube.delete(POOLS, "default", "demo")
     await wait_for(lambda: cluster.obj(POOLS, "default", "demo") is None, 15, "the pool to be gone")

@@ -8,7 +8,8 @@ import kopf
 from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
 from voice_operator.ensure import Outcome
-from voice_operator.kube import ApiError
+from voice_operator.kube import ApiError, Ref
+from voice_operator.metrics import forget_pool_metrics
 from voice_operator.pool_reconciler import reconcile_pool, refresh_pool
 from voice_operator.runtime import get_runtime
 
@@ -87,12 +88,13 @@ def pool_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if type == "DELETED":
         rt.pools.pop(key, None)
+        forget_pool_metrics(*key)
     elif key in rt.pools:
         rt.pools[key].body = dict(body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED_DEPLOYMENTS)
-async def deployment_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+async def deployment_seen(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
     """A Deployment's status moved (pods ready, rollout progress): reflect it on the pool now."""
     rt = get_runtime()
     pool = (body.metadata.labels or {}).get(c.POOL_LABEL)
@@ -104,7 +106,15 @@ async def deployment_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     else:
         rt.deployments[key] = dict(body)
     entry = rt.pools.get(key)
-    if entry is not None:
-        entry.deployment = rt.deployments.get(key)
-        if entry.spec is not None or entry.problems:
-            await refresh_pool(rt, entry)
+    if entry is None:
+        return
+    entry.deployment = rt.deployments.get(key)
+    if type == "DELETED" and entry.spec is not None:
+        # Deleted by hand (drift) or by the garbage collector after the pool: only the API knows.
+        pool_body = await rt.kube.get(Ref(c.API_VERSION, c.POOL_KIND, key[0], key[1]))
+        if pool_body is not None and not pool_body.get("metadata", {}).get("deletionTimestamp"):
+            logger.info("the agent Deployment was deleted: recreating it")
+            await _reconcile(kopf.Body(pool_body), cold=False, logger=logger)  # type: ignore[arg-type]
+            return
+    if entry.spec is not None or entry.problems:
+        await refresh_pool(rt, entry)
