@@ -14,6 +14,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from voice_agent import __version__, metrics, signaling
 from voice_agent.limits import BodyLimit, KeyedRateLimit, bearer_ok
@@ -62,6 +65,15 @@ CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "Too many sessions created from this address; see Retry-After"},
     503: {"model": ErrorBody, "description": "No capacity; see Retry-After"},
 }
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> str:
+    """Every method served at this path: Starlette's 405 names only the first route's (one per method)."""
+    methods: set[str] = set()
+    for route in routes:
+        if route.matches(scope)[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def build_store(settings: Settings) -> SessionStore:
@@ -165,6 +177,15 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app.router.routes, request.scope)
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
 
     @app.exception_handler(CapacityError)
     async def _no_capacity(request: Request, exc: CapacityError) -> JSONResponse:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_TRY_AGAIN = 1013
 CLOSE_OWNER_GONE = 1012
+# A flood is reported once; it is over after this long without a rate-limited message. (Resetting
+# on the next accepted message instead reported one flood several times: tokens trickle back in.)
+FLOOD_QUIET_S = 1.0
 MESSAGE_TYPES = frozenset({"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"})
 
 
@@ -162,7 +165,7 @@ async def _receive_loop(
     max_bytes: int,
     on_message: Callable[[dict[str, Any]], Awaitable[bool]],
 ) -> None:
-    flood_reported = False
+    limited_at = -FLOOD_QUIET_S
     while not conn.closed:
         try:
             event = await ws.receive()
@@ -172,13 +175,13 @@ async def _receive_loop(
             return
         if not conn.limiter.take():
             metrics.SIGNALING_MESSAGES.labels("rate_limited").inc()
-            if not flood_reported:
-                flood_reported = True
+            now = time.monotonic()
+            if now - limited_at > FLOOD_QUIET_S:
                 conn.send(
                     {"type": "error", "code": "rate_limited", "message": "too many messages; slow down"}
                 )
+            limited_at = now
             continue
-        flood_reported = False
         t0 = time.perf_counter()
         kind = "invalid"
         try:

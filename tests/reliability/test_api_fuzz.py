@@ -1,0 +1,42 @@
+"""Schemathesis against the running agent's /openapi.json: every operation, generated valid and
+invalid input, no 5xx, and every response (status, content type, body, headers) as documented."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from tests.support.procs import AgentProcess, running_agent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-api-fuzz")]
+
+# Bounded: the suite must stay fast; hypothesis shrinks and replays failures from its database.
+EXAMPLES = 40
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    env = {"voice_max_sessions": "500", "voice_connect_timeout_s": "10", "voice_log_level": "WARNING"}
+    with running_agent(tmp_path_factory.mktemp("agent"), **env) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def api_schema(agent: AgentProcess) -> schemathesis.schemas.BaseSchema:
+    return schemathesis.openapi.from_url(f"{agent.url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_every_operation_conforms_and_never_5xx(case: schemathesis.Case) -> None:
+    case.call_and_validate(timeout=10)
