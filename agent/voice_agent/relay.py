@@ -222,12 +222,11 @@ class Relay:
         return edge
 
     async def check_links(self) -> None:
-        """Closes links whose other agent vanished without a word (its inbox has no listener)."""
+        """Closes links whose other agent vanished without a word (no inbox listener or heartbeat)."""
         peers = {e.owner for e in self.edges.values()} | {o.edge for o in self.owned.values()}
         if not peers:
             return
-        counts = await self.store.listeners(self.store.inbox_of(p) for p in peers)
-        gone = {p for p in peers if counts.get(self.store.inbox_of(p), 0) == 0}
+        gone = peers - await self.store.live(peers)
         for edge in [e for e in self.edges.values() if e.owner in gone]:
             edge.owner_gone()
         for link in [o for o in self.owned.values() if o.edge in gone]:

@@ -89,3 +89,40 @@ async def test_owner_killed_mid_call_session_resumes_on_another_agent_with_histo
     skey = keys.session_key("default", session["id"])
     assert sync.hget(skey, "owner") == agent_id_of(survivor)
     assert sync.hget(skey, "epoch") == "2", "one takeover, one fencing step"
+
+
+async def test_relayed_client_is_told_when_owner_dies_and_resumes_on_its_edge(
+    pair: tuple[RedisServer, list[AgentProcess]],
+) -> None:
+    server, agents = pair
+    async with httpx.AsyncClient(timeout=10) as http:
+        session = (await http.post(agents[0].url + "/v2/sessions")).json()
+    owner = next(a for a in agents if agent_id_of(a) == session["owner"])
+    edge = next(a for a in agents if a is not owner)
+
+    relayed = VoiceClient(edge.url)
+    relayed.session = session
+    try:
+        await relayed.connect(negotiate=False)
+        await relayed.wait_for(lambda e: e["type"] == "session")
+        await relayed.send({"type": "text", "text": "remember the word pineapple"})
+        await relayed.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30)
+        await asyncio.to_thread(
+            wait_until, lambda: len(stored_history(server, session["id"])) == 2, 20.0, "turn persisted"
+        )
+        owner.proc.send_signal(signal.SIGKILL)
+        owner.proc.wait(10)
+        # The edge notices (heartbeat check of its links) and tells the client to reconnect.
+        assert await relayed.wait_closed(10) == 1012
+    finally:
+        await relayed.close()
+
+    again = VoiceClient(edge.url)
+    again.session = session
+    try:
+        await again.connect(negotiate=False)
+        resumed = await again.wait_for(lambda e: e["type"] == "session")
+        assert resumed["session"]["owner"] == agent_id_of(edge)
+        assert resumed["session"]["history"][0]["content"] == "remember the word pineapple"
+    finally:
+        await again.close()

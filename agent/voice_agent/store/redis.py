@@ -288,13 +288,18 @@ class RedisSessionStore:
         async with self._op("publish"):
             return int(await self.client.publish(channel, json.dumps(message, separators=(",", ":"))))
 
-    async def listeners(self, channels: Iterable[str]) -> dict[str, int]:
-        chans = list(channels)
-        if not chans:
-            return {}
-        async with self._op("numsub"):
-            rows = await self.client.pubsub_numsub(*chans)
-        return {str(name): int(n) for name, n in rows}
+    async def live(self, agent_ids: Iterable[str]) -> set[str]:
+        """Which of these agents are alive by the scripts' rule: heartbeat key and inbox listener."""
+        ids = sorted(set(agent_ids))
+        if not ids:
+            return set()
+        async with self._op("live"), self.client.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.exists(keys.agent_alive_key(self.pool, agent_id))
+            pipe.pubsub_numsub(*(self.inbox_of(a) for a in ids))
+            rows = await pipe.execute()
+        listening = {str(name) for name, n in rows[-1] if int(n) > 0}
+        return {a for i, a in enumerate(ids) if rows[i] and self.inbox_of(a) in listening}
 
     def pubsub(self) -> PubSub:
         return self.client.pubsub(ignore_subscribe_messages=True)

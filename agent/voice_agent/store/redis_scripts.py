@@ -41,9 +41,13 @@ for i = 1, #members, 2 do
   local id, load = members[i], tonumber(members[i + 1])
   if redis.call('EXISTS', prefix .. id .. ':alive') == 0 then
     redis.call('ZREM', agents, id)
-  elseif alive(prefix, id) then
+  else
     local info = redis.call('HMGET', prefix .. id, 'capacity', 'draining')
-    if info[2] ~= '1' and load < (tonumber(info[1]) or 0) then chosen = id break end
+    if info[2] ~= '1' and load < (tonumber(info[1]) or 0)
+       and redis.call('PUBSUB', 'NUMSUB', prefix .. id .. ':inbox')[2] > 0 then
+      chosen = id
+      break
+    end
   end
 end
 if not chosen then return {'full'} end
