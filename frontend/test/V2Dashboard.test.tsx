@@ -138,6 +138,25 @@ describe('DashboardView renders each state', () => {
 });
 
 describe('V2Dashboard with the hook, against the fake agent', () => {
+  it('ends the session when the page is left (pagehide)', async () => {
+    const h = harness();
+    render(<V2Dashboard baseUrl="http://agent.test" deps={h.deps} />);
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Start conversation' }));
+      await settle();
+    });
+    await act(async () => {
+      h.agent.socket.open();
+      await settle();
+    });
+    act(() => {
+      window.dispatchEvent(new Event('pagehide'));
+    });
+    expect(h.agent.socket.types().at(-1)).toBe('end');
+    expect(h.mic.stop).toHaveBeenCalled();
+    expect(screen.getByTestId('connection-status')).toHaveTextContent('Not connected');
+  });
+
   it('start -> connected -> transcript, and unmount releases mic, peer and socket', async () => {
     const h = harness();
     const { unmount } = render(<V2Dashboard baseUrl="http://agent.test" deps={h.deps} />);

@@ -89,13 +89,18 @@ export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAge
     return controllerRef.current;
   }, []);
 
-  useEffect(
-    () => () => {
+  useEffect(() => {
+    // Closing or leaving the tab ends the session at once, so the agent frees the slot now rather
+    // than holding the call for its reconnect grace period. A stop (not a silent dispose), so a
+    // page restored from the back/forward cache shows "Not connected" instead of a stale call.
+    const leave = (): void => controllerRef.current?.stop();
+    window.addEventListener('pagehide', leave);
+    return () => {
+      window.removeEventListener('pagehide', leave);
       controllerRef.current?.dispose();
       controllerRef.current = null;
-    },
-    [],
-  );
+    };
+  }, []);
 
   const startConversation = useCallback(() => controller().start(), [controller]);
   const stopConversation = useCallback(() => controller().stop(), [controller]);
