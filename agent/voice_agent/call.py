@@ -78,6 +78,7 @@ class Call:
                 vad_start_ms=settings.vad_start_ms,
                 max_utterance_s=settings.max_utterance_s,
                 history_max_messages=settings.history_max_messages,
+                preemptive_after_ms=settings.preemptive_after_ms,
             ),
             history=record.history,
             on_history=self._history_changed,

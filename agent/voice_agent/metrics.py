@@ -31,6 +31,9 @@ VOICE_TO_VOICE = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 TURNS = Counter("voice_turns_total", "Completed or interrupted turns", ["outcome"])
+PREEMPTIONS = Counter(
+    "voice_preemptive_drafts_total", "Replies drafted during the end-of-turn silence, by fate", ["outcome"]
+)
 BARGE_INS = Counter("voice_barge_ins_total", "User speech that interrupted the agent")
 ERRORS = Counter("voice_errors_total", "Errors by type", ["type"])
 SESSION_DURATION = Histogram(

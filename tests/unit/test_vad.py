@@ -102,3 +102,19 @@ async def test_max_utterance_forces_an_end() -> None:
     vad.link(sink)
     await feed(vad, clock, [VOICED] * 150)
     assert sink.kinds().count("UserStoppedSpeakingFrame") >= 1
+
+
+async def test_pause_and_resume_are_announced_before_the_turn_ends() -> None:
+    clock = Clock()
+    vad = ScriptedVAD(end_of_turn_silence_ms=500, pause_ms=200, clock=clock)
+    sink = Sink()
+    vad.link(sink)
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * 12 + [VOICED] * 5 + [SILENT] * 30)
+    kinds = [k for k in sink.kinds() if k != "InputAudioFrame"]
+    assert kinds == [
+        "UserStartedSpeakingFrame",
+        "UserPausedFrame",
+        "UserResumedFrame",
+        "UserPausedFrame",
+        "UserStoppedSpeakingFrame",
+    ]

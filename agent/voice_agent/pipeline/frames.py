@@ -39,6 +39,18 @@ class UserStoppedSpeakingFrame(SystemFrame):
 
 
 @dataclass(slots=True)
+class UserPausedFrame(SystemFrame):
+    """The user has been silent for the preemptive delay: the turn may be about to end."""
+
+    at: float
+
+
+@dataclass(slots=True)
+class UserResumedFrame(SystemFrame):
+    """Speech again after a UserPausedFrame: the turn goes on."""
+
+
+@dataclass(slots=True)
 class InterruptionFrame(SystemFrame):
     """Cancel everything of the current turn downstream; nothing of it may play afterwards."""
 

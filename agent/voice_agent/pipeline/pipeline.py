@@ -3,6 +3,9 @@
     audio -> VAD -> STT -> LLM -> TTS -> output track
                  \\-> transcripts        \\-> ai_response, status, metrics (to the client)
 
+Preemptive generation (preemption.py): when the user pauses, the reply to what they said so far
+is drafted during the rest of the end-of-turn silence and used if the turn ends with those words.
+
 Barge-in: when the VAD decides the user started speaking while a turn is in flight, an
 InterruptionFrame runs down LLM -> TTS -> output ahead of all queued data. Each stage cancels its
 in-flight work and drops its queue; the output track drops its buffer and refuses audio of older
@@ -27,11 +30,14 @@ from voice_agent.pipeline.frames import (
     InterruptionFrame,
     TranscriptionFrame,
     TurnMetrics,
+    UserPausedFrame,
+    UserResumedFrame,
     UserStartedSpeakingFrame,
     UserTurnFrame,
 )
 from voice_agent.pipeline.llm import LLMProcessor
 from voice_agent.pipeline.output import AIGeneratedAudioTrack, AudioOutputProcessor
+from voice_agent.pipeline.preemption import Preemption, PreemptiveLLM, PreemptiveTTS
 from voice_agent.pipeline.processor import FrameProcessor
 from voice_agent.pipeline.stt import STTProcessor
 from voice_agent.pipeline.tts import TTSProcessor
@@ -50,6 +56,7 @@ class PipelineConfig:
     vad_start_ms: int = 60
     max_utterance_s: float = 30.0
     history_max_messages: int = 24
+    preemptive_after_ms: int = 0
 
 
 class _BargeInGate(FrameProcessor):
@@ -63,7 +70,14 @@ class _BargeInGate(FrameProcessor):
 
     async def on_system(self, frame: Any) -> None:
         if isinstance(frame, UserStartedSpeakingFrame):
+            self._pipeline.user_resumed()
             await self._pipeline.user_started_speaking()
+            return
+        if isinstance(frame, UserPausedFrame):
+            self._pipeline.user_paused()
+            return
+        if isinstance(frame, UserResumedFrame):
+            self._pipeline.user_resumed()
             return
         await self.push(frame)
 
@@ -96,11 +110,15 @@ class Pipeline:
             self.config.vad_start_ms,
             self.config.end_of_turn_silence_ms,
             self.config.max_utterance_s,
+            pause_ms=self.config.preemptive_after_ms,
         )
+        llm, tts = PreemptiveLLM(providers.llm), PreemptiveTTS(providers.tts)
+        self.preemption = Preemption(llm, tts)
+        self._last_interim = ""
         self.stt = STTProcessor(providers.stt, self._transcript, self._stt_error, self._new_turn)
         self.gate = _BargeInGate(self)
-        self.llm = LLMProcessor(providers.llm, self)
-        self.tts = TTSProcessor(providers.tts, self)
+        self.llm = LLMProcessor(llm, self)
+        self.tts = TTSProcessor(tts, self)
         self.output = AudioOutputProcessor(self.track)
         self._stages: list[FrameProcessor] = [self.vad, self.stt, self.gate, self.llm, self.tts, self.output]
         for a, b in zip(self._stages, self._stages[1:], strict=False):
@@ -116,6 +134,7 @@ class Pipeline:
                 await stage.start()
 
     async def stop(self) -> None:
+        self.preemption.discard()
         for stage in self._stages:
             try:
                 await stage.stop()
@@ -178,7 +197,25 @@ class Pipeline:
     def history(self) -> list[Message]:
         return list(self.conversation.messages)
 
+    def user_paused(self) -> None:
+        if self._active is None and self._last_interim:
+            self.preemption.start(self.history(), self._last_interim)
+
+    def user_resumed(self) -> None:
+        """More speech: whatever was drafted answers words the user has not finished."""
+        if self.preemption.text is not None:
+            metrics.PREEMPTIONS.labels("dropped").inc()
+        self.preemption.discard()
+
     def turn_started(self, frame: UserTurnFrame) -> None:
+        if self.preemption.text is not None:
+            if frame.text == self.preemption.text:
+                metrics.PREEMPTIONS.labels("used").inc()
+                self.preemption.commit()
+            else:
+                metrics.PREEMPTIONS.labels("missed").inc()
+                self.preemption.discard()
+        self._last_interim = ""
         self._active = TurnPlayback(frame.turn)
         self.conversation.add("user", frame.text)
         self._history_changed()
@@ -288,6 +325,8 @@ class Pipeline:
         return self._active is not None and self._active.turn == turn
 
     def _transcript(self, frame: TranscriptionFrame) -> None:
+        if not frame.final:
+            self._last_interim = frame.text
         if frame.text or frame.final:
             self._emit({"type": "transcript", "text": frame.text, "final": frame.final})
 

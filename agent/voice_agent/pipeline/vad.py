@@ -17,6 +17,8 @@ from voice_agent.audio import FRAME_MS, PIPELINE_RATE
 from voice_agent.pipeline.frames import (
     DataFrame,
     InputAudioFrame,
+    UserPausedFrame,
+    UserResumedFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -35,11 +37,15 @@ class VADProcessor(FrameProcessor):
         end_of_turn_silence_ms: int = 500,
         max_utterance_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        pause_ms: int = 0,
     ) -> None:
         super().__init__()
         self._vad = webrtcvad.Vad(aggressiveness)
         self._start_frames = max(1, start_ms // FRAME_MS)
         self._stop_frames = max(1, end_of_turn_silence_ms // FRAME_MS)
+        # 0 = no pause events; a pause is only worth announcing if it comes before the turn ends.
+        pause_frames = pause_ms // FRAME_MS
+        self._pause_frames = pause_frames if 0 < pause_frames < self._stop_frames else 0
         self._max_frames = int(max_utterance_s * 1000 / FRAME_MS)
         self._clock = clock
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // FRAME_MS)
@@ -74,10 +80,14 @@ class VADProcessor(FrameProcessor):
         self._utt_frames += 1
         await self.push(InputAudioFrame(frame.pcm, voiced=voiced))
         if voiced:
+            if self._pause_frames and self._silence >= self._pause_frames:
+                await self.push(UserResumedFrame())
             self._silence = 0
             self._last_voiced_at = now
         else:
             self._silence += 1
+            if self._silence == self._pause_frames:
+                await self.push(UserPausedFrame(at=self._last_voiced_at))
         if self._silence >= self._stop_frames or self._utt_frames >= self._max_frames:
             self.speaking = False
             self._run = 0
