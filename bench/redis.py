@@ -215,7 +215,13 @@ async def bench_agents(tmp: Path, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with redis_server(tmp / "redis-agents") as server:
         agents = start_agents(
-            tmp, server, 2, prefix="bench", voice_max_sessions="200", voice_connect_timeout_s="600"
+            tmp,
+            server,
+            2,
+            prefix="bench",
+            voice_max_sessions="200",
+            voice_connect_timeout_s="600",
+            voice_sessions_per_ip_per_min="0",
         )
         try:
             a, b = agents
