@@ -14,6 +14,7 @@ from tests.providers.test_stt import speech, utterance
 from tests.support.speech import overlap, transcribe
 from voice_agent.models import Message
 from voice_agent.providers.base import Providers, Served
+from voice_agent.providers.fallback import BREAKER_FAILURES, Breaker
 from voice_agent.settings import Settings
 
 Build = Callable[[Settings], Providers]
@@ -53,3 +54,31 @@ async def test_stt_falls_back_to_pocketsphinx_with_the_whole_utterance(
     text = await utterance(stt, state, speech())
     assert overlap("what time is it", text) >= 0.5, text  # pocketsphinx heard all of it, replayed
     await stt.release(state)
+
+
+async def test_a_failing_provider_is_skipped_for_a_while(chat: FakeChat, built: Build) -> None:
+    llm = built(cloud_settings(chat=chat, GROQ_API_KEY="revoked", llm_fallback=True)).llm
+    for _ in range(BREAKER_FAILURES + 2):
+        served = Served(llm.name)
+        text = "".join(
+            [t async for t in llm.stream([Message(role="user", content="what time is it")], served)]
+        )
+        assert text.startswith("It is") and served.provider == "local"
+    assert len(chat.records) == BREAKER_FAILURES  # after that, turns no longer wait for groq to fail
+
+
+def test_breaker_opens_after_failures_in_a_row_and_retries_after_the_cooldown() -> None:
+    now = [0.0]
+    breaker = Breaker(threshold=3, cooldown_s=30, clock=lambda: now[0])
+    for _ in range(2):
+        breaker.failed()
+    breaker.succeeded()  # a success resets the run
+    breaker.failed()
+    breaker.failed()
+    assert breaker.allow()
+    breaker.failed()
+    assert not breaker.allow()
+    now[0] = 29.9
+    assert not breaker.allow()
+    now[0] = 30.0
+    assert breaker.allow()
