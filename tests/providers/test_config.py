@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.providers.conftest import cloud_settings
-from tests.support.procs import ROOT
+from tests.support.procs import ROOT, free_port
 from voice_agent.providers.factory import build_providers
 from voice_agent.settings import ConfigError, Settings, load_settings
 
@@ -28,8 +28,9 @@ def test_agent_refuses_to_start_without_the_configured_providers_key(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("VOICE_")}
     env[f"VOICE_{stage}"] = provider
+    env |= {"VOICE_HOST": "127.0.0.1", "VOICE_PORT": str(free_port())}  # should it start after all
     proc = subprocess.run(
-        [sys.executable, "-m", "voice_agent"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "voice_agent"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
