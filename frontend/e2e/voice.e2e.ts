@@ -169,6 +169,10 @@ describe('voice conversation in Chromium against a real agent', () => {
       timeoutMs: 20_000,
     });
     await shot('reconnecting');
+    // Nothing stale while the link is down: not "Speaking", no Interrupt, no typing.
+    expect(await page.getByTestId('processing-status').getAttribute('data-status')).toBe('idle');
+    expect(await page.getByRole('button', { name: 'Interrupt' }).count()).toBe(0);
+    expect(await page.getByRole('textbox', { name: 'Type a message to the agent' }).isDisabled()).toBe(true);
     await agent.start();
     await waitConnected(page, 30_000);
     timings.agent_restart_recovered_ms = Date.now() - killed;

@@ -87,6 +87,9 @@ describe('voiceAgentReducer', () => {
       expect(run([...live, agent({ type: 'status', processing })]).processingStatus).toBe(processing);
     }
     expect(run([agent({ type: 'status', processing: 'speaking' })]).processingStatus).toBe('idle');
+    // While signaling is down nobody knows what the agent is doing: no stale "Speaking".
+    const speaking = run([...live, agent({ type: 'status', processing: 'speaking' })]);
+    expect(run([{ type: 'signaling', state: 'closed' }], speaking).processingStatus).toBe('idle');
   });
 
   it('keeps the last turn metrics, bounded', () => {

@@ -280,13 +280,14 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
         notice: action.replaced ? SESSION_REPLACED_NOTICE : state.notice,
       });
     case 'signaling': {
-      // A lost link ends any streaming reply: it will not be finished where we can see it.
-      const base = action.state === 'closed' ? { ...closeOpenReply(state), interimTranscript: '' } : state;
-      return finish({
-        ...base,
-        signaling: action.state,
-        reconnect: action.state === 'open' ? null : state.reconnect,
-      });
+      // A lost link ends any streaming reply (it will not be finished where we can see it), and
+      // what the agent is doing is unknown until it reports again on the new link.
+      const lost = action.state === 'closed';
+      const base = lost ? { ...closeOpenReply(state), interimTranscript: '' } : state;
+      return finish(
+        { ...base, signaling: action.state, reconnect: action.state === 'open' ? null : state.reconnect },
+        lost ? 'idle' : state.processingStatus,
+      );
     }
     case 'reconnect-scheduled':
       return finish({ ...state, reconnect: { attempt: action.attempt, delayMs: action.delayMs } });
