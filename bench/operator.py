@@ -57,6 +57,11 @@ def status_present(cluster: Cluster, namespace: str, name: str) -> bool:
     return "conditions" in (body.get("status") or {})
 
 
+def handled(cluster: Cluster, namespace: str, name: str) -> bool:
+    body = cluster.peek(POOLS, namespace, name) or {}
+    return "voicepool.dev/last-handled-configuration" in (body.get("metadata", {}).get("annotations") or {})
+
+
 def pool(name: str, redis_url: str) -> dict[str, Any]:
     return samples.pool(name, "bench", redis={"url": redis_url}, bufferSessions=2)
 
@@ -106,6 +111,8 @@ async def cold_start(
         )
         status_s = time.perf_counter() - t0
         calls, writes = operator_calls(cluster, mark)
+        # Let kopf record every pool as handled, so the restart below is a pure resume.
+        await wait_for(lambda: all(handled(cluster, "bench", n) for n in names), 300, "kopf's records", 0.02)
     finally:
         op.stop()
 
@@ -140,7 +147,7 @@ async def cold_start(
         "resume_s": round(resume_s, 2),
         "resume_api_calls_per_pool": round(resume_calls / count, 1),
         "resume_writes_per_pool": round(resume_writes / count, 2),
-        "resume_owned_object_writes": len(owned_writes),
+        "resume_owned_object_write_requests": len(owned_writes),
         "resume_objects_unchanged": before == after,
     }
 
@@ -236,8 +243,8 @@ def main() -> None:
             "0 owned-object writes",
         ),
         (
-            "resume: owned objects written / unchanged",
-            f"{cold['resume_owned_object_writes']} / {cold['resume_objects_unchanged']}",
+            "resume: write requests to owned objects / all unchanged",
+            f"{cold['resume_owned_object_write_requests']} / {cold['resume_objects_unchanged']}",
             "0 / True",
         ),
     ]
