@@ -59,6 +59,7 @@ class OperatorConfig:
     health_port: int = 8080
     tls_cert: str | None = None
     tls_key: str | None = None
+    client_ca: str | None = None
     tuning_namespace: str = "voicepool-tuning"
     tuner_image: str = "busybox:1.36"
     status_interval_s: float = 10.0
@@ -79,6 +80,11 @@ class OperatorConfig:
         key = env.get("VOICE_OPERATOR_TLS_KEY") or None
         if bool(cert) != bool(key):
             raise ConfigError("VOICE_OPERATOR_TLS_CERT and VOICE_OPERATOR_TLS_KEY must be set together")
+        client_ca = env.get("VOICE_OPERATOR_CLIENT_CA") or None
+        if client_ca and not cert:
+            raise ConfigError(
+                "VOICE_OPERATOR_CLIENT_CA needs VOICE_OPERATOR_TLS_CERT and VOICE_OPERATOR_TLS_KEY"
+            )
         log_format = env.get("VOICE_OPERATOR_LOG_FORMAT", "json").lower()
         if log_format not in {"json", "plain"}:
             raise ConfigError(f"VOICE_OPERATOR_LOG_FORMAT must be json or plain, got {log_format!r}")
@@ -95,6 +101,7 @@ class OperatorConfig:
             health_port=_int(env, "VOICE_OPERATOR_HEALTH_PORT", 8080, maximum=65535),
             tls_cert=cert,
             tls_key=key,
+            client_ca=client_ca,
             tuning_namespace=env.get("VOICE_OPERATOR_TUNING_NAMESPACE", "voicepool-tuning"),
             tuner_image=env.get("VOICE_OPERATOR_TUNER_IMAGE", "busybox:1.36"),
             status_interval_s=_float(env, "VOICE_OPERATOR_STATUS_INTERVAL", 10.0),

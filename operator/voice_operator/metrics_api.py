@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +41,14 @@ def parse_selector(raw: str) -> dict[str, str]:
             raise ValueError(f"unsupported label selector term {part!r}")
         labels[key.strip()] = value.strip()
     return labels
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _peer_certificate(request: web.Request) -> bool:
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    return bool(ssl_object is not None and ssl_object.getpeercert())
 
 
 def status_error(code: int, reason: str, message: str) -> web.Response:
@@ -125,7 +133,16 @@ def external_metrics_app(rt: Runtime) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    @web.middleware
+    async def only_the_aggregator(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """With a client CA set, metric reads need a client certificate it signed (the API server's
+        front-proxy certificate); the TLS handshake has verified any certificate presented."""
+        if rt.config.client_ca and request.path.startswith(BASE) and not _peer_certificate(request):
+            metrics.METRIC_REQUESTS.labels("unauthorized").inc()
+            return status_error(401, "Unauthorized", "a client certificate is required")
+        return await handler(request)
+
+    app = web.Application(middlewares=[only_the_aggregator])
     app.router.add_get(BASE, get_discovery)
     app.router.add_get(BASE + "/namespaces/{namespace}/{metric}", get_metric)
     app.router.add_get("/healthz", healthz)
@@ -147,6 +164,10 @@ async def start_servers(rt: Runtime) -> list[web.AppRunner]:
     if cfg.tls_cert and cfg.tls_key:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        if cfg.client_ca:
+            # Optional at the handshake so probes reach /healthz; the middleware guards the API.
+            tls.verify_mode = ssl.CERT_OPTIONAL
+            tls.load_verify_locations(cfg.client_ca)
     runners = []
     for app, port, ctx in (
         (external_metrics_app(rt), cfg.external_metrics_port, tls),

@@ -44,6 +44,7 @@ def test_values_are_parsed() -> None:
         ({"VOICE_OPERATOR_STANDALONE": "maybe"}, "VOICE_OPERATOR_STANDALONE"),
         ({"VOICE_OPERATOR_TLS_CERT": "/tls/crt"}, "VOICE_OPERATOR_TLS_KEY"),
         ({"VOICE_OPERATOR_LOG_FORMAT": "xml"}, "VOICE_OPERATOR_LOG_FORMAT"),
+        ({"VOICE_OPERATOR_CLIENT_CA": "/ca.crt"}, "VOICE_OPERATOR_CLIENT_CA"),
         ({"VOICE_OPERATOR_LOG_LEVEL": "loud"}, "VOICE_OPERATOR_LOG_LEVEL"),
     ],
 )
