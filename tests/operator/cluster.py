@@ -10,7 +10,10 @@ adds in the test fixture (the operator itself is not patched in any way):
 * the status subresource: writes to /status change only .status, other writes never touch .status;
 * JSON-patch (application/json-patch+json, with its "test" op), which kopf uses for finalizers;
 * ownerReference garbage collection (the cascade a real cluster's garbage collector does);
-* core Namespace objects: kmock reads /api/v1/namespaces/NAME as "namespace NAME" and fails.
+* core Namespace objects: kmock reads /api/v1/namespaces/NAME as "namespace NAME" and fails;
+* watches from a list's resourceVersion (kmock replays every object to every watch), typed lists;
+* cheap reaction matching: kmock scans every request ever recorded for each new one, so only the
+  requests in flight stay recorded there; `log` keeps the full history for assertions.
 """
 
 import copy
