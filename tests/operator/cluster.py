@@ -53,7 +53,8 @@ def load_yaml_documents(path: pathlib.Path) -> list[dict[str, Any]]:
 
 
 def crds() -> list[dict[str, Any]]:
-    return [doc for p in sorted(CRD_DIR.glob("*.yaml")) for doc in load_yaml_documents(p)]
+    docs = [doc for p in sorted(CRD_DIR.glob("*.yaml")) for doc in load_yaml_documents(p)]
+    return [doc for doc in docs if doc.get("kind") == "CustomResourceDefinition"]
 
 
 def merge_diff(old: Any, new: Any) -> Any:

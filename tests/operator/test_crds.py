@@ -1,6 +1,9 @@
 """The CRDs as the API server would enforce them: structure, defaults, CEL rules, columns, subresources."""
 
+import pathlib
 import re
+import subprocess
+import sys
 from typing import Any
 
 import kubernetes_validate
@@ -208,3 +211,14 @@ def test_the_documented_examples_are_admitted_and_reconcilable() -> None:
         assert errors == [], example["kind"]
         parse = parse_pool_spec if example["kind"] == "VoiceAgentPool" else parse_profile_spec
         parse(stored["spec"])
+
+
+def test_kustomize_renders_every_crd_in_the_directory() -> None:
+    kubectl = pathlib.Path(sys.executable).parent / "kubectl"
+    result = subprocess.run(
+        [str(kubectl), "kustomize", str(ROOT / "crds")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = sorted(d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout) if d)
+    assert rendered == sorted(d["metadata"]["name"] for d in crds())
+    assert len(rendered) == 4
