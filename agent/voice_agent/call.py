@@ -55,6 +55,9 @@ class Call:
     ) -> None:
         self.id = record.id
         self.record = record
+        # A call starts without media whatever the stored record says: a peer never outlives the
+        # process that made it, so a resumed session must offer again.
+        record.peer_connections = {}
         self.settings = settings
         self.store = store
         self._on_gone = on_gone
@@ -173,6 +176,8 @@ class Call:
             "expires_at": self.record.expires_at.isoformat(),
             "history": [m.model_dump() for m in self.record.history],
             "ice_servers": self.settings.public_ice_servers(),
+            # Whether this agent holds media for the session right now ({} = send an offer).
+            "peer_connections": self.record.peer_connections,
         }
 
     # --- signaling ----------------------------------------------------------------------------

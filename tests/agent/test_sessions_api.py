@@ -141,6 +141,7 @@ async def test_suspended_session_resumes_on_reconnect(agent: AgentProcess, http:
     session = (await again.next_event(lambda e: e["type"] == "session"))["session"]
     assert session["id"] == sid
     assert [m["role"] for m in session["history"]][:2] == ["user", "assistant"], "history must survive"
+    assert session["peer_connections"] == {}, "a resumed call holds no media until the client offers"
     await again.send({"type": "text", "text": "please repeat what I said"})
     reply = await again.next_event(lambda e: e["type"] == "ai_response" and e["final"], timeout=20)
     assert "hello" in reply["text"].lower(), reply
