@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from voice_agent.providers.resilience import Failure, RetryPolicy, failure_from_status, parse_retry_after
+from voice_agent.providers.resilience import CallPolicy, Failure, failure_from_status, parse_retry_after
 
 
 @pytest.mark.parametrize(
@@ -28,14 +28,14 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 
 def test_policy_honours_retry_after_with_jitter_on_top() -> None:
-    policy = RetryPolicy(max_retries=2, max_wait_s=4.0, base_s=0.2)
+    policy = CallPolicy(max_retries=2, max_wait_s=4.0, base_s=0.2)
     limited = Failure("rate_limited", 429, retry_after=1.0)
     assert policy.delay(0, limited, rand=lambda: 0.0) == 1.0
     assert policy.delay(0, limited, rand=lambda: 1.0) == pytest.approx(1.2)
 
 
 def test_policy_backoff_is_jittered_and_capped() -> None:
-    policy = RetryPolicy(max_retries=10, max_wait_s=1.0, base_s=0.2)
+    policy = CallPolicy(max_retries=10, max_wait_s=1.0, base_s=0.2)
     down = Failure("unavailable", 503)
     assert policy.delay(0, down, rand=lambda: 0.0) == pytest.approx(0.1)
     assert policy.delay(0, down, rand=lambda: 1.0) == pytest.approx(0.2)
@@ -43,7 +43,7 @@ def test_policy_backoff_is_jittered_and_capped() -> None:
 
 
 def test_policy_gives_up() -> None:
-    policy = RetryPolicy(max_retries=2, max_wait_s=4.0)
+    policy = CallPolicy(max_retries=2, max_wait_s=4.0)
     assert policy.delay(2, Failure("unavailable")) is None  # bounded
     assert policy.delay(0, Failure("rate_limited", 429, retry_after=30)) is None  # too long to wait
     for kind in ("auth", "timeout", "rejected", "dropped", "bad_response"):

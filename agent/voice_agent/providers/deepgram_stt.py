@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from voice_agent.providers.base import InterimCallback
-from voice_agent.providers.resilience import Failure, RetryPolicy, Telemetry, failure_from_status
+from voice_agent.providers.resilience import CallPolicy, Failure, Telemetry, failure_from_status
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class DeepgramStream:
         self._link.wake()
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._p.timeout_s):
+            async with asyncio.timeout(self._p.policy.timeout_s):
                 await self._utt.done.wait()
             self._p.telemetry.observe("finalize", time.monotonic() - started)
         except TimeoutError:
@@ -332,8 +332,7 @@ class DeepgramSTT:
         client: Any,
         model: str,
         language: str,
-        policy: RetryPolicy,
-        timeout_s: float,
+        policy: CallPolicy,
         keepalive_s: float = 5.0,
         idle_close_s: float = 60.0,
     ) -> None:
@@ -341,7 +340,6 @@ class DeepgramSTT:
         self._model = model
         self._language = language
         self.policy = policy
-        self.timeout_s = timeout_s
         self.keepalive_s = keepalive_s
         self.idle_close_s = idle_close_s
         self.telemetry = Telemetry(self.name, "stt")
@@ -356,7 +354,7 @@ class DeepgramSTT:
         while True:
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(self.policy.timeout_s):
                     socket = await stack.enter_async_context(
                         self._client.listen.v1.connect(
                             model=self._model,
@@ -427,12 +425,11 @@ def build_deepgram_stt(
     base_url: str | None,
     model: str,
     language: str,
-    policy: RetryPolicy,
-    timeout_s: float,
+    policy: CallPolicy,
     keepalive_s: float,
     idle_close_s: float,
 ) -> DeepgramSTT:
     from deepgram import AsyncDeepgramClient
 
     client = AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
-    return DeepgramSTT(client, model, language, policy, timeout_s, keepalive_s, idle_close_s)
+    return DeepgramSTT(client, model, language, policy, keepalive_s, idle_close_s)

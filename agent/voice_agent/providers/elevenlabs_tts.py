@@ -13,8 +13,8 @@ from typing import Any
 
 from voice_agent.providers.base import Served
 from voice_agent.providers.resilience import (
+    CallPolicy,
     Failure,
-    RetryPolicy,
     Telemetry,
     failure_from_status,
     http_limits,
@@ -64,8 +64,7 @@ class ElevenLabsTTS:
         voice_id: str,
         model: str,
         output_format: str,
-        policy: RetryPolicy,
-        timeout_s: float,
+        policy: CallPolicy,
     ) -> None:
         self._client = client
         self._http = http
@@ -74,7 +73,6 @@ class ElevenLabsTTS:
         self._output_format = output_format
         self.sample_rate = int(output_format.removeprefix("pcm_"))
         self._policy = policy
-        self._timeout_s = timeout_s
         self.telemetry = Telemetry(self.name, "tts")
 
     async def _audio(self, text: str) -> AsyncIterator[bytes]:
@@ -100,9 +98,7 @@ class ElevenLabsTTS:
 
     def synthesize(self, text: str, served: Served | None = None) -> AsyncGenerator[bytes, None]:
         text = " ".join(text.split())[:MAX_CHARS]
-        return resilient_stream(
-            self.telemetry, self._policy, self._timeout_s, lambda: self._audio(text), classify
-        )
+        return resilient_stream(self.telemetry, self._policy, lambda: self._audio(text), classify)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -114,12 +110,11 @@ def build_elevenlabs_tts(
     voice_id: str,
     model: str,
     output_format: str,
-    policy: RetryPolicy,
-    timeout_s: float,
+    policy: CallPolicy,
 ) -> ElevenLabsTTS:
     import httpx
     from elevenlabs import AsyncElevenLabs
 
-    http = httpx.AsyncClient(timeout=timeout_s, limits=http_limits(), follow_redirects=True)
-    client = AsyncElevenLabs(api_key=api_key, base_url=base_url, timeout=timeout_s, httpx_client=http)
-    return ElevenLabsTTS(client, http, voice_id, model, output_format, policy, timeout_s)
+    http = httpx.AsyncClient(timeout=policy.timeout_s, limits=http_limits(), follow_redirects=True)
+    client = AsyncElevenLabs(api_key=api_key, base_url=base_url, timeout=policy.timeout_s, httpx_client=http)
+    return ElevenLabsTTS(client, http, voice_id, model, output_format, policy)

@@ -7,7 +7,7 @@ them. A configured provider whose key is missing has already failed in `Settings
 from __future__ import annotations
 
 from voice_agent.providers.base import LLMProvider, ProviderError, Providers, STTProvider, TTSProvider
-from voice_agent.providers.resilience import RetryPolicy
+from voice_agent.providers.resilience import CallPolicy
 from voice_agent.settings import ConfigError, Settings
 
 
@@ -25,7 +25,7 @@ def _local_tts() -> TTSProvider:
         raise ConfigError(f"VOICE_TTS=local: {exc.message}") from None
 
 
-def _stt(settings: Settings, policy: RetryPolicy) -> STTProvider:
+def _stt(settings: Settings, policy: CallPolicy) -> STTProvider:
     from voice_agent.providers.local_stt import PocketSphinxSTT
 
     local = PocketSphinxSTT(settings.stt_decoders)
@@ -39,7 +39,6 @@ def _stt(settings: Settings, policy: RetryPolicy) -> STTProvider:
         settings.deepgram_model,
         settings.deepgram_language,
         policy,
-        settings.provider_timeout_s,
         settings.deepgram_keepalive_s,
         settings.deepgram_idle_close_s,
     )
@@ -50,7 +49,7 @@ def _stt(settings: Settings, policy: RetryPolicy) -> STTProvider:
     return FallbackSTT(cloud, local)
 
 
-def _llm(settings: Settings, policy: RetryPolicy) -> LLMProvider:
+def _llm(settings: Settings, policy: CallPolicy) -> LLMProvider:
     from voice_agent.providers.local_llm import LocalResponder
 
     if settings.llm == "local":
@@ -67,7 +66,6 @@ def _llm(settings: Settings, policy: RetryPolicy) -> LLMProvider:
         settings.llm_max_history_tokens,
         settings.llm_max_tokens,
         policy,
-        settings.provider_timeout_s,
     )
     if not settings.llm_fallback:
         return cloud
@@ -76,7 +74,7 @@ def _llm(settings: Settings, policy: RetryPolicy) -> LLMProvider:
     return FallbackLLM(cloud, LocalResponder())
 
 
-def _tts(settings: Settings, policy: RetryPolicy) -> TTSProvider:
+def _tts(settings: Settings, policy: CallPolicy) -> TTSProvider:
     if settings.tts == "local":
         return _local_tts()
     from voice_agent.providers.elevenlabs_tts import build_elevenlabs_tts
@@ -88,7 +86,6 @@ def _tts(settings: Settings, policy: RetryPolicy) -> TTSProvider:
         settings.elevenlabs_model,
         settings.elevenlabs_output_format,
         policy,
-        settings.provider_timeout_s,
     )
     if not settings.tts_fallback:
         return cloud
@@ -99,7 +96,11 @@ def _tts(settings: Settings, policy: RetryPolicy) -> TTSProvider:
 
 def build_providers(settings: Settings) -> Providers:
     settings.check_providers()
-    policy = RetryPolicy(settings.provider_max_retries, settings.provider_retry_max_wait_s)
+    policy = CallPolicy(
+        max_retries=settings.provider_max_retries,
+        max_wait_s=settings.provider_retry_max_wait_s,
+        timeout_s=settings.provider_timeout_s,
+    )
     try:
         return Providers(stt=_stt(settings, policy), llm=_llm(settings, policy), tts=_tts(settings, policy))
     except ImportError as exc:

@@ -17,8 +17,8 @@ from typing import Any
 from voice_agent.models import Message
 from voice_agent.providers.base import Served
 from voice_agent.providers.resilience import (
+    CallPolicy,
     Failure,
-    RetryPolicy,
     Telemetry,
     failure_from_status,
     http_limits,
@@ -84,8 +84,7 @@ class ChatCompletionsLLM:
         system_prompt: str,
         max_history_tokens: int,
         max_tokens: int,
-        policy: RetryPolicy,
-        timeout_s: float,
+        policy: CallPolicy,
     ) -> None:
         self.name = name
         self._client = client
@@ -94,7 +93,6 @@ class ChatCompletionsLLM:
         self._max_history_tokens = max_history_tokens
         self._max_tokens = max_tokens
         self._policy = policy
-        self._timeout_s = timeout_s
         self._classify = classify(sdk)
         self.telemetry = Telemetry(name, "llm")
 
@@ -116,9 +114,7 @@ class ChatCompletionsLLM:
 
     def stream(self, messages: Sequence[Message], served: Served | None = None) -> AsyncGenerator[str, None]:
         request = budget_messages(self._system_prompt, messages, self._max_history_tokens)
-        return resilient_stream(
-            self.telemetry, self._policy, self._timeout_s, lambda: self._tokens(request), self._classify
-        )
+        return resilient_stream(self.telemetry, self._policy, lambda: self._tokens(request), self._classify)
 
     async def close(self) -> None:
         await self._client.close()
@@ -132,16 +128,15 @@ def build_chat_llm(
     system_prompt: str,
     max_history_tokens: int,
     max_tokens: int,
-    policy: RetryPolicy,
-    timeout_s: float,
+    policy: CallPolicy,
 ) -> ChatCompletionsLLM:
     """`provider` is "groq" or "openai"; the SDK of that name is used, pointed at `base_url`."""
     sdk = importlib.import_module(provider)
     client_class = sdk.AsyncGroq if provider == "groq" else sdk.AsyncOpenAI
-    http = sdk.DefaultAsyncHttpxClient(limits=http_limits(), timeout=timeout_s)
+    http = sdk.DefaultAsyncHttpxClient(limits=http_limits(), timeout=policy.timeout_s)
     client = client_class(
-        api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s, http_client=http
+        api_key=api_key, base_url=base_url, max_retries=0, timeout=policy.timeout_s, http_client=http
     )
     return ChatCompletionsLLM(
-        provider, sdk, client, model, system_prompt, max_history_tokens, max_tokens, policy, timeout_s
+        provider, sdk, client, model, system_prompt, max_history_tokens, max_tokens, policy
     )

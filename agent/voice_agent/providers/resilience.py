@@ -90,16 +90,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries for rate limits and outages, before the first result only.
+class CallPolicy:
+    """How every provider request is bounded: the wait for each next result, and retries.
 
-    A Retry-After longer than `max_wait_s` is not waited for: a caller on a live call is better
-    served by an error (or the offline fallback) now than by an answer in half a minute.
+    Retries are for rate limits and outages, before the first result only. A Retry-After longer
+    than `max_wait_s` is not waited for: a caller on a live call is better served by an error (or
+    the offline fallback) now than by an answer in half a minute.
     """
 
     max_retries: int = 2
     max_wait_s: float = 4.0
     base_s: float = 0.2
+    timeout_s: float = 10.0
 
     def delay(
         self, attempt: int, failure: Failure, rand: Callable[[], float] = random.random
@@ -190,8 +192,7 @@ async def close_quietly(upstream: AsyncIterator[T]) -> None:
 
 async def resilient_stream(
     telemetry: Telemetry,
-    policy: RetryPolicy,
-    timeout_s: float,
+    policy: CallPolicy,
     open_upstream: Callable[[], AsyncIterator[T]],
     classify: Classifier,
 ) -> AsyncGenerator[T, None]:
@@ -205,7 +206,7 @@ async def resilient_stream(
         while True:
             upstream = open_upstream()
             try:
-                first = await next_item(upstream, timeout_s, classify, started=False)
+                first = await next_item(upstream, policy.timeout_s, classify, started=False)
                 break
             except StopAsyncIteration:
                 await close_quietly(upstream)
@@ -226,7 +227,7 @@ async def resilient_stream(
             yield first
             while True:
                 try:
-                    item = await next_item(upstream, timeout_s, classify, started=True)
+                    item = await next_item(upstream, policy.timeout_s, classify, started=True)
                 except StopAsyncIteration:
                     return
                 except Failure as failure:

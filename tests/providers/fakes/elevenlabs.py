@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,7 +60,11 @@ class FakeElevenLabs(HttpFake):
         rate = PCM_RATES.get(request.query.get("output_format", ""))
         if rate is None or not isinstance(body.get("text"), str) or not body["text"].strip():
             return self.reject(rec, 422)
-        pcm = await asyncio.to_thread(speech, body["text"], rate)
+        try:
+            pcm = await asyncio.to_thread(speech, body["text"], rate)
+        except asyncio.CancelledError:  # the caller went away while the speech was being made
+            rec.outcome, rec.ended = "client_closed", time.monotonic()
+            raise
         return await self.stream(request, rec, fault, self._chunks(pcm, rate), b"")
 
     async def _chunks(self, pcm: bytes, rate: int) -> AsyncIterator[bytes]:
