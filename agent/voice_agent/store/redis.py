@@ -8,6 +8,7 @@ while live calls carry on.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
@@ -117,11 +118,12 @@ class RedisSessionStore:
         await self.client.aclose()
         await self.client.connection_pool.disconnect()
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout_s: float = 0.5) -> bool:
+        """Bounded: a black-holed Redis must not make /health (a liveness probe) hang."""
         try:
-            async with self._op("ping"):
+            async with asyncio.timeout(timeout_s), self._op("ping"):
                 return bool(await self.client.ping())
-        except StoreUnavailable:
+        except (StoreUnavailable, TimeoutError):
             return False
 
     def holds(self, session_id: str) -> bool:
