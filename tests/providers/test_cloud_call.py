@@ -109,8 +109,8 @@ async def test_spoken_turn_then_typed_turn_through_all_three_providers(cloud: Cl
             "linear16",
             "16000",
         )
-        assert cloud.deepgram.utterances[0]["transcript"] == "What time is it?"
-        assert cloud.deepgram.utterances[0]["bytes"] >= 16000  # about a second of speech at 16 kHz
+        assert cloud.deepgram.utterances[-1]["transcript"] == "What time is it?"
+        assert cloud.deepgram.utterances[-1]["bytes"] >= 16000  # about a second of speech at 16 kHz
 
         first = cloud.chat.records[-1]
         assert first.headers["Authorization"] == f"Bearer {GROQ_KEY}"
@@ -203,6 +203,17 @@ async def test_barge_in_closes_the_llm_stream_upstream(cloud: Cloud) -> None:
 
 
 async def test_keys_never_reach_logs_or_metrics(cloud: Cloud) -> None:
+    client = await call(cloud)  # this test makes its own traffic: a rejected and an answered turn
+    try:
+        cloud.chat.fail_next(Fault(status=401))
+        await client.send({"type": "text", "text": "what time is it"})
+        await client.wait_for(lambda e: e["type"] == "error", timeout=20)
+        await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=20)
+        mark = len(client.events)
+        await client.send({"type": "text", "text": "what time is it"})
+        await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], after=mark, timeout=20)
+    finally:
+        await client.close()
     async with httpx.AsyncClient(timeout=10) as http:
         metrics = (await http.get(cloud.agent.url + "/metrics")).text
     assert 'voice_provider_request_seconds_count{phase="first",provider="groq",stage="llm"}' in metrics
