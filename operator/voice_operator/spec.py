@@ -157,7 +157,8 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     limits = resources.get("limits")
     if limits is not None:
         lim = _dict(limits, "spec.resources.limits")
-        if str(lim.get("cpu")) != cpu or str(lim.get("memory")) != memory:
+        # Compared as written, like the CRD's CEL rule (self.limits == self.requests): 2 != "2".
+        if dict(lim) != dict(requests):
             raise SpecError("resources.limits must equal resources.requests (Guaranteed QoS)")
 
     providers_raw = _dict(raw.get("providers"), "spec.providers")

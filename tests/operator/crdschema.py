@@ -7,6 +7,7 @@ does.
 """
 
 import copy
+import functools
 from typing import Any
 
 import celpy
@@ -56,10 +57,17 @@ def apply_defaults(node: Schema, value: Any) -> Any:
     return value
 
 
-def _cel_errors(node: Schema, value: Any, path: str, env: celpy.Environment) -> list[str]:
+@functools.cache
+def _program(rule: str) -> celpy.Runner:
+    """Compiled once per rule: cel-python's parser is slow."""
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _cel_errors(node: Schema, value: Any, path: str) -> list[str]:
     errors = []
     for rule in node.get("x-kubernetes-validations") or []:
-        program = env.program(env.compile(rule["rule"]))
+        program = _program(rule["rule"])
         try:
             result = program.evaluate({"self": json_to_cel(value)})
             ok = isinstance(result, celtypes.BoolType) and bool(result)
@@ -77,10 +85,10 @@ def _cel_errors(node: Schema, value: Any, path: str, env: celpy.Environment) -> 
                 else None
             )
             if child is not None:
-                errors += _cel_errors(child, sub, f"{path}.{key}" if path else key, env)
+                errors += _cel_errors(child, sub, f"{path}.{key}" if path else key)
     elif isinstance(value, list) and isinstance(node.get("items"), dict):
         for i, item in enumerate(value):
-            errors += _cel_errors(node["items"], item, f"{path}[{i}]", env)
+            errors += _cel_errors(node["items"], item, f"{path}[{i}]")
     return errors
 
 
@@ -93,5 +101,5 @@ def admit(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
         for e in validator.iter_errors(defaulted)
     ]
-    errors += _cel_errors(root, defaulted, "", celpy.Environment())
+    errors += _cel_errors(root, defaulted, "")
     return defaulted, errors

@@ -9,6 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.operator import crdschema, samples
 from tests.operator.cluster import ROOT, crds
@@ -222,3 +224,57 @@ def test_kustomize_renders_every_crd_in_the_directory() -> None:
     rendered = sorted(d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout) if d)
     assert rendered == sorted(d["metadata"]["name"] for d in crds())
     assert len(rendered) == 4
+
+
+# Formats and enums are the schema's alone (the operator passes them through); the properties here
+# are the rules both enforce.
+CPU = st.one_of(st.sampled_from(["1", "2", "500m", "1.5"]), st.integers(1, 8))
+MEMORY = st.sampled_from(["2Gi", "512Mi", "1G", "4Gi"])
+SPECS = st.fixed_dictionaries(
+    {},
+    optional={
+        "replicas": st.fixed_dictionaries(
+            {}, optional={"min": st.integers(-2, 12), "max": st.integers(-2, 12)}
+        ),
+        "sessionsPerAgent": st.integers(-2, 50),
+        "bufferSessions": st.one_of(
+            st.integers(-3, 20), st.sampled_from(["0%", "25%", "150%", "lots", "-5%", "5"])
+        ),
+        "resources": st.fixed_dictionaries(
+            {"requests": st.fixed_dictionaries({"cpu": CPU, "memory": MEMORY})},
+            optional={"limits": st.fixed_dictionaries({"cpu": CPU, "memory": MEMORY})},
+        ),
+        "providers": st.fixed_dictionaries(
+            {},
+            optional={
+                "llm": st.fixed_dictionaries(
+                    {"provider": st.sampled_from(["local", "groq", "openai"])},
+                    optional={"secretRef": st.just({"name": "llm"})},
+                )
+            },
+        ),
+        "redis": st.one_of(
+            st.just({"url": "redis://r:6379"}),
+            st.just({"url": "redis://r:6379", "tls": True}),
+            st.just({"url": "rediss://r:6379", "tls": True}),
+            st.just({"secretRef": {"name": "redis"}}),
+            st.just({"url": "redis://r:6379", "secretRef": {"name": "redis"}}),
+            st.just({}),
+        ),
+    },
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=SPECS)
+def test_schema_and_operator_agree_on_what_is_valid(spec: dict[str, Any]) -> None:
+    """Whatever the API server admits, the operator reconciles; whatever it refuses, so does the operator."""
+    body = samples.pool()
+    body["spec"].update(spec)
+    stored, errors = crdschema.admit(body)
+    try:
+        parse_pool_spec(stored["spec"] if not errors else body["spec"])
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == (errors == []), errors
