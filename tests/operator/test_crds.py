@@ -16,12 +16,14 @@ from tests.operator import crdschema, samples
 from tests.operator.cluster import ROOT, crds
 from voice_operator.spec import SYSCTL_ALLOWLIST, parse_pool_spec, parse_profile_spec
 
-K8S_VERSION = "1.33"
+# The oldest Kubernetes the manifests support (docs/deploy.md) and the newest the validator knows.
+K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 
 
 @pytest.mark.parametrize("doc", crds(), ids=lambda d: d["metadata"]["name"])
 def test_every_crd_is_a_valid_apiextensions_v1_object(doc: dict[str, Any]) -> None:
-    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_pool_crd_names_scope_columns_and_subresources() -> None:

@@ -19,7 +19,8 @@ from voice_operator.resources.deployment import render_deployment
 from voice_operator.resources.pool import render_pool
 from voice_operator.spec import PoolSpec, parse_pool_spec, parse_profile_spec
 
-K8S_VERSION = "1.33"
+# The oldest Kubernetes the manifests support (docs/deploy.md) and the newest the validator knows.
+K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 POOL_OWNER = Owner(kind=c.POOL_KIND, name="cloud", uid="uid-pool", namespace="voice")
 PROFILE_OWNER = Owner(kind=c.PROFILE_KIND, name="realtime", uid="uid-profile")
 
@@ -58,7 +59,8 @@ def all_objects() -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("obj", all_objects(), ids=lambda o: o["kind"])
 def test_every_rendered_object_validates_against_kubernetes(obj: dict[str, Any]) -> None:
-    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_pool_renders_its_five_objects_in_creation_order_all_owned_by_the_pool() -> None:
