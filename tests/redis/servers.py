@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
 
 from tests.support.procs import AgentProcess, free_port
 from voice_agent import redis_keys as keys
+from voice_agent.client import VoiceClient
 
 
 @dataclass
@@ -149,6 +151,23 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "con
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout}s")
         time.sleep(0.05)
+
+
+async def owned_session(agents: list[AgentProcess]) -> tuple[dict[str, Any], AgentProcess, AgentProcess]:
+    """A session created through the first agent, the agent that owns it, and another agent."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(agents[0].url + "/v2/sessions")
+    resp.raise_for_status()
+    session: dict[str, Any] = resp.json()
+    owner = next(a for a in agents if agent_id_of(a) == session["owner"])
+    return session, owner, next(a for a in agents if a is not owner)
+
+
+def client_at(agent: AgentProcess, session: dict[str, Any]) -> VoiceClient:
+    """A voice client for an existing session whose WebSocket goes to `agent`."""
+    client = VoiceClient(agent.url)
+    client.session = session
+    return client
 
 
 def agent_id_of(agent: AgentProcess) -> str:

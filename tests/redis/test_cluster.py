@@ -11,11 +11,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.redis.servers import (
+    RedisServer,
+    agent_id_of,
+    client_at,
+    owned_session,
+    redis_server,
+    start_agents,
+    stop_all,
+    wait_until,
+)
 from tests.support.procs import AgentProcess
 from tests.support.speech import overlap, synth
 from voice_agent import redis_keys as keys
-from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-cluster")]
 
@@ -91,15 +99,8 @@ async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> No
 
 
 async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
-        resp = await http.post(cluster.agents[0].url + "/v2/sessions")
-    assert resp.status_code == 201
-    session = resp.json()
-    owner = cluster.ids[session["owner"]]
-    edge = next(a for a in cluster.agents if a is not owner)
-
-    client = VoiceClient(edge.url)
-    client.session = session
+    session, owner, edge = await owned_session(cluster.agents)
+    client = client_at(edge, session)
     try:
         await client.connect()  # WebSocket on the edge; offer/answer/ICE go through Redis to the owner
         first = await client.wait_for(lambda e: e["type"] == "session")

@@ -9,10 +9,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.redis.servers import (
+    RedisServer,
+    agent_id_of,
+    client_at,
+    redis_server,
+    start_agents,
+    stop_all,
+    wait_until,
+)
 from tests.support.procs import AgentProcess
 from voice_agent import redis_keys as keys
-from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]
 
@@ -40,8 +47,7 @@ async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_cle
                 break
         assert session["owner"] == draining_id
 
-        client = VoiceClient(draining.url)
-        client.session = session
+        client = client_at(draining, session)
         try:
             await client.connect()
             await client.wait_media()

@@ -7,13 +7,20 @@ import json
 import signal
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.redis.servers import (
+    RedisServer,
+    agent_id_of,
+    client_at,
+    owned_session,
+    redis_server,
+    start_agents,
+    stop_all,
+    wait_until,
+)
 from tests.support.procs import AgentProcess
 from voice_agent import redis_keys as keys
-from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-failover")]
 
@@ -38,13 +45,8 @@ async def test_owner_killed_mid_call_session_resumes_on_another_agent_with_histo
     pair: tuple[RedisServer, list[AgentProcess]],
 ) -> None:
     server, agents = pair
-    async with httpx.AsyncClient(timeout=10) as http:
-        session = (await http.post(agents[0].url + "/v2/sessions")).json()
-    owner = next(a for a in agents if agent_id_of(a) == session["owner"])
-    survivor = next(a for a in agents if a is not owner)
-
-    first = VoiceClient(owner.url)
-    first.session = session
+    session, owner, survivor = await owned_session(agents)
+    first = client_at(owner, session)
     await first.connect()
     await first.wait_media()
     await first.send({"type": "text", "text": "remember the word pineapple"})
@@ -58,8 +60,7 @@ async def test_owner_killed_mid_call_session_resumes_on_another_agent_with_histo
     owner.proc.wait(10)
     await first.close()
 
-    second = VoiceClient(survivor.url)
-    second.session = session
+    second = client_at(survivor, session)
     try:
         await second.connect(session["id"], negotiate=False)
         resumed = await second.wait_for(lambda e: e["type"] == "session", timeout=10)
@@ -95,13 +96,8 @@ async def test_relayed_client_is_told_when_owner_dies_and_resumes_on_its_edge(
     pair: tuple[RedisServer, list[AgentProcess]],
 ) -> None:
     server, agents = pair
-    async with httpx.AsyncClient(timeout=10) as http:
-        session = (await http.post(agents[0].url + "/v2/sessions")).json()
-    owner = next(a for a in agents if agent_id_of(a) == session["owner"])
-    edge = next(a for a in agents if a is not owner)
-
-    relayed = VoiceClient(edge.url)
-    relayed.session = session
+    session, owner, edge = await owned_session(agents)
+    relayed = client_at(edge, session)
     try:
         await relayed.connect(negotiate=False)
         await relayed.wait_for(lambda e: e["type"] == "session")
@@ -117,8 +113,7 @@ async def test_relayed_client_is_told_when_owner_dies_and_resumes_on_its_edge(
     finally:
         await relayed.close()
 
-    again = VoiceClient(edge.url)
-    again.session = session
+    again = client_at(edge, session)
     try:
         await again.connect(negotiate=False)
         resumed = await again.wait_for(lambda e: e["type"] == "session")
