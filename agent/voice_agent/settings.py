@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     deepgram_language: str = "en"
     deepgram_keepalive_s: float = Field(5.0, gt=0, le=9)
     deepgram_idle_close_s: float = Field(60.0, gt=0)
+    # Who ends a turn: the local VAD's silence only, or also the STT provider's own endpointing
+    # (Deepgram speech_final / UtteranceEnd), whichever comes first.
+    stt_endpointing: Literal["vad", "provider"] = "vad"
+    deepgram_endpointing_ms: int = Field(300, ge=10, le=5000)
     groq_model: str = "llama-3.1-8b-instant"
     openai_model: str = "gpt-4o-mini"
     llm_system_prompt: str = (
@@ -143,6 +147,10 @@ class Settings(BaseSettings):
         for (stage, provider), (env, key) in needs.items():
             if getattr(self, stage) == provider and (key is None or not key.get_secret_value()):
                 raise ConfigError(f"VOICE_{stage.upper()}={provider} needs {env} to be set")
+        if self.stt_endpointing == "provider" and self.stt == "local":
+            raise ConfigError(
+                "VOICE_STT_ENDPOINTING=provider needs an STT that endpoints (VOICE_STT=deepgram)"
+            )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -234,3 +234,41 @@ async def test_offline_fallback_answers_when_groq_is_down(tmp_path: Path) -> Non
             assert not any(e["type"] == "error" for e in client.events)
         finally:
             await client.close()
+
+
+@pytest.fixture(scope="module")
+def endpointing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    # The local VAD alone would wait 4 s of silence: a turn that ends sooner was ended by Deepgram.
+    with cloud_agent(
+        tmp_path_factory.mktemp("endpointing"),
+        voice_stt_endpointing="provider",
+        voice_deepgram_endpointing_ms="300",
+        voice_end_of_turn_silence_ms="4000",
+    ) as c:
+        yield c
+
+
+async def test_deepgram_endpointing_ends_the_turn_before_the_local_vad(endpointing: Cloud) -> None:
+    endpointing.deepgram.transcripts = ["What time is it?"]
+    client = await call(endpointing)
+    try:
+        pcm, rate = synth("hello, what time is it")
+        uid = client.say(pcm, rate)
+        spoken = await client.speech_ended(uid)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=20)
+        assert final["text"] == "What time is it?"
+        assert final["_at"] - spoken < 3.0, "the turn waited for the VAD, not for Deepgram's endpoint"
+        reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=20)
+        assert reply["text"] == REPLY
+        listen = endpointing.deepgram.records[-1]
+        assert (listen.query["endpointing"], listen.query["utterance_end_ms"]) == ("300", "1000")
+        assert endpointing.deepgram.endpoints == 1
+    finally:
+        await client.close()
+
+
+def test_provider_endpointing_needs_a_provider_that_endpoints() -> None:
+    from voice_agent.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="VOICE_STT_ENDPOINTING=provider"):
+        load_settings(stt="local", stt_endpointing="provider")

@@ -118,3 +118,17 @@ async def test_pause_and_resume_are_announced_before_the_turn_ends() -> None:
         "UserPausedFrame",
         "UserStoppedSpeakingFrame",
     ]
+
+
+async def test_an_stt_endpoint_ends_the_turn_before_the_silence_runs_out() -> None:
+    vad, sink, clock = make(silence_ms=2000)
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * 3)
+    last_voiced = clock.t - 3 * FRAME_MS / 1000
+    vad.request_end()
+    await feed(vad, clock, [SILENT])
+    stop = sink.frames[-1]
+    assert isinstance(stop, UserStoppedSpeakingFrame)
+    assert abs(stop.at - last_voiced) < 1e-9
+    vad.request_end()  # not speaking: nothing to end, and no stale request for the next turn
+    await feed(vad, clock, [VOICED] * 3 + [SILENT] * 5)
+    assert vad.speaking and sink.kinds().count("UserStoppedSpeakingFrame") == 1

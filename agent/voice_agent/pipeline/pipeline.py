@@ -115,7 +115,9 @@ class Pipeline:
         llm, tts = PreemptiveLLM(providers.llm), PreemptiveTTS(providers.tts)
         self.preemption = Preemption(llm, tts)
         self._last_interim = ""
-        self.stt = STTProcessor(providers.stt, self._transcript, self._stt_error, self._new_turn)
+        self.stt = STTProcessor(
+            providers.stt, self._transcript, self._stt_error, self._new_turn, self.vad.request_end
+        )
         self.gate = _BargeInGate(self)
         self.llm = LLMProcessor(llm, self)
         self.tts = TTSProcessor(tts, self)

@@ -37,7 +37,9 @@ class STTProcessor(FrameProcessor):
         on_transcript: TranscriptSink,
         on_error: ErrorSink,
         next_turn: Callable[[], int],
+        on_endpoint: Callable[[], None] | None = None,
     ) -> None:
+        self._on_endpoint = on_endpoint
         super().__init__()
         self._provider = provider
         self._on_transcript = on_transcript
@@ -62,7 +64,9 @@ class STTProcessor(FrameProcessor):
         if self._stream is not None:
             await self._stream.aclose()
         try:
-            self._stream = await self._provider.open_stream(self._interim, self._speaker_state)
+            self._stream = await self._provider.open_stream(
+                self._interim, self._speaker_state, self._on_endpoint
+            )
             self._failed = False
         except ProviderError as exc:
             self._stream = None

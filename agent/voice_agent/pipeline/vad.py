@@ -54,6 +54,12 @@ class VADProcessor(FrameProcessor):
         self._silence = 0
         self._utt_frames = 0
         self._last_voiced_at = 0.0
+        self._end_requested = False
+
+    def request_end(self) -> None:
+        """The STT provider endpointed: end the turn at the next frame (in order with the audio)."""
+        if self.speaking:
+            self._end_requested = True
 
     def is_speech(self, pcm: bytes) -> bool:
         return bool(self._vad.is_speech(pcm, PIPELINE_RATE))
@@ -88,7 +94,8 @@ class VADProcessor(FrameProcessor):
             self._silence += 1
             if self._silence == self._pause_frames:
                 await self.push(UserPausedFrame(at=self._last_voiced_at))
-        if self._silence >= self._stop_frames or self._utt_frames >= self._max_frames:
+        if self._end_requested or self._silence >= self._stop_frames or self._utt_frames >= self._max_frames:
+            self._end_requested = False
             self.speaking = False
             self._run = 0
             await self.push(UserStoppedSpeakingFrame(at=self._last_voiced_at))

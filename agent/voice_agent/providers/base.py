@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from voice_agent.models import Message
 
 InterimCallback = Callable[[str], None]
+# The provider heard the end of the user's turn (its own endpointing), ahead of the local VAD.
+EndpointCallback = Callable[[], None]
 
 
 class ProviderError(Exception):
@@ -61,7 +63,9 @@ class STTProvider(Protocol):
 
     async def close(self) -> None: ...
 
-    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> STTStream:
+    async def open_stream(
+        self, on_interim: InterimCallback, state: dict[str, Any], on_endpoint: EndpointCallback | None = None
+    ) -> STTStream:
         """`state` is the session's own dict: a provider may keep per-speaker adaptation there."""
         ...
 

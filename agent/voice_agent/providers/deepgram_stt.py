@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from voice_agent.providers.base import InterimCallback
+from voice_agent.providers.base import EndpointCallback, InterimCallback
 from voice_agent.providers.resilience import CallPolicy, Failure, Telemetry, failure_from_status
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,11 @@ def classify(exc: Exception) -> Failure:
 class _Utterance:
     """Audio and results of one utterance; survives reconnects (audio is replayed)."""
 
-    def __init__(self, on_interim: InterimCallback, telemetry: Telemetry) -> None:
+    def __init__(
+        self, on_interim: InterimCallback, telemetry: Telemetry, on_endpoint: EndpointCallback | None = None
+    ) -> None:
+        self.on_endpoint = on_endpoint
+        self.endpointed = False
         self.audio = bytearray()
         self.sent = 0
         self.finish_requested = False
@@ -74,7 +78,9 @@ class _Utterance:
         self.finals.clear()
         self.partial = ""
 
-    def result(self, transcript: str, is_final: bool, from_finalize: bool) -> None:
+    def result(
+        self, transcript: str, is_final: bool, from_finalize: bool, speech_final: bool = False
+    ) -> None:
         self.request.first_result()
         if is_final:
             if transcript:
@@ -88,6 +94,14 @@ class _Utterance:
             self._on_interim(view)
         if from_finalize:
             self.done.set()
+        elif speech_final and self.text():
+            self.endpoint()
+
+    def endpoint(self) -> None:
+        """Deepgram's endpointing says the turn ended: tell the pipeline once per utterance."""
+        if self.on_endpoint is not None and not self.endpointed and not self.finish_requested:
+            self.endpointed = True
+            self.on_endpoint()
 
     def fail(self, failure: Failure) -> None:
         if self.failure is None and not self.done.is_set():
@@ -251,8 +265,11 @@ class _Link:
         kind = getattr(message, "type", None)
         if kind == "Error":
             raise Failure("rejected")
+        if kind == "UtteranceEnd" and self.utt is not None and self.utt.text(with_partial=True):
+            self.utt.endpoint()  # the word-gap signal, for noisy audio where speech_final never comes
+            return
         if kind != "Results":
-            return  # Metadata, UtteranceEnd, SpeechStarted: nothing to do with local VAD turns
+            return  # Metadata, SpeechStarted: nothing to do with turns
         try:
             transcript = message.channel.alternatives[0].transcript if message.channel.alternatives else ""
         except (AttributeError, IndexError, TypeError):
@@ -261,7 +278,12 @@ class _Link:
             raise Failure("bad_response")
         utt = self.utt
         if utt is not None:
-            utt.result(transcript.strip(), bool(message.is_final), bool(message.from_finalize))
+            utt.result(
+                transcript.strip(),
+                bool(message.is_final),
+                bool(message.from_finalize),
+                bool(getattr(message, "speech_final", False)),
+            )
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
@@ -335,7 +357,11 @@ class DeepgramSTT:
         policy: CallPolicy,
         keepalive_s: float = 5.0,
         idle_close_s: float = 60.0,
+        endpointing_ms: int = 0,
     ) -> None:
+        # > 0: ask Deepgram to endpoint (speech_final after this much silence, plus UtteranceEnd)
+        # and end turns on it, ahead of the local VAD's end-of-turn silence.
+        self._endpointing_ms = endpointing_ms
         self._client = client
         self._model = model
         self._language = language
@@ -365,6 +391,7 @@ class DeepgramSTT:
                             interim_results="true",
                             punctuate="true",
                             smart_format="true",
+                            **self._endpointing_params(),
                         )
                     )
                 self.telemetry.observe("connect", time.monotonic() - started)
@@ -380,10 +407,18 @@ class DeepgramSTT:
             attempt += 1
             await asyncio.sleep(delay)
 
+    def _endpointing_params(self) -> dict[str, str]:
+        if not self._endpointing_ms:
+            return {}
+        # utterance_end_ms has a floor of 1000 at Deepgram; it backs speech_final up in noise.
+        return {"endpointing": str(self._endpointing_ms), "utterance_end_ms": "1000"}
+
     def forget(self, link: _Link) -> None:
         self._links.discard(link)
 
-    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> DeepgramStream:
+    async def open_stream(
+        self, on_interim: InterimCallback, state: dict[str, Any], on_endpoint: EndpointCallback | None = None
+    ) -> DeepgramStream:
         link: _Link | None = state.get(STATE_KEY)
         if link is None or link not in self._links or link.busy or link.retire:
             if link is not None and link.busy:
@@ -391,7 +426,7 @@ class DeepgramSTT:
             link = _Link(self)
             self._links.add(link)
             state[STATE_KEY] = link
-        utt = _Utterance(on_interim, self.telemetry)
+        utt = _Utterance(on_interim, self.telemetry, on_endpoint if self._endpointing_ms else None)
         link.attach(utt)
         return DeepgramStream(self, link, utt)
 
@@ -428,8 +463,9 @@ def build_deepgram_stt(
     policy: CallPolicy,
     keepalive_s: float,
     idle_close_s: float,
+    endpointing_ms: int = 0,
 ) -> DeepgramSTT:
     from deepgram import AsyncDeepgramClient
 
     client = AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
-    return DeepgramSTT(client, model, language, policy, keepalive_s, idle_close_s)
+    return DeepgramSTT(client, model, language, policy, keepalive_s, idle_close_s, endpointing_ms)

@@ -41,6 +41,7 @@ def _stt(settings: Settings, policy: CallPolicy) -> STTProvider:
         policy,
         settings.deepgram_keepalive_s,
         settings.deepgram_idle_close_s,
+        settings.deepgram_endpointing_ms if settings.stt_endpointing == "provider" else 0,
     )
     if not settings.stt_fallback:
         return cloud

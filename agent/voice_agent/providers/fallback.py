@@ -21,6 +21,7 @@ from voice_agent import metrics
 from voice_agent.audio import PcmResampler
 from voice_agent.models import Message
 from voice_agent.providers.base import (
+    EndpointCallback,
     InterimCallback,
     LLMProvider,
     ProviderError,
@@ -225,11 +226,13 @@ class FallbackSTT:
         await self.primary.start()
         await self.fallback.start()
 
-    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> FallbackSTTStream:
+    async def open_stream(
+        self, on_interim: InterimCallback, state: dict[str, Any], on_endpoint: EndpointCallback | None = None
+    ) -> FallbackSTTStream:
         code = "provider_skipped"
         if self.breaker.allow():
             try:
-                stream = await self.primary.open_stream(on_interim, state)
+                stream = await self.primary.open_stream(on_interim, state, on_endpoint)
                 return FallbackSTTStream(self, stream, on_interim, state)
             except ProviderError as exc:
                 self.breaker.failed()

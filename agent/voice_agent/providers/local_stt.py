@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from voice_agent.providers.base import InterimCallback
+from voice_agent.providers.base import EndpointCallback, InterimCallback
 
 log = logging.getLogger(__name__)
 
@@ -155,5 +155,8 @@ class PocketSphinxSTT:
     async def release(self, state: dict[str, Any]) -> None:
         return None
 
-    async def open_stream(self, on_interim: InterimCallback, state: dict[str, Any]) -> PocketSphinxStream:
+    async def open_stream(
+        self, on_interim: InterimCallback, state: dict[str, Any], on_endpoint: EndpointCallback | None = None
+    ) -> PocketSphinxStream:
+        """pocketsphinx has no endpointing of its own: turns end by the local VAD."""
         return PocketSphinxStream(self._pool, on_interim, state)

@@ -2,7 +2,9 @@
 
 Client -> server: binary audio, and JSON control messages {"type": "KeepAlive" | "Finalize" |
 "CloseStream"}. Server -> client: "Results" (interim, then is_final; the one answering a Finalize
-carries from_finalize=true), "Metadata" when the stream closes. Auth: `Authorization: Token <key>`
+carries from_finalize=true), "Metadata" when the stream closes. With `endpointing=<ms>` in the
+query, an utterance whose audio ends in that much silence gets its final result at once with
+speech_final=true, as Deepgram's endpointing does. Auth: `Authorization: Token <key>`
 checked at the handshake, which is refused with an HTTP status (401, 429 + Retry-After).
 
 It does not recognize speech: each utterance (audio up to a Finalize) is answered with the next
@@ -47,6 +49,7 @@ class FakeDeepgram(FakeBase):
         self.segment_words = 0  # > 0: like Deepgram's own endpointing, finalize words mid-utterance
         self.keepalives = 0
         self.finalizes = 0
+        self.endpoints = 0  # utterances answered by endpointing (speech_final) before any Finalize
         self.utterances: list[dict[str, Any]] = []  # {"bytes", "rms", "transcript"} per Finalize
         self._server: Server | None = None
         self._connections: set[ServerConnection] = set()
@@ -100,6 +103,8 @@ class FakeDeepgram(FakeBase):
         sent_audio = 0.0  # seconds of audio before the current utterance
         interims = 0
         committed = 0  # words of this utterance already sent in is_final results
+        endpointing_s = int(rec.query.get("endpointing", "0")) / 1000
+        endpointed = False
         request_id = str(uuid.uuid4())
         try:
             async for message in ws:
@@ -124,6 +129,20 @@ class FakeDeepgram(FakeBase):
                                 pass
                             return
                     seconds = len(utt) / (2 * rate)
+                    tail = int(endpointing_s * rate) * 2
+                    if (
+                        endpointing_s
+                        and not endpointed
+                        and interims
+                        and len(utt) > tail
+                        and rms(utt[-tail:]) < SPEECH_RMS
+                    ):
+                        endpointed = True
+                        self.endpoints += 1
+                        rest = " ".join(self._peek().split()[committed:])
+                        committed = len(self._peek().split())
+                        await ws.send(self._results(rest, sent_audio, seconds, True, False, request_id, True))
+                        continue
                     if seconds >= (interims + 1) * INTERIM_EVERY_S and rms(utt) >= SPEECH_RMS:
                         interims += 1
                         words = self._peek().split()
@@ -159,6 +178,7 @@ class FakeDeepgram(FakeBase):
                     sent_audio += seconds
                     utt.clear()
                     interims = committed = 0
+                    endpointed = False
                 elif kind == "CloseStream":
                     await ws.send(self._metadata(request_id, sent_audio + len(utt) / (2 * rate)))
                     await ws.close()
@@ -178,7 +198,14 @@ class FakeDeepgram(FakeBase):
         return self.transcripts.pop(0) if self.transcripts else self.default_transcript
 
     def _results(
-        self, text: str, start: float, duration: float, is_final: bool, from_finalize: bool, request_id: str
+        self,
+        text: str,
+        start: float,
+        duration: float,
+        is_final: bool,
+        from_finalize: bool,
+        request_id: str,
+        speech_final: bool = False,
     ) -> str:
         words = text.split()
         step = duration / max(len(words), 1)
@@ -189,7 +216,7 @@ class FakeDeepgram(FakeBase):
                 "duration": round(duration, 3),
                 "start": round(start, 3),
                 "is_final": is_final,
-                "speech_final": is_final,
+                "speech_final": speech_final,
                 "from_finalize": from_finalize,
                 "channel": {
                     "alternatives": [
