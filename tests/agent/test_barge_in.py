@@ -13,8 +13,10 @@ from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
-# Frames already in flight (RTP transit + the receiver's jitter buffer) when the agent stops.
-IN_FLIGHT_S = 0.25
+# Frames already in flight when the agent stops (RTP transit, the receiver's jitter buffer, and on
+# a loaded CI machine the client's own scheduling). How fast it stops is a benchmark (bench.agent);
+# this test is about whether it stops and stays silent while the user talks.
+IN_FLIGHT_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,8 @@ async def test_speaking_over_the_agent_stops_its_audio_and_is_answered(agent: Ag
         # Let about a second of the story arrive, then talk over it.
         await client.wait_voiced(50, after=speaking["_at"], timeout=15)
 
-        pcm, rate = synth("hello there")
+        # Long enough that the silence it must get is well beyond the frames in flight.
+        pcm, rate = synth("hello there, I would like to ask you something about the weather today")
         uid = client.say(pcm, rate)
         ack = await client.wait_for(
             lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
