@@ -33,3 +33,32 @@ def test_speech_round_trips_and_idle_silence_skips_the_encoder() -> None:
     assert np.abs(tail).max() < 50, "silence decodes to silence"
     again = bytes(enc.encode(tone, 20 * 960))
     assert again not in silent, "speech after silence is encoded for real"
+
+
+async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkeypatch: object) -> None:
+    import voice_agent.pipeline.output as output
+    from voice_agent.pipeline.output import AIGeneratedAudioTrack
+
+    now = [100.0]
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+
+    monkeypatch.setattr(output.asyncio, "sleep", fake_sleep)  # type: ignore[attr-defined]
+    track = AIGeneratedAudioTrack("s", clock=lambda: now[0], count_metrics=False)
+    for _ in range(251):
+        await track.recv_pcm()
+    assert abs(now[0] - (100.0 + 250 * 0.02)) < 1e-6, "5 s of frames take exactly 5 s: no drift"
+
+    now[0] += 0.05  # a 50 ms hiccup: the next frames catch up, then pacing resumes on the same grid
+    for _ in range(10):
+        await track.recv_pcm()
+    assert abs(now[0] - (100.0 + 260 * 0.02)) < 1e-6
+    assert track.late_resyncs == 0
+
+    now[0] += 0.5  # a long stall: no burst of 25 frames, the clock is re-anchored instead
+    before = now[0]
+    await track.recv_pcm()
+    assert track.late_resyncs == 1 and now[0] == before
+    await track.recv_pcm()
+    assert abs(now[0] - (before + 0.02)) < 1e-6, "after re-anchoring, frames are paced again"
