@@ -3,6 +3,10 @@
 The pipeline reports events from the audio path; it must never wait on a slow client. Events go
 into a bounded queue drained by one writer task; a client that stops reading until the queue is
 full is disconnected (it can reconnect and resume) instead of growing memory without bound.
+
+A connection we closed (replaced, or too slow) stops being served even if the client neither
+reads nor sends: otherwise a client that stopped reading pins its handler (and its send buffer)
+for as long as it keeps the TCP connection open.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import logging
 import time
 from typing import Any
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE_MAX = 1000
+# How long a closing connection may take to flush its last events and close frame.
+CLOSE_FLUSH_S = 2.0
 
 
 class TokenBucket:
@@ -52,7 +59,23 @@ class ClientConnection:
         self.limiter = TokenBucket(rate, burst)
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(SEND_QUEUE_MAX)
         self._writer = asyncio.create_task(self._write(), name="ws-writer")
+        self._gone = asyncio.Event()
         self.closed = False
+
+    async def receive(self) -> Message | None:
+        """The client's next ASGI message, or None once we closed this connection."""
+        if not self.closed:
+            incoming = asyncio.ensure_future(self.ws.receive())
+            gone = asyncio.ensure_future(self._gone.wait())
+            await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if incoming.done():
+                return incoming.result()
+            incoming.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_S)
+        self._writer.cancel()
+        return None
 
     def send(self, event: dict[str, Any]) -> None:
         if self.closed:
@@ -67,6 +90,7 @@ class ClientConnection:
         if self.closed:
             return
         self.closed = True
+        self._gone.set()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(("close", (code, reason)))
         if self._queue.full():
@@ -76,7 +100,8 @@ class ClientConnection:
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await self.ws.close(code, reason)
+                # Bounded: closing waits for send room a client that stopped reading never makes.
+                await asyncio.wait_for(self.ws.close(code, reason), CLOSE_FLUSH_S)
 
     async def _write(self) -> None:
         while True:

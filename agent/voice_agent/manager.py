@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voice_agent import metrics
-from voice_agent.call import Call
+from voice_agent.call import CLOSE_ENDED, Call
 from voice_agent.models import SessionRecord
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
@@ -210,18 +210,28 @@ class CallManager:
                 log.warning("could not release session in redis; heartbeat will reconcile")
 
     async def end_session(self, session_id: str) -> bool:
+        """The client's socket is closed last: once it sees the close, the session is gone."""
         call = self.calls.get(session_id)
+        conn = call.conn if call is not None else None
         if call is not None:
+            call.conn = None
             await call.close("ended")
+        try:
+            return await self._end_record(session_id) or call is not None
+        finally:
+            if conn is not None:
+                await conn.aclose(CLOSE_ENDED, "ended")
+
+    async def _end_record(self, session_id: str) -> bool:
         if self.redis is None:
-            return await self.store.delete(session_id) or call is not None
+            return await self.store.delete(session_id)
         try:
             owner = await self.redis.end(session_id)
         except StoreUnavailable:
             raise _unavailable() from None
         if owner and owner != self.settings.agent_id and self.relay is not None:
             await self.relay.send(owner, "end", session_id, "", {})
-        return owner is not None or call is not None
+        return owner is not None
 
     async def end_local(self, session_id: str) -> None:
         """The session was ended through another agent: stop its call here."""

@@ -134,7 +134,7 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
         await call.attach(conn)
         try:
             await _receive_loop(
-                ws, conn, settings.max_frame_bytes, lambda msg: handle(call, conn, msg, manager.end_session)
+                conn, settings.max_frame_bytes, lambda msg: handle(call, conn, msg, manager.end_session)
             )
         finally:
             call.detach(conn)
@@ -153,25 +153,24 @@ async def _serve_relayed(
         return
     log.info("relaying signaling", extra={"owner": owner.agent_id})
     try:
-        await _receive_loop(ws, conn, manager.settings.max_frame_bytes, edge.forward)
+        await _receive_loop(conn, manager.settings.max_frame_bytes, edge.forward)
     finally:
         await edge.close()
         await conn.aclose(CLOSE_OWNER_GONE, "relay closed")
 
 
 async def _receive_loop(
-    ws: WebSocket,
     conn: ClientConnection,
     max_bytes: int,
     on_message: Callable[[dict[str, Any]], Awaitable[bool]],
 ) -> None:
     limited_at = -FLOOD_QUIET_S
-    while not conn.closed:
+    while True:
         try:
-            event = await ws.receive()
+            event = await conn.receive()
         except (WebSocketDisconnect, RuntimeError):
             return
-        if event["type"] == "websocket.disconnect":
+        if event is None or event["type"] == "websocket.disconnect":
             return
         if not conn.limiter.take():
             metrics.SIGNALING_MESSAGES.labels("rate_limited").inc()

@@ -68,6 +68,7 @@ async def test_creation_rate_is_per_address_with_retry_after(http: httpx.AsyncCl
 @pytest.mark.parametrize(
     "header",
     [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"bearer {TOKEN[:-1]}", "Bearer"],
+    ids=["none", "wrong", "basic-scheme", "longer", "shorter", "empty"],
 )
 async def test_session_creation_and_listing_need_the_token(agent: AgentProcess, header: str | None) -> None:
     headers = {**client_ip(), **({"authorization": header} if header else {})}
