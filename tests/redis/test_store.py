@@ -181,3 +181,19 @@ async def test_heartbeat_reconciles_and_reports_lost_records(server: RedisServer
     await a.save(kept)  # the live call writes it back
     assert (await a.get(kept.id)) is not None
     assert (await a.agents())["a"]["sessions"] == "1"
+
+
+async def test_stale_agent_drops_out_of_the_pool(server: RedisServer, agents: Agents) -> None:
+    a = await agents.add("a", capacity=1)
+    b = await agents.add("b", capacity=1)
+    await b.heartbeat("http://b", 200, [])  # b stops beating: its entry lapses after 200 ms
+    alive_b = keys.agent_alive_key(POOL, "b")
+    for _ in range(100):  # bounded: 5 s
+        if not server.client().exists(alive_b):
+            break
+        await asyncio.sleep(0.05)
+    assert await a.allocate(new_record()) == "a"
+    assert await a.allocate(new_record()) is None, "a is full and b is stale"
+    assert "b" not in server.client().zrange(keys.agents_key(POOL), 0, -1), "the allocation pruned b"
+    await b.heartbeat("http://b", 3000, [])  # it comes back: registered again
+    assert await a.allocate(new_record()) == "b"
