@@ -45,9 +45,9 @@ async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
     elif updated:
         kopf.event(body, type="Normal", reason="Updated", message=f"updated {', '.join(updated)}")
     entry = rt.pool(*key)
-    if entry.problems != before:  # warnings become Events: once per change, not per resync
+    if entry.problems != before:  # logged once per change (the Degraded event comes with the status)
         for problem in entry.problems:
-            logger.warning("pool degraded: %s", problem.message)
+            logger.info("pool degraded: %s", problem.message)
     await refresh_pool(rt, entry)
 
 
