@@ -46,3 +46,11 @@ async def wait_status(cluster: Cluster, name: str, what: str, check: Any, namesp
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
     return result
+
+
+def events_of(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in cluster.live("v1/events")
+        if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == name
+    ]

@@ -4,7 +4,7 @@ import base64
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+from tests.operator.expect import POOLS, condition, events_of, wait_owned, wait_status
 from tests.operator.harness import Kube, OperatorProcess, StartOperator, wait_for
 
 SECRETS = ("dg-key-0c1f9a", "el-key-77be2d", "redis-pass-5e8c1b", "turn-cred-a91d04")
@@ -40,6 +40,8 @@ async def test_missing_secrets_and_profile_degrade_the_pool_until_they_exist(
         assert f"Secret default/{name} not found" in message
     assert "NodeTuningProfile realtime not found" in message
     assert condition(body, "Degraded")["status"] == "True"
+    warned = await wait_for(lambda: events_of(cluster, "cloud", "SecretNotFound"), 10, "a Warning event")
+    assert len(warned) == 1 and warned[0]["type"] == "Warning"
 
     # Secrets appear, one without the key the pool names.
     await kube.create("v1/secrets", secret("deepgram", **{"api-key": SECRETS[0]}))

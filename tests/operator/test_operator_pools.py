@@ -16,6 +16,7 @@ from tests.operator.expect import (
     POOLS,
     condition,
     container,
+    events_of,
     owned_objects,
     wait_owned,
     wait_status,
@@ -167,14 +168,6 @@ async def test_operator_restart_resumes_without_duplicate_objects_or_writes(
 async def _resumed_twice(op: Any) -> bool:
     value = await op.metric("voicepool_operator_reconciles_total", kind="VoiceAgentPool", result="ok")
     return value is not None and value >= 2
-
-
-def events_of(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in cluster.live("v1/events")
-        if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == name
-    ]
 
 
 def all_owned(cluster: Cluster) -> list[dict[str, Any]]:
