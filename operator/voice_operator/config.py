@@ -81,6 +81,13 @@ class OperatorConfig:
         if bool(cert) != bool(key):
             raise ConfigError("VOICE_OPERATOR_TLS_CERT and VOICE_OPERATOR_TLS_KEY must be set together")
         client_ca = env.get("VOICE_OPERATOR_CLIENT_CA") or None
+        for name, path in (
+            ("VOICE_OPERATOR_TLS_CERT", cert),
+            ("VOICE_OPERATOR_TLS_KEY", key),
+            ("VOICE_OPERATOR_CLIENT_CA", client_ca),
+        ):
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{name}: no such file {path!r}")
         if client_ca and not cert:
             raise ConfigError(
                 "VOICE_OPERATOR_CLIENT_CA needs VOICE_OPERATOR_TLS_CERT and VOICE_OPERATOR_TLS_KEY"

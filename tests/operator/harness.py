@@ -83,10 +83,24 @@ class Kube:
 
 
 class OperatorProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], log: pathlib.Path, ports: dict[str, int]) -> None:
-        self.proc = proc
-        self.log = log
-        self.ports = ports
+    """`python -m voice_operator` against the cluster in `kubeconfig`, on free loopback ports."""
+
+    def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path, extra: dict[str, str]) -> None:
+        self.kubeconfig, self.log, self.extra = kubeconfig, log, extra
+        self.spawns = 0
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.spawns += 1
+        self.ports = {"metrics": free_port(), "external": free_port(), "health": free_port()}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "voice_operator"],
+                env=operator_env(self.kubeconfig, self.ports, **self.extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
 
     @property
     def external_url(self) -> str:
@@ -130,6 +144,10 @@ class OperatorProcess:
 
     async def wait_started(self, timeout: float = 20.0) -> None:
         async def up() -> bool:
+            exited = self.proc.poll() is not None
+            if exited and self.spawns < 3 and "address already in use" in self.log_text().lower():
+                self._spawn()  # another test process took a port between its pick and our bind
+                return False
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"operator exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}"
@@ -186,17 +204,7 @@ StartOperator = Callable[..., OperatorProcess]
 
 
 def launch_operator(kubeconfig: pathlib.Path, log: pathlib.Path, **extra: str) -> OperatorProcess:
-    """`python -m voice_operator` against the cluster in `kubeconfig`, on free loopback ports."""
-    ports = {"metrics": free_port(), "external": free_port(), "health": free_port()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voice_operator"],
-            env=operator_env(kubeconfig, ports, **extra),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    return OperatorProcess(proc, log, ports)
+    return OperatorProcess(kubeconfig, log, extra)
 
 
 class RedisServer:

@@ -30,7 +30,9 @@ def on_login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     return login(settings)
 
 
-@kopf.on.startup()
+# A port already taken or an unreadable certificate is fatal: exit (and be restarted, visibly)
+# rather than kopf's default of retrying the startup every minute while handling nothing.
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
 async def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     config = OperatorConfig.from_env()
     rt = Runtime(
