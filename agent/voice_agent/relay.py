@@ -29,7 +29,7 @@ from voice_agent.call import Call
 from voice_agent.connection import ClientConnection
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
-from voice_agent.store.redis_metrics import RELAY_SECONDS, RELAYED_MESSAGES
+from voice_agent.store.redis_metrics import RELAY_LINKS, RELAY_SECONDS, RELAYED_MESSAGES
 
 if TYPE_CHECKING:
     from voice_agent.manager import CallManager
@@ -68,6 +68,7 @@ class RemoteConnection:
         self.closed = True
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(("close", {"code": code, "reason": reason}))
+        self._link.stop()  # the edge sends nothing more once it is told to close: end the link here
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         self.close_soon(code, reason)
@@ -183,6 +184,8 @@ class Relay:
         self.edges: dict[str, EdgeLink] = {}
         self.owned: dict[str, OwnerLink] = {}
         self.subscribed = asyncio.Event()
+        RELAY_LINKS.labels("edge").set_function(lambda: len(self.edges))
+        RELAY_LINKS.labels("owner").set_function(lambda: len(self.owned))
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 

@@ -45,6 +45,10 @@ def active(agent: AgentProcess) -> int:
     return int(httpx.get(agent.url + "/health").json()["active_sessions"])
 
 
+def scrape(agent: AgentProcess) -> str:
+    return httpx.get(agent.url + "/metrics").text
+
+
 def has_active(agent: AgentProcess, count: int) -> bool:
     return active(agent) == count
 
@@ -118,6 +122,15 @@ async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) 
         mark = len(client.events)
         await client.send({"type": "ping", "ts": 1})
         await client.wait_for(lambda e: e["type"] == "pong", after=mark)
+
+        # A second relayed socket for the session replaces the first (4409), across agents too.
+        second = client_at(edge, session)
+        try:
+            await second.connect(negotiate=False)
+            await second.wait_for(lambda e: e["type"] == "session")
+            assert await client.wait_closed(10) == 4409
+        finally:
+            await second.close()
     finally:
         await client.close()
 
@@ -130,6 +143,9 @@ async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) 
     # The edge relayed; the owner ran the call: after the client leaves, the owner suspends it.
     await asyncio.to_thread(wait_until, lambda: active(owner) == 0, 10.0, "call suspended")
     assert cluster.loads()[session["owner"]] == 0
+    for agent, role in ((owner, "owner"), (edge, "edge")):  # no link outlives its connection
+        metrics_text = await asyncio.to_thread(scrape, agent)
+        assert f'voice_redis_relay_links{{role="{role}"}} 0.0' in metrics_text
     async with httpx.AsyncClient(timeout=10) as http:
         stored = (await http.get(edge.url + f"/v2/sessions/{session['id']}")).json()
     assert stored["turns"] == 1 and stored["status"] == "disconnected"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REDIS_OP_SECONDS = Histogram(
     "voice_redis_operation_seconds",
@@ -16,5 +16,8 @@ RELAY_SECONDS = Histogram(
     "Publish -> receive time of a relayed signaling message (wall clocks of two agents)",
     ["direction"],
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+RELAY_LINKS = Gauge(
+    "voice_redis_relay_links", "Relayed client connections (edge: socket here; owner: call here)", ["role"]
 )
 RELAYED_MESSAGES = Counter("voice_redis_relayed_messages_total", "Relay messages by kind", ["kind"])
