@@ -70,6 +70,12 @@ class RemoteConnection:
             self._queue.put_nowait(("close", {"code": code, "reason": reason}))
         self._link.stop()  # the edge sends nothing more once it is told to close: end the link here
 
+    def drop(self) -> None:
+        """The edge is gone (bye, or dead): nothing more to send; a pending close still flushes."""
+        if not self.closed:
+            self.closed = True
+            self._writer.cancel()
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         self.close_soon(code, reason)
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -138,6 +144,7 @@ class OwnerLink:
         finally:
             if call is not None:
                 call.detach(self.conn)
+            self.conn.drop()
             self.relay.owned.pop(self.id, None)
 
 
