@@ -1,0 +1,211 @@
+"""Faults on loopback during real calls: a provider failing mid-stream, lost packets on the media
+path, a client process killed without closing anything. (Redis killed and restarted mid-call and
+agent kill -9 with resume are in tests/redis: test_outage.py, test_failover.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiortc.rtp import is_rtcp
+
+from tests.providers.conftest import KEYS
+from tests.providers.fakes.base import Fault
+from tests.providers.test_cloud_call import REPLY, Cloud, cloud_agent
+from tests.support.procs import ROOT, AgentProcess, running_agent
+from tests.support.prom import scrape
+from tests.support.speech import overlap, synth, transcribe
+from tests.support.ws import Signaling
+from voice_agent.client import VoiceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-faults")]
+
+# 5% loss, evenly spread. Beyond ~10% the offline recognizer (pocketsphinx) starts to mishear
+# (docs/reliability.md has the figures); the transport itself copes.
+LOSS_EVERY = int(os.environ.get("VOICE_TEST_LOSS_EVERY", "20"))
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    with cloud_agent(tmp_path_factory.mktemp("cloud"), voice_reconnect_grace_s="1") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s="1") as proc:
+        yield proc
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def released(url: str) -> bool:
+    m = await scrape(url)
+    names = (
+        "webrtc_websocket_connections_total",
+        "webrtc_peer_connections_total",
+        "webrtc_active_sessions_total",
+    )
+    return all(m[n] == 0 for n in names)
+
+
+async def connected(url: str) -> VoiceClient:
+    client = VoiceClient(url)
+    await client.create_session()
+    await client.connect()
+    await client.wait_media()
+    return client
+
+
+async def turn(client: VoiceClient, text: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A typed turn: (errors during it, its final reply)."""
+    mark = len(client.events)
+    await client.send({"type": "text", "text": text})
+    reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30, after=mark)
+    await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "listening", 30, mark)
+    return [e for e in client.events[mark:] if e["type"] == "error"], reply
+
+
+@pytest.mark.parametrize(
+    ("fake", "fault", "code"),
+    [
+        ("chat", Fault(mode="drop", after=3), "llm_dropped"),
+        ("chat", Fault(mode="malformed", after=2), "llm_bad_response"),
+        ("elevenlabs", Fault(mode="drop", after=2), "tts_dropped"),
+    ],
+)
+async def test_provider_failing_mid_stream_is_an_error_event_and_the_call_goes_on(
+    cloud: Cloud, fake: str, fault: Fault, code: str
+) -> None:
+    client = await connected(cloud.agent.url)
+    try:
+        getattr(cloud, fake).fail_next(fault)
+        errors, _ = await turn(client, "what time is it")
+        assert [e["code"] for e in errors] == [code], errors
+        assert all(k not in e["message"] for e in errors for k in KEYS)
+        errors, reply = await turn(client, "what time is it")
+        assert not errors and reply["text"] == REPLY, (errors, reply)
+        await client.wait_for(lambda e: e["type"] == "metrics", timeout=30)
+    finally:
+        await client.close()
+    await until(lambda: released(cloud.agent.url), what="gauges back to zero")
+
+
+async def test_stt_stream_dropped_mid_utterance_is_replayed_without_the_user_noticing(cloud: Cloud) -> None:
+    cloud.deepgram.transcripts = ["What time is it?"]
+    client = await connected(cloud.agent.url)
+    pcm, rate = synth("hello, what time is it")
+    try:
+        streams = len(cloud.deepgram.records)
+        cloud.deepgram.fail_next(Fault(mode="drop", after=20))
+        client.say(pcm, rate)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=30)
+        assert final["text"] == "What time is it?"
+        reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30)
+        assert reply["text"] == REPLY
+        assert not [e for e in client.events if e["type"] == "error"]
+        assert len(cloud.deepgram.records) >= streams + 2, "the dropped stream was reopened"
+    finally:
+        await client.close()
+    await until(lambda: released(cloud.agent.url), what="gauges back to zero")
+
+
+def drop_outbound_rtp(client: VoiceClient, every: int) -> list[int]:
+    """Lose one in `every` of the client's outgoing RTP packets (by sequence number, so the pattern
+    is the same in every run), never RTCP; returns the running [sent, dropped] counts. Only the
+    client's network is made lossy: the agent's receive path is untouched."""
+    assert client.pc is not None
+    dtls = client.pc.getSenders()[0].transport
+    send = dtls._send_rtp
+    counts = [0, 0]
+
+    async def lossy(data: bytes) -> None:
+        if not is_rtcp(data):
+            counts[0] += 1
+            if int.from_bytes(data[2:4], "big") % every == 0:
+                counts[1] += 1
+                return
+        await send(data)
+
+    dtls._send_rtp = lossy
+    return counts
+
+
+async def lossy_turn(url: str) -> tuple[str, list[int]]:
+    """A spoken turn while the client's uplink loses packets: (what the agent heard, [sent, dropped]).
+    The agent's reply (on the loss-free downlink) must be complete and intelligible whatever it heard."""
+    client = await connected(url)
+    try:
+        counts = drop_outbound_rtp(client, LOSS_EVERY)
+        pcm, rate = synth("hello, what time is it")
+        client.say(pcm, rate)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=30)
+        reply = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30)
+        await client.wait_for(lambda e: e["type"] == "metrics", timeout=30)
+        heard = transcribe(client.recording.pcm_between(reply["_at"] - 1.0), 48000)
+        assert reply["text"] and overlap(reply["text"], heard) >= 0.5, (reply["text"], heard)
+        assert client.pc is not None and client.pc.connectionState == "connected"
+        sent, dropped = counts
+        assert sent > 50 and dropped >= sent // LOSS_EVERY - 1, counts
+        return str(final["text"]), counts
+    finally:
+        await client.close()
+        await until(lambda: released(url), what="gauges back to zero")
+
+
+async def test_lost_packets_on_the_uplink_the_call_survives_and_answers(agent: AgentProcess) -> None:
+    heard, _ = await lossy_turn(agent.url)
+    assert heard, "a turn was recognised despite the loss"
+
+
+@pytest.mark.xfail(
+    reason="aiortc's jitter buffer stalls on a gap until 16 packets later, then releases one frame "
+    "per packet: 5% loss makes pocketsphinx mishear (docs/reliability.md, 'Packet loss')",
+    strict=False,
+)
+async def test_lost_packets_on_the_uplink_the_user_is_still_understood(agent: AgentProcess) -> None:
+    heard, counts = await lossy_turn(agent.url)
+    assert overlap("time is it", heard) >= 0.66, (heard, counts)
+
+
+async def test_client_killed_without_closing_is_cleaned_up_and_resumable(agent: AgentProcess) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.reliability.vanishing_client",
+        agent.url,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        sid = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert sid, "client never finished its first turn"
+        during = await scrape(agent.url)
+        assert during["webrtc_peer_connections_total"] == 1
+        assert during["webrtc_websocket_connections_total"] == 1
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+    await until(lambda: released(agent.url), what="the vanished client's call released")
+    async with httpx.AsyncClient(base_url=agent.url, timeout=5) as http:
+        assert (await http.get(f"/v2/sessions/{sid}")).json()["status"] == "disconnected"
+    again = await Signaling.open(agent.url, sid)
+    session = (await again.next_event(lambda e: e["type"] == "session"))["session"]
+    assert session["history"][0]["content"] == "remember the word banana", "history survives the crash"
+    await again.send({"type": "end"})
+    await again.closed()
+    assert "Traceback" not in await asyncio.to_thread(agent.logs)
