@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Renders every deployable kustomization under manifests/ into OUTDIR (default build/manifests):
 # overlays/dev, overlays/prod, monitoring, examples -> OUTDIR/<name>.yaml.
-# The base references the CRDs in crds/ (their single source), outside the kustomization root,
-# hence --load-restrictor LoadRestrictionsNone.
+# The base takes the CRDs from crds/ (their single source) as a kustomization, so plain
+# `kubectl kustomize` (and `kubectl apply -k`) work.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/build/manifests}"
@@ -11,6 +11,6 @@ kubectl="${KUBECTL:-$root/.venv/bin/kubectl}"
 mkdir -p "$out"
 for dir in overlays/dev overlays/prod monitoring examples; do
   name="${dir##*/}"
-  "$kubectl" kustomize --load-restrictor LoadRestrictionsNone "$root/manifests/$dir" > "$out/$name.yaml"
+  "$kubectl" kustomize "$root/manifests/$dir" > "$out/$name.yaml"
   echo "rendered manifests/$dir -> $out/$name.yaml ($(grep -c '^kind:' "$out/$name.yaml") objects)"
 done

@@ -49,7 +49,7 @@ def _render(kustomization: str) -> tuple[Obj, ...]:
 def kustomize(directory: Path) -> list[Obj]:
     # The base references ../../crds/*.yaml (the CRDs' single source), outside its root.
     out = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
+        [kubectl(), "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
