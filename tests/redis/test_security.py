@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.redis.servers import RedisServer, make_tls, redis_server, start_agents, stop_all
 from tests.support.procs import AgentProcess
@@ -63,3 +64,34 @@ def test_tls_with_throwaway_ca(tmp_path: Path) -> None:
         code, logs = fails_at_start(tmp_path, server.url.replace(str(tls.ca), str(other_ca)))
         assert code == 2 and "REDIS_URL" in logs and "TLS" in logs, logs[-2000:]
         serves_sessions(tmp_path, server)
+
+
+AGENT_CATEGORIES = ["-@all", "+@read", "+@write", "+@scripting", "+@pubsub", "+@connection"]
+AGENT_CATEGORIES += ["+@transaction", "-@dangerous"]
+
+
+def test_least_privilege_acl_user(tmp_path: Path, auth_server: RedisServer) -> None:
+    """What docs/redis.md recommends: an ACL user limited to vp:* keys/channels, no dangerous commands."""
+    admin = auth_server.client()
+    admin.acl_setuser(
+        "voicepool",
+        enabled=True,
+        reset=True,
+        passwords=["+agent-pw"],
+        keys=["vp:*"],
+        channels=["vp:*"],
+        categories=AGENT_CATEGORIES,
+    )
+    url = f"redis://voicepool:agent-pw@127.0.0.1:{auth_server.port}/0"
+    agents = start_agents(tmp_path, auth_server, 1, prefix="acl", redis_url=url)
+    try:
+        resp = httpx.post(agents[0].url + "/v2/sessions", timeout=10)
+        assert resp.status_code == 201, resp.text
+        assert admin.hget(keys.session_key("default", resp.json()["id"]), "owner") == "acl-0"
+    finally:
+        stop_all(agents)
+    as_agent = redis.Redis.from_url(url, decode_responses=True)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_agent.flushall()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_agent.get("other-app:secret")
