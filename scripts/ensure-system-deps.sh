@@ -7,7 +7,7 @@ need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
 for profile in "$@"; do
   case "$profile" in
     run)  need flite flite ;;
-    test) need flite flite; need redis-server redis-server; need turnserver coturn
+    test) need flite flite; need redis-server redis-server; need turnserver coturn; need openssl openssl
           need chromium chromium; need sox sox ;;
     *) echo "ensure-system-deps: unknown profile '$profile'" >&2; exit 2 ;;
   esac
