@@ -9,7 +9,8 @@ baseline after the sessions end).
 Without --url it starts a local agent (offline providers). With --url it is a load generator
 against any deployment: `python -m bench.soak --url https://voice.example --sessions 20 --minutes 5`
 (the agent's /metrics must be reachable for the server-side figures; behind a load balancer they
-are those of whichever agent answers the scrape). Needs flite for the test speech.
+are those of whichever agent answers the scrape). VOICE_API_TOKEN in the environment is sent as the
+bearer token when creating sessions. Needs flite for the test speech.
 Results: bench/results/soak.json.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,8 +52,8 @@ class Session:
     client_v2v_ms: list[float] = field(default_factory=list)
 
 
-async def open_session(url: str, probe: bool) -> Session:
-    client = VoiceClient(url, record=probe)
+async def open_session(url: str, probe: bool, headers: dict[str, str]) -> Session:
+    client = VoiceClient(url, record=probe, headers=headers)
     await client.create_session()
     await client.connect()
     await client.wait_media(timeout=60)
@@ -111,12 +113,14 @@ def counter(m: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in m.items() if k.startswith(prefix) and not k.endswith("_created"))
 
 
-async def soak(url: str, sessions: int, seconds: float, every_s: float, sample_s: float) -> dict[str, Any]:
+async def soak(
+    url: str, sessions: int, seconds: float, every_s: float, sample_s: float, headers: dict[str, str]
+) -> dict[str, Any]:
     t0 = time.monotonic()
     before = await scrape(url)
     samples = [server_sample(before, t0)]
     opened = await asyncio.gather(
-        *(open_session(url, probe=(i == 0)) for i in range(sessions)), return_exceptions=True
+        *(open_session(url, i == 0, headers) for i in range(sessions)), return_exceptions=True
     )
     live = [s for s in opened if isinstance(s, Session)]
     open_failures = [repr(e)[:200] for e in opened if not isinstance(e, Session)]
@@ -211,12 +215,16 @@ async def settle(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.minutes * 60
+    token = os.environ.get("VOICE_API_TOKEN", "")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     if args.url:
-        return await soak(args.url.rstrip("/"), args.sessions, seconds, args.turn_every, args.sample_every)
+        return await soak(
+            args.url.rstrip("/"), args.sessions, seconds, args.turn_every, args.sample_every, headers
+        )
     with tempfile.TemporaryDirectory() as d:
         env = {"voice_max_sessions": str(args.sessions + 5), "voice_log_level": "WARNING"}
         with running_agent(Path(d), **env) as agent:
-            return await soak(agent.url, args.sessions, seconds, args.turn_every, args.sample_every)
+            return await soak(agent.url, args.sessions, seconds, args.turn_every, args.sample_every, headers)
 
 
 def rows_of(r: dict[str, Any]) -> list[tuple[str, str, str]]:
