@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.agent.test_signaling_errors import real_offer
 from tests.reliability import rawws
 from tests.reliability.sdp_strategies import hostile_sdp
 from tests.reliability.witness import Witness
@@ -53,17 +54,7 @@ def witness(agent: AgentProcess) -> Iterator[Witness]:
 @pytest.fixture(scope="module")
 def base_offer(witness: Witness) -> str:
     """A real aiortc offer without its host candidates (those name this machine's interfaces)."""
-    from aiortc import RTCPeerConnection
-
-    async def make() -> str:
-        pc = RTCPeerConnection()
-        pc.addTransceiver("audio", direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp = pc.localDescription.sdp
-        await pc.close()
-        return sdp
-
-    sdp = witness.run(make())
+    sdp = witness.run(real_offer())
     return "\r\n".join(ln for ln in sdp.split("\r\n") if not ln.startswith("a=candidate:"))
 
 
