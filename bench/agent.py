@@ -29,6 +29,8 @@ from tests.support.ws import Signaling
 from voice_agent.client import VoiceClient
 
 END_OF_TURN_MS = 500
+# One client drives every session here: the per-address creation limit would only measure itself.
+AGENT_ENV = {"voice_log_level": "WARNING", "voice_sessions_per_ip_per_min": "0"}
 PARTS = ["latency", "barge-in", "memory", "capacity"]
 
 
@@ -126,7 +128,7 @@ async def barge_in(url: str, trials: int) -> dict[str, Any]:
 
 async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
     """N connected calls, VAD on every inbound stream, one spoken turn in flight across the pool."""
-    with running_agent(tmp, voice_max_sessions=str(sessions + 5), voice_log_level="WARNING") as agent:
+    with running_agent(tmp, voice_max_sessions=str(sessions + 5), **AGENT_ENV) as agent:
         clients = await asyncio.gather(*(connected_client(agent.url, record=False) for _ in range(sessions)))
         pcm, rate = synth("what time is it")
         try:
@@ -171,7 +173,7 @@ async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
 
 
 async def memory(tmp: Path, idle: int, churn: int) -> dict[str, Any]:
-    with running_agent(tmp, voice_max_sessions=str(idle + 10), voice_log_level="WARNING") as agent:
+    with running_agent(tmp, voice_max_sessions=str(idle + 10), **AGENT_ENV) as agent:
         pid = agent.proc.pid
         base = rss_mb(pid)
         clients = await asyncio.gather(*(connected_client(agent.url) for _ in range(idle)))
@@ -213,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if {"latency", "barge-in"} & set(args.parts):
-            with running_agent(tmp, voice_log_level="WARNING") as agent:
+            with running_agent(tmp, **AGENT_ENV) as agent:
                 if "latency" in args.parts:
                     print("latency ...", flush=True)
                     out["latency"] = await latency(agent.url, args.turns)

@@ -55,10 +55,14 @@ async def measure(url: str, calls: int, turns: int, relay: bool) -> dict[str, An
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d, running_turnserver(Path(d)) as turn:
-        env = {"voice_ice_servers": json.dumps(turn.ice_servers()), "voice_log_level": "WARNING"}
+        env = {
+            "voice_ice_servers": json.dumps(turn.ice_servers()),
+            "voice_log_level": "WARNING",
+            "voice_sessions_per_ip_per_min": "0",
+        }
         with running_agent(Path(d), voice_ice_transport_policy="relay", **env) as agent:
             out["relay"] = await measure(agent.url, args.calls, args.turns, relay=True)
-        with running_agent(Path(d), voice_log_level="WARNING") as agent:
+        with running_agent(Path(d), voice_log_level="WARNING", voice_sessions_per_ip_per_min="0") as agent:
             out["direct"] = await measure(agent.url, args.calls, args.turns, relay=False)
     return out
 
