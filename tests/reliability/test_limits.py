@@ -4,6 +4,7 @@ bearer-token auth, body size, CORS allowlist, and nothing secret or internal in 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,9 +41,14 @@ async def http(agent: AgentProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+ADDRESSES = itertools.count(1)
+
+
 def client_ip() -> dict[str, str]:
-    """A distinct client address per test: uvicorn trusts X-Forwarded-For from loopback proxies."""
-    return {"x-forwarded-for": f"198.51.100.{secrets.randbelow(250) + 1}, 10.0.0.{secrets.randbelow(250)}"}
+    """A new client address each call (never reused: its creation budget would be spent), passed as
+    a trusted loopback proxy would (uvicorn takes the nearest untrusted X-Forwarded-For hop)."""
+    n = next(ADDRESSES)
+    return {"x-forwarded-for": f"192.0.2.9, 198.51.{n // 250}.{n % 250 + 1}"}
 
 
 async def test_creation_rate_is_per_address_with_retry_after(http: httpx.AsyncClient) -> None:
