@@ -17,10 +17,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-api-fuzz")]
 EXAMPLES = 40
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+# Defaults, and locked down: a token nobody sends (401) and a creation rate soon spent (429), so
+# the refusals are checked against the document too.
+CONFIGS = {
+    "defaults": {},
+    "locked": {"voice_api_token": "fuzz-token-never-sent", "voice_sessions_per_ip_burst": "2"},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def agent(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     env = {"voice_max_sessions": "500", "voice_connect_timeout_s": "10", "voice_log_level": "WARNING"}
-    with running_agent(tmp_path_factory.mktemp("agent"), **env) as proc:
+    with running_agent(tmp_path_factory.mktemp("agent"), **env, **CONFIGS[request.param]) as proc:
         yield proc
 
 
