@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -48,3 +49,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 )
 def test_every_operation_conforms_and_never_5xx(case: schemathesis.Case) -> None:
     case.call_and_validate(timeout=10)
+
+
+def test_cross_origin_requests_get_no_cors_headers_by_default(agent: AgentProcess) -> None:
+    preflight = {"origin": "https://elsewhere.example", "access-control-request-method": "POST"}
+    answered = httpx.options(f"{agent.url}/v2/sessions", headers=preflight, timeout=5)
+    assert "access-control-allow-origin" not in answered.headers, "same-origin only unless configured"
+    simple = httpx.get(f"{agent.url}/health", headers={"origin": "https://elsewhere.example"}, timeout=5)
+    assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
