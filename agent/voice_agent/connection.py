@@ -67,11 +67,14 @@ class ClientConnection:
         if not self.closed:
             incoming = asyncio.ensure_future(self.ws.receive())
             gone = asyncio.ensure_future(self._gone.wait())
-            await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            gone.cancel()
-            if incoming.done():
+            try:
+                await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                if not incoming.done():
+                    incoming.cancel()
+            if not incoming.cancelled():
                 return incoming.result()
-            incoming.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_S)
         self._writer.cancel()
