@@ -67,13 +67,14 @@ class ClientConnection:
         if not self.closed:
             incoming = asyncio.ensure_future(self.ws.receive())
             gone = asyncio.ensure_future(self._gone.wait())
+            done: set[asyncio.Future[Any]] = set()
             try:
-                await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 gone.cancel()
-                if not incoming.done():
+                if incoming not in done:
                     incoming.cancel()
-            if not incoming.cancelled():
+            if incoming in done:
                 return incoming.result()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_S)
