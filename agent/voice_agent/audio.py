@@ -99,3 +99,27 @@ def trim_silence(
     start = max(int(loud[0]) - rate * keep_lead_ms // 1000, 0)
     end = min(int(loud[-1]) + 1 + rate * keep_tail_ms // 1000, samples.size)
     return samples[start:end].tobytes()
+
+
+class LossConcealer:
+    """Packet-loss concealment for what VAD and STT hear: a missing 20 ms is filled with the last
+    good 20 ms, halved each time, for up to `max_frames`; longer gaps stay gaps. Crude next to
+    Opus's own PLC, but it keeps the timeline (VAD counts frames) and the words' energy intact,
+    which is what the recognizer needs through a lost packet or two."""
+
+    def __init__(self, max_frames: int = 3) -> None:
+        self._last: np.ndarray | None = None
+        self._max = max_frames
+
+    def remember(self, pcm: bytes) -> None:
+        self._last = np.frombuffer(pcm, dtype="<i2")
+
+    def conceal(self, missing: int) -> list[bytes]:
+        if self._last is None or missing <= 0:
+            return []
+        out: list[bytes] = []
+        frame = self._last.astype(np.int32)
+        for _ in range(min(missing, self._max)):
+            frame = frame // 2
+            out.append(frame.astype("<i2").tobytes())
+        return out

@@ -41,6 +41,9 @@ SESSION_DURATION = Histogram(
     "Lifetime of ended sessions",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
 )
+INBOUND_CONCEALED = Counter(
+    "voice_inbound_concealed_frames_total", "Inbound 20 ms frames lost on the network and concealed"
+)
 OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers", ["kind"])
 OUTPUT_LATE_FRAMES = Counter(
     "voice_output_late_frames_total",

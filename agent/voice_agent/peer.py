@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from voice_agent import metrics
-from voice_agent.audio import InboundConverter
+from voice_agent.audio import InboundConverter, LossConcealer
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
 from voice_agent.rtc_tuning import tune_receivers
 
@@ -154,10 +154,21 @@ class Peer:
 
     async def _read(self, track: MediaStreamTrack) -> None:
         converter = InboundConverter()
+        concealer = LossConcealer()
+        expected: int | None = None  # RTP timestamp (48 kHz) of the frame that should come next
         try:
             while True:
                 frame = await track.recv()
+                pts, samples = getattr(frame, "pts", None), getattr(frame, "samples", 0)
+                if expected is not None and pts is not None and samples:
+                    missing = (pts - expected) // samples
+                    if 0 < missing < 50:  # a lost packet or a few; longer is DTX or a restart
+                        metrics.INBOUND_CONCEALED.inc(missing)
+                        for chunk in concealer.conceal(missing):
+                            await self._on_audio(chunk)
+                expected = pts + samples if pts is not None else None
                 for chunk in converter.push(frame):  # type: ignore[arg-type]
+                    concealer.remember(chunk)
                     await self._on_audio(chunk)
         except MediaStreamError:
             return

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,31 @@ _CAPACITY = 16
 _warned = False
 
 
+class ImmediateAudioBuffer:
+    """Prefetch 0 done right for a listener that does not play out: every packet is released the
+    moment it arrives. A packet older than one already released (late or duplicate) is dropped,
+    and a gap is a loss the pipeline conceals (peer.py), never a wait: aiortc's buffer waits for a
+    missing packet until 16 later ones have arrived (320 ms), then lags behind for good.
+    """
+
+    capacity = _CAPACITY
+
+    def __init__(self) -> None:
+        self._next: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        seq = packet.sequence_number
+        if self._next is not None and (seq - self._next) & 0xFFFF >= 0x8000:
+            return False, None
+        self._next = (seq + 1) & 0xFFFF
+        data: bytes = getattr(packet, "_data", b"")
+        return False, JitterFrame(data=data, timestamp=packet.timestamp)
+
+
 def set_audio_prefetch(receiver: Any, frames: int) -> bool:
-    """Replace an audio receiver's jitter buffer before media flows; True if it took effect."""
+    """Replace an audio receiver's jitter buffer before media flows; True if it took effect.
+
+    0 frames: `ImmediateAudioBuffer`; more: aiortc's own buffer holding that many frames."""
     global _warned
     if getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
         return False
@@ -31,7 +55,8 @@ def set_audio_prefetch(receiver: Any, frames: int) -> bool:
             _warned = True
             log.warning("aiortc receiver has no jitter buffer attribute; keeping its default prefetch")
         return False
-    setattr(receiver, _ATTR, JitterBuffer(capacity=_CAPACITY, prefetch=frames))
+    buffer = ImmediateAudioBuffer() if frames == 0 else JitterBuffer(capacity=_CAPACITY, prefetch=frames)
+    setattr(receiver, _ATTR, buffer)
     return True
 
 
@@ -42,4 +67,6 @@ def tune_receivers(pc: Any, frames: int) -> int:
 
 def current_prefetch(receiver: Any) -> int | None:
     buffer = getattr(receiver, _ATTR, None)
-    return None if buffer is None else int(buffer._prefetch)
+    if buffer is None:
+        return None
+    return 0 if isinstance(buffer, ImmediateAudioBuffer) else int(buffer._prefetch)

@@ -35,3 +35,28 @@ async def test_receiver_prefetch_is_lowered_on_a_real_peer_connection() -> None:
         assert current_prefetch(pc.getTransceivers()[0].receiver) == 0
     finally:
         await pc.close()
+
+
+def test_immediate_buffer_releases_every_packet_and_drops_late_ones() -> None:
+    from aiortc.rtp import RtpPacket
+
+    from voice_agent.rtc_tuning import ImmediateAudioBuffer
+
+    def pkt(seq: int) -> RtpPacket:
+        p = RtpPacket(sequence_number=seq & 0xFFFF, timestamp=seq * 960)
+        p._data = bytes([seq & 0xFF])  # type: ignore[attr-defined]
+        return p
+
+    buf = ImmediateAudioBuffer()
+    released = [buf.add(pkt(s))[1] for s in (65534, 65535, 1, 0, 2, 2, 3)]  # 0 is late, 2 repeats
+    assert [f.timestamp // 960 if f else None for f in released] == [65534, 65535, 1, None, 2, None, 3]
+
+
+def test_concealment_repeats_the_last_frame_fading_and_only_briefly() -> None:
+    from voice_agent.audio import LossConcealer
+
+    c = LossConcealer(max_frames=3)
+    assert c.conceal(2) == [], "nothing to repeat before the first frame"
+    c.remember((np.ones(320) * 8000).astype("<i2").tobytes())
+    out = [np.frombuffer(x, dtype="<i2") for x in c.conceal(10)]
+    assert [int(x[0]) for x in out] == [4000, 2000, 1000]
