@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import functools
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.support import waits
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.ws import Signaling
@@ -40,13 +40,7 @@ async def http(agent: AgentProcess) -> httpx.AsyncClient:
             await client.delete(f"/v2/sessions/{s['id']}")
 
 
-async def until(check: object, timeout: float = 15.0) -> None:
-    """Poll an async predicate with a deadline (state changes on the agent's clock, not ours)."""
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.05)
+until = functools.partial(waits.until, timeout=15.0)
 
 
 async def test_service_info_health_and_seed_metrics(http: httpx.AsyncClient) -> None:

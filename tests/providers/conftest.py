@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -14,6 +13,7 @@ from prometheus_client import REGISTRY
 from tests.providers.fakes.chat import FakeChat
 from tests.providers.fakes.deepgram import FakeDeepgram
 from tests.providers.fakes.elevenlabs import FakeElevenLabs
+from tests.support import waits
 from voice_agent.providers.base import Providers
 from voice_agent.providers.factory import build_providers
 from voice_agent.settings import Settings
@@ -99,10 +99,4 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Bounded wait: poll `predicate` until true or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+until = functools.partial(waits.until, timeout=5.0, interval=0.005)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,15 +142,6 @@ def wait_registered(server: RedisServer, agent: AgentProcess, timeout: float = 1
             return
         time.sleep(0.05)
     raise TimeoutError(f"agent {agent.url} did not register: {agent.logs()[-2000:]}")
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Bounded poll for a condition another process brings about."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
 
 
 async def owned_session(agents: list[AgentProcess]) -> tuple[dict[str, Any], AgentProcess, AgentProcess]:

@@ -16,9 +16,9 @@ from tests.redis.servers import (
     redis_server,
     start_agents,
     stop_all,
-    wait_until,
 )
 from tests.support.procs import AgentProcess
+from tests.support.waits import wait_until
 from voice_agent import redis_keys as keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]

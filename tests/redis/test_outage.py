@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all, wait_until
+from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all
 from tests.support.procs import AgentProcess
+from tests.support.waits import wait_until
 from voice_agent import redis_keys as keys
 from voice_agent.client import VoiceClient
 

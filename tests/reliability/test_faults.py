@@ -5,11 +5,11 @@ agent kill -9 with resume are in tests/redis: test_outage.py, test_failover.py.)
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from aiortc.rtp import is_rtcp
 from tests.providers.conftest import KEYS
 from tests.providers.fakes.base import Fault
 from tests.providers.test_cloud_call import REPLY, Cloud, cloud_agent
+from tests.support import waits
 from tests.support.procs import ROOT, AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import overlap, synth, transcribe
@@ -44,11 +45,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         yield proc
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+until = functools.partial(waits.until, timeout=20.0)
 
 
 async def released(url: str) -> bool:

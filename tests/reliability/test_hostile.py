@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import os
 import time
@@ -23,6 +24,7 @@ from tests.agent.test_signaling_errors import real_offer
 from tests.reliability import rawws
 from tests.reliability.sdp_strategies import hostile_sdp
 from tests.reliability.witness import Witness
+from tests.support import waits
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.ws import Signaling
 
@@ -71,11 +73,7 @@ def sockets_gauge(url: str) -> float:
     return gauges(url)["webrtc_websocket_connections_total"]
 
 
-def until(check: object, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+until = functools.partial(waits.wait_until, timeout=15.0)
 
 
 def new_session(url: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
 
+from tests.support import waits
 from voice_agent.models import Message
 from voice_agent.pipeline.pipeline import Pipeline
 from voice_agent.providers.base import InterimCallback, Providers, Served
@@ -71,11 +72,7 @@ class ToneTTS:
     async def close(self) -> None: ...
 
 
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+eventually = functools.partial(waits.until, timeout=5.0, interval=0.01)
 
 
 def loud(frame: Any) -> bool:
