@@ -55,6 +55,10 @@ class Draft(Generic[K, T]):
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def wait_for_more(self) -> None:
+        """Until the next item arrives or the stream ends."""
+        await self._changed.wait()
+
     async def replay(self, served: Served | None) -> AsyncGenerator[T, None]:
         i = 0
         try:
@@ -68,7 +72,7 @@ class Draft(Generic[K, T]):
                     if self.error is not None:
                         raise self.error
                     return
-                await self._changed.wait()
+                await self.wait_for_more()
         finally:
             if not self.done:  # the consumer stopped early (barge-in): stop the provider too
                 self.task.cancel()
@@ -170,7 +174,7 @@ class Preemption:
                 if rest and draft.error is None:
                     self.tts.prepare(rest[0])
                 return
-            await draft._changed.wait()
+            await draft.wait_for_more()
 
     def commit(self) -> None:
         """The turn ended with the drafted words: the stages will take the drafts from here.
