@@ -35,6 +35,9 @@ RESYNC_AFTER_S = 0.1
 SILENCE_WARMUP_FRAMES = 3
 LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
 _SILENCE = bytes(FRAME_BYTES)
+# Bound once: recv runs 50 times a second per call, and a label lookup is a dict walk under a lock.
+_SILENCE_SENT = metrics.OUTPUT_FRAMES.labels("silence")
+_SPEECH_SENT = metrics.OUTPUT_FRAMES.labels("speech")
 OpusPacket: TypeAlias = "av.Packet[Any]"  # generic only in PyAV's stubs
 
 
@@ -184,7 +187,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
     def _take(self) -> bytes:
         if not self._chunks:
             if self._count_metrics:
-                metrics.OUTPUT_FRAMES.labels("silence").inc()
+                _SILENCE_SENT.inc()
             return _SILENCE
         out = bytearray()
         while self._chunks and len(out) < FRAME_BYTES:
@@ -200,7 +203,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         if len(out) < FRAME_BYTES:
             out += _SILENCE[: FRAME_BYTES - len(out)]
         if self._count_metrics:
-            metrics.OUTPUT_FRAMES.labels("speech").inc()
+            _SPEECH_SENT.inc()
         if not self._chunks and self._speaking_turn is not None:
             turn, self._speaking_turn = self._speaking_turn, None
             if self.on_idle is not None:
