@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio.client import PubSub
 
 from tests.redis.servers import RedisServer, redis_server
+from tests.support.waits import until
 from voice_agent import redis_keys as keys
 from voice_agent.models import Message, SessionRecord, utcnow
 from voice_agent.store.base import OwnershipLost
@@ -47,8 +48,19 @@ class Agents:
         self.subs[agent_id] = sub
 
     async def die(self, agent_id: str) -> None:
-        """A killed process: its subscription disappears with its connection."""
+        """A killed process: its subscription disappears with its connection.
+
+        Redis notices the closed connection a moment after the client closes it, so wait (bounded)
+        until the inbox has no listener before the test goes on to depend on it.
+        """
+        store = self.stores[agent_id]
         await self.subs.pop(agent_id).aclose()  # type: ignore[no-untyped-call]
+
+        async def no_listener() -> bool:
+            counts = await store.client.pubsub_numsub(store.inbox)
+            return int(counts[0][1]) == 0
+
+        await until(no_listener, timeout=5.0, what=f"agent {agent_id}'s inbox to lose its listener")
 
     async def close(self) -> None:
         for sub in self.subs.values():
