@@ -42,7 +42,12 @@ SESSION_DURATION = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
 )
 INBOUND_CONCEALED = Counter(
-    "voice_inbound_concealed_frames_total", "Inbound 20 ms frames lost on the network and concealed"
+    "voice_inbound_concealed_frames_total",
+    "Inbound frames lost on the network and repaired (Opus in-band FEC, else concealment)",
+)
+INBOUND_OVERFLOW = Counter(
+    "voice_inbound_overflow_frames_total",
+    "Inbound 20 ms frames dropped because the pipeline fell more than 5 s behind",
 )
 OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers", ["kind"])
 OUTPUT_LATE_FRAMES = Counter(

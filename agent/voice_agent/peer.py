@@ -1,7 +1,9 @@
 """aiortc peer connection per session: SDP checks, ICE candidates both ways, inbound audio.
 
-Inbound Opus is decoded by aiortc (48 kHz stereo) and converted once, here, to 16 kHz mono in
-exact 20 ms slices: the only rate the pipeline works at.
+Inbound Opus is decoded on arrival by our own libopus decoder, straight to 16 kHz mono in exact
+20 ms slices (the only rate the pipeline works at), with losses repaired by FEC and PLC
+(rtc_tuning.DecodingAudioBuffer). With a reorder buffer configured (VOICE_JITTER_PREFETCH_FRAMES
+> 0) aiortc decodes instead, and the frames are converted and crudely concealed here.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from aiortc.sdp import candidate_from_sdp
 from voice_agent import metrics
 from voice_agent.audio import InboundConverter, LossConcealer
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
-from voice_agent.rtc_tuning import tune_receivers
+from voice_agent.rtc_tuning import (
+    DecodingAudioBuffer,
+    advertise_inband_fec,
+    install_decoder,
+    opus_payload_types,
+    tune_receivers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ def check_offer_sdp(sdp: Any) -> str:
         raise SignalingError("invalid_sdp", "sdp must start with v=0")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise SignalingError("invalid_sdp", "offer has no audio m-line")
+    if not opus_payload_types(sdp):
+        raise SignalingError("invalid_sdp", "offer has no Opus codec (a=rtpmap:<pt> opus/48000/2)")
     lines = sdp.replace("\r\n", "\n").split("\n")
     fingerprints = [ln for ln in lines if ln.startswith("a=fingerprint:")]
     if not fingerprints or not all(_FINGERPRINT.match(ln) for ln in fingerprints):
@@ -111,6 +121,9 @@ def local_candidates(sdp: str) -> list[dict[str, Any]]:
 
 
 AudioSink = Callable[[bytes], Awaitable[None]]
+# Decoded audio waiting for the pipeline; beyond this (5 s) the pipeline has stalled and the oldest
+# audio is dropped rather than kept without bound.
+INBOUND_BACKLOG_FRAMES = 250
 
 
 class Peer:
@@ -140,6 +153,9 @@ class Peer:
         self._on_audio = on_audio
         self._on_state = on_state
         self._reader: asyncio.Task[None] | None = None
+        self._track: MediaStreamTrack | None = None
+        self._decoders: list[DecodingAudioBuffer] = []
+        self._decoded: asyncio.Queue[bytes] = asyncio.Queue()
         self._closed = False
         metrics.PEER_CONNECTIONS.inc()
         self.pc.on("track", self._on_track)
@@ -149,8 +165,26 @@ class Peer:
         self._on_state(self.pc.connectionState)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and self._reader is None:
-            self._reader = asyncio.create_task(self._read(track), name=f"audio-in-{self.session_id}")
+        if track.kind == "audio" and self._track is None:
+            self._track = track
+
+    def _start_reading(self) -> None:
+        if self._reader is not None:
+            return
+        if self._decoders:
+            self._reader = asyncio.create_task(self._read_decoded(), name=f"audio-in-{self.session_id}")
+        elif self._track is not None:
+            self._reader = asyncio.create_task(self._read(self._track), name=f"audio-in-{self.session_id}")
+
+    def _push(self, pcm: bytes) -> None:
+        if self._decoded.qsize() >= INBOUND_BACKLOG_FRAMES:
+            self._decoded.get_nowait()
+            metrics.INBOUND_OVERFLOW.inc()
+        self._decoded.put_nowait(pcm)
+
+    async def _read_decoded(self) -> None:
+        while True:
+            await self._on_audio(await self._decoded.get())
 
     async def _read(self, track: MediaStreamTrack) -> None:
         converter = InboundConverter()
@@ -184,7 +218,15 @@ class Peer:
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise SignalingError("invalid_sdp", "offer has no usable audio section")
-        tune_receivers(self.pc, self._jitter_frames)
+        if self._jitter_frames == 0:
+            types = opus_payload_types(sdp)
+            for t in audio:
+                decoder = DecodingAudioBuffer(types, self._push)
+                if install_decoder(t.receiver, decoder):
+                    self._decoders.append(decoder)
+        else:
+            tune_receivers(self.pc, self._jitter_frames)
+        self._start_reading()
         self.pc.addTrack(self.out_track)
         try:
             answer = await self.pc.createAnswer()
@@ -193,7 +235,7 @@ class Peer:
             raise SignalingError(
                 "invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
-        return str(self.pc.localDescription.sdp)
+        return advertise_inband_fec(str(self.pc.localDescription.sdp))
 
     async def add_candidate(self, msg: dict[str, Any]) -> None:
         candidate = parse_candidate(msg)
@@ -215,3 +257,5 @@ class Peer:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         await self.pc.close()
+        for decoder in self._decoders:
+            decoder.close()

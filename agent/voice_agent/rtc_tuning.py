@@ -1,19 +1,27 @@
-"""Receive-side latency: shrink aiortc's audio jitter buffer where a machine is the listener.
+"""Receive side where a machine is the listener: no playout buffer, and losses repaired by libopus.
 
 aiortc holds 4 complete Opus frames before releasing one (prefetch=4), i.e. ~100 ms of added delay
-on every received stream, sized for human playout. The agent does not play audio out: VAD and STT
-consume frames as they come, so that buffer only delays end-of-turn detection and barge-in. We keep
-the buffer (it still reorders) and lower its prefetch. aiortc has no public knob for this, so the
-swap is guarded: if a future aiortc renames the attribute, we log once and keep its default.
+on every received stream, sized for human playout, and waits up to 320 ms for a missing packet. The
+agent does not play audio out: VAD and STT consume frames as they come, so that buffer only delays
+end-of-turn detection and barge-in. The agent's receivers get `DecodingAudioBuffer` instead, which
+decodes each packet on arrival and repairs losses with Opus FEC/PLC; the test client, which only
+records, gets `ImmediateAudioBuffer`. aiortc has no public knob for its buffer, so the swap is
+guarded: if a future aiortc renames the attribute, we log once and keep its default.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
+
+from voice_agent import metrics
+from voice_agent.audio import PIPELINE_RATE, frame_bytes
+from voice_agent.opus import OpusDecoder, OpusError
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +51,126 @@ class ImmediateAudioBuffer:
         return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
-def set_audio_prefetch(receiver: Any, frames: int) -> bool:
-    """Replace an audio receiver's jitter buffer before media flows; True if it took effect.
+class DecodingAudioBuffer:
+    """Stands in for an audio receiver's jitter buffer and decodes every Opus packet the moment it
+    arrives, straight to 16 kHz mono 20 ms slices for `on_pcm`; aiortc's decoder thread idles.
 
-    0 frames: `ImmediateAudioBuffer`; more: aiortc's own buffer holding that many frames."""
+    A gap in sequence numbers is repaired before the packet that ends it is decoded: the last
+    lost packet from that packet's in-band FEC, any before it by PLC. A gap longer than
+    `max_repair` packets is a stall, not a loss, and is not papered over with invented audio. A
+    late or duplicate packet is dropped (its time has passed); a packet that is not valid Opus,
+    or of another payload type, counts as lost.
+    """
+
+    capacity = _CAPACITY
+
+    def __init__(
+        self,
+        opus_payload_types: set[int],
+        on_pcm: Callable[[bytes], None],
+        max_repair: int = 5,
+        rate: int = PIPELINE_RATE,
+    ) -> None:
+        self._types = frozenset(opus_payload_types)
+        self._on_pcm = on_pcm
+        self._decoder = OpusDecoder(rate, 1)
+        self._max_repair = max_repair
+        self._slice = frame_bytes(rate)
+        self._pending = bytearray()
+        self._next: int | None = None
+        self.repaired = 0
+        self.rejected = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self._decoder.closed:
+            return False, None
+        seq = packet.sequence_number
+        gap = 0 if self._next is None else (seq - self._next) & 0xFFFF
+        if gap >= 0x8000:
+            return False, None
+        data: bytes = getattr(packet, "_data", b"")
+        if packet.payload_type not in self._types or not self._valid(data):
+            self.rejected += 1
+            return False, None
+        self._next = (seq + 1) & 0xFFFF
+        if 0 < gap <= self._max_repair:
+            for _ in range(gap - 1):
+                self._emit(self._decoder.conceal())
+            self._emit(self._decoder.recover(data))
+            self.repaired += gap
+            metrics.INBOUND_CONCEALED.inc(gap)
+        self._emit(self._decoder.decode(data))
+        return False, None
+
+    def _valid(self, data: bytes) -> bool:
+        try:
+            return bool(data) and self._decoder.samples_in(data) > 0
+        except OpusError:
+            return False
+
+    def _emit(self, pcm: bytes) -> None:
+        self._pending += pcm
+        while len(self._pending) >= self._slice:
+            self._on_pcm(bytes(self._pending[: self._slice]))
+            del self._pending[: self._slice]
+
+    def close(self) -> None:
+        self._decoder.close()
+
+
+_OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE | re.MULTILINE)
+_FMTP = re.compile(r"^a=fmtp:(\d+) ")
+
+
+def opus_payload_types(sdp: str) -> set[int]:
+    """Payload types the SDP maps to Opus."""
+    return {int(pt) for pt in _OPUS_RTPMAP.findall(sdp)}
+
+
+def advertise_inband_fec(sdp: str) -> str:
+    """Say `useinbandfec=1` for every Opus payload type of our SDP, which aiortc leaves out.
+
+    RFC 7587: without it a sender may assume the receiver ignores FEC, and browsers then send none,
+    so the agent, which uses FEC to repair what it hears, has to ask for it."""
+    types = opus_payload_types(sdp)
+    lines = sdp.split("\r\n")
+    has_fmtp = {int(m.group(1)) for m in map(_FMTP.match, lines) if m}
+    out: list[str] = []
+    for line in lines:
+        fmtp = _FMTP.match(line)
+        if fmtp and int(fmtp.group(1)) in types and "useinbandfec" not in line:
+            line += ";useinbandfec=1"
+        out.append(line)
+        match = _OPUS_RTPMAP.match(line)
+        if match and int(match.group(1)) not in has_fmtp:
+            out.append(f"a=fmtp:{match.group(1)} useinbandfec=1")
+    return "\r\n".join(out)
+
+
+def install_decoder(receiver: Any, buffer: DecodingAudioBuffer) -> bool:
+    """Put `buffer` in place of an audio receiver's jitter buffer before media flows."""
+    return _swap(receiver, buffer)
+
+
+def _swap(receiver: Any, buffer: object) -> bool:
     global _warned
     if getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
         return False
     if not hasattr(receiver, _ATTR):
         if not _warned:
             _warned = True
-            log.warning("aiortc receiver has no jitter buffer attribute; keeping its default prefetch")
+            log.warning("aiortc receiver has no jitter buffer attribute; keeping its default")
         return False
-    buffer = ImmediateAudioBuffer() if frames == 0 else JitterBuffer(capacity=_CAPACITY, prefetch=frames)
     setattr(receiver, _ATTR, buffer)
     return True
+
+
+def set_audio_prefetch(receiver: Any, frames: int) -> bool:
+    """Replace an audio receiver's jitter buffer before media flows; True if it took effect.
+
+    0 frames: `ImmediateAudioBuffer`; more: aiortc's own buffer holding that many frames."""
+    buffer = ImmediateAudioBuffer() if frames == 0 else JitterBuffer(capacity=_CAPACITY, prefetch=frames)
+    return _swap(receiver, buffer)
 
 
 def tune_receivers(pc: Any, frames: int) -> int:
@@ -69,4 +182,4 @@ def current_prefetch(receiver: Any) -> int | None:
     buffer = getattr(receiver, _ATTR, None)
     if buffer is None:
         return None
-    return 0 if isinstance(buffer, ImmediateAudioBuffer) else int(buffer._prefetch)
+    return 0 if isinstance(buffer, ImmediateAudioBuffer | DecodingAudioBuffer) else int(buffer._prefetch)

@@ -83,7 +83,7 @@ def new_session(url: str) -> str:
 # The witness call runs aiortc on a thread of this process, and aiortc draws SSRCs and ICE
 # credentials from the global `random`; Hypothesis sees that state move during generation and warns.
 # Our strategies never touch `random`, so the warning says nothing about them.
-@pytest.mark.filterwarnings("ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module")
 def test_fuzzed_offers_get_answers_or_errors_and_the_call_next_door_is_undisturbed(
     agent: AgentProcess, witness: Witness, base_offer: str
 ) -> None:

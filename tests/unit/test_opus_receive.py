@@ -1,0 +1,171 @@
+"""What the agent hears through loss: libopus decoding with FEC and PLC, on real Opus packets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import av
+import numpy as np
+import pytest
+from aiortc.rtp import RtpPacket
+
+from tests.support.speech import synth
+from voice_agent import metrics
+from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
+from voice_agent.opus import OpusDecoder
+from voice_agent.peer import SignalingError, check_offer_sdp
+from voice_agent.pipeline.output import OpusFrameEncoder
+from voice_agent.rtc_tuning import DecodingAudioBuffer, advertise_inband_fec, opus_payload_types
+
+FRAME_48K = frame_bytes(OUTPUT_RATE)
+FRAME_16K = frame_bytes(16_000)
+
+
+@pytest.fixture(scope="module")
+def speech_packets() -> list[bytes]:
+    """Flite speech, Opus-encoded 20 ms at a time by the encoder every sender of ours uses."""
+    pcm, rate = synth("hello, what time is it")
+    pcm48 = PcmResampler(rate, OUTPUT_RATE).resample(pcm)
+    encoder = OpusFrameEncoder()
+    n = len(pcm48) // FRAME_48K
+    return [bytes(encoder.encode(pcm48[i * FRAME_48K : (i + 1) * FRAME_48K], i * 960)) for i in range(n)]
+
+
+def loud_index(packets: list[bytes]) -> int:
+    """A packet in the middle of a word: where a loss hurts."""
+    ref = OpusDecoder()
+    energy = [float(np.abs(np.frombuffer(ref.decode(p), "<i2").astype(np.float64)).mean()) for p in packets]
+    return int(np.argmax(energy[:-1]))
+
+
+def error_db(got: bytes, want: bytes) -> float:
+    g = np.frombuffer(got, "<i2").astype(np.float64)
+    w = np.frombuffer(want, "<i2").astype(np.float64)
+    return float(10 * np.log10(np.mean((g - w) ** 2) / np.mean(w**2)))
+
+
+def test_fec_recovers_a_lost_packet_far_better_than_concealment(speech_packets: list[bytes]) -> None:
+    k = loud_index(speech_packets)
+    reference = OpusDecoder()
+    for p in speech_packets[:k]:
+        reference.decode(p)
+    want = reference.decode(speech_packets[k])
+
+    recovered, concealed = OpusDecoder(), OpusDecoder()
+    for p in speech_packets[:k]:
+        recovered.decode(p)
+        concealed.decode(p)
+    fec = recovered.recover(speech_packets[k + 1])
+    plc = concealed.conceal()
+    assert len(fec) == len(plc) == len(want) == FRAME_16K
+    assert error_db(fec, want) < error_db(plc, want) - 3, (error_db(fec, want), error_db(plc, want))
+    assert error_db(fec, want) < -3, "the recovered frame resembles what was said"
+
+
+def rtp(seq: int, data: bytes, payload_type: int = 111) -> RtpPacket:
+    p = RtpPacket(payload_type=payload_type, sequence_number=seq & 0xFFFF, timestamp=seq * 960)
+    p._data = data  # type: ignore[attr-defined]  # aiortc depayloads into this attribute
+    return p
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def __call__(self, pcm: bytes) -> None:
+        self.frames.append(pcm)
+
+
+def feed(buffer: DecodingAudioBuffer, packets: Iterator[RtpPacket]) -> None:
+    for p in packets:
+        assert buffer.add(p) == (False, None), "aiortc's own decoder must get nothing"
+
+
+def test_decoding_buffer_repairs_gaps_drops_late_and_rejects_junk(speech_packets: list[bytes]) -> None:
+    sink = Sink()
+    buffer = DecodingAudioBuffer({111}, sink, max_repair=5)
+    before = metrics.INBOUND_CONCEALED._value.get()
+    p = speech_packets
+    feed(
+        buffer,
+        iter(
+            [
+                rtp(65533, p[0]),
+                rtp(65534, p[1]),
+                rtp(0, p[3]),  # 65535 lost, across the wrap: repaired from p[3]'s FEC
+                rtp(65535, p[2]),  # late: its time has passed
+                rtp(0, p[3]),  # duplicate
+                rtp(1, b"\xff\xff\xff\xff\xff"),  # not Opus: counts as lost
+                rtp(2, p[5], payload_type=0),  # another codec: counts as lost
+                rtp(6, p[6]),  # 1..5 lost: 1 FEC + 4 PLC
+                rtp(20, p[7]),  # 13 lost: a stall, not papered over
+                rtp(21, p[8]),
+            ]
+        ),
+    )
+    assert buffer.repaired == 1 + 5
+    assert buffer.rejected == 2
+    assert metrics.INBOUND_CONCEALED._value.get() - before == 6
+    decoded = 6  # 65533, 65534, 0, 6, 20, 21
+    assert len(sink.frames) == decoded + buffer.repaired
+    assert all(len(f) == FRAME_16K for f in sink.frames)
+    buffer.close()
+    feed(buffer, iter([rtp(22, p[9])]))
+    assert len(sink.frames) == decoded + buffer.repaired, "a closed buffer ignores stragglers"
+
+
+def test_decoding_buffer_slices_long_packets_into_20_ms_frames() -> None:
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate = 32_000
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.sample_rate = OUTPUT_RATE
+    codec.options = {"frame_duration": "40"}
+    frame = av.AudioFrame(format="s16", layout="mono", samples=1920)
+    frame.sample_rate = OUTPUT_RATE
+    packets: list[bytes] = []
+    for i in range(6):
+        frame.planes[0].update((np.sin(np.arange(1920) / 7) * 6000).astype("<i2").tobytes())
+        frame.pts = i * 1920
+        packets += [bytes(pkt) for pkt in codec.encode(frame)]
+    assert OpusDecoder().samples_in(packets[0]) == 640, "40 ms packets"
+    sink = Sink()
+    feed(DecodingAudioBuffer({111}, sink), (rtp(i, pkt) for i, pkt in enumerate(packets)))
+    assert len(sink.frames) == 2 * len(packets)
+
+
+def test_the_answer_asks_for_inband_fec_on_every_opus_payload_type() -> None:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 96 111 0",
+            "a=rtpmap:96 opus/48000/2",
+            "a=rtpmap:111 OPUS/48000/2",
+            "a=fmtp:111 minptime=10",
+            "a=rtpmap:0 PCMU/8000",
+            "",
+        ]
+    )
+    out = advertise_inband_fec(sdp)
+    assert "a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n" in out
+    assert "a=fmtp:111 minptime=10;useinbandfec=1\r\n" in out
+    assert "a=fmtp:0" not in out
+    assert advertise_inband_fec(out) == out, "idempotent"
+    assert opus_payload_types(sdp) == {96, 111}
+
+
+def test_an_offer_without_opus_is_refused_with_a_clear_error() -> None:
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 0",
+            "a=rtpmap:0 PCMU/8000",
+            "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+            "a=ice-ufrag:abcd",
+            "a=ice-pwd:abcdefghijklmnopqrstuv",
+            "",
+        ]
+    )
+    with pytest.raises(SignalingError, match="Opus") as err:
+        check_offer_sdp(offer)
+    assert err.value.code == "invalid_sdp"
