@@ -33,6 +33,7 @@ def main() -> None:
         print(f"voice_agent: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     from voice_agent.drain import DrainingServer
+    from voice_agent.http_protocol import with_header_timeout
 
     logging.getLogger(__name__).info(
         "listening",
@@ -46,6 +47,7 @@ def main() -> None:
         ws_max_size=1024 * 1024,
         timeout_graceful_shutdown=10,
         lifespan="on",
+        http=with_header_timeout(settings.request_timeout_s),
     )
     DrainingServer(config, lambda: app.state.manager.drain(settings.drain_timeout_s)).run()
 

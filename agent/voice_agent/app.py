@@ -167,7 +167,7 @@ def create_app(
     )
     app.state.manager = manager
     app.state.settings = settings
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.request_timeout_s)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

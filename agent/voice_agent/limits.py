@@ -1,4 +1,4 @@
-"""Abuse controls of the HTTP API: per-client creation rate, request body size, bearer token.
+"""Abuse controls of the HTTP API: per-client creation rate, request body size and time, bearer token.
 
 Each session holds real resources (a pipeline, a peer connection, a pool slot), so creating them
 is what a hostile or buggy client would hammer; these checks run before any of that is spent.
@@ -6,7 +6,9 @@ is what a hostile or buggy client would hammer; these checks run before any of t
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import math
 import time
 
@@ -58,15 +60,17 @@ def bearer_ok(header: str | None, token: str) -> bool:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, declared (Content-Length) or chunked.
+    """Refuse request bodies over `max_bytes` with 413, declared (Content-Length) or chunked, and
+    bodies that take longer than `timeout_s` to arrive with 408 (a slow-loris body).
 
     The body is read here, before any route runs, so a route that ignores its body (most do)
     cannot be used to stream an unbounded one; what fits is replayed to the app unchanged.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,19 +78,24 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await _too_large(send, self.max_bytes)
+                await _refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
                 return
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await _too_large(send, self.max_bytes)
-                return
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away before sending its body
+                    body += message.get("body", b"")
+                    if len(body) > self.max_bytes:
+                        await _refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _refuse(send, 408, f"request body not received within {self.timeout_s:g} s")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -99,12 +108,12 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = b'{"detail":"request body larger than %d bytes"}' % max_bytes
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     sessions_per_ip_burst: int = Field(100, ge=1)
     max_sockets_per_session: int = Field(4, ge=1)
     max_body_bytes: int = Field(16 * 1024, ge=256)
+    request_timeout_s: float = Field(10.0, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_token: SecretStr | None = None
 

@@ -1,5 +1,6 @@
 """Abuse controls of the HTTP API against a real agent process: creation rate per client address,
-bearer-token auth, body size, CORS allowlist, and nothing secret or internal in any response."""
+bearer-token auth, body size, request deadlines (slow loris), CORS allowlist, and nothing secret or
+internal in any response."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         "voice_sessions_per_ip_per_min": "60",
         "voice_sessions_per_ip_burst": "3",
         "voice_max_body_bytes": "1024",
+        "voice_request_timeout_s": "2",
         "voice_cors_origins": f"{ORIGIN},http://localhost:5173",
         "voice_api_token": TOKEN,
         "deepgram_api_key": "dg-never-shown-91f3",
@@ -145,3 +147,40 @@ async def test_no_secrets_or_internals_in_any_response(agent: AgentProcess, http
         assert internal not in text
     assert TOKEN not in agent.logs() and "dg-never-shown-91f3" not in agent.logs()
     await http.delete(f"/v2/sessions/{created['id']}")
+
+
+async def test_requests_that_never_finish_get_408_and_their_connections_are_closed(
+    agent: AgentProcess, http: httpx.AsyncClient
+) -> None:
+    """Slow loris: headers that never end, a WebSocket handshake that never ends, a body that never
+    arrives. Each is answered 408 and closed by the agent within its 2 s deadline, while the
+    clients stay connected; the agent's fds come back without their help."""
+    base_fds = agent.open_fds()
+    slow = [
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+        b"GET /ws/v2/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n",
+        b"POST /v2/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        b"",  # connects and says nothing
+    ]
+    conns = [await asyncio.open_connection("127.0.0.1", agent.port) for _ in range(20)]
+    try:
+        for i, (_, writer) in enumerate(conns):
+            writer.write(slow[i % len(slow)])
+            await writer.drain()
+        assert agent.open_fds() >= base_fds + 20
+        started = time.monotonic()
+        assert (await http.get("/health")).status_code == 200, "everyone else is served meanwhile"
+        for reader, _ in conns:
+            answer = await asyncio.wait_for(reader.read(), timeout=15)  # to EOF: the agent closed it
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert time.monotonic() - started < 15
+        for _ in range(100):  # bounded: 10 s
+            if agent.open_fds() <= base_fds + 2:
+                break
+            await asyncio.sleep(0.1)
+        assert agent.open_fds() <= base_fds + 2, "the agent released the slow connections itself"
+    finally:
+        for _, writer in conns:
+            writer.close()

@@ -59,6 +59,10 @@ class AgentProcess:
             cwd=ROOT,
         )
 
+    def open_fds(self) -> int:
+        """File descriptors the agent process holds now (sockets included)."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
     def wait_ready(self, timeout: float = 30.0) -> AgentProcess:
         try:
             wait_http(self.url + "/health", timeout, self.proc)
