@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CAPACITY = 16
+_RESTART_AFTER = 50  # packets (1 s) behind the newest: not late any more, a restarted sequence
 _warned = False
 
 
@@ -59,7 +60,9 @@ class DecodingAudioBuffer:
     lost packet from that packet's in-band FEC, any before it by PLC. A gap longer than
     `max_repair` packets is a stall, not a loss, and is not papered over with invented audio. A
     late or duplicate packet is dropped (its time has passed); a packet that is not valid Opus,
-    or of another payload type, counts as lost.
+    or of another payload type, counts as lost. A new SSRC, or a packet from more than a second
+    "in the past", is a restarted stream: it starts a new sequence rather than being dropped
+    until the numbers catch up.
     """
 
     capacity = _CAPACITY
@@ -78,6 +81,7 @@ class DecodingAudioBuffer:
         self._slice = frame_bytes(rate)
         self._pending = bytearray()
         self._next: int | None = None
+        self._ssrc: int | None = None
         self.repaired = 0
         self.rejected = 0
 
@@ -85,9 +89,13 @@ class DecodingAudioBuffer:
         if self._decoder.closed:
             return False, None
         seq = packet.sequence_number
+        if packet.ssrc != self._ssrc:
+            self._ssrc, self._next = packet.ssrc, None
         gap = 0 if self._next is None else (seq - self._next) & 0xFFFF
         if gap >= 0x8000:
-            return False, None
+            if 0x10000 - gap <= _RESTART_AFTER:
+                return False, None
+            gap = 0
         data: bytes = getattr(packet, "_data", b"")
         if packet.payload_type not in self._types or not self._valid(data):
             self.rejected += 1

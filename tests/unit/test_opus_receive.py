@@ -62,8 +62,8 @@ def test_fec_recovers_a_lost_packet_far_better_than_concealment(speech_packets: 
     assert error_db(fec, want) < -3, "the recovered frame resembles what was said"
 
 
-def rtp(seq: int, data: bytes, payload_type: int = 111) -> RtpPacket:
-    p = RtpPacket(payload_type=payload_type, sequence_number=seq & 0xFFFF, timestamp=seq * 960)
+def rtp(seq: int, data: bytes, payload_type: int = 111, ssrc: int = 1) -> RtpPacket:
+    p = RtpPacket(payload_type=payload_type, sequence_number=seq & 0xFFFF, timestamp=seq * 960, ssrc=ssrc)
     p._data = data  # type: ignore[attr-defined]  # aiortc depayloads into this attribute
     return p
 
@@ -112,6 +112,18 @@ def test_decoding_buffer_repairs_gaps_drops_late_and_rejects_junk(speech_packets
     buffer.close()
     feed(buffer, iter([rtp(22, p[9])]))
     assert len(sink.frames) == decoded + buffer.repaired, "a closed buffer ignores stragglers"
+
+
+def test_a_restarted_stream_is_decoded_not_dropped_as_late(speech_packets: list[bytes]) -> None:
+    sink = Sink()
+    buffer = DecodingAudioBuffer({111}, sink)
+    p = speech_packets
+    feed(buffer, iter([rtp(1000, p[0]), rtp(1001, p[1]), rtp(1000, p[2])]))  # 1 behind: late
+    assert len(sink.frames) == 2
+    feed(buffer, iter([rtp(700, p[3]), rtp(701, p[4])]))  # 300 behind: the sender restarted
+    assert len(sink.frames) == 4 and buffer.repaired == 0
+    feed(buffer, iter([rtp(5, p[5], ssrc=2), rtp(6, p[6], ssrc=2)]))  # a new source
+    assert len(sink.frames) == 6 and buffer.repaired == 0
 
 
 def test_decoding_buffer_slices_long_packets_into_20_ms_frames() -> None:
