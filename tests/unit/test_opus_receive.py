@@ -14,7 +14,7 @@ from voice_agent import metrics
 from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
 from voice_agent.opus import OpusDecoder
 from voice_agent.peer import SignalingError, check_offer_sdp
-from voice_agent.pipeline.output import OpusFrameEncoder
+from voice_agent.pipeline.output import AIGeneratedAudioTrack, OpusFrameEncoder
 from voice_agent.rtc_tuning import DecodingAudioBuffer, advertise_inband_fec, opus_payload_types
 
 FRAME_48K = frame_bytes(OUTPUT_RATE)
@@ -181,3 +181,21 @@ def test_an_offer_without_opus_is_refused_with_a_clear_error() -> None:
     with pytest.raises(SignalingError, match="Opus") as err:
         check_offer_sdp(offer)
     assert err.value.code == "invalid_sdp"
+
+
+async def test_a_stalled_pipeline_keeps_the_newest_5_s_of_audio_not_everything() -> None:
+    from voice_agent.peer import INBOUND_BACKLOG_FRAMES, Peer
+
+    async def never_called(pcm: bytes) -> None:
+        raise AssertionError("no reader runs before an answer")
+
+    peer = Peer("s", [], AIGeneratedAudioTrack("s", count_metrics=False), never_called, lambda state: None)
+    try:
+        before = metrics.INBOUND_OVERFLOW._value.get()
+        for i in range(INBOUND_BACKLOG_FRAMES + 50):
+            peer._push(i.to_bytes(2, "little") * 320)
+        assert peer._decoded.qsize() == INBOUND_BACKLOG_FRAMES
+        assert metrics.INBOUND_OVERFLOW._value.get() - before == 50
+        assert peer._decoded.get_nowait() == (50).to_bytes(2, "little") * 320, "the oldest went first"
+    finally:
+        await peer.close()
