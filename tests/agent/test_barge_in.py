@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
-from tests.support.speech import overlap, synth, transcribe
+from tests.support.speech import sounds_like, synth, transcribe
 from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -63,7 +63,7 @@ async def test_speaking_over_the_agent_stops_its_audio_and_is_answered(agent: Ag
         )
         assert metrics["turn"]["voice_to_voice_ms"] > 0
         heard = transcribe(client.recording.pcm_between(reply["_at"] - 1.0), 48000)
-        assert overlap(reply["text"], heard) >= 0.4, (reply["text"], heard)
+        assert sounds_like(reply["text"], heard) >= 0.4, (reply["text"], heard)
     finally:
         await client.close()
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.procs import AgentProcess, running_agent
-from tests.support.speech import overlap, synth, transcribe
+from tests.support.speech import overlap, sounds_like, synth, transcribe
 from voice_agent.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -41,7 +41,7 @@ async def test_spoken_question_gets_transcript_reply_and_matching_speech(agent: 
 
         start = reply["_at"] - 1.0
         heard = transcribe(client.recording.pcm_between(start), 48000)
-        assert overlap(reply["text"], heard) >= 0.5, (reply["text"], heard)
+        assert sounds_like(reply["text"], heard) >= 0.5, (reply["text"], heard)
     finally:
         await client.close()
 

@@ -37,7 +37,7 @@ def transcribe(pcm: bytes, rate: int) -> str:
 
 
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
+    return re.findall(r"[a-z']+", text.lower().replace("'s ", " is ").replace("'re ", " are "))
 
 
 def overlap(expected: str, heard: str) -> float:
@@ -45,3 +45,11 @@ def overlap(expected: str, heard: str) -> float:
     exp = words(expected)
     got = set(words(heard))
     return sum(1 for w in exp if w in got) / max(len(exp), 1)
+
+
+def sounds_like(text: str, heard: str) -> float:
+    """How much of `text` was heard, by the kinder of two references: `text` itself, or what the
+    recognizer hears in a clean synthesis of it. The second takes out the recognizer's own slips,
+    which would otherwise count as transport damage ("It is 4:06 PM" is "it is for a six pm" to
+    pocketsphinx even when nothing was lost)."""
+    return max(overlap(text, heard), overlap(transcribe(*synth(text)), heard))
