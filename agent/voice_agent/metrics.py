@@ -8,6 +8,9 @@ WEBSOCKET_CONNECTIONS = Gauge("webrtc_websocket_connections_total", "Open signal
 ACTIVE_SESSIONS = Gauge("webrtc_active_sessions_total", "Active sessions on this agent")
 SESSION_CAPACITY = Gauge("voice_session_capacity", "Sessions this agent accepts (VOICE_MAX_SESSIONS)")
 PEER_CONNECTIONS = Gauge("webrtc_peer_connections_total", "Open WebRTC peer connections")
+EVENT_LOOP_TASKS = Gauge(
+    "voice_event_loop_tasks", "asyncio tasks alive in the event loop (back to the idle level after calls)"
+)
 SIGNALING_MESSAGES = Counter("webrtc_signaling_messages_total", "Signaling messages received", ["type"])
 SIGNALING_LATENCY = Histogram(
     "webrtc_signaling_latency_seconds",

@@ -138,6 +138,8 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
             )
         finally:
             call.detach(conn)
+            # A client that went away leaves our writer waiting for events that never come.
+            await conn.aclose()
     finally:
         manager.socket_closed(session_id)
         metrics.WEBSOCKET_CONNECTIONS.dec()

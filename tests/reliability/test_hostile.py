@@ -45,7 +45,11 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         "voice_request_timeout_s": "120",
     }
     with running_agent(tmp_path_factory.mktemp("agent"), **env) as proc:
+        IDLE["tasks"] = gauges(proc.url)["voice_event_loop_tasks"]
         yield proc
+
+
+IDLE: dict[str, float] = {}  # the agent's figures before any call of this module
 
 
 @pytest.fixture(scope="module")
@@ -258,5 +262,9 @@ def test_witness_still_talks_and_everything_is_released(agent: AgentProcess, wit
         )
 
     until(released, what="gauges back to zero")
+    until(
+        lambda: gauges(agent.url)["voice_event_loop_tasks"] <= IDLE["tasks"],
+        what=f"the agent's asyncio tasks back to the idle {IDLE['tasks']:g}",
+    )
     crashes = [ln for ln in Path(agent.log_path).read_text().splitlines() if "Traceback" in ln]
     assert not crashes, f"unhandled exceptions in the agent log: {crashes[:2]}"
