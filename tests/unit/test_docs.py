@@ -1,4 +1,4 @@
-"""Docs that match the code: every setting is documented under the name users set."""
+"""Docs that match the code: every setting under the name users set, every metric the agent exports."""
 
 from __future__ import annotations
 
@@ -24,3 +24,25 @@ def test_every_setting_is_documented() -> None:
     text = DOC.read_text()
     missing = [n for n in env_names() if f"`{n}`" not in text]
     assert not missing, f"add to docs/configuration.md: {missing}"
+
+
+def test_every_metric_is_documented() -> None:
+    from prometheus_client import REGISTRY
+
+    import voice_agent.metrics
+    import voice_agent.store.redis_metrics
+
+    modules = (voice_agent.metrics.__name__, "voice_agent.store.redis_metrics")
+    text = (DOC.parent / "api.md").read_text()
+    names = []
+    for collector in list(REGISTRY._collector_to_names):
+        name = getattr(collector, "_name", None)
+        if name is None:
+            continue
+        if getattr(collector, "_type", "") == "counter" and not name.endswith("_total"):
+            name += "_total"
+        if name.startswith(("voice_", "webrtc_")):  # other suites in this process register their own
+            names.append(name)
+    assert len(names) >= 30, f"expected the agent's metrics registered by {modules}"
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing, f"add to docs/api.md (Metrics): {missing}"
