@@ -49,6 +49,14 @@ def scrape(agent: AgentProcess) -> str:
     return httpx.get(agent.url + "/metrics").text
 
 
+def tasks(agent: AgentProcess) -> float:
+    """The agent's live asyncio tasks (voice_event_loop_tasks)."""
+    for line in scrape(agent).splitlines():
+        if line.startswith("voice_event_loop_tasks "):
+            return float(line.split()[1])
+    raise AssertionError("voice_event_loop_tasks missing from /metrics")
+
+
 def has_active(agent: AgentProcess, count: int) -> bool:
     return active(agent) == count
 
@@ -104,6 +112,7 @@ async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> No
 
 async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) -> None:
     session, owner, edge = await owned_session(cluster.agents)
+    idle = {a.url: await asyncio.to_thread(tasks, a) for a in (owner, edge)}
     client = client_at(edge, session)
     try:
         await client.connect()  # WebSocket on the edge; offer/answer/ICE go through Redis to the owner
@@ -146,6 +155,9 @@ async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) 
     for agent, role in ((owner, "owner"), (edge, "edge")):  # no link outlives its connection
         metrics_text = await asyncio.to_thread(scrape, agent)
         assert f'voice_redis_relay_links{{role="{role}"}} 0.0' in metrics_text
+        await asyncio.to_thread(
+            wait_until, lambda a=agent: tasks(a) <= idle[a.url], 10.0, f"{role}'s asyncio tasks back to idle"
+        )
     async with httpx.AsyncClient(timeout=10) as http:
         stored = (await http.get(edge.url + f"/v2/sessions/{session['id']}")).json()
     assert stored["turns"] == 1 and stored["status"] == "disconnected"
