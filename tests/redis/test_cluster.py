@@ -20,9 +20,10 @@ from tests.redis.servers import (
     start_agents,
     stop_all,
 )
+from tests.support import prom
 from tests.support.procs import AgentProcess
 from tests.support.speech import overlap, synth
-from tests.support.waits import wait_until
+from tests.support.waits import until, wait_until
 from voice_agent import redis_keys as keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-cluster")]
@@ -49,12 +50,9 @@ def scrape(agent: AgentProcess) -> str:
     return httpx.get(agent.url + "/metrics").text
 
 
-def tasks(agent: AgentProcess) -> float:
-    """The agent's live asyncio tasks (voice_event_loop_tasks)."""
-    for line in scrape(agent).splitlines():
-        if line.startswith("voice_event_loop_tasks "):
-            return float(line.split()[1])
-    raise AssertionError("voice_event_loop_tasks missing from /metrics")
+async def tasks(agent: AgentProcess) -> float:
+    """The agent's live asyncio tasks."""
+    return (await prom.scrape(agent.url))["voice_event_loop_tasks"]
 
 
 def has_active(agent: AgentProcess, count: int) -> bool:
@@ -112,7 +110,7 @@ async def test_200_concurrent_creates_never_overallocate(cluster: Cluster) -> No
 
 async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) -> None:
     session, owner, edge = await owned_session(cluster.agents)
-    idle = {a.url: await asyncio.to_thread(tasks, a) for a in (owner, edge)}
+    idle = {a.url: await tasks(a) for a in (owner, edge)}
     client = client_at(edge, session)
     try:
         await client.connect()  # WebSocket on the edge; offer/answer/ICE go through Redis to the owner
@@ -155,9 +153,11 @@ async def test_relayed_signaling_completes_a_real_webrtc_call(cluster: Cluster) 
     for agent, role in ((owner, "owner"), (edge, "edge")):  # no link outlives its connection
         metrics_text = await asyncio.to_thread(scrape, agent)
         assert f'voice_redis_relay_links{{role="{role}"}} 0.0' in metrics_text
-        await asyncio.to_thread(
-            wait_until, lambda a=agent: tasks(a) <= idle[a.url], 10.0, f"{role}'s asyncio tasks back to idle"
-        )
+
+        async def back_to_idle(a: AgentProcess = agent) -> bool:
+            return await tasks(a) <= idle[a.url]
+
+        await until(back_to_idle, timeout=10.0, what=f"{role}'s asyncio tasks back to idle")
     async with httpx.AsyncClient(timeout=10) as http:
         stored = (await http.get(edge.url + f"/v2/sessions/{session['id']}")).json()
     assert stored["turns"] == 1 and stored["status"] == "disconnected"

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -25,6 +24,7 @@ from tests.reliability.sdp_strategies import hostile_sdp
 from tests.reliability.witness import Witness
 from tests.support import waits
 from tests.support.procs import AgentProcess, running_agent
+from tests.support.prom import scrape_sync
 from tests.support.ws import Signaling
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-hostile")]
@@ -45,7 +45,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         "voice_request_timeout_s": "120",
     }
     with running_agent(tmp_path_factory.mktemp("agent"), **env) as proc:
-        IDLE["tasks"] = gauges(proc.url)["voice_event_loop_tasks"]
+        IDLE["tasks"] = scrape_sync(proc.url)["voice_event_loop_tasks"]
         yield proc
 
 
@@ -66,13 +66,8 @@ def base_offer(witness: Witness) -> str:
     return "\r\n".join(ln for ln in sdp.split("\r\n") if not ln.startswith("a=candidate:"))
 
 
-def gauges(url: str) -> dict[str, float]:
-    text = httpx.get(url + "/metrics", timeout=5).text
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
-
-
 def sockets_gauge(url: str) -> float:
-    return gauges(url)["webrtc_websocket_connections_total"]
+    return scrape_sync(url)["webrtc_websocket_connections_total"]
 
 
 until = functools.partial(waits.wait_until, timeout=15.0)
@@ -254,7 +249,7 @@ def test_witness_still_talks_and_everything_is_released(agent: AgentProcess, wit
         httpx.delete(f"{agent.url}/v2/sessions/{s['id']}", timeout=5)
 
     def released() -> bool:
-        m = gauges(agent.url)
+        m = scrape_sync(agent.url)
         return (
             m["webrtc_websocket_connections_total"] == 0
             and m["webrtc_peer_connections_total"] == 0
@@ -263,7 +258,7 @@ def test_witness_still_talks_and_everything_is_released(agent: AgentProcess, wit
 
     until(released, what="gauges back to zero")
     until(
-        lambda: gauges(agent.url)["voice_event_loop_tasks"] <= IDLE["tasks"],
+        lambda: scrape_sync(agent.url)["voice_event_loop_tasks"] <= IDLE["tasks"],
         what=f"the agent's asyncio tasks back to the idle {IDLE['tasks']:g}",
     )
     crashes = [ln for ln in Path(agent.log_path).read_text().splitlines() if "Traceback" in ln]
