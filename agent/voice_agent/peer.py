@@ -30,7 +30,7 @@ from voice_agent.pipeline.output import AIGeneratedAudioTrack
 from voice_agent.rtc_tuning import (
     DecodingAudioBuffer,
     advertise_inband_fec,
-    install_decoder,
+    install_buffer,
     opus_payload_types,
     tune_receivers,
 )
@@ -222,7 +222,7 @@ class Peer:
             types = opus_payload_types(sdp)
             for t in audio:
                 decoder = DecodingAudioBuffer(types, self._push)
-                if install_decoder(t.receiver, decoder):
+                if install_buffer(t.receiver, decoder):
                     self._decoders.append(decoder)
         else:
             tune_receivers(self.pc, self._jitter_frames)

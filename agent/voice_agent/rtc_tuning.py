@@ -155,12 +155,9 @@ def advertise_inband_fec(sdp: str) -> str:
     return "\r\n".join(out)
 
 
-def install_decoder(receiver: Any, buffer: DecodingAudioBuffer) -> bool:
-    """Put `buffer` in place of an audio receiver's jitter buffer before media flows."""
-    return _swap(receiver, buffer)
-
-
-def _swap(receiver: Any, buffer: object) -> bool:
+def install_buffer(receiver: Any, buffer: object) -> bool:
+    """Put `buffer` in place of an audio receiver's jitter buffer before media flows; True if it
+    took effect."""
     global _warned
     if getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
         return False
@@ -178,7 +175,7 @@ def set_audio_prefetch(receiver: Any, frames: int) -> bool:
 
     0 frames: `ImmediateAudioBuffer`; more: aiortc's own buffer holding that many frames."""
     buffer = ImmediateAudioBuffer() if frames == 0 else JitterBuffer(capacity=_CAPACITY, prefetch=frames)
-    return _swap(receiver, buffer)
+    return install_buffer(receiver, buffer)
 
 
 def tune_receivers(pc: Any, frames: int) -> int:
