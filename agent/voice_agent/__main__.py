@@ -1,4 +1,4 @@
-"""`python -m voice_agent`: start one agent (settings from the environment, see DESIGN.md)."""
+"""`python -m voice_agent`: start one agent (settings from the environment, see docs/configuration.md)."""
 
 from __future__ import annotations
 

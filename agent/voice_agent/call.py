@@ -197,6 +197,7 @@ class Call:
             self._peer_state,
             transport_policy=self.settings.ice_transport_policy,
             jitter_frames=self.settings.jitter_prefetch_frames,
+            host_candidates=self.settings.ice_policy,
         )
         try:
             answer = await peer.answer(sdp)

@@ -22,9 +22,11 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
+from voice_agent.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
 from voice_agent.peer import parse_candidate
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
 from voice_agent.rtc_tuning import tune_receivers
+from voice_agent.settings import load_settings
 
 SILENCE_DBFS = -50.0
 
@@ -76,6 +78,7 @@ class VoiceClient:
         headers: dict[str, str] | None = None,
         jitter_frames: int = 1,
         record: bool = True,
+        host_candidates: HostCandidatePolicy | None = None,
     ) -> None:
         # Load generators turn recording off: decoding is still done, analysis is not.
         self.record = record
@@ -85,6 +88,9 @@ class VoiceClient:
         self.base_url = base_url.rstrip("/")
         self.ice_servers = ice_servers
         self.relay_only = relay_only
+        # By default the client gathers where the VOICE_ICE_* settings say, as the agent does: a test
+        # run or a load generator with VOICE_ICE_ADDRESSES=127.0.0.1 keeps both ends on loopback.
+        self.host_candidates = host_candidates if host_candidates is not None else load_settings().ice_policy
         self.headers = headers or {}
         self.session: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
@@ -182,8 +188,9 @@ class VoiceClient:
         self.pc.addTrack(self.speaker)
         self.pc.on("track", self._on_track)
         tune_receivers(self.pc, self.jitter_frames)
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
+        with gathering_with(self.host_candidates):
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
         sdp = self.pc.localDescription.sdp
         if self.relay_only:
             sdp = "\r\n".join(
@@ -204,6 +211,11 @@ class VoiceClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"media not connected: {self.pc and self.pc.connectionState}")
             await asyncio.sleep(0.02)
+
+    def media_path(self) -> tuple[str, str] | None:
+        """Where the selected pair's (local, remote) addresses live: loopback, private or public."""
+        pair = selected_pair(self.pc) if self.pc is not None else None
+        return None if pair is None else (scope_of(pair[0].host), scope_of(pair[1].host))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":

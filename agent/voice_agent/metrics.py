@@ -11,6 +11,11 @@ PEER_CONNECTIONS = Gauge("webrtc_peer_connections_total", "Open WebRTC peer conn
 EVENT_LOOP_TASKS = Gauge(
     "voice_event_loop_tasks", "asyncio tasks alive in the event loop (back to the idle level after calls)"
 )
+ICE_SELECTED_PAIRS = Counter(
+    "webrtc_ice_selected_pairs_total",
+    "Candidate pairs ICE selected, by where each end's address lives (loopback, private, public)",
+    ["local", "remote", "type"],
+)
 SIGNALING_MESSAGES = Counter("webrtc_signaling_messages_total", "Signaling messages received", ["type"])
 SIGNALING_LATENCY = Histogram(
     "webrtc_signaling_latency_seconds",

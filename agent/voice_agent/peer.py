@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from voice_agent import metrics
 from voice_agent.audio import InboundConverter, LossConcealer
+from voice_agent.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
 from voice_agent.rtc_tuning import (
     DecodingAudioBuffer,
@@ -138,8 +139,10 @@ class Peer:
         on_state: Callable[[str], None],
         transport_policy: Literal["all", "relay"] = "all",
         jitter_frames: int = 0,
+        host_candidates: HostCandidatePolicy | None = None,
     ) -> None:
         self._jitter_frames = jitter_frames
+        self._host_candidates = host_candidates
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers
@@ -162,7 +165,19 @@ class Peer:
         self.pc.on("connectionstatechange", self._state_changed)
 
     def _state_changed(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._count_selected_pair()
         self._on_state(self.pc.connectionState)
+
+    def _count_selected_pair(self) -> None:
+        """Which network the media took: an operator's check of the ICE settings, and the tests' guard."""
+        pair = selected_pair(self.pc)
+        if pair is None:
+            return
+        local, remote = pair
+        labels = {"local": scope_of(local.host), "remote": scope_of(remote.host), "type": local.type}
+        metrics.ICE_SELECTED_PAIRS.labels(**labels).inc()
+        log.info("ice pair selected", extra={"session_id": self.session_id, **labels})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._track is None:
@@ -229,13 +244,25 @@ class Peer:
         self._start_reading()
         self.pc.addTrack(self.out_track)
         try:
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
+            with gathering_with(self._host_candidates):
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
         except Exception as exc:
             raise SignalingError(
                 "invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
-        return advertise_inband_fec(str(self.pc.localDescription.sdp))
+        sdp = advertise_inband_fec(str(self.pc.localDescription.sdp))
+        if self._host_candidates is not None:
+            sdp = self._host_candidates.announce(sdp, self._gathered_hosts())
+        return sdp
+
+    def _gathered_hosts(self) -> list[str]:
+        return [
+            c.ip
+            for t in self.pc.getTransceivers()
+            for c in t.receiver.transport.transport.iceGatherer.getLocalCandidates()
+            if c.type == "host"
+        ]
 
     async def add_candidate(self, msg: dict[str, Any]) -> None:
         candidate = parse_candidate(msg)

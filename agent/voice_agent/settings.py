@@ -1,6 +1,6 @@
 """The one settings object of the agent.
 
-Every knob is an environment variable (names fixed by DESIGN.md) so the operator can configure
+Every knob is an environment variable (listed in docs/configuration.md) so the operator can configure
 pods with env and secretRefs only. Bad values fail at start with one line naming the setting.
 """
 
@@ -11,8 +11,11 @@ import socket
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
+import ifaddr
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from voice_agent.ice import HostCandidatePolicy, IcePolicyError, IPNetwork, parse_announced, parse_networks
 
 
 class ConfigError(Exception):
@@ -32,6 +35,12 @@ class Settings(BaseSettings):
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     # "relay": gather TURN candidates only (pods behind NAT; browsers never see pod IPs).
     ice_transport_policy: Literal["all", "relay"] = "all"
+    # Host candidates (docs/configuration.md): where to gather, and the address clients are told.
+    ice_interfaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ice_exclude_interfaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ice_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ice_exclude_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ice_announced_address: str | None = None
     web_dir: str | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -117,6 +126,16 @@ class Settings(BaseSettings):
             raise ValueError('must be a JSON list of {"urls": ..., "username"?, "credential"?}')
         return value
 
+    @field_validator(
+        "ice_interfaces", "ice_exclude_interfaces", "ice_addresses", "ice_exclude_addresses", mode="before"
+    )
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        """A comma-separated list (what an operator writes in env) or a JSON list."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        return [str(v).strip() for v in value if str(v).strip()]
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
@@ -132,6 +151,28 @@ class Settings(BaseSettings):
     @cached_property
     def redis_enabled(self) -> bool:
         return self.redis_url is not None and bool(self.redis_url.get_secret_value())
+
+    @cached_property
+    def ice_policy(self) -> HostCandidatePolicy:
+        """The host-candidate policy; a bad value raises ConfigError naming the setting."""
+        try:
+            return HostCandidatePolicy(
+                interfaces=tuple(self.ice_interfaces),
+                exclude_interfaces=tuple(self.ice_exclude_interfaces),
+                addresses=_networks("VOICE_ICE_ADDRESSES", self.ice_addresses),
+                exclude_addresses=_networks("VOICE_ICE_EXCLUDE_ADDRESSES", self.ice_exclude_addresses),
+                announced=parse_announced(self.ice_announced_address) if self.ice_announced_address else None,
+            )
+        except IcePolicyError as exc:
+            raise ConfigError(f"invalid setting VOICE_ICE_ANNOUNCED_ADDRESS: {exc}") from None
+
+    def check_ice(self) -> None:
+        """Fail at start when the host-candidate settings name a missing interface or match nothing."""
+        policy = self.ice_policy
+        try:
+            policy.check(ifaddr.get_adapters())
+        except IcePolicyError as exc:
+            raise ConfigError(f"invalid ICE host-candidate settings (VOICE_ICE_*): {exc}") from None
 
     def public_ice_servers(self) -> list[dict[str, Any]]:
         """ICE servers as handed to clients (TURN credentials are meant for the client)."""
@@ -154,6 +195,13 @@ class Settings(BaseSettings):
             )
 
 
+def _networks(setting: str, values: list[str]) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(values)
+    except IcePolicyError as exc:
+        raise ConfigError(f"invalid setting {setting}: {exc}") from None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, turning pydantic's report into one clear line."""
     try:
@@ -164,4 +212,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = loc if loc.isupper() else f"VOICE_{loc.upper()}"
         raise ConfigError(f"invalid setting {name}: {err['msg']}") from None
     settings.check_providers()
+    settings.check_ice()
     return settings

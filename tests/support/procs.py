@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -37,8 +38,18 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+# Every agent this test process started, so the loopback guard can read what each one selected.
+STARTED: list[AgentProcess] = []
+
+
+def off_loopback(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Selected pairs with an end off loopback (what the test guard refuses)."""
+    return [p for p in pairs if p.get("local") != "loopback" or p.get("remote") != "loopback"]
+
+
 class AgentProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        STARTED.append(self)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -73,6 +84,23 @@ class AgentProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def ice_pairs(self, since: int = 0) -> list[dict[str, str]]:
+        """The agent's "ice pair selected" lines written after byte `since` of its log."""
+        if not self.log_path.exists():
+            return []
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+        pairs = []
+        for line in text.splitlines():
+            if '"ice pair selected"' in line:
+                with contextlib.suppress(ValueError):
+                    pairs.append(json.loads(line))
+        return pairs
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
