@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR } from './support/agent';
-import { launchChromium, observePeers, peerStats } from './support/browser';
+import { expectMediaOnLoopback, launchChromium, observePeers, peerStats } from './support/browser';
 import { waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { speechWav } from './support/speech';
@@ -65,6 +65,7 @@ it(`measures click -> connected -> transcript -> reply over ${RUNS} runs`, { tim
       },
       { timeoutMs: 20_000 },
     );
+    await expectMediaOnLoopback(page, agent);
     runs.push({ connected, transcript, replyText, replyAudio, agentVoiceToVoice: v2v });
     await page.getByRole('button', { name: 'End conversation' }).click();
     await context.close();

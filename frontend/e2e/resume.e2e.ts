@@ -7,9 +7,9 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, freshOutputDir, requireDist } from './support/agent';
-import { launchChromium, observePeers, peerCount, peerStats } from './support/browser';
+import { expectMediaOnLoopback, launchChromium, observePeers, peerCount, peerStats } from './support/browser';
 import { connection, sessionId, turns, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { RedisServer } from './support/redis';
@@ -50,6 +50,10 @@ beforeAll(async () => {
       if (String(frame.payload).startsWith('{"type":"session"')) sessionEventsAt.push(Date.now());
     });
   });
+});
+
+afterEach(async () => {
+  if (page && agent) await expectMediaOnLoopback(page, agent);
 });
 
 afterAll(async () => {

@@ -6,10 +6,10 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR, REPO_ROOT, freshOutputDir, requireDist } from './support/agent';
 import { axeViolations } from './support/axe';
-import { launchChromium, observePeers, peerCount, peerStats } from './support/browser';
+import { expectMediaOnLoopback, launchChromium, observePeers, peerCount, peerStats } from './support/browser';
 import { clientContract } from './support/contract';
 import { connection, sessionId, turns, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
@@ -55,6 +55,10 @@ beforeAll(async () => {
   page = await context.newPage();
   page.on('pageerror', (error) => console.error('page error:', error));
   await observePeers(page);
+});
+
+afterEach(async () => {
+  if (page && agent) await expectMediaOnLoopback(page, agent);
 });
 
 afterAll(async () => {

@@ -121,3 +121,6 @@ def running_agent(tmp_path: Path, **env: str) -> Iterator[AgentProcess]:
         yield agent.wait_ready()
     finally:
         agent.stop()
+    off = off_loopback(agent.ice_pairs())
+    if off:
+        raise RuntimeError(f"media left loopback: the agent selected {off[0]}")

@@ -4,7 +4,7 @@
  * same port, the way a crashed pod comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pollUntil } from './wait';
@@ -68,6 +68,8 @@ export class AgentProcess {
         VOICE_WEB_DIR: DIST_DIR,
         VOICE_AGENT_ID: `e2e-${this.port}`,
         VOICE_LOG_FORMAT: 'json',
+        // Media on loopback only (Chromium is started with loopback allowed): see mediaOffLoopback.
+        VOICE_ICE_ADDRESSES: '127.0.0.1',
         ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -89,6 +91,21 @@ export class AgentProcess {
       },
       { timeoutMs, intervalMs: 100 },
     );
+  }
+
+  /** The "ice pair selected" lines, over every run of this agent, whose local or remote end was off loopback. */
+  mediaOffLoopback(): Record<string, unknown>[] {
+    const off: Record<string, unknown>[] = [];
+    for (let run = 1; run <= this.starts; run += 1) {
+      const file = resolve(this.logDir, `agent-${this.port}-${run}.log`);
+      if (!existsSync(file)) continue;
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        if (!line.includes('"ice pair selected"')) continue;
+        const pair = JSON.parse(line) as Record<string, unknown>;
+        if (pair.local !== 'loopback' || pair.remote !== 'loopback') off.push(pair);
+      }
+    }
+    return off;
   }
 
   /** SIGKILL: no drain, no goodbye on the WebSocket, in-memory sessions gone. */

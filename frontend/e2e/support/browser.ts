@@ -25,21 +25,68 @@ export async function launchChromium(wav: string | null): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 30_000,
-    // Host candidates as mDNS names do not resolve here; keep plain loopback addresses.
-    args: [...microphone, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+    // Media stays on loopback, as in every test: Chromium leaves loopback out of its candidates
+    // unless allowed, and host candidates as mDNS names would not resolve here.
+    args: [...microphone, '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns'],
   });
 }
 
+// Every peer connection the page makes, and the addresses of the candidate pair each one selected
+// (read from its own getStats when it connects), so a test can check where its media went.
 const OBSERVE_PEERS = `
 (() => {
   const Native = window.RTCPeerConnection;
   const peers = [];
+  const pairs = [];
   Object.defineProperty(window, '__e2ePeers', { value: peers });
+  Object.defineProperty(window, '__e2ePairs', { value: pairs });
+  const recordPair = async (pc) => {
+    const stats = [...(await pc.getStats()).values()];
+    const byId = new Map(stats.map((s) => [s.id, s]));
+    const transport = stats.find((s) => s.type === 'transport' && s.selectedCandidatePairId);
+    const pair = transport ? byId.get(transport.selectedCandidatePairId) : undefined;
+    if (!pair) return;
+    const local = byId.get(pair.localCandidateId);
+    const remote = byId.get(pair.remoteCandidateId);
+    pairs.push({ local: local?.address ?? local?.ip ?? '?', remote: remote?.address ?? remote?.ip ?? '?' });
+  };
   window.RTCPeerConnection = class extends Native {
-    constructor(...args) { super(...args); peers.push(this); }
+    constructor(...args) {
+      super(...args);
+      peers.push(this);
+      this.addEventListener('connectionstatechange', () => {
+        if (this.connectionState === 'connected') void recordPair(this);
+      });
+    }
   };
 })();
 `;
+
+export interface SelectedPair {
+  local: string;
+  remote: string;
+}
+
+/** The candidate pairs the page's peer connections selected so far (local and remote address). */
+export async function selectedPairs(page: Page): Promise<SelectedPair[]> {
+  return page.evaluate(() => [...((window as unknown as { __e2ePairs?: SelectedPair[] }).__e2ePairs ?? [])]);
+}
+
+function isLoopback(address: string): boolean {
+  return /^127\./.test(address) || address === '::1';
+}
+
+/**
+ * The guard every browser test runs after each step: media went over loopback only, by the
+ * browser's own getStats and by the agent's log of the pair it selected. Throws otherwise.
+ */
+export async function expectMediaOnLoopback(page: Page, agent: { mediaOffLoopback(): unknown[] }): Promise<void> {
+  const pairs = await selectedPairs(page);
+  const browserOff = pairs.filter((p) => !isLoopback(p.local) || !isLoopback(p.remote));
+  if (browserOff.length > 0) throw new Error(`media left loopback: the browser selected ${JSON.stringify(browserOff[0])}`);
+  const agentOff = agent.mediaOffLoopback();
+  if (agentOff.length > 0) throw new Error(`media left loopback: the agent selected ${JSON.stringify(agentOff[0])}`);
+}
 
 export async function observePeers(page: Page): Promise<void> {
   await page.addInitScript({ content: OBSERVE_PEERS });
