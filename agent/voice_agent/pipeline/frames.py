@@ -120,7 +120,6 @@ class TurnMetrics:
     llm_first_token_ms: float | None = None
     tts_first_audio_ms: float | None = None
     voice_to_voice_ms: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)
 
     def as_event(self) -> dict[str, Any]:

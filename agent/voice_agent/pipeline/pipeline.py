@@ -14,7 +14,6 @@ turns. History then records only the part of the reply the user actually heard.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -351,9 +350,3 @@ class Pipeline:
 
     def media_stopped(self) -> None:
         self._media_live = False
-
-
-async def drain_task(task: asyncio.Task[Any] | None) -> None:
-    if task is not None and not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

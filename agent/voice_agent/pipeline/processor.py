@@ -82,10 +82,6 @@ class QueuedProcessor(FrameProcessor):
     async def on_interrupted(self, frame: InterruptionFrame) -> None:
         """Hook for per-stage cleanup after the in-flight frame was cancelled."""
 
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
     def _drop_queued(self) -> None:
         while not self._queue.empty():
             self._queue.get_nowait()
