@@ -18,17 +18,29 @@ from typing import Any, Protocol
 from voice_agent import metrics
 from voice_agent.logs import session_id_var
 from voice_agent.models import Message, SessionRecord
-from voice_agent.peer import Peer, SignalingError, local_candidates, parse_candidate
+from voice_agent.peer import Peer, local_candidates
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
+from voice_agent.protocol import (
+    AnswerEvent,
+    CloseCode,
+    ErrorCode,
+    IceCandidate,
+    IceCandidateEvent,
+    Offer,
+    SessionEvent,
+    SessionSnapshot,
+    SignalingError,
+    StatusEvent,
+    Text,
+    error_event,
+)
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
 from voice_agent.store.base import OwnershipLost, SessionStore
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 2000
-CLOSE_REPLACED = 4409
-CLOSE_ENDED = 1000
+CLOSE_ENDED = CloseCode.ENDED  # the name manager.py closes calls with
 SAVE_RETRY_MAX_S = 2.0
 
 
@@ -41,7 +53,7 @@ class ClientLink(Protocol):
 
     def close_soon(self, code: int, reason: str = "") -> None: ...
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
+    async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None: ...
 
 
 class Call:
@@ -63,7 +75,7 @@ class Call:
         self._on_gone = on_gone
         self.conn: ClientLink | None = None
         self.peer: Peer | None = None
-        self._pending_candidates: list[dict[str, Any]] = []
+        self._pending_candidates: list[IceCandidate] = []
         self._grace: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -102,14 +114,12 @@ class Call:
         old, self.conn = self.conn, conn
         log.info("client attached", extra={"replaced": old is not None})
         if old is not None:
-            old.send(
-                {"type": "error", "code": "replaced", "message": "another connection took over this session"}
-            )
-            old.close_soon(CLOSE_REPLACED, "replaced")
+            old.send(error_event(ErrorCode.REPLACED, "another connection took over this session"))
+            old.close_soon(CloseCode.REPLACED, "replaced")
         self.record.status = "connected"
         self._touch()
-        conn.send({"type": "session", "session": self.public_record()})
-        conn.send({"type": "status", "processing": self.pipeline.status})
+        conn.send(SessionEvent(session=self.public_record()).wire())
+        conn.send(StatusEvent.model_validate({"processing": self.pipeline.status}).wire())
 
     def detach(self, conn: ClientLink) -> None:
         if self.conn is not conn or self._closed:
@@ -136,7 +146,7 @@ class Call:
             self.peer = None
         await self.pipeline.stop()
         if self.conn is not None:
-            await self.conn.aclose(CLOSE_ENDED, status)
+            await self.conn.aclose(CloseCode.ENDED, status)
             self.conn = None
         self.record.status = status  # type: ignore[assignment]
         self.record.is_ai_speaking = False
@@ -163,25 +173,25 @@ class Call:
         if self.conn is not None:
             self.conn.send(event)
 
-    def error(self, code: str, message: str) -> None:
+    def error(self, code: ErrorCode, message: str) -> None:
         metrics.ERRORS.labels(code).inc()
-        self.emit({"type": "error", "code": code, "message": message})
+        self.emit(error_event(code, message))
 
-    def public_record(self) -> dict[str, Any]:
-        return {
-            "id": self.record.id,
-            "status": self.record.status,
-            "pool": self.record.pool,
-            "owner": self.record.owner,
-            "expires_at": self.record.expires_at.isoformat(),
-            "history": [m.model_dump() for m in self.record.history],
-            "ice_servers": self.settings.public_ice_servers(),
+    def public_record(self) -> SessionSnapshot:
+        return SessionSnapshot(
+            id=self.record.id,
+            status=self.record.status,
+            pool=self.record.pool,
+            owner=self.record.owner,
+            expires_at=self.record.expires_at.isoformat(),
+            history=self.record.history,
+            ice_servers=self.settings.public_ice_servers(),
             # Whether this agent holds media for the session right now ({} = send an offer).
-            "peer_connections": self.record.peer_connections,
-        }
+            peer_connections=self.record.peer_connections,
+        )
 
     # --- signaling ----------------------------------------------------------------------------
-    async def on_offer(self, sdp: Any) -> None:
+    async def on_offer(self, msg: Offer) -> None:
         """Every offer gets a fresh peer: first connect, ICE restart and resume are one path."""
         if self.peer is not None:
             await self.peer.close()
@@ -200,36 +210,32 @@ class Call:
             host_candidates=self.settings.ice_policy,
         )
         try:
-            answer = await peer.answer(sdp)
+            answer = await peer.answer(msg.sdp)
         except SignalingError:
             await peer.close()
             raise
         self.peer = peer
         self.record.peer_connections = {"current": {"state": "new"}}
-        self.emit({"type": "answer", "sdp": answer})
+        self.emit(AnswerEvent(sdp=answer).wire())
         for cand in local_candidates(answer):
-            self.emit({"type": "ice-candidate", **cand})
-        self.emit({"type": "ice-candidate", "candidate": None, "sdpMid": None, "sdpMLineIndex": None})
+            self.emit(IceCandidateEvent(**cand).wire())
+        self.emit(IceCandidateEvent(candidate=None, sdpMid=None, sdpMLineIndex=None).wire())
         pending, self._pending_candidates = self._pending_candidates, []
-        for msg in pending:
-            await self.on_candidate(msg)
+        for candidate in pending:
+            await self.on_candidate(candidate)
 
-    async def on_candidate(self, msg: dict[str, Any]) -> None:
+    async def on_candidate(self, msg: IceCandidate) -> None:
+        """Candidates may come before the offer; parsing refused garbage already, so they wait here."""
         if self.peer is None or not self.peer.has_remote:
-            parse_candidate(msg)  # refuse garbage now, not silently when the offer arrives
             if len(self._pending_candidates) >= self.settings.max_pending_candidates:
-                raise SignalingError("too_many_candidates", "too many ICE candidates before an offer")
+                raise SignalingError(ErrorCode.TOO_MANY_CANDIDATES, "too many ICE candidates before an offer")
             self._pending_candidates.append(msg)
             return
-        await self.peer.add_candidate(msg)
+        await self.peer.add_candidate(msg.wire())
 
-    async def on_text(self, text: Any) -> None:
-        if not isinstance(text, str) or not text.strip():
-            raise SignalingError("invalid_message", "text must be a non-empty string")
-        if len(text) > MAX_TEXT_CHARS:
-            raise SignalingError("invalid_message", f"text longer than {MAX_TEXT_CHARS} characters")
+    async def on_text(self, msg: Text) -> None:
         self._touch()
-        await self.pipeline.push_text(text.strip())
+        await self.pipeline.push_text(msg.text)
 
     async def on_interrupt(self) -> None:
         await self.pipeline.interrupt()
@@ -243,7 +249,9 @@ class Call:
         elif state in ("failed", "closed"):
             self.pipeline.media_stopped()
         if state == "failed":
-            self.error("ice_failed", "media connection failed; send a new offer (ICE restart) to recover")
+            self.error(
+                ErrorCode.ICE_FAILED, "media connection failed; send a new offer (ICE restart) to recover"
+            )
 
     # --- persistence --------------------------------------------------------------------------
     def _history_changed(self, history: list[Message]) -> None:
@@ -274,8 +282,8 @@ class Call:
             except OwnershipLost:
                 log.warning("session taken over by another agent; closing here")
                 if self.conn is not None:
-                    self.conn.send({"type": "error", "code": "session_moved", "message": "session moved"})
-                    self.conn.close_soon(CLOSE_REPLACED, "session moved")
+                    self.conn.send(error_event(ErrorCode.SESSION_MOVED, "session moved"))
+                    self.conn.close_soon(CloseCode.REPLACED, "session moved")
                     self.conn = None
                 self._closer = asyncio.create_task(self.close("disconnected", save=False))
                 return

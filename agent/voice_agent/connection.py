@@ -21,6 +21,8 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
+from voice_agent.protocol import CloseCode
+
 log = logging.getLogger(__name__)
 
 SEND_QUEUE_MAX = 1000
@@ -88,7 +90,7 @@ class ClientConnection:
             self._queue.put_nowait(("event", event))
         except asyncio.QueueFull:
             log.warning("client not reading; disconnecting it")
-            self.close_soon(1008, "send queue full")
+            self.close_soon(CloseCode.QUEUE_FULL, "send queue full")
 
     def close_soon(self, code: int, reason: str = "") -> None:
         if self.closed:
@@ -119,7 +121,7 @@ class ClientConnection:
                 self.closed = True
                 return
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None:
         """Flush what is queued, then close."""
         self.close_soon(code, reason)
         with contextlib.suppress(asyncio.CancelledError, Exception):

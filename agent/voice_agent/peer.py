@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -22,12 +21,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
 
 from voice_agent import metrics
 from voice_agent.audio import InboundConverter, LossConcealer
 from voice_agent.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
 from voice_agent.pipeline.output import AIGeneratedAudioTrack
+from voice_agent.protocol import SignalingError as SignalingError
+from voice_agent.protocol import check_offer_sdp as check_offer_sdp
+from voice_agent.protocol import parse_candidate as parse_candidate
 from voice_agent.rtc_tuning import (
     DecodingAudioBuffer,
     advertise_inband_fec,
@@ -37,72 +38,6 @@ from voice_agent.rtc_tuning import (
 )
 
 log = logging.getLogger(__name__)
-
-MAX_SDP_BYTES = 32 * 1024
-MAX_SDP_CANDIDATES = 64
-# DTLS fails much later and much less clearly than this check when a fingerprint is mangled.
-_FINGERPRINT = re.compile(
-    r"^a=fingerprint:(sha-1|sha-224|sha-256|sha-384|sha-512) [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$"
-)
-
-
-class SignalingError(Exception):
-    """Bad signaling input; `code` is sent to the client in an error event."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def check_offer_sdp(sdp: Any) -> str:
-    """Reject what aiortc would choke on, or what no browser sends, before it reaches aiortc."""
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise SignalingError("invalid_sdp", "sdp must be a non-empty string")
-    if len(sdp) > MAX_SDP_BYTES:
-        raise SignalingError("invalid_sdp", f"sdp larger than {MAX_SDP_BYTES} bytes")
-    if not sdp.startswith("v=0"):
-        raise SignalingError("invalid_sdp", "sdp must start with v=0")
-    if "\nm=audio " not in sdp.replace("\r\n", "\n"):
-        raise SignalingError("invalid_sdp", "offer has no audio m-line")
-    if not opus_payload_types(sdp):
-        raise SignalingError("invalid_sdp", "offer has no Opus codec (a=rtpmap:<pt> opus/48000/2)")
-    lines = sdp.replace("\r\n", "\n").split("\n")
-    fingerprints = [ln for ln in lines if ln.startswith("a=fingerprint:")]
-    if not fingerprints or not all(_FINGERPRINT.match(ln) for ln in fingerprints):
-        raise SignalingError("invalid_sdp", "offer needs a well-formed DTLS fingerprint")
-    if not any(ln.startswith("a=ice-ufrag:") for ln in lines) or not any(
-        ln.startswith("a=ice-pwd:") for ln in lines
-    ):
-        raise SignalingError("invalid_sdp", "offer needs ICE credentials (ice-ufrag, ice-pwd)")
-    if sdp.count("a=candidate:") > MAX_SDP_CANDIDATES:
-        raise SignalingError("invalid_sdp", f"more than {MAX_SDP_CANDIDATES} candidates in sdp")
-    return sdp
-
-
-def parse_candidate(msg: dict[str, Any]) -> Any:
-    """A client `ice-candidate` message -> aiortc RTCIceCandidate, or None for end-of-candidates."""
-    cand = msg.get("candidate")
-    if cand is None or cand == "":
-        return None
-    if not isinstance(cand, str) or len(cand) > 1024:
-        raise SignalingError("invalid_candidate", "candidate must be a string of at most 1024 chars")
-    mid = msg.get("sdpMid")
-    index = msg.get("sdpMLineIndex")
-    if mid is None and index is None:
-        raise SignalingError("invalid_candidate", "sdpMid or sdpMLineIndex is required")
-    if (mid is not None and not isinstance(mid, str)) or (
-        index is not None and (not isinstance(index, int) or isinstance(index, bool))
-    ):
-        raise SignalingError("invalid_candidate", "sdpMid must be a string, sdpMLineIndex an integer")
-    text = cand[len("candidate:") :] if cand.startswith("candidate:") else cand
-    try:
-        candidate = candidate_from_sdp(text)
-    except (AssertionError, ValueError, IndexError, KeyError) as exc:
-        raise SignalingError("invalid_candidate", f"unparseable candidate: {exc!s}"[:200]) from None
-    candidate.sdpMid = mid
-    candidate.sdpMLineIndex = index
-    return candidate
 
 
 def local_candidates(sdp: str) -> list[dict[str, Any]]:

@@ -1,10 +1,13 @@
 """Signaling relay over Redis pub/sub, for a WebSocket that landed on an agent not owning its session.
 
 Two roles per relayed connection ("link"):
-- edge: this agent holds the client's WebSocket. It validates and rate-limits frames like any
-  agent, then publishes them to the owner's inbox; events from the owner go to the socket.
+- edge: this agent holds the client's WebSocket. It rate-limits and parses frames like any
+  agent, then publishes the parsed messages to the owner's inbox; events from the owner go to
+  the socket.
 - owner: this agent runs the call. A RemoteConnection stands in for the client's socket, so the
-  call neither knows nor cares that its client is elsewhere. Media flows straight to the owner.
+  call neither knows nor cares that its client is elsewhere, and the relayed messages go through
+  the same receive loop as a local socket's (parsed again: the edge may run another version).
+  Media flows straight to the owner.
 
 Each agent listens on one channel, its inbox. Messages of one link are handled in order (one
 queue and worker per link), so an offer is answered before the candidates that follow it.
@@ -20,13 +23,15 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from voice_agent.call import Call
+from voice_agent.call import Call, ClientLink
 from voice_agent.connection import ClientConnection
+from voice_agent.protocol import AnyClientMessage, CloseCode, ErrorCode, error_event
+from voice_agent.signaling import Frame, receive_loop
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
 from voice_agent.store.redis_metrics import RELAY_LINKS, RELAY_SECONDS, RELAYED_MESSAGES
@@ -37,11 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINK_QUEUE_MAX = 512
-CLOSE_OWNER_GONE = 1012
-CLOSE_TRY_AGAIN = 1013
 _BYE: dict[str, Any] = {"type": "__bye__"}
 
-MessageHandler = Callable[[Call, Any, dict[str, Any]], Awaitable[bool]]
+MessageHandler = Callable[[Call, ClientLink, AnyClientMessage], Awaitable[bool]]
 
 
 class RemoteConnection:
@@ -60,7 +63,7 @@ class RemoteConnection:
         try:
             self._queue.put_nowait(("ev", {"e": event}))
         except asyncio.QueueFull:
-            self.close_soon(1008, "send queue full")
+            self.close_soon(CloseCode.QUEUE_FULL, "send queue full")
 
     def close_soon(self, code: int, reason: str = "") -> None:
         if self.closed:
@@ -76,7 +79,7 @@ class RemoteConnection:
             self.closed = True
             self._writer.cancel()
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None:
         self.close_soon(code, reason)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
@@ -111,12 +114,20 @@ class OwnerLink:
         try:
             self.inbox.put_nowait(msg)
         except asyncio.QueueFull:
-            self.conn.close_soon(1008, "too many queued messages")
+            self.conn.close_soon(CloseCode.QUEUE_FULL, "too many queued messages")
             self.stop()
 
     def stop(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self.inbox.put_nowait(_BYE)
+
+    async def _messages(self) -> AsyncGenerator[Frame]:
+        """The edge's messages in order, until it says bye or the link is closed."""
+        while True:
+            msg = await self.inbox.get()
+            if msg is _BYE or self.conn.closed:
+                return
+            yield msg
 
     async def _run(self) -> None:
         manager = self.relay.manager
@@ -126,21 +137,19 @@ class OwnerLink:
                 opened = await manager.open_call(self.session_id)
             except Exception as exc:
                 reason = getattr(exc, "reason", "session unavailable")
-                self.conn.send({"type": "error", "code": "capacity", "message": reason})
-                self.conn.close_soon(CLOSE_TRY_AGAIN, "try again")
+                self.conn.send(error_event(ErrorCode.CAPACITY, reason))
+                self.conn.close_soon(CloseCode.TRY_AGAIN, "try again")
                 return
             if not isinstance(opened, Call):
-                self.conn.send({"type": "error", "code": "session_moved", "message": "reconnect to resume"})
-                self.conn.close_soon(CLOSE_OWNER_GONE if opened is not None else 4404, "reconnect")
+                self.conn.send(error_event(ErrorCode.SESSION_MOVED, "reconnect to resume"))
+                gone = CloseCode.OWNER_GONE if opened is not None else CloseCode.UNKNOWN_SESSION
+                self.conn.close_soon(gone, "reconnect")
                 return
             call = opened
             await call.attach(self.conn)
-            while True:
-                msg = await self.inbox.get()
-                if msg is _BYE or self.conn.closed:
-                    return
-                if not await self.relay.handle(call, self.conn, msg):
-                    return
+            handle, conn = self.relay.handle, self.conn
+            max_bytes = self.relay.manager.settings.max_frame_bytes
+            await receive_loop(self._messages(), conn, lambda msg: handle(call, conn, msg), max_bytes, False)
         finally:
             if call is not None:
                 call.detach(self.conn)
@@ -159,10 +168,10 @@ class EdgeLink:
         self.conn = conn
         self.done = False
 
-    async def forward(self, msg: dict[str, Any]) -> bool:
+    async def forward(self, msg: AnyClientMessage) -> bool:
         if self.done:
             return False
-        if not await self.relay.send(self.owner, "msg", self.session_id, self.id, {"m": msg}):
+        if not await self.relay.send(self.owner, "msg", self.session_id, self.id, {"m": msg.wire()}):
             self.owner_gone()
             return False
         return True
@@ -170,10 +179,8 @@ class EdgeLink:
     def owner_gone(self) -> None:
         self.done = True
         self.relay.edges.pop(self.id, None)
-        self.conn.send(
-            {"type": "error", "code": "owner_gone", "message": "the agent running this session is gone"}
-        )
-        self.conn.close_soon(CLOSE_OWNER_GONE, "reconnect to resume")
+        self.conn.send(error_event(ErrorCode.OWNER_GONE, "the agent running this session is gone"))
+        self.conn.close_soon(CloseCode.OWNER_GONE, "reconnect to resume")
 
     async def close(self) -> None:
         self.relay.edges.pop(self.id, None)
@@ -293,7 +300,7 @@ class Relay:
             edge.conn.send(msg["e"])
         elif kind == "close" and (edge := self.edges.pop(link, None)) is not None:
             edge.done = True
-            edge.conn.close_soon(int(msg.get("code", 1000)), str(msg.get("reason", ""))[:100])
+            edge.conn.close_soon(int(msg.get("code", CloseCode.ENDED)), str(msg.get("reason", ""))[:100])
         elif kind == "assign":
             self._spawn(self.manager.adopt(sid))
         elif kind == "end":

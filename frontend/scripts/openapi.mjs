@@ -10,15 +10,11 @@
  * compares the running agent's /openapi.json with the snapshot, so an agent change that breaks
  * the client fails a test instead of a live call.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
+import { agentPython, frontend, generateOrCheck } from './agent-python.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const frontend = resolve(here, '..');
-const repo = resolve(frontend, '..');
 const snapshotPath = resolve(frontend, 'src/api/openapi.json');
 const schemaPath = resolve(frontend, 'src/api/schema.d.ts');
 
@@ -30,15 +26,7 @@ const DUMP = [
 ].join('\n');
 
 export function dumpAgentOpenApi() {
-  const python = process.env.VOICE_PYTHON ?? resolve(repo, '.venv/bin/python');
-  if (!existsSync(python)) throw new Error(`${python} not found; run \`make setup\` (or set VOICE_PYTHON)`);
-  const out = execFileSync(python, ['-c', DUMP], {
-    cwd: repo,
-    encoding: 'utf8',
-    env: { ...process.env, VOICE_LOG_LEVEL: 'WARNING' },
-    timeout: 60_000,
-  });
-  return `${JSON.stringify(JSON.parse(out), null, 2)}\n`;
+  return `${JSON.stringify(JSON.parse(agentPython(DUMP)), null, 2)}\n`;
 }
 
 export async function schemaTypes(documentText) {
@@ -46,32 +34,14 @@ export async function schemaTypes(documentText) {
   return header + astToString(await openapiTS(JSON.parse(documentText)));
 }
 
-async function main(command) {
-  if (command === 'generate') {
-    const document = dumpAgentOpenApi();
-    writeFileSync(snapshotPath, document);
-    writeFileSync(schemaPath, await schemaTypes(document));
-    console.log(`wrote ${snapshotPath} and ${schemaPath}`);
-    return 0;
-  }
-  if (command === 'check') {
-    const stale = [];
-    const document = dumpAgentOpenApi();
-    if (readFileSync(snapshotPath, 'utf8') !== document) stale.push('src/api/openapi.json');
-    if (readFileSync(schemaPath, 'utf8') !== (await schemaTypes(readFileSync(snapshotPath, 'utf8')))) {
-      stale.push('src/api/schema.d.ts');
-    }
-    if (stale.length > 0) {
-      console.error(`out of date: ${stale.join(', ')}; run \`npm run api:generate\`, then \`npm run typecheck\``);
-      return 1;
-    }
-    console.log('API snapshot and types match the agent');
-    return 0;
-  }
-  console.error('usage: node scripts/openapi.mjs generate|check');
-  return 2;
+async function outputs() {
+  const document = dumpAgentOpenApi();
+  return [
+    [snapshotPath, document],
+    [schemaPath, await schemaTypes(document)],
+  ];
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.exitCode = await main(process.argv[2]);
+  process.exitCode = await generateOrCheck(process.argv[2], outputs, 'npm run api:generate');
 }

@@ -1,49 +1,30 @@
 /**
- * Signaling message shapes of `WS /ws/v2/{session_id}` (DESIGN.md, "Signaling WebSocket").
+ * Signaling messages of `WS /ws/v2/{session_id}` (docs/api.md, "Signaling").
  *
- * The agent is a separate process that may be a different version than this page, so every inbound
- * frame is validated here and anything malformed is reported instead of trusted.
+ * The shapes are generated from the agent's protocol models (`protocol.d.ts`, see
+ * scripts/signaling.mjs), so an agent change to a message the page reads or sends fails
+ * `npm run typecheck`. The agent is still a separate process that may run another version than
+ * this page, so every inbound frame is validated here and anything malformed is reported instead of
+ * trusted.
  */
+import type { components } from './protocol';
 
-export type ProcessingPhase = 'idle' | 'listening' | 'processing' | 'speaking';
+type Schemas = components['schemas'];
 
-export interface IceCandidateFields {
-  candidate: string | null;
-  sdpMid: string | null;
-  sdpMLineIndex: number | null;
-}
-
-export interface TurnMetrics {
-  stt_ms: number | null;
-  llm_first_token_ms: number | null;
-  tts_first_audio_ms: number | null;
-  voice_to_voice_ms: number | null;
-}
-
-export type ClientMessage =
-  | { type: 'offer'; sdp: string }
-  | { type: 'answer'; sdp: string }
-  | ({ type: 'ice-candidate' } & IceCandidateFields)
-  | { type: 'text'; text: string }
-  | { type: 'interrupt' }
-  | { type: 'ping' }
-  | { type: 'end' };
-
-export type AgentMessage =
-  | { type: 'session'; session: Record<string, unknown> }
-  | { type: 'answer'; sdp: string }
-  | { type: 'offer'; sdp: string }
-  | ({ type: 'ice-candidate' } & IceCandidateFields)
-  | { type: 'status'; processing: ProcessingPhase }
-  | { type: 'transcript'; text: string; final: boolean }
-  | { type: 'ai_response'; text: string; final: boolean }
-  | { type: 'metrics'; turn: TurnMetrics }
-  | { type: 'error'; code: string; message: string }
-  | { type: 'pong' };
+export type ClientMessage = Schemas['ClientMessage'];
+export type AgentMessage = Schemas['ServerEvent'];
+export type ProcessingPhase = Schemas['StatusEvent']['processing'];
+export type TurnMetrics = Schemas['TurnMetrics'];
+export type SessionSnapshot = Schemas['SessionSnapshot'];
+export type StoredMessage = Schemas['Message'];
+export type ErrorCode = Schemas['ErrorCode'];
+export type CloseCode = Schemas['CloseCode'];
 
 export type ParseResult = { ok: true; message: AgentMessage } | { ok: false; reason: string };
 
 const PHASES: readonly ProcessingPhase[] = ['idle', 'listening', 'processing', 'speaking'];
+const SESSION_STATUSES: readonly SessionSnapshot['status'][] = ['created', 'connected', 'disconnected', 'ended'];
+const ROLES: readonly StoredMessage['role'][] = ['system', 'user', 'assistant'];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -57,6 +38,10 @@ function optionalString(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
+function oneOf<T>(allowed: readonly T[], value: unknown): T | null {
+  return allowed.includes(value as T) ? (value as T) : null;
+}
+
 function parseTurn(value: unknown): TurnMetrics | null {
   if (!isRecord(value)) return null;
   return {
@@ -64,6 +49,30 @@ function parseTurn(value: unknown): TurnMetrics | null {
     llm_first_token_ms: optionalNumber(value.llm_first_token_ms),
     tts_first_audio_ms: optionalNumber(value.tts_first_audio_ms),
     voice_to_voice_ms: optionalNumber(value.voice_to_voice_ms),
+  };
+}
+
+function parseStored(entry: unknown): StoredMessage | null {
+  if (!isRecord(entry)) return null;
+  const role = oneOf(ROLES, entry.role);
+  const content = optionalString(entry.content);
+  return role && content !== null ? { role, content, interrupted: entry.interrupted === true } : null;
+}
+
+/** The session of a `session` event; what is missing or malformed gets an empty value. */
+function parseSession(value: unknown): SessionSnapshot | null {
+  if (!isRecord(value)) return null;
+  const history = Array.isArray(value.history) ? value.history : [];
+  return {
+    id: optionalString(value.id) ?? '',
+    // The agent sends the session when a socket attaches, which makes it connected.
+    status: oneOf(SESSION_STATUSES, value.status) ?? 'connected',
+    pool: optionalString(value.pool) ?? '',
+    owner: optionalString(value.owner) ?? '',
+    expires_at: optionalString(value.expires_at) ?? '',
+    history: history.map(parseStored).filter((m): m is StoredMessage => m !== null),
+    ice_servers: Array.isArray(value.ice_servers) ? value.ice_servers.filter(isRecord) : [],
+    peer_connections: isRecord(value.peer_connections) ? value.peer_connections : {},
   };
 }
 
@@ -79,10 +88,10 @@ export function parseAgentMessage(raw: unknown): ParseResult {
   if (!isRecord(data) || typeof data.type !== 'string') return { ok: false, reason: 'no type' };
   const bad = (what: string): ParseResult => ({ ok: false, reason: `${String(data.type)}: ${what}` });
   switch (data.type) {
-    case 'session':
-      return isRecord(data.session)
-        ? { ok: true, message: { type: 'session', session: data.session } }
-        : bad('session missing');
+    case 'session': {
+      const session = parseSession(data.session);
+      return session ? { ok: true, message: { type: 'session', session } } : bad('session missing');
+    }
     case 'answer':
     case 'offer':
       return typeof data.sdp === 'string' && data.sdp.length > 0
@@ -98,10 +107,10 @@ export function parseAgentMessage(raw: unknown): ParseResult {
           sdpMLineIndex: optionalNumber(data.sdpMLineIndex),
         },
       };
-    case 'status':
-      return PHASES.includes(data.processing as ProcessingPhase)
-        ? { ok: true, message: { type: 'status', processing: data.processing as ProcessingPhase } }
-        : bad('unknown processing state');
+    case 'status': {
+      const processing = oneOf(PHASES, data.processing);
+      return processing ? { ok: true, message: { type: 'status', processing } } : bad('unknown processing state');
+    }
     case 'transcript':
     case 'ai_response':
       return typeof data.text === 'string'
