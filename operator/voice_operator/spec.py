@@ -5,9 +5,10 @@ test servers without defaulting), so the same defaults are applied here once.
 """
 
 import dataclasses
+import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 SYSCTL_ALLOWLIST: frozenset[str] = frozenset(
@@ -26,6 +27,8 @@ SYSCTL_ALLOWLIST: frozenset[str] = frozenset(
 )
 _SYSCTL_VALUE = re.compile(r"^[a-z0-9]+( [a-z0-9]+)*$")
 _PERCENT = re.compile(r"^([0-9]{1,3})%$")
+# A Linux interface name (IFNAMSIZ - 1 characters); the agent reads the lists comma-separated.
+_INTERFACE = re.compile(r"^[^,\s]{1,15}$")
 
 # Which environment variables carry each cloud provider's key and base URL in the agent.
 PROVIDER_ENV: Mapping[str, tuple[str, str]] = {
@@ -64,6 +67,22 @@ class TurnServer:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostCandidates:
+    """Where agents gather ICE host candidates and which address they announce to browsers.
+
+    Empty lists leave the agent's own defaults (every non-loopback address); see docs/deploy.md
+    for which setting fits multi-interface pods, the host network and 1:1 NAT.
+    """
+
+    interfaces: tuple[str, ...] = ()
+    exclude_interfaces: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+    exclude_addresses: tuple[str, ...] = ()
+    announce_address: str | None = None
+    announce_from_node: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class PoolSpec:
     image: str
     image_pull_policy: str
@@ -86,6 +105,8 @@ class PoolSpec:
     service_annotations: Mapping[str, str]
     ice_servers: tuple[tuple[str, ...], ...]
     turn: TurnServer | None
+    host_candidates: HostCandidates
+    host_network: bool
     tuning_profile: str | None
     tolerations: tuple[Mapping[str, Any], ...]
 
@@ -123,6 +144,70 @@ def _secret(raw: Any, field: str, default_key: str) -> SecretKeyRef | None:
     if not isinstance(name, str) or not name:
         raise SpecError(f"{field}.name is required")
     return SecretKeyRef(name=name, key=str(ref.get("key") or default_key))
+
+
+def _list(raw: Any, field: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise SpecError(f"{field} must be a list")
+    return raw
+
+
+def _interfaces(raw: Any, field: str) -> tuple[str, ...]:
+    names = _list(raw, field)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not _INTERFACE.match(name):
+            raise SpecError(
+                f"{field}[{i}] must be an interface name of 1-15 characters without commas or spaces, "
+                f"got {name!r}"
+            )
+    return tuple(names)
+
+
+def _parses(value: Any, parse: Callable[[str], object]) -> bool:
+    # A zone (fe80::1%eth0) parses in Python but names an interface: that is what interfaces are for.
+    if not isinstance(value, str) or "%" in value:
+        return False
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _network(value: str) -> object:
+    return ipaddress.ip_network(value, strict=False)
+
+
+def _networks(raw: Any, field: str) -> tuple[str, ...]:
+    values = _list(raw, field)
+    for i, value in enumerate(values):
+        if not _parses(value, _network):
+            raise SpecError(f"{field}[{i}] must be an IP address or CIDR, got {value!r}")
+    return tuple(values)
+
+
+def _host_candidates(ice: Mapping[str, Any], host_network: bool) -> HostCandidates:
+    given = ice.get("announce") is not None
+    announce = _dict(ice.get("announce"), "spec.ice.announce")
+    address, from_node = announce.get("address"), announce.get("fromNode", False)
+    if not isinstance(from_node, bool):
+        raise SpecError("spec.ice.announce.fromNode must be a boolean")
+    if given and (address is None) == (not from_node):
+        raise SpecError("spec.ice.announce needs exactly one of address or fromNode: true")
+    if address is not None and not _parses(address, ipaddress.ip_address):
+        raise SpecError(f"spec.ice.announce.address must be an IP address, got {address!r}")
+    return HostCandidates(
+        interfaces=_interfaces(ice.get("interfaces"), "spec.ice.interfaces"),
+        exclude_interfaces=_interfaces(ice.get("excludeInterfaces"), "spec.ice.excludeInterfaces"),
+        addresses=_networks(ice.get("addresses"), "spec.ice.addresses"),
+        exclude_addresses=_networks(ice.get("excludeAddresses"), "spec.ice.excludeAddresses"),
+        announce_address=address,
+        # On the host network an agent sees every interface of its node (bridges, tunnels...):
+        # unless told otherwise, it announces the address Kubernetes knows the node by.
+        announce_from_node=from_node or (host_network and not given),
+    )
 
 
 def _quantity(raw: Any, field: str) -> str:
@@ -208,6 +293,9 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
             username_key=str(ref.get("usernameKey") or "username"),
             credential_key=str(ref.get("credentialKey") or "credential"),
         )
+    host_network = raw.get("hostNetwork", False)
+    if not isinstance(host_network, bool):
+        raise SpecError("spec.hostNetwork must be a boolean")
     return PoolSpec(
         image=image,
         image_pull_policy=str(raw.get("imagePullPolicy") or "IfNotPresent"),
@@ -230,6 +318,8 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         service_annotations={str(k): str(v) for k, v in _dict(service.get("annotations"), "a").items()},
         ice_servers=servers,
         turn=turn,
+        host_candidates=_host_candidates(ice, host_network),
+        host_network=host_network,
         tuning_profile=raw.get("tuningProfile") or None,
         tolerations=tuple(_dict(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
     )

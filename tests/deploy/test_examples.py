@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.manifests import Obj, named, render
+from tests.deploy.manifests import Obj, named, operator_rendered, render
 from tests.deploy.schemas import custom_resource_problems, problems
 from voice_operator.spec import parse_pool_spec, parse_profile_spec
+
+HOST_NETWORK_EXAMPLE = "examples/host-network-pool"
 
 # The seed's sysctl-tuning-daemonset.yaml, plus the UDP buffers WebRTC needs.
 SEED_SYSCTLS = {
@@ -56,6 +58,37 @@ def test_offline_pool_needs_no_keys(examples: list[Obj]) -> None:
 def test_tuning_profile_carries_the_seed_sysctls(examples: list[Obj]) -> None:
     sysctls = named(examples, "NodeTuningProfile", "realtime-voice")["spec"]["sysctls"]
     assert sysctls.items() >= SEED_SYSCTLS.items()
+
+
+def test_host_network_example_is_opt_in_and_valid() -> None:
+    """Kept out of the examples applied together (only the tuner may use the host there), and valid alone."""
+    objs = render(HOST_NETWORK_EXAMPLE)
+    assert not any(o["metadata"]["name"] == "edge" for o in render("examples"))
+    assert {o["metadata"]["name"]: problems(o) for o in objs} == {o["metadata"]["name"]: [] for o in objs}
+    pool = named(objs, "VoiceAgentPool", "edge")
+    spec = parse_pool_spec(pool["spec"])
+    assert spec.host_network and spec.host_candidates.announce_from_node
+    # Host-network pods are refused by the restricted and baseline Pod Security levels.
+    namespace = named(objs, "Namespace", pool["metadata"]["namespace"])
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_host_network_example_renders_one_hardened_agent_per_node() -> None:
+    rendered = operator_rendered(render(HOST_NETWORK_EXAMPLE))
+    assert {o["metadata"]["name"]: problems(o) for o in rendered} == {
+        o["metadata"]["name"]: [] for o in rendered
+    }
+    pod = named(rendered, "Deployment", "edge")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    (agent,) = pod["containers"]
+    assert agent["securityContext"]["runAsNonRoot"] and agent["securityContext"]["capabilities"] == {
+        "drop": ["ALL"]
+    }
+    assert not agent["securityContext"]["privileged"] and agent["securityContext"]["readOnlyRootFilesystem"]
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["VOICE_ICE_ANNOUNCED_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    assert "docker0" in env["VOICE_ICE_EXCLUDE_INTERFACES"]["value"].split(",")
 
 
 def test_dev_overlay_pool_is_a_valid_single_agent_pool() -> None:

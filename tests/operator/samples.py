@@ -51,6 +51,22 @@ def cloud_pool(name: str = "cloud", namespace: str = "default") -> dict[str, Any
     )
 
 
+def host_network_pool(name: str = "edge", namespace: str = "default") -> dict[str, Any]:
+    """Agents on their nodes' network, gathering only on the node's uplink, announcing the node's IP."""
+    return pool(
+        name,
+        namespace,
+        hostNetwork=True,
+        ice={
+            "servers": [{"urls": ["stun:stun.example:3478"]}],
+            "interfaces": ["eth0", "bond0"],
+            "excludeInterfaces": ["docker0"],
+            "addresses": ["192.0.2.0/24", "2001:db8::/32"],
+            "excludeAddresses": ["192.0.2.1", "10.244.0.0/16"],
+        },
+    )
+
+
 def profile(name: str = "realtime", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": c.API_VERSION,

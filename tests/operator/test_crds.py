@@ -97,6 +97,9 @@ def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
 def test_full_pool_and_profile_are_admitted() -> None:
     assert crdschema.admit(samples.cloud_pool())[1] == []
     assert crdschema.admit(samples.pool(bufferSessions="25%"))[1] == []
+    assert crdschema.admit(samples.host_network_pool())[1] == []
+    for announce in ({"address": "203.0.113.7"}, {"address": "2001:db8::7"}, {"fromNode": True}):
+        assert crdschema.admit(samples.pool(ice={"announce": announce}))[1] == []
     assert crdschema.admit(samples.profile())[1] == []
 
 
@@ -143,6 +146,25 @@ INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown provider", {"providers": {"stt": {"provider": "whisper"}}}, "whisper"),
     ("no image", {"image": ""}, "image"),
     ("bad affinity", {"service": {"sessionAffinity": "Cookie"}}, "Cookie"),
+    ("interface list in one name", {"ice": {"interfaces": ["eth0,eth1"]}}, "ice.interfaces.0: 'eth0,eth1'"),
+    ("empty interface", {"ice": {"excludeInterfaces": [""]}}, "ice.excludeInterfaces.0: ''"),
+    ("interface too long", {"ice": {"interfaces": ["x" * 16]}}, "ice.interfaces.0"),
+    ("address out of range", {"ice": {"addresses": ["10.0.0.300"]}}, "ice.addresses.0: '10.0.0.300'"),
+    ("prefix too long", {"ice": {"excludeAddresses": ["10.0.0.0/33"]}}, "ice.excludeAddresses.0"),
+    ("interface as address", {"ice": {"addresses": ["eth0"]}}, "ice.addresses.0: 'eth0'"),
+    ("zone in address", {"ice": {"addresses": ["fe80::1%eth0"]}}, "ice.addresses.0"),
+    ("network announced", {"ice": {"announce": {"address": "10.0.0.0/8"}}}, "ice.announce.address"),
+    (
+        "announce both",
+        {"ice": {"announce": {"address": "203.0.113.7", "fromNode": True}}},
+        "ice.announce needs exactly one of address or fromNode: true",
+    ),
+    (
+        "announce nothing",
+        {"ice": {"announce": {"fromNode": False}}},
+        "ice.announce needs exactly one of address or fromNode: true",
+    ),
+    ("host network not a boolean", {"hostNetwork": "yes"}, "hostNetwork: 'yes'"),
 ]
 
 
@@ -255,6 +277,38 @@ SPECS = st.fixed_dictionaries(
                 )
             },
         ),
+        "ice": st.fixed_dictionaries(
+            {},
+            optional={
+                "interfaces": st.lists(st.sampled_from(["eth0", "net1", "lo", "eth0,eth1", "", "br 0"])),
+                "excludeAddresses": st.lists(
+                    st.sampled_from(
+                        [
+                            "10.0.0.0/8",
+                            "192.0.2.1",
+                            "::1",
+                            "2001:db8::/32",
+                            "10.0.0.300",
+                            "1.2.3.4/33",
+                            "eth0",
+                        ]
+                    )
+                ),
+                "announce": st.sampled_from(
+                    [
+                        {"address": "203.0.113.7"},
+                        {"address": "2001:db8::7"},
+                        {"fromNode": True},
+                        {"fromNode": False},
+                        {},
+                        {"address": "203.0.113.7", "fromNode": True},
+                        {"address": "203.0.113.7", "fromNode": False},
+                        {"address": "nat"},
+                    ]
+                ),
+            },
+        ),
+        "hostNetwork": st.booleans(),
         "redis": st.one_of(
             st.just({"url": "redis://r:6379"}),
             st.just({"url": "redis://r:6379", "tls": True}),

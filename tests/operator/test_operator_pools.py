@@ -215,3 +215,53 @@ async def test_kubectl_apply_of_a_pool_yields_a_hardened_autoscaled_pool(
         return dep is not None and container(dep)["image"] == "voicepool/agent:1.1"
 
     await wait_for(rolled, 15, "the re-applied image on the Deployment")
+
+
+async def test_host_candidate_settings_reach_the_agents_and_bad_ones_are_reported(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
+) -> None:
+    operator = start_operator()
+    await operator.wait_started()
+    edge = samples.host_network_pool("edge")
+    edge["spec"]["redis"] = {"url": redis_server.url}
+    await kube.create(POOLS, edge)
+    # An address that passes the schema's pattern but is no address (an object the schema let by).
+    await kube.create(POOLS, samples.pool("typo", ice={"excludeAddresses": ["10.0.0.0/8", "10:::1"]}))
+
+    deployment = (await wait_owned(cluster, "default", "edge"))["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    env = {e["name"]: e for e in container(deployment)["env"]}
+    assert {k: env[k]["value"] for k in env if k.startswith("VOICE_ICE_") and "value" in env[k]} == {
+        "VOICE_ICE_SERVERS": '[{"urls":["stun:stun.example:3478"]}]',
+        "VOICE_ICE_INTERFACES": "eth0,bond0",
+        "VOICE_ICE_EXCLUDE_INTERFACES": "docker0",
+        "VOICE_ICE_ADDRESSES": "192.0.2.0/24,2001:db8::/32",
+        "VOICE_ICE_EXCLUDE_ADDRESSES": "192.0.2.1,10.244.0.0/16",
+    }
+    assert env["VOICE_ICE_ANNOUNCED_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    assert container(deployment)["securityContext"]["runAsNonRoot"] is True
+
+    # A fixed announced address replaces the node's on the next rollout.
+    await kube.patch(POOLS, "default", "edge", {"spec": {"ice": {"announce": {"address": "203.0.113.7"}}}})
+
+    def announced() -> Any:
+        dep = cluster.obj(DEPLOYMENTS, "default", "edge")
+        found = (
+            [e for e in container(dep)["env"] if e["name"] == "VOICE_ICE_ANNOUNCED_ADDRESS"] if dep else []
+        )
+        return found if found and found[0].get("value") == "203.0.113.7" else None
+
+    await wait_for(announced, 15, "the fixed announced address on the Deployment")
+
+    body = await wait_status(
+        cluster, "typo", "InvalidSpec", lambda b: condition(b, "Degraded").get("reason") == "InvalidSpec"
+    )
+    message = condition(body, "Degraded")["message"]
+    assert "spec.ice.excludeAddresses[1] must be an IP address or CIDR, got '10:::1'" in message
+    assert cluster.obj(DEPLOYMENTS, "default", "typo") is None
+    warned = await wait_for(lambda: events_of(cluster, "typo", "InvalidSpec"), 10, "an InvalidSpec event")
+    assert warned[0]["type"] == "Warning" and "spec.ice.excludeAddresses[1]" in warned[0]["message"]
+    assert operator.proc.poll() is None

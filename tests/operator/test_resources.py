@@ -31,6 +31,12 @@ def cloud_spec(**changes: Any) -> PoolSpec:
     return parse_pool_spec(body["spec"])
 
 
+def host_spec(**changes: Any) -> PoolSpec:
+    body = samples.host_network_pool()
+    body["spec"].update(changes)
+    return parse_pool_spec(body["spec"])
+
+
 def rendered(spec: PoolSpec | None = None) -> dict[str, dict[str, Any]]:
     return {o["kind"]: o for o in render_pool(POOL_OWNER, spec or cloud_spec())}
 
@@ -51,6 +57,7 @@ def all_objects() -> list[dict[str, Any]]:
     return [
         *render_pool(POOL_OWNER, cloud_spec()),
         *render_pool(POOL_OWNER, parse_pool_spec(samples.pool()["spec"])),
+        render_deployment(POOL_OWNER, host_spec()),
         render_daemonset(PROFILE_OWNER, profile, "voicepool-tuning", "busybox:1.36"),
         render_tuner_serviceaccount(PROFILE_OWNER, "voicepool-tuning"),
         render_namespace("voicepool-tuning"),
@@ -194,6 +201,103 @@ def test_agent_settings_follow_the_design_names() -> None:
     local = env_of(agent_container(rendered(parse_pool_spec(samples.pool()["spec"]))["Deployment"]))
     assert local["REDIS_URL"] == {"name": "REDIS_URL", "value": samples.REDIS_URL}
     assert not any(k.endswith("_API_KEY") for k in local)
+
+
+ICE_HOST_ENV = (
+    "VOICE_ICE_INTERFACES",
+    "VOICE_ICE_EXCLUDE_INTERFACES",
+    "VOICE_ICE_ADDRESSES",
+    "VOICE_ICE_EXCLUDE_ADDRESSES",
+    "VOICE_ICE_ANNOUNCED_ADDRESS",
+)
+
+
+def test_pools_without_host_candidate_settings_render_as_before() -> None:
+    """No new variable and no host network: upgrading the operator rolls no existing pool."""
+    for spec in (cloud_spec(), parse_pool_spec(samples.pool()["spec"])):
+        deployment = rendered(spec)["Deployment"]
+        assert not set(ICE_HOST_ENV) & set(env_of(agent_container(deployment)))
+        pod = deployment["spec"]["template"]["spec"]
+        assert not {"hostNetwork", "dnsPolicy"} & set(pod)
+        assert "hostPort" not in agent_container(deployment)["ports"][0]
+
+
+def test_host_candidate_settings_reach_the_agent_comma_separated() -> None:
+    ice = {
+        "interfaces": ["net1"],
+        "excludeInterfaces": ["eth0", "docker0"],
+        "addresses": ["192.0.2.0/24"],
+        "excludeAddresses": ["192.0.2.1", "2001:db8::/32"],
+        "announce": {"address": "203.0.113.7"},
+    }
+    env = env_of(agent_container(rendered(cloud_spec(ice=ice))["Deployment"]))
+    assert {name: env[name] for name in ICE_HOST_ENV} == {
+        "VOICE_ICE_INTERFACES": {"name": "VOICE_ICE_INTERFACES", "value": "net1"},
+        "VOICE_ICE_EXCLUDE_INTERFACES": {"name": "VOICE_ICE_EXCLUDE_INTERFACES", "value": "eth0,docker0"},
+        "VOICE_ICE_ADDRESSES": {"name": "VOICE_ICE_ADDRESSES", "value": "192.0.2.0/24"},
+        "VOICE_ICE_EXCLUDE_ADDRESSES": {
+            "name": "VOICE_ICE_EXCLUDE_ADDRESSES",
+            "value": "192.0.2.1,2001:db8::/32",
+        },
+        "VOICE_ICE_ANNOUNCED_ADDRESS": {"name": "VOICE_ICE_ANNOUNCED_ADDRESS", "value": "203.0.113.7"},
+    }
+    only_some = env_of(
+        agent_container(rendered(cloud_spec(ice={"excludeInterfaces": ["docker0"]}))["Deployment"])
+    )
+    assert [name for name in ICE_HOST_ENV if name in only_some] == ["VOICE_ICE_EXCLUDE_INTERFACES"]
+
+
+def test_announcing_the_node_address_comes_from_the_downward_api() -> None:
+    env = env_of(agent_container(rendered(cloud_spec(ice={"announce": {"fromNode": True}}))["Deployment"]))
+    assert env["VOICE_ICE_ANNOUNCED_ADDRESS"] == {
+        "name": "VOICE_ICE_ANNOUNCED_ADDRESS",
+        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}},
+    }
+
+
+def test_host_network_pool_runs_one_hardened_agent_per_node_announcing_the_node() -> None:
+    deployment = render_deployment(POOL_OWNER, host_spec())
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    # Required, not preferred: a second agent on a node would collide on the node's port.
+    anti = pod["affinity"]["podAntiAffinity"]
+    assert anti == {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {c.LABEL_NAME: "voice-agent", c.POOL_LABEL: "cloud"}},
+            }
+        ]
+    }
+    container = agent_container(deployment)
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8000, "hostPort": 8000, "protocol": "TCP"}
+    ]
+    env = env_of(container)
+    assert env["VOICE_ICE_ANNOUNCED_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    assert env["VOICE_ICE_INTERFACES"]["value"] == "eth0,bond0"
+    assert env["VOICE_ICE_EXCLUDE_ADDRESSES"]["value"] == "192.0.2.1,10.244.0.0/16"
+    # It listens on the node's primary address, not on every interface of the node.
+    assert env["VOICE_HOST"]["value"] == "$(POD_IP)"
+    names = list(env)
+    assert names.index("POD_IP") < names.index("VOICE_HOST")
+    # The host's network, nothing else of the host: the container stays as hardened as ever.
+    default = render_deployment(POOL_OWNER, parse_pool_spec(samples.pool()["spec"]))
+    assert container["securityContext"] == agent_container(default)["securityContext"]
+    assert pod["securityContext"] == default["spec"]["template"]["spec"]["securityContext"]
+    assert pod["automountServiceAccountToken"] is False and "hostPID" not in pod and "hostIPC" not in pod
+    assert all("hostPath" not in v for v in pod["volumes"])
+    # Every node may hold an agent already: a rollout may take one away before its successor starts.
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 1}
+
+
+def test_host_network_pool_announces_a_fixed_address_when_told() -> None:
+    spec = host_spec(ice={"announce": {"address": "203.0.113.7"}})
+    env = env_of(agent_container(render_deployment(POOL_OWNER, spec)))
+    assert env["VOICE_ICE_ANNOUNCED_ADDRESS"] == {
+        "name": "VOICE_ICE_ANNOUNCED_ADDRESS",
+        "value": "203.0.113.7",
+    }
 
 
 def test_node_affinity_requires_nodes_the_profile_tuned() -> None:

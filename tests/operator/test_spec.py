@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from tests.operator import samples
 from voice_operator.spec import (
+    HostCandidates,
     SecretKeyRef,
     SpecError,
     buffer_for,
@@ -40,6 +41,7 @@ def test_minimal_pool_gets_the_documented_defaults() -> None:
     )
     assert spec.tuning_profile is None and spec.turn is None
     assert spec.secret_names() == []
+    assert spec.host_candidates == HostCandidates() and spec.host_network is False
 
 
 def test_cloud_pool_collects_every_secret_reference() -> None:
@@ -65,6 +67,76 @@ def test_local_provider_ignores_a_stray_secret_reference() -> None:
         samples.pool(providers={"stt": {"provider": "local", "secretRef": {"name": "x"}}})["spec"]
     )
     assert spec.providers[0].secret is None and spec.secret_names() == []
+
+
+def test_host_candidate_settings_are_read_as_written() -> None:
+    spec = parse_pool_spec(samples.host_network_pool()["spec"])
+    assert spec.host_network is True
+    assert spec.host_candidates == HostCandidates(
+        interfaces=("eth0", "bond0"),
+        exclude_interfaces=("docker0",),
+        addresses=("192.0.2.0/24", "2001:db8::/32"),
+        exclude_addresses=("192.0.2.1", "10.244.0.0/16"),
+        announce_address=None,
+        announce_from_node=True,  # the host network's default
+    )
+
+
+@pytest.mark.parametrize(
+    ("host_network", "announce", "address", "from_node"),
+    [
+        (False, None, None, False),
+        (True, None, None, True),
+        (False, {"fromNode": True}, None, True),
+        (False, {"address": "203.0.113.7"}, "203.0.113.7", False),
+        (True, {"address": "2001:db8::7"}, "2001:db8::7", False),
+        (True, {"address": "203.0.113.7", "fromNode": False}, "203.0.113.7", False),
+    ],
+)
+def test_announced_address_is_fixed_from_the_node_or_the_host_networks_default(
+    host_network: bool, announce: dict[str, object] | None, address: str | None, from_node: bool
+) -> None:
+    ice = {} if announce is None else {"announce": announce}
+    spec = parse_pool_spec(samples.pool(hostNetwork=host_network, ice=ice)["spec"])
+    assert (spec.host_candidates.announce_address, spec.host_candidates.announce_from_node) == (
+        address,
+        from_node,
+    )
+
+
+BAD_HOST_CANDIDATES: list[tuple[dict[str, object], str]] = [
+    ({"interfaces": ["eth0,eth1"]}, r"spec\.ice\.interfaces\[0\] must be an interface name"),
+    ({"interfaces": ["eth0", ""]}, r"spec\.ice\.interfaces\[1\] must be an interface name"),
+    ({"excludeInterfaces": ["a-very-long-ifname"]}, r"spec\.ice\.excludeInterfaces\[0\]"),
+    ({"excludeInterfaces": ["br 0"]}, r"spec\.ice\.excludeInterfaces\[0\]"),
+    ({"interfaces": "eth0"}, r"spec\.ice\.interfaces must be a list"),
+    (
+        {"addresses": ["10.0.0.300"]},
+        r"spec\.ice\.addresses\[0\] must be an IP address or CIDR, got '10\.0\.0\.300'",
+    ),
+    ({"addresses": ["10.0.0.0/33"]}, r"spec\.ice\.addresses\[0\]"),
+    ({"addresses": [":::"]}, r"spec\.ice\.addresses\[0\]"),
+    ({"addresses": ["eth0"]}, r"spec\.ice\.addresses\[0\]"),
+    ({"excludeAddresses": ["10.0.0.0/8", "fe80::1%eth0"]}, r"spec\.ice\.excludeAddresses\[1\]"),
+    ({"excludeAddresses": [10]}, r"spec\.ice\.excludeAddresses\[0\]"),
+    ({"announce": {"address": "10.0.0.0/8"}}, r"spec\.ice\.announce\.address must be an IP address"),
+    ({"announce": {"address": "node"}}, r"spec\.ice\.announce\.address must be an IP address"),
+    ({"announce": {"address": "203.0.113.7", "fromNode": True}}, r"spec\.ice\.announce needs exactly one"),
+    ({"announce": {"fromNode": False}}, r"spec\.ice\.announce needs exactly one"),
+    ({"announce": {}}, r"spec\.ice\.announce needs exactly one"),
+    ({"announce": {"fromNode": "yes"}}, r"spec\.ice\.announce\.fromNode must be a boolean"),
+]
+
+
+@pytest.mark.parametrize(("ice", "message"), BAD_HOST_CANDIDATES)
+def test_bad_host_candidate_settings_name_the_field(ice: dict[str, object], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_pool_spec(samples.pool(ice=ice)["spec"])
+
+
+def test_host_network_must_be_a_boolean() -> None:
+    with pytest.raises(SpecError, match=r"spec\.hostNetwork must be a boolean"):
+        parse_pool_spec(samples.pool(hostNetwork="true")["spec"])
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,23 @@ def ice_servers_json(spec: PoolSpec) -> str:
     return json.dumps(servers, separators=(",", ":"))
 
 
+def host_candidate_env(spec: PoolSpec) -> list[Obj]:
+    """The agent's host-candidate settings; only those set, so other pools' templates stay as they were."""
+    hc = spec.host_candidates
+    lists = (
+        ("VOICE_ICE_INTERFACES", hc.interfaces),
+        ("VOICE_ICE_EXCLUDE_INTERFACES", hc.exclude_interfaces),
+        ("VOICE_ICE_ADDRESSES", hc.addresses),
+        ("VOICE_ICE_EXCLUDE_ADDRESSES", hc.exclude_addresses),
+    )
+    env: list[Obj] = [{"name": name, "value": ",".join(values)} for name, values in lists if values]
+    if hc.announce_address is not None:
+        env.append({"name": "VOICE_ICE_ANNOUNCED_ADDRESS", "value": hc.announce_address})
+    elif hc.announce_from_node:
+        env.append(_field_env("VOICE_ICE_ANNOUNCED_ADDRESS", "status.hostIP"))
+    return env
+
+
 def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
     """The agent's settings; secrets only as secretKeyRef, never as literal values."""
     env: list[Obj] = []
@@ -57,12 +74,14 @@ def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
         _field_env("VOICE_AGENT_ID", "metadata.name"),
         _field_env("POD_IP", "status.podIP"),
         {"name": "VOICE_ADVERTISE_URL", "value": f"http://$(POD_IP):{c.AGENT_PORT}"},
-        {"name": "VOICE_HOST", "value": "0.0.0.0"},
+        # On the host network, listen on the node's primary address only, not on all its interfaces.
+        {"name": "VOICE_HOST", "value": "$(POD_IP)" if spec.host_network else "0.0.0.0"},
         {"name": "VOICE_PORT", "value": str(c.AGENT_PORT)},
         {"name": "VOICE_MAX_SESSIONS", "value": str(spec.sessions_per_agent)},
         {"name": "VOICE_SESSION_TTL_S", "value": str(spec.session_ttl_s)},
         {"name": "VOICE_DRAIN_TIMEOUT_S", "value": str(spec.drain_timeout_s)},
         {"name": "VOICE_ICE_SERVERS", "value": ice_servers_json(spec)},
+        *host_candidate_env(spec),
     ]
     return env
 
@@ -81,20 +100,22 @@ def security_context() -> Obj:
 
 
 def affinity(pool: str, spec: PoolSpec) -> Obj:
-    """Spread agents over nodes; with a tuning profile, require nodes that profile verified."""
-    result: Obj = {
-        "podAntiAffinity": {
+    """Spread agents over nodes (strictly on the host network: two agents of a node would share its
+    port); with a tuning profile, require nodes that profile verified."""
+    one_per_node: Obj = {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": pool_selector(pool)},
+    }
+    anti: Obj = (
+        {"requiredDuringSchedulingIgnoredDuringExecution": [one_per_node]}
+        if spec.host_network
+        else {
             "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": pool_selector(pool)},
-                    },
-                }
+                {"weight": 100, "podAffinityTerm": one_per_node}
             ]
         }
-    }
+    )
+    result: Obj = {"podAntiAffinity": anti}
     if spec.tuning_profile:
         result["nodeAffinity"] = {
             "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -117,11 +138,14 @@ def grace_period(spec: PoolSpec) -> int:
 
 def container(namespace: str, pool: str, spec: PoolSpec) -> Obj:
     quantities = {"cpu": spec.cpu, "memory": spec.memory}
+    port: Obj = {"name": "http", "containerPort": c.AGENT_PORT, "protocol": "TCP"}
+    if spec.host_network:
+        port["hostPort"] = c.AGENT_PORT  # what the API server would default it to: said, not implied
     return {
         "name": c.AGENT_CONTAINER,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
-        "ports": [{"name": "http", "containerPort": c.AGENT_PORT, "protocol": "TCP"}],
+        "ports": [port],
         "env": agent_env(namespace, pool, spec),
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
         "securityContext": security_context(),
@@ -148,6 +172,12 @@ def container(namespace: str, pool: str, spec: PoolSpec) -> Obj:
     }
 
 
+def rolling_update(spec: PoolSpec) -> Obj:
+    """Never dip below the serving capacity while rolling out: surge first, then drain. On the host
+    network a new agent needs a node without one, and every node may have one: one may go first."""
+    return {"maxSurge": 1, "maxUnavailable": 1 if spec.host_network else 0}
+
+
 def render_deployment(owner: Owner, spec: PoolSpec) -> Obj:
     assert owner.namespace is not None
     pool = owner.name
@@ -171,6 +201,9 @@ def render_deployment(owner: Owner, spec: PoolSpec) -> Obj:
     }
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"  # still resolve the cluster's Services
     obj: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -180,8 +213,7 @@ def render_deployment(owner: Owner, spec: PoolSpec) -> Obj:
             "replicas": spec.min_replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": pool_selector(pool)},
-            # Never dip below the serving capacity while rolling out: surge first, then drain.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(spec)},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
