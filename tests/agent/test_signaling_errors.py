@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.ws import Signaling
+from voice_agent.protocol import parse_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("signaling-errors")]
 
@@ -207,3 +208,41 @@ async def test_other_sessions_unaffected_by_a_misbehaving_one(agent: AgentProces
         await good.ping("unaffected")
         await good.close()
         await http.delete(f"/v2/sessions/{sid}")
+
+
+async def test_every_event_of_a_call_is_a_protocol_event(agent: AgentProcess) -> None:
+    """The pipeline builds its events as plain dicts: hold them to the schema the web client is typed by."""
+    seen: list[dict[str, object]] = []
+
+    def until(kind: str, final: bool = False) -> Callable[[dict[str, object]], bool]:
+        return lambda e: (
+            seen.append(e) is None and e["type"] == kind and (not final or e.get("final") is True)
+        )
+
+    async with httpx.AsyncClient(base_url=agent.url) as http:
+        sid = (await http.post("/v2/sessions")).json()["id"]
+        s = await Signaling.open(agent.url, sid)
+        await s.next_event(until("session"))
+        await s.send({"type": "offer", "sdp": await real_offer()})
+        await s.next_event(until("answer"), timeout=15)
+        await s.send({"type": "text", "text": "hello"})
+        await s.next_event(until("ai_response", final=True), timeout=30)
+        await s.send({"type": "ping", "ts": {"nested": [1, "two"]}})
+        await s.next_event(until("pong"))  # the turn's metrics and status were sent before the pong
+        await s.send({"type": "teleport"})
+        await s.next_event(until("error"))
+        await s.send({"type": "end"})
+        await s.closed()
+    kinds = {e["type"] for e in seen}
+    assert {
+        "session",
+        "answer",
+        "ice-candidate",
+        "status",
+        "ai_response",
+        "metrics",
+        "pong",
+        "error",
+    } <= kinds
+    for event in seen:
+        assert parse_event(event).wire() == event, event
