@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping
 from enum import IntEnum, StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
@@ -245,8 +245,7 @@ AnyClientMessage = Offer | Answer | IceCandidate | Text | Interrupt | Ping | End
 ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
 _CLIENT = TypeAdapter[AnyClientMessage](ClientMessage)
 _MODELS: dict[str, type[_ClientMessage]] = {
-    m.model_fields["type"].annotation.__args__[0]: m  # type: ignore[union-attr]
-    for m in (Offer, Answer, IceCandidate, Text, Interrupt, Ping, End)
+    get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(AnyClientMessage)
 }
 
 
