@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from voice_agent.audio import FRAME_MS
 from voice_agent.pipeline.frames import (
+    EndOfTurnRequestFrame,
     Frame,
     InputAudioFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voice_agent.pipeline.processor import FrameProcessor
+from voice_agent.pipeline.processor import DOWNSTREAM, UPSTREAM, Direction, FrameProcessor
 from voice_agent.pipeline.vad import VADProcessor
 
 VOICED = b"\x01" * 640
@@ -28,7 +29,7 @@ class Sink(FrameProcessor):
         super().__init__()
         self.frames: list[Frame] = []
 
-    async def queue_frame(self, frame: Frame) -> None:
+    async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
         self.frames.append(frame)
 
     def kinds(self) -> list[str]:
@@ -124,11 +125,11 @@ async def test_an_stt_endpoint_ends_the_turn_before_the_silence_runs_out() -> No
     vad, sink, clock = make(silence_ms=2000)
     await feed(vad, clock, [VOICED] * 10 + [SILENT] * 3)
     last_voiced = clock.t - 3 * FRAME_MS / 1000
-    vad.request_end()
+    await vad.queue_frame(EndOfTurnRequestFrame(), UPSTREAM)  # what STT sends when its provider endpoints
     await feed(vad, clock, [SILENT])
     stop = sink.frames[-1]
     assert isinstance(stop, UserStoppedSpeakingFrame)
     assert abs(stop.at - last_voiced) < 1e-9
-    vad.request_end()  # not speaking: nothing to end, and no stale request for the next turn
+    await vad.queue_frame(EndOfTurnRequestFrame(), UPSTREAM)  # not speaking: nothing to end, none kept
     await feed(vad, clock, [VOICED] * 3 + [SILENT] * 5)
     assert vad.speaking and sink.kinds().count("UserStoppedSpeakingFrame") == 1

@@ -127,7 +127,8 @@ class SentencePlayback:
 
 @dataclass
 class TurnPlayback:
-    """What of a turn's reply reached the user; filled by the output track as it plays."""
+    """What of a turn's reply reached the user; the turn tracker fills it from what the output
+    track reports as it plays."""
 
     turn: int
     sentences: dict[int, SentencePlayback] = field(default_factory=dict)

@@ -1,13 +1,21 @@
-"""Typed frames that move between pipeline stages.
+"""Typed frames: the one channel of the pipeline.
 
-DataFrames are queued and processed in order; SystemFrames are handled the moment they arrive,
-ahead of anything queued (that is what makes an interruption immediate).
+Stages push frames to their neighbours, and every pushed frame is also seen by the observers
+(turn state, metrics, client events, history) at the moment it is pushed. There are three kinds:
+
+- DataFrames are queued and processed in order.
+- SystemFrames are handled the moment they arrive, ahead of anything queued (that is what makes
+  an interruption immediate). Most travel downstream; an EndOfTurnRequestFrame travels upstream.
+- ReportFrames are facts no stage acts on (a transcript, a token, audio played): they go to the
+  observers only. Observers derive a few more (a turn's end, its metrics) on the same channel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from voice_agent.providers.base import ProviderError
 
 
 @dataclass(slots=True)
@@ -22,6 +30,11 @@ class SystemFrame(Frame):
 
 @dataclass(slots=True)
 class DataFrame(Frame):
+    pass
+
+
+@dataclass(slots=True)
+class ReportFrame(Frame):
     pass
 
 
@@ -51,6 +64,19 @@ class UserResumedFrame(SystemFrame):
 
 
 @dataclass(slots=True)
+class EndOfTurnRequestFrame(SystemFrame):
+    """Upstream, STT to VAD: the provider heard the end of the turn before the local silence did.
+
+    Sent while the STT stage handles an audio frame, so the VAD ends the turn on that same frame,
+    in order with the audio."""
+
+
+@dataclass(slots=True)
+class InterruptRequestFrame(SystemFrame):
+    """The client stopped the reply (typed text, an interrupt message): a barge-in without speech."""
+
+
+@dataclass(slots=True)
 class InterruptionFrame(SystemFrame):
     """Cancel everything of the current turn downstream; nothing of it may play afterwards."""
 
@@ -69,13 +95,6 @@ class InputAudioFrame(DataFrame):
 
     pcm: bytes
     voiced: bool = False
-
-
-@dataclass(slots=True)
-class TranscriptionFrame(DataFrame):
-    text: str
-    final: bool
-    at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -99,18 +118,100 @@ class SentenceFrame(DataFrame):
 
 
 @dataclass(slots=True)
-class LLMDoneFrame(DataFrame):
-    turn: int
-    text: str
-
-
-@dataclass(slots=True)
 class TTSAudioFrame(DataFrame):
+    """`first_audio_ms`: set on the turn's first audio (synthesis time of its sentence); `provider`:
+    who synthesized, set until the turn's first audio (differs from the configured one on fallback)."""
+
     pcm: bytes
     turn: int
     index: int
     text: str = ""
     last: bool = False
+    first_audio_ms: float | None = None
+    provider: str | None = None
+
+
+# --- report frames: facts for the observers ------------------------------------------------
+@dataclass(slots=True)
+class TranscriptionFrame(ReportFrame):
+    text: str
+    final: bool
+    at: float = 0.0
+
+
+@dataclass(slots=True)
+class TurnStartedFrame(ReportFrame):
+    """The LLM stage took up a user turn. Observers run as it is reported, so the user's words are in
+    the history (and a draft is settled) by the time the LLM stage reads it."""
+
+    user: UserTurnFrame
+
+    @property
+    def turn(self) -> int:
+        return self.user.turn
+
+
+@dataclass(slots=True)
+class LLMTextFrame(ReportFrame):
+    """The reply so far; `provider` answered the first token (None before it)."""
+
+    turn: int
+    text: str
+    first_token: bool
+    provider: str | None
+
+
+@dataclass(slots=True)
+class LLMDoneFrame(ReportFrame):
+    turn: int
+    text: str
+    provider: str | None = None
+
+
+@dataclass(slots=True)
+class ProviderErrorFrame(ReportFrame):
+    error: ProviderError
+    turn: int | None = None
+
+
+@dataclass(slots=True)
+class PlayedFrame(ReportFrame):
+    """The output track sent `nbytes` of a sentence to the user (every 20 ms while speaking)."""
+
+    turn: int
+    index: int
+    nbytes: int
+
+
+@dataclass(slots=True)
+class BotStoppedSpeakingFrame(ReportFrame):
+    """The output track ran out of audio after playing some of `turn`."""
+
+    turn: int
+
+
+@dataclass(slots=True)
+class MediaStateFrame(ReportFrame):
+    """Whether an audio peer is connected: without one, a reply is delivered as text only."""
+
+    live: bool
+
+
+@dataclass(slots=True)
+class BotStartedSpeakingFrame(ReportFrame):
+    """Derived by the turn tracker: the first audio of the turn in flight reached the user."""
+
+    turn: int
+
+
+@dataclass(slots=True)
+class TurnEndedFrame(ReportFrame):
+    """Derived by the turn tracker: the turn is over; `text` is what the user got of the reply
+    (all of it, or what was heard before a barge-in)."""
+
+    turn: int
+    text: str
+    interrupted: bool
 
 
 @dataclass(slots=True)
@@ -132,3 +233,11 @@ class TurnMetrics:
         if self.providers:
             event["providers"] = dict(self.providers)  # which provider answered each stage
         return event
+
+
+@dataclass(slots=True)
+class TurnMetricsFrame(ReportFrame):
+    """Derived by the metrics observer when a turn completes."""
+
+    turn: int
+    metrics: TurnMetrics

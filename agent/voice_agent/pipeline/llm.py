@@ -1,16 +1,25 @@
 """LLM stage: one user turn in, reply tokens streamed out as sentences for TTS.
 
-The provider's stream is closed (not just abandoned) when the turn is interrupted, so a cloud
-request stops at once instead of running to completion in the background.
+Taking up a turn is reported first (TurnStartedFrame): the observers record the user's words, so
+the history read next already holds them. The provider's stream is closed (not just abandoned)
+when the turn is interrupted, so a cloud request stops at once instead of running to completion
+in the background.
 """
 
 from __future__ import annotations
 
 import contextlib
 
-from voice_agent.pipeline.context import SentenceSplitter
-from voice_agent.pipeline.frames import DataFrame, LLMDoneFrame, SentenceFrame, UserTurnFrame
-from voice_agent.pipeline.observer import TurnObserver
+from voice_agent.pipeline.context import Conversation, SentenceSplitter
+from voice_agent.pipeline.frames import (
+    DataFrame,
+    LLMDoneFrame,
+    LLMTextFrame,
+    ProviderErrorFrame,
+    SentenceFrame,
+    TurnStartedFrame,
+    UserTurnFrame,
+)
 from voice_agent.pipeline.processor import QueuedProcessor
 from voice_agent.providers.base import LLMProvider, ProviderError, Served
 
@@ -18,39 +27,36 @@ from voice_agent.providers.base import LLMProvider, ProviderError, Served
 class LLMProcessor(QueuedProcessor):
     name = "llm"
 
-    def __init__(self, provider: LLMProvider, observer: TurnObserver) -> None:
+    def __init__(self, provider: LLMProvider, conversation: Conversation) -> None:
         super().__init__()
         self._provider = provider
-        self._observer = observer
+        self._conversation = conversation
 
     async def process(self, frame: DataFrame) -> None:
         if not isinstance(frame, UserTurnFrame):
-            await self.push(frame)
+            await self.forward(frame)
             return
-        self._observer.turn_started(frame)
+        self.report(TurnStartedFrame(frame))
         splitter = SentenceSplitter()
         text = ""
         index = 0
         served = Served(self._provider.name)
+        provider: str | None = None  # who answered the first token
+        history = list(self._conversation.messages)
         try:
-            async with contextlib.aclosing(self._provider.stream(self._observer.history(), served)) as tokens:
+            async with contextlib.aclosing(self._provider.stream(history, served)) as tokens:
                 async for token in tokens:
                     first = not text
                     if first:
-                        self._observer.served(frame.turn, "llm", served.provider)
+                        provider = served.provider
                     text += token
-                    self._observer.llm_text(frame.turn, text, first)
+                    self.report(LLMTextFrame(frame.turn, text, first, provider))
                     for sentence in splitter.feed(token):
-                        await self._sentence(frame.turn, index, sentence)
+                        await self.push(SentenceFrame(sentence, frame.turn, index))
                         index += 1
         except ProviderError as exc:
-            self._observer.provider_error(exc, frame.turn)
+            self.report(ProviderErrorFrame(exc, frame.turn))
         for sentence in splitter.flush():
-            await self._sentence(frame.turn, index, sentence)
+            await self.push(SentenceFrame(sentence, frame.turn, index))
             index += 1
-        self._observer.llm_done(frame.turn, text.strip())
-        await self.push(LLMDoneFrame(frame.turn, text.strip()))
-
-    async def _sentence(self, turn: int, index: int, text: str) -> None:
-        self._observer.sentence(turn, index, text)
-        await self.push(SentenceFrame(text, turn, index))
+        self.report(LLMDoneFrame(frame.turn, text.strip(), provider))

@@ -25,8 +25,17 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_agent import metrics
 from voice_agent.audio import OUTPUT_RATE, frame_bytes
-from voice_agent.pipeline.frames import DataFrame, InterruptionFrame, SystemFrame, TTSAudioFrame
-from voice_agent.pipeline.processor import FrameProcessor
+from voice_agent.pipeline.frames import (
+    BotStoppedSpeakingFrame,
+    DataFrame,
+    Frame,
+    InterruptionFrame,
+    PlayedFrame,
+    SystemFrame,
+    TTSAudioFrame,
+    TurnEndedFrame,
+)
+from voice_agent.pipeline.processor import Direction, FrameProcessor
 
 SAMPLES_PER_FRAME = OUTPUT_RATE // 50
 FRAME_BYTES = frame_bytes(OUTPUT_RATE)
@@ -215,18 +224,37 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
 
 
 class AudioOutputProcessor(FrameProcessor):
-    """Sink stage: TTS audio into the track; an interruption empties the track immediately."""
+    """Sink stage: TTS audio into the track; an interruption empties the track immediately.
+
+    The track's clock reports what it played through this stage, as frames on the pipeline's
+    channel. As an observer, the stage closes a turn's audio when the turn ends (a text-only reply
+    delivered, a completed or interrupted one): nothing of it may play afterwards.
+    """
 
     name = "output"
+    frame_types = (TurnEndedFrame,)
 
     def __init__(self, track: AIGeneratedAudioTrack) -> None:
         super().__init__()
         self.track = track
+        self.bind(track)
 
-    def rebind(self, track: AIGeneratedAudioTrack) -> None:
+    def bind(self, track: AIGeneratedAudioTrack) -> None:
         self.track = track
+        track.on_played = self._played
+        track.on_idle = self._idle
 
-    async def on_system(self, frame: SystemFrame) -> None:
+    def _played(self, turn: int, index: int, nbytes: int) -> None:
+        self.report(PlayedFrame(turn, index, nbytes))
+
+    def _idle(self, turn: int) -> None:
+        self.report(BotStoppedSpeakingFrame(turn))
+
+    def on_frame(self, frame: Frame) -> None:
+        assert isinstance(frame, TurnEndedFrame)
+        self.track.interrupt(frame.turn + 1)
+
+    async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, InterruptionFrame):
             self.track.interrupt(frame.turn + 1)
 

@@ -8,6 +8,7 @@ providers again, so speech starts as soon as the turn is confirmed. If the user 
 final transcript differs, the draft is dropped and its provider streams are closed.
 
 The stages do not know: the draft lives in provider wrappers with the providers' own interface.
+PreemptionObserver decides when to draft, keep or drop, from the frames it observes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Generic, TypeVar
 
+from voice_agent import metrics
 from voice_agent.models import Message
-from voice_agent.pipeline.context import SentenceSplitter
+from voice_agent.pipeline.context import Conversation, SentenceSplitter
+from voice_agent.pipeline.frames import (
+    Frame,
+    TranscriptionFrame,
+    TurnStartedFrame,
+    UserPausedFrame,
+    UserResumedFrame,
+    UserStartedSpeakingFrame,
+)
+from voice_agent.pipeline.turns import TurnTracker
 from voice_agent.providers.base import LLMProvider, Served, TTSProvider
 
 T = TypeVar("T")
@@ -193,3 +204,44 @@ class Preemption:
             self._task = None
         self.llm.discard()
         self.tts.discard()
+
+
+class PreemptionObserver:
+    """Drafts on a pause (the latest interim words, while no turn is in flight), drops the draft when
+    the user speaks on, and at the turn's start keeps it only for the very same words."""
+
+    frame_types = (
+        TranscriptionFrame,
+        UserPausedFrame,
+        UserResumedFrame,
+        UserStartedSpeakingFrame,
+        TurnStartedFrame,
+    )
+
+    def __init__(self, preemption: Preemption, turns: TurnTracker, conversation: Conversation) -> None:
+        self._preemption = preemption
+        self._turns = turns
+        self._conversation = conversation
+        self._last_interim = ""
+
+    def on_frame(self, frame: Frame) -> None:
+        match frame:
+            case TranscriptionFrame(final=False, text=text):
+                self._last_interim = text
+            case UserPausedFrame():
+                if self._turns.active_turn is None and self._last_interim:
+                    self._preemption.start(self._conversation.messages, self._last_interim)
+            case UserResumedFrame() | UserStartedSpeakingFrame():
+                # More speech: whatever was drafted answers words the user has not finished.
+                if self._preemption.text is not None:
+                    metrics.PREEMPTIONS.labels("dropped").inc()
+                self._preemption.discard()
+            case TurnStartedFrame(user=user):
+                if self._preemption.text is not None:
+                    if user.text == self._preemption.text:
+                        metrics.PREEMPTIONS.labels("used").inc()
+                        self._preemption.commit()
+                    else:
+                        metrics.PREEMPTIONS.labels("missed").inc()
+                        self._preemption.discard()
+                self._last_interim = ""

@@ -1,5 +1,9 @@
 """Streaming STT stage: opens a recognition stream at speech start, feeds it while the user
 speaks, and finalizes it off the audio path at end of speech so the next utterance is not held up.
+
+The provider talks back by synchronous callbacks; the stage turns them into frames: interim text
+is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame sent upstream with
+the next audio frame, so the VAD ends the turn in order with the audio. The stage numbers turns.
 """
 
 from __future__ import annotations
@@ -7,50 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from voice_agent.pipeline.frames import (
     DataFrame,
+    EndOfTurnRequestFrame,
     InputAudioFrame,
+    ProviderErrorFrame,
     SystemFrame,
     TranscriptionFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     UserTurnFrame,
 )
-from voice_agent.pipeline.processor import FrameProcessor
+from voice_agent.pipeline.processor import UPSTREAM, Direction, FrameProcessor
 from voice_agent.providers.base import ProviderError, STTProvider, STTStream
 
 log = logging.getLogger(__name__)
-
-TranscriptSink = Callable[[TranscriptionFrame], None]
-ErrorSink = Callable[[ProviderError], None]
 
 
 class STTProcessor(FrameProcessor):
     name = "stt"
 
-    def __init__(
-        self,
-        provider: STTProvider,
-        on_transcript: TranscriptSink,
-        on_error: ErrorSink,
-        next_turn: Callable[[], int],
-        on_endpoint: Callable[[], None] | None = None,
-    ) -> None:
-        self._on_endpoint = on_endpoint
+    def __init__(self, provider: STTProvider) -> None:
         super().__init__()
         self._provider = provider
-        self._on_transcript = on_transcript
-        self._on_error = on_error
-        self._next_turn = next_turn
         self._stream: STTStream | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._failed = False
+        self._endpointed = False
         self._speaker_state: dict[str, Any] = {}
+        self.last_turn = 0
 
-    async def on_system(self, frame: SystemFrame) -> None:
+    async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, UserStartedSpeakingFrame):
             await self._open()
         elif isinstance(frame, UserStoppedSpeakingFrame) and self._stream is not None:
@@ -58,22 +51,26 @@ class STTProcessor(FrameProcessor):
             task = asyncio.create_task(self._finalize(stream, frame.at))
             self._finalizers.add(task)
             task.add_done_callback(self._finalizers.discard)
-        await self.push(frame)
+        await self.forward(frame, direction)
 
     async def _open(self) -> None:
+        self._endpointed = False
         if self._stream is not None:
             await self._stream.aclose()
         try:
             self._stream = await self._provider.open_stream(
-                self._interim, self._speaker_state, self._on_endpoint
+                self._interim, self._speaker_state, self._endpoint
             )
             self._failed = False
         except ProviderError as exc:
             self._stream = None
-            self._on_error(exc)
+            self.report(ProviderErrorFrame(exc))
 
     def _interim(self, text: str) -> None:
-        self._on_transcript(TranscriptionFrame(text=text, final=False, at=time.monotonic()))
+        self.report(TranscriptionFrame(text=text, final=False, at=time.monotonic()))
+
+    def _endpoint(self) -> None:
+        self._endpointed = True
 
     async def process(self, frame: DataFrame) -> None:
         if isinstance(frame, InputAudioFrame):
@@ -82,8 +79,11 @@ class STTProcessor(FrameProcessor):
                     await self._stream.send(frame.pcm)
                 except ProviderError as exc:
                     await self._drop_stream(exc)
+            if self._endpointed:
+                self._endpointed = False
+                await self.push(EndOfTurnRequestFrame(), UPSTREAM)
             return
-        await self.push(frame)
+        await self.forward(frame)
 
     async def _drop_stream(self, exc: ProviderError) -> None:
         stream, self._stream = self._stream, None
@@ -91,33 +91,37 @@ class STTProcessor(FrameProcessor):
             await stream.aclose()
         if not self._failed:
             self._failed = True
-            self._on_error(exc)
+            self.report(ProviderErrorFrame(exc))
 
     async def _finalize(self, stream: STTStream, speech_end_at: float) -> None:
         try:
             text = await stream.finish()
         except ProviderError as exc:
-            self._on_error(exc)
+            self.report(ProviderErrorFrame(exc))
             return
         finally:
             await stream.aclose()
         now = time.monotonic()
         stt_ms = (now - speech_end_at) * 1000
-        self._on_transcript(TranscriptionFrame(text=text, final=True, at=now))
+        self.report(TranscriptionFrame(text=text, final=True, at=now))
         if text:
             await self.push(
                 UserTurnFrame(
                     text,
-                    self._next_turn(),
+                    self._new_turn(),
                     speech_end_at=speech_end_at,
                     stt_ms=stt_ms,
                     stt_provider=stream.provider,
                 )
             )
 
+    def _new_turn(self) -> int:
+        self.last_turn += 1
+        return self.last_turn
+
     async def submit_text(self, text: str) -> None:
         """Typed input enters the pipeline exactly where a final transcript would."""
-        await self.push(UserTurnFrame(text, self._next_turn()))
+        await self.push(UserTurnFrame(text, self._new_turn()))
 
     async def stop(self) -> None:
         if self._stream is not None:

@@ -7,8 +7,13 @@ import contextlib
 import time
 
 from voice_agent.audio import OUTPUT_RATE, PcmResampler
-from voice_agent.pipeline.frames import DataFrame, InterruptionFrame, SentenceFrame, TTSAudioFrame
-from voice_agent.pipeline.observer import TurnObserver
+from voice_agent.pipeline.frames import (
+    DataFrame,
+    InterruptionFrame,
+    ProviderErrorFrame,
+    SentenceFrame,
+    TTSAudioFrame,
+)
 from voice_agent.pipeline.processor import QueuedProcessor
 from voice_agent.providers.base import ProviderError, Served, TTSProvider
 
@@ -16,10 +21,9 @@ from voice_agent.providers.base import ProviderError, Served, TTSProvider
 class TTSProcessor(QueuedProcessor):
     name = "tts"
 
-    def __init__(self, provider: TTSProvider, observer: TurnObserver) -> None:
+    def __init__(self, provider: TTSProvider) -> None:
         super().__init__()
         self._provider = provider
-        self._observer = observer
         self._resampler = PcmResampler(provider.sample_rate, OUTPUT_RATE)
         self._first_audio_turn = -1
 
@@ -29,25 +33,26 @@ class TTSProcessor(QueuedProcessor):
 
     async def process(self, frame: DataFrame) -> None:
         if not isinstance(frame, SentenceFrame):
-            await self.push(frame)
+            await self.forward(frame)
             return
         t0 = time.monotonic()
         served = Served(self._provider.name)
         try:
             async with contextlib.aclosing(self._provider.synthesize(frame.text, served)) as chunks:
                 async for chunk in chunks:
-                    if self._first_audio_turn != frame.turn:
-                        self._observer.served(frame.turn, "tts", served.provider)
-                    await self._emit(frame, self._resampler.resample(chunk), t0, last=False)
+                    # Who synthesizes is told until the turn's first audio (a fallback may answer).
+                    provider = served.provider if self._first_audio_turn != frame.turn else None
+                    await self._emit(frame, self._resampler.resample(chunk), t0, False, provider)
         except ProviderError as exc:
-            self._observer.provider_error(exc, frame.turn)
-        await self._emit(frame, self._resampler.flush(), t0, last=True)
+            self.report(ProviderErrorFrame(exc, frame.turn))
+        await self._emit(frame, self._resampler.flush(), t0, True, None)
         self._resampler = PcmResampler(self._provider.sample_rate, OUTPUT_RATE)
 
-    async def _emit(self, frame: SentenceFrame, pcm: bytes, t0: float, last: bool) -> None:
+    async def _emit(
+        self, frame: SentenceFrame, pcm: bytes, t0: float, last: bool, provider: str | None
+    ) -> None:
         first_ms = None
         if pcm and self._first_audio_turn != frame.turn:
             self._first_audio_turn = frame.turn
             first_ms = (time.monotonic() - t0) * 1000
-        self._observer.tts_audio(frame.turn, frame.index, len(pcm), last, first_ms)
-        await self.push(TTSAudioFrame(pcm, frame.turn, frame.index, frame.text, last))
+        await self.push(TTSAudioFrame(pcm, frame.turn, frame.index, frame.text, last, first_ms, provider))

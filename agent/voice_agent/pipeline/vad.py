@@ -16,13 +16,15 @@ import webrtcvad
 from voice_agent.audio import FRAME_MS, PIPELINE_RATE
 from voice_agent.pipeline.frames import (
     DataFrame,
+    EndOfTurnRequestFrame,
     InputAudioFrame,
+    SystemFrame,
     UserPausedFrame,
     UserResumedFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voice_agent.pipeline.processor import FrameProcessor
+from voice_agent.pipeline.processor import Direction, FrameProcessor
 
 PREROLL_MS = 300
 
@@ -56,10 +58,14 @@ class VADProcessor(FrameProcessor):
         self._last_voiced_at = 0.0
         self._end_requested = False
 
-    def request_end(self) -> None:
-        """The STT provider endpointed: end the turn at the next frame (in order with the audio)."""
-        if self.speaking:
-            self._end_requested = True
+    async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
+        if isinstance(frame, EndOfTurnRequestFrame):
+            # The STT provider endpointed: the turn ends on the audio frame being handled. Not
+            # speaking: nothing to end, and no stale request is kept for the next turn.
+            if self.speaking:
+                self._end_requested = True
+            return
+        await self.forward(frame, direction)
 
     def is_speech(self, pcm: bytes) -> bool:
         return bool(self._vad.is_speech(pcm, PIPELINE_RATE))
