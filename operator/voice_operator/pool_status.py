@@ -5,8 +5,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from voice_operator.conditions import condition, find, merge_conditions
+from voice_operator.objects import pool_selector, selector_string
 from voice_operator.redis_demand import PoolLoad
-from voice_operator.resources.common import pool_selector, selector_string
 from voice_operator.spec import PoolSpec, desired_replicas, session_demand
 
 

@@ -8,11 +8,12 @@ from typing import Any
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.ensure import ensure
+from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Ref
-from voice_operator.resources.common import Owner
+from voice_operator.objects import Owner
 from voice_operator.resources.daemonset import render_daemonset, render_namespace, render_tuner_serviceaccount
 from voice_operator.runtime import Runtime
-from voice_operator.spec import SpecError, parse_profile_spec
+from voice_operator.spec import parse_profile_spec
 from voice_operator.status_io import write_status
 from voice_operator.tuning import label_changes, matching_nodes, profile_status, tuned_nodes
 

@@ -1,8 +1,4 @@
-"""Typed views of the custom resources' specs, with the CRD defaults applied.
-
-The API server applies the CRD defaults, but the operator must not depend on it (older objects,
-test servers without defaulting), so the same defaults are applied here once.
-"""
+"""Typed views of the custom resources' specs, with the CRD defaults applied (see fields.py)."""
 
 import dataclasses
 import ipaddress
@@ -10,6 +6,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from voice_operator.fields import SpecError, mapping
 
 SYSCTL_ALLOWLIST: frozenset[str] = frozenset(
     {
@@ -37,10 +35,6 @@ PROVIDER_ENV: Mapping[str, tuple[str, str]] = {
     "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
     "elevenlabs": ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL"),
 }
-
-
-class SpecError(ValueError):
-    """A spec the operator cannot act on (normally rejected by the CRD schema already)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,14 +114,6 @@ class PoolSpec:
         return sorted(set(names))
 
 
-def _dict(raw: Any, field: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{field} must be an object")
-    return raw
-
-
 def _int(raw: Any, field: str, default: int) -> int:
     if raw is None:
         return default
@@ -139,7 +125,7 @@ def _int(raw: Any, field: str, default: int) -> int:
 def _secret(raw: Any, field: str, default_key: str) -> SecretKeyRef | None:
     if raw is None:
         return None
-    ref = _dict(raw, field)
+    ref = mapping(raw, field)
     name = ref.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{field}.name is required")
@@ -190,7 +176,7 @@ def _networks(raw: Any, field: str) -> tuple[str, ...]:
 
 def _host_candidates(ice: Mapping[str, Any], host_network: bool) -> HostCandidates:
     given = ice.get("announce") is not None
-    announce = _dict(ice.get("announce"), "spec.ice.announce")
+    announce = mapping(ice.get("announce"), "spec.ice.announce")
     address, from_node = announce.get("address"), announce.get("fromNode", False)
     if not isinstance(from_node, bool):
         raise SpecError("spec.ice.announce.fromNode must be a boolean")
@@ -220,7 +206,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     image = raw.get("image")
     if not isinstance(image, str) or not image:
         raise SpecError("spec.image is required")
-    replicas = _dict(raw.get("replicas"), "spec.replicas")
+    replicas = mapping(raw.get("replicas"), "spec.replicas")
     min_r = _int(replicas.get("min"), "spec.replicas.min", 1)
     max_r = _int(replicas.get("max"), "spec.replicas.max", 10)
     if min_r < 1 or min_r > max_r:
@@ -235,21 +221,21 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
         raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
 
-    resources = _dict(raw.get("resources"), "spec.resources")
-    requests = _dict(resources.get("requests") or {"cpu": "1", "memory": "2Gi"}, "spec.resources.requests")
+    resources = mapping(raw.get("resources"), "spec.resources")
+    requests = mapping(resources.get("requests") or {"cpu": "1", "memory": "2Gi"}, "spec.resources.requests")
     cpu = _quantity(requests.get("cpu"), "spec.resources.requests.cpu")
     memory = _quantity(requests.get("memory"), "spec.resources.requests.memory")
     limits = resources.get("limits")
     if limits is not None:
-        lim = _dict(limits, "spec.resources.limits")
+        lim = mapping(limits, "spec.resources.limits")
         # Compared as written, like the CRD's CEL rule (self.limits == self.requests): 2 != "2".
         if dict(lim) != dict(requests):
             raise SpecError("resources.limits must equal resources.requests (Guaranteed QoS)")
 
-    providers_raw = _dict(raw.get("providers"), "spec.providers")
+    providers_raw = mapping(raw.get("providers"), "spec.providers")
     providers = []
     for role in ("stt", "llm", "tts"):
-        p = _dict(providers_raw.get(role), f"spec.providers.{role}")
+        p = mapping(providers_raw.get(role), f"spec.providers.{role}")
         name = str(p.get("provider") or "local")
         secret = _secret(p.get("secretRef"), f"spec.providers.{role}.secretRef", "api-key")
         if name != "local" and secret is None:
@@ -264,7 +250,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
             )
         )
 
-    redis = _dict(raw.get("redis"), "spec.redis")
+    redis = mapping(raw.get("redis"), "spec.redis")
     redis_url = redis.get("url") or None
     redis_secret = _secret(redis.get("secretRef"), "spec.redis.secretRef", "url")
     if (redis_url is None) == (redis_secret is None):
@@ -273,18 +259,18 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     if redis_tls and redis_url is not None and not redis_url.startswith("rediss://"):
         raise SpecError("redis.tls requires a rediss:// url")
 
-    session = _dict(raw.get("session"), "spec.session")
-    service = _dict(raw.get("service"), "spec.service")
-    ice = _dict(raw.get("ice"), "spec.ice")
+    session = mapping(raw.get("session"), "spec.session")
+    service = mapping(raw.get("service"), "spec.service")
+    ice = mapping(raw.get("ice"), "spec.ice")
     servers = tuple(
-        tuple(str(u) for u in _dict(s, "spec.ice.servers[]").get("urls", []))
+        tuple(str(u) for u in mapping(s, "spec.ice.servers[]").get("urls", []))
         for s in (ice.get("servers") or [])
     )
     turn_raw = ice.get("turn")
     turn = None
     if turn_raw is not None:
-        t = _dict(turn_raw, "spec.ice.turn")
-        ref = _dict(t.get("secretRef"), "spec.ice.turn.secretRef")
+        t = mapping(turn_raw, "spec.ice.turn")
+        ref = mapping(t.get("secretRef"), "spec.ice.turn.secretRef")
         if not ref.get("name"):
             raise SpecError("spec.ice.turn.secretRef.name is required")
         turn = TurnServer(
@@ -315,13 +301,13 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         service_port=_int(service.get("port"), "spec.service.port", 80),
         session_affinity=str(service.get("sessionAffinity") or "ClientIP"),
         affinity_timeout_s=_int(service.get("timeoutSeconds"), "spec.service.timeoutSeconds", 10800),
-        service_annotations={str(k): str(v) for k, v in _dict(service.get("annotations"), "a").items()},
+        service_annotations={str(k): str(v) for k, v in mapping(service.get("annotations"), "a").items()},
         ice_servers=servers,
         turn=turn,
         host_candidates=_host_candidates(ice, host_network),
         host_network=host_network,
         tuning_profile=raw.get("tuningProfile") or None,
-        tolerations=tuple(_dict(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
+        tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
     )
 
 
@@ -355,7 +341,7 @@ class ProfileSpec:
 
 
 def parse_profile_spec(raw: Mapping[str, Any]) -> ProfileSpec:
-    sysctls = _dict(raw.get("sysctls"), "spec.sysctls")
+    sysctls = mapping(raw.get("sysctls"), "spec.sysctls")
     if not sysctls:
         raise SpecError("spec.sysctls must name at least one sysctl")
     bad = sorted(k for k in sysctls if k not in SYSCTL_ALLOWLIST)
@@ -366,9 +352,9 @@ def parse_profile_spec(raw: Mapping[str, Any]) -> ProfileSpec:
             raise SpecError(f"sysctl {key} has an invalid value")
     return ProfileSpec(
         node_selector={
-            str(k): str(v) for k, v in _dict(raw.get("nodeSelector"), "spec.nodeSelector").items()
+            str(k): str(v) for k, v in mapping(raw.get("nodeSelector"), "spec.nodeSelector").items()
         },
-        tolerations=tuple(_dict(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
+        tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
         sysctls=dict(sorted(sysctls.items())),
         image=raw.get("image") or None,
     )

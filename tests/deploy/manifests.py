@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from voice_operator.resources.common import Owner
+from voice_operator.objects import Owner
 from voice_operator.resources.daemonset import render_daemonset, render_tuner_serviceaccount
 from voice_operator.resources.pool import render_pool
 from voice_operator.spec import parse_pool_spec, parse_profile_spec

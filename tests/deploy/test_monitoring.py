@@ -12,7 +12,7 @@ import voice_agent.metrics
 import voice_operator.metrics
 from tests.deploy.manifests import MANIFESTS, Obj, named, render
 from voice_operator import constants as c
-from voice_operator.resources.common import pool_labels
+from voice_operator.objects import pool_labels
 
 SEED_METRICS = {
     "webrtc_websocket_connections_total",

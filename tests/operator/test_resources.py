@@ -7,7 +7,7 @@ import pytest
 
 from tests.operator import samples
 from voice_operator import constants as c
-from voice_operator.resources.common import Owner, desired_hash
+from voice_operator.objects import Owner, desired_hash
 from voice_operator.resources.daemonset import (
     APPLY_SCRIPT,
     VERIFY_SCRIPT,

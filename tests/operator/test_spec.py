@@ -5,10 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.operator import samples
+from voice_operator.fields import SpecError
 from voice_operator.spec import (
     HostCandidates,
     SecretKeyRef,
-    SpecError,
     buffer_for,
     desired_replicas,
     parse_pool_spec,

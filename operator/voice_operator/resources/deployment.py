@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from voice_operator import constants as c
-from voice_operator.resources.common import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
+from voice_operator.objects import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
 from voice_operator.spec import PROVIDER_ENV, PoolSpec
 
 RUN_AS: int = 1000

@@ -6,7 +6,7 @@ sessions plus the warm buffer. Scale-up is immediate, scale-down slow (calls las
 """
 
 from voice_operator import constants as c
-from voice_operator.resources.common import Obj, Owner, pool_object
+from voice_operator.objects import Obj, Owner, pool_object
 from voice_operator.spec import PoolSpec
 
 

@@ -1,6 +1,6 @@
 """PodDisruptionBudget: voluntary disruptions (node drains) take agents down one at a time."""
 
-from voice_operator.resources.common import Obj, Owner, pool_object, pool_selector
+from voice_operator.objects import Obj, Owner, pool_object, pool_selector
 from voice_operator.spec import PoolSpec
 
 

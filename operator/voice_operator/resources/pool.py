@@ -1,11 +1,10 @@
 """Everything a VoiceAgentPool owns, in creation order (the SA before the pods that use it)."""
 
-from voice_operator.resources.common import Obj, Owner
+from voice_operator.objects import Obj, Owner, render_serviceaccount
 from voice_operator.resources.deployment import render_deployment
 from voice_operator.resources.hpa import render_hpa
 from voice_operator.resources.pdb import render_pdb
 from voice_operator.resources.service import render_service
-from voice_operator.resources.serviceaccount import render_serviceaccount
 from voice_operator.spec import PoolSpec
 
 

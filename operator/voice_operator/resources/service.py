@@ -1,6 +1,6 @@
 """The pool's Service: ClientIP affinity keeps a browser's HTTP and WebSocket on one agent."""
 
-from voice_operator.resources.common import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
+from voice_operator.objects import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
 from voice_operator.spec import PoolSpec
 
 

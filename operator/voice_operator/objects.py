@@ -1,4 +1,5 @@
-"""Metadata shared by all owned objects: labels, owner references, the desired-state hash."""
+"""What every owned object carries: labels, owner references, the desired-state hash; and the
+ServiceAccount both kinds render (one per pool, one per tuner DaemonSet)."""
 
 import dataclasses
 import hashlib
@@ -99,3 +100,24 @@ def pool_object(api_version: str, kind: str, owner: Owner, spec: Obj) -> Obj:
     """An object named like its pool, in the pool's namespace, with the pool's labels."""
     meta = metadata(owner.name, owner.namespace, pool_labels(owner.name), owner)
     return with_hash({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec})
+
+
+def render_serviceaccount(
+    owner: Owner,
+    name: str | None = None,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Obj:
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": metadata(
+                name or owner.name,
+                namespace or owner.namespace,
+                labels if labels is not None else pool_labels(owner.name),
+                owner,
+            ),
+            "automountServiceAccountToken": False,
+        }
+    )
