@@ -6,13 +6,13 @@ from hypothesis import strategies as st
 
 from tests.operator import samples
 from voice_operator.fields import SpecError
+from voice_operator.profiles.spec import parse_profile_spec
 from voice_operator.spec import (
     HostCandidates,
     SecretKeyRef,
     buffer_for,
     desired_replicas,
     parse_pool_spec,
-    parse_profile_spec,
     session_demand,
 )
 

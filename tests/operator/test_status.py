@@ -8,9 +8,9 @@ from voice_operator.conditions import find, merge_conditions
 from voice_operator.ensure import update_patch
 from voice_operator.pool_reconciler import deletion_cost_changes
 from voice_operator.pool_status import Problem, pool_status, status_changed, transition_events
+from voice_operator.profiles.status import label_changes, matching_nodes, profile_status, tuned_nodes
 from voice_operator.redis_demand import AgentLoad, PoolLoad, parse_agent
 from voice_operator.spec import parse_pool_spec
-from voice_operator.tuning import label_changes, matching_nodes, profile_status, tuned_nodes
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
 SPEC = parse_pool_spec(

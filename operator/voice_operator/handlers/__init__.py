@@ -1,5 +1,6 @@
 """kopf handlers (thin: they delegate to the reconcilers). Importing registers them."""
 
-from voice_operator.handlers import lifecycle, pools, profiles
+from voice_operator.handlers import lifecycle, pools
+from voice_operator.profiles import handlers as profiles
 
 __all__ = ["lifecycle", "pools", "profiles"]

@@ -11,11 +11,11 @@ from voice_operator.ensure import ensure
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Ref
 from voice_operator.objects import Owner
-from voice_operator.resources.daemonset import render_daemonset, render_namespace, render_tuner_serviceaccount
+from voice_operator.profiles.render import render_daemonset, render_namespace, render_tuner_serviceaccount
+from voice_operator.profiles.spec import parse_profile_spec
+from voice_operator.profiles.status import label_changes, matching_nodes, profile_status, tuned_nodes
 from voice_operator.runtime import Runtime
-from voice_operator.spec import parse_profile_spec
 from voice_operator.status_io import write_status
-from voice_operator.tuning import label_changes, matching_nodes, profile_status, tuned_nodes
 
 log = logging.getLogger(__name__)
 

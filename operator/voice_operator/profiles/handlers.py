@@ -7,7 +7,7 @@ import kopf
 from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
 from voice_operator.kube import ApiError
-from voice_operator.profile_reconciler import reconcile_profile, refresh_profile, release_nodes, spec_problem
+from voice_operator.profiles.reconcile import reconcile_profile, refresh_profile, release_nodes, spec_problem
 from voice_operator.runtime import get_runtime
 
 _CONFIG = OperatorConfig.from_env()

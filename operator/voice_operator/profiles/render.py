@@ -7,7 +7,7 @@ while every value reads back as set: the operator labels a node as tuned from th
 
 from voice_operator import constants as c
 from voice_operator.objects import Obj, Owner, managed_labels, metadata, render_serviceaccount, with_hash
-from voice_operator.spec import ProfileSpec
+from voice_operator.profiles.spec import ProfileSpec
 
 # Lines "key=value" in $VOICEPOOL_SYSCTLS; keys/values are allowlisted and pattern-checked upstream.
 _FOR_EACH = (

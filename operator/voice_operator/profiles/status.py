@@ -1,4 +1,4 @@
-"""Pure decisions for NodeTuningProfiles: which nodes to tune, which are tuned, label changes."""
+"""Pure decisions for NodeTuningProfiles: which nodes to tune, which are tuned, label changes, status."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any

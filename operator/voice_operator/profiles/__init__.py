@@ -1,0 +1,1 @@
+"""NodeTuningProfile: its spec, the tuner it renders, its status, reconciler and kopf handlers."""
