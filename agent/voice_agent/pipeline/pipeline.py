@@ -40,6 +40,7 @@ from voice_agent.providers.base import Providers
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class PipelineConfig:
     end_of_turn_silence_ms: int = 500
