@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.kube import ApiError
-from voice_operator.pool_reconciler import lookup_pool, read_load, refresh_pool
+from voice_operator.pools.reconcile import lookup_pool, read_load, refresh_pool
+from voice_operator.pools.spec import session_demand
 from voice_operator.runtime import Runtime
-from voice_operator.spec import session_demand
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from voice_operator.config import OperatorConfig
 from voice_operator.kube import KubeClient
-from voice_operator.pool_status import Problem
-from voice_operator.redis_demand import RedisClients
-from voice_operator.spec import PoolSpec
+from voice_operator.pools.load import RedisClients
+from voice_operator.pools.spec import PoolSpec
+from voice_operator.pools.status import Problem
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from voice_operator.kube import Ref
-from voice_operator.pool_status import status_changed
+from voice_operator.pools.status import status_changed
 from voice_operator.runtime import Runtime
 
 

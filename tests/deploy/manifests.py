@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from voice_operator.objects import Owner
+from voice_operator.pools.render import render_pool
+from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.profiles.render import render_daemonset, render_tuner_serviceaccount
 from voice_operator.profiles.spec import parse_profile_spec
-from voice_operator.resources.pool import render_pool
-from voice_operator.spec import parse_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

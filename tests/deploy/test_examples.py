@@ -10,8 +10,8 @@ import pytest
 
 from tests.deploy.manifests import Obj, named, operator_rendered, render
 from tests.deploy.schemas import custom_resource_problems, problems
+from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.profiles.spec import parse_profile_spec
-from voice_operator.spec import parse_pool_spec
 
 HOST_NETWORK_EXAMPLE = "examples/host-network-pool"
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tests.operator import crdschema, samples
 from tests.operator.cluster import ROOT, crds
+from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.profiles.spec import SYSCTL_ALLOWLIST, parse_profile_spec
-from voice_operator.spec import parse_pool_spec
 
 # The oldest Kubernetes the manifests support (docs/deploy.md) and the newest the validator knows.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())

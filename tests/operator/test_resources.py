@@ -8,6 +8,9 @@ import pytest
 from tests.operator import samples
 from voice_operator import constants as c
 from voice_operator.objects import Owner, desired_hash
+from voice_operator.pools.deployment import render_deployment
+from voice_operator.pools.render import render_pool
+from voice_operator.pools.spec import PoolSpec, parse_pool_spec
 from voice_operator.profiles.render import (
     APPLY_SCRIPT,
     VERIFY_SCRIPT,
@@ -16,9 +19,6 @@ from voice_operator.profiles.render import (
     render_tuner_serviceaccount,
 )
 from voice_operator.profiles.spec import parse_profile_spec
-from voice_operator.resources.deployment import render_deployment
-from voice_operator.resources.pool import render_pool
-from voice_operator.spec import PoolSpec, parse_pool_spec
 
 # The oldest Kubernetes the manifests support (docs/deploy.md) and the newest the validator knows.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())

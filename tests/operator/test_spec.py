@@ -6,8 +6,7 @@ from hypothesis import strategies as st
 
 from tests.operator import samples
 from voice_operator.fields import SpecError
-from voice_operator.profiles.spec import parse_profile_spec
-from voice_operator.spec import (
+from voice_operator.pools.spec import (
     HostCandidates,
     SecretKeyRef,
     buffer_for,
@@ -15,6 +14,7 @@ from voice_operator.spec import (
     parse_pool_spec,
     session_demand,
 )
+from voice_operator.profiles.spec import parse_profile_spec
 
 
 def test_minimal_pool_gets_the_documented_defaults() -> None:

@@ -6,11 +6,11 @@ from tests.operator import samples
 from voice_operator import constants as c
 from voice_operator.conditions import find, merge_conditions
 from voice_operator.ensure import update_patch
-from voice_operator.pool_reconciler import deletion_cost_changes
-from voice_operator.pool_status import Problem, pool_status, status_changed, transition_events
+from voice_operator.pools.load import AgentLoad, PoolLoad, parse_agent
+from voice_operator.pools.reconcile import deletion_cost_changes
+from voice_operator.pools.spec import parse_pool_spec
+from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
 from voice_operator.profiles.status import label_changes, matching_nodes, profile_status, tuned_nodes
-from voice_operator.redis_demand import AgentLoad, PoolLoad, parse_agent
-from voice_operator.spec import parse_pool_spec
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
 SPEC = parse_pool_spec(

@@ -10,7 +10,7 @@ from aiohttp import web
 from voice_operator.config import OperatorConfig
 from voice_operator.kube import KubeClient
 from voice_operator.metrics_api import start_servers
-from voice_operator.redis_demand import RedisClients
+from voice_operator.pools.load import RedisClients
 from voice_operator.runtime import Runtime, get_runtime, set_runtime
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Typed views of the custom resources' specs, with the CRD defaults applied (see fields.py)."""
+"""The VoiceAgentPool spec, with the CRD defaults applied (see fields.py)."""
 
 import dataclasses
 import ipaddress

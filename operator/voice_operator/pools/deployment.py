@@ -5,7 +5,7 @@ from typing import Any
 
 from voice_operator import constants as c
 from voice_operator.objects import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
-from voice_operator.spec import PROVIDER_ENV, PoolSpec
+from voice_operator.pools.spec import PROVIDER_ENV, PoolSpec
 
 RUN_AS: int = 1000
 

@@ -10,7 +10,7 @@ from voice_operator.config import OperatorConfig
 from voice_operator.ensure import Outcome
 from voice_operator.kube import ApiError, Ref
 from voice_operator.metrics import forget_pool_metrics
-from voice_operator.pool_reconciler import reconcile_pool, refresh_pool
+from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
 from voice_operator.runtime import get_runtime
 
 log = logging.getLogger(__name__)

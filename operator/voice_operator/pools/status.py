@@ -6,8 +6,8 @@ from typing import Any
 
 from voice_operator.conditions import condition, find, merge_conditions
 from voice_operator.objects import pool_selector, selector_string
-from voice_operator.redis_demand import PoolLoad
-from voice_operator.spec import PoolSpec, desired_replicas, session_demand
+from voice_operator.pools.load import PoolLoad
+from voice_operator.pools.spec import PoolSpec, desired_replicas, session_demand
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,11 +13,11 @@ from voice_operator.ensure import ConflictError, Outcome, ensure
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
-from voice_operator.pool_status import Problem, pool_status, status_changed, transition_events
-from voice_operator.redis_demand import PoolLoad, RedisUnavailable, read_pool_load
-from voice_operator.resources.pool import render_pool
+from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_pool_load
+from voice_operator.pools.render import render_pool
+from voice_operator.pools.spec import PoolSpec, parse_pool_spec, session_demand
+from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
 from voice_operator.runtime import PoolEntry, Runtime
-from voice_operator.spec import PoolSpec, parse_pool_spec, session_demand
 
 log = logging.getLogger(__name__)
 

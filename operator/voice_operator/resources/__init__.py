@@ -1,1 +1,0 @@
-"""Pure functions that render the desired objects the operator owns (one module per kind)."""
