@@ -20,13 +20,13 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from voice_agent import __version__, metrics, signaling
+from voice_agent.admission import Admission, CapacityError, LocalAdmission
 from voice_agent.limits import BodyLimit, KeyedRateLimit, bearer_ok
-from voice_agent.manager import CallManager, CapacityError
+from voice_agent.manager import CallManager
 from voice_agent.models import CreatedSession, SessionView
+from voice_agent.pool_admission import PooledAdmission
 from voice_agent.providers.base import Providers
 from voice_agent.providers.factory import build_providers
-from voice_agent.registry import Registry
-from voice_agent.relay import Relay
 from voice_agent.settings import Settings
 from voice_agent.store import MemorySessionStore, SessionStore
 from voice_agent.store.base import StoreUnavailable
@@ -89,20 +89,11 @@ def advertise_url(settings: Settings) -> str:
     return settings.advertise_url or f"http://{settings.host}:{settings.port}"
 
 
-def wire_redis(manager: CallManager, store: RedisSessionStore) -> tuple[Relay, Registry]:
-    """Pool membership: the relay inbox (also this agent's liveness signal) and the registry entry."""
-    relay = Relay(
-        store, manager, lambda call, conn, msg: signaling.handle(call, conn, msg, manager.end_session)
-    )
-    registry = Registry(
-        store,
-        advertise_url(manager.settings),
-        running=lambda: list(manager.calls),
-        on_lost_records=manager.records_lost,
-        after_beat=relay.check_links,
-    )
-    manager.redis, manager.relay, manager.registry = store, relay, registry
-    return relay, registry
+def build_admission(settings: Settings, store: SessionStore) -> Admission:
+    """This agent alone, or a member of the pool when the store is Redis."""
+    if isinstance(store, RedisSessionStore):
+        return PooledAdmission(settings, store, advertise_url(settings))
+    return LocalAdmission(settings, store)
 
 
 def create_app(
@@ -110,8 +101,7 @@ def create_app(
 ) -> FastAPI:
     store = store or build_store(settings)
     providers = providers or build_providers(settings)
-    manager = CallManager(settings, store, providers)
-    relay, registry = wire_redis(manager, store) if isinstance(store, RedisSessionStore) else (None, None)
+    manager = CallManager(settings, store, providers, build_admission(settings, store))
     web_dir = Path(settings.web_dir) if settings.web_dir else DEFAULT_WEB_DIR
     creation_limit = KeyedRateLimit(settings.sessions_per_ip_per_min, settings.sessions_per_ip_burst)
 
@@ -133,9 +123,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.SESSION_CAPACITY.set(settings.max_sessions)
         await store.start()
-        if relay is not None and registry is not None:
-            await relay.start()
-            await registry.start()
+        await manager.start()
         await providers.stt.start()
         log.info(
             "agent ready",
@@ -153,9 +141,7 @@ def create_app(
         finally:
             log.info("shutting down", extra={"active_sessions": manager.active})
             await manager.close()
-            if relay is not None and registry is not None:
-                await relay.close()
-                await registry.stop()
+            await manager.admission.close()
             for provider in (providers.stt, providers.llm, providers.tts):
                 await provider.close()
             await store.close()

@@ -23,28 +23,24 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from voice_agent.call import Call, ClientLink
+from voice_agent.admission import CallHost
+from voice_agent.call import Call
 from voice_agent.connection import ClientConnection
 from voice_agent.protocol import AnyClientMessage, CloseCode, ErrorCode, error_event
-from voice_agent.signaling import Frame, receive_loop
+from voice_agent.signaling import Frame, handle, receive_loop
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
 from voice_agent.store.redis_metrics import RELAY_LINKS, RELAY_SECONDS, RELAYED_MESSAGES
-
-if TYPE_CHECKING:
-    from voice_agent.manager import CallManager
 
 log = logging.getLogger(__name__)
 
 LINK_QUEUE_MAX = 512
 _BYE: dict[str, Any] = {"type": "__bye__"}
-
-MessageHandler = Callable[[Call, ClientLink, AnyClientMessage], Awaitable[bool]]
 
 
 class RemoteConnection:
@@ -130,11 +126,11 @@ class OwnerLink:
             yield msg
 
     async def _run(self) -> None:
-        manager = self.relay.manager
+        calls = self.relay.calls
         call: Call | None = None
         try:
             try:
-                opened = await manager.open_call(self.session_id)
+                opened = await calls.open_call(self.session_id)
             except Exception as exc:
                 reason = getattr(exc, "reason", "session unavailable")
                 self.conn.send(error_event(ErrorCode.CAPACITY, reason))
@@ -147,9 +143,14 @@ class OwnerLink:
                 return
             call = opened
             await call.attach(self.conn)
-            handle, conn = self.relay.handle, self.conn
-            max_bytes = self.relay.manager.settings.max_frame_bytes
-            await receive_loop(self._messages(), conn, lambda msg: handle(call, conn, msg), max_bytes, False)
+            conn, max_bytes = self.conn, self.relay.max_frame_bytes
+            await receive_loop(
+                self._messages(),
+                conn,
+                lambda msg: handle(call, conn, msg, calls.end_session),
+                max_bytes,
+                False,
+            )
         finally:
             if call is not None:
                 call.detach(self.conn)
@@ -190,10 +191,10 @@ class EdgeLink:
 
 
 class Relay:
-    def __init__(self, store: RedisSessionStore, manager: CallManager, handle: MessageHandler) -> None:
+    def __init__(self, store: RedisSessionStore, calls: CallHost, max_frame_bytes: int) -> None:
         self.store = store
-        self.manager = manager
-        self.handle = handle
+        self.calls = calls
+        self.max_frame_bytes = max_frame_bytes
         self.agent_id = store.agent_id
         self.edges: dict[str, EdgeLink] = {}
         self.owned: dict[str, OwnerLink] = {}
@@ -302,6 +303,6 @@ class Relay:
             edge.done = True
             edge.conn.close_soon(int(msg.get("code", CloseCode.ENDED)), str(msg.get("reason", ""))[:100])
         elif kind == "assign":
-            self._spawn(self.manager.adopt(sid))
+            self._spawn(self.calls.adopt(sid))
         elif kind == "end":
-            self._spawn(self.manager.end_local(sid))
+            self._spawn(self.calls.end_local(sid))

@@ -17,10 +17,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voice_agent import metrics
+from voice_agent.admission import CapacityError, RemoteOwner
 from voice_agent.call import Call, ClientLink
 from voice_agent.connection import ClientConnection
 from voice_agent.logs import session_id_var
-from voice_agent.manager import CallManager, CapacityError, RemoteOwner
+from voice_agent.manager import CallManager
 from voice_agent.protocol import (
     Answer,
     AnyClientMessage,
@@ -169,7 +170,7 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
             return
         conn = ClientConnection(ws, settings.max_messages_per_s, settings.message_burst)
         if isinstance(opened, RemoteOwner):
-            await _serve_relayed(conn, session_id, opened, manager)
+            await _serve_relayed(conn, session_id, opened, settings.max_frame_bytes)
             return
         call = opened
         await call.attach(conn)
@@ -189,17 +190,15 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
         metrics.WEBSOCKET_CONNECTIONS.dec()
 
 
-async def _serve_relayed(
-    conn: ClientConnection, session_id: str, owner: RemoteOwner, manager: CallManager
-) -> None:
-    edge = await manager.relay.open_edge(session_id, owner.agent_id, conn) if manager.relay else None
+async def _serve_relayed(conn: ClientConnection, session_id: str, owner: RemoteOwner, max_bytes: int) -> None:
+    edge = await owner.open_edge(session_id, conn)
     if edge is None:
         conn.send(error_event(ErrorCode.OWNER_GONE, "the session's agent is gone"))
         await conn.aclose(CloseCode.OWNER_GONE, "reconnect to resume")
         return
     log.info("relaying signaling", extra={"owner": owner.agent_id})
     try:
-        await receive_loop(socket_frames(conn), conn, edge.forward, manager.settings.max_frame_bytes)
+        await receive_loop(socket_frames(conn), conn, edge.forward, max_bytes)
     finally:
         await edge.close()
         await conn.aclose(CloseCode.OWNER_GONE, "relay closed")

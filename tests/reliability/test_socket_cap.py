@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from voice_agent.admission import LocalAdmission
 from voice_agent.manager import CallManager
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
@@ -9,9 +10,8 @@ from voice_agent.store import MemorySessionStore
 
 
 def manager(cap: int) -> CallManager:
-    return CallManager(
-        Settings(max_sockets_per_session=cap), MemorySessionStore(), Providers.__new__(Providers)
-    )
+    settings, store = Settings(max_sockets_per_session=cap), MemorySessionStore()
+    return CallManager(settings, store, Providers.__new__(Providers), LocalAdmission(settings, store))
 
 
 def test_sockets_beyond_the_cap_are_refused_per_session_and_slots_come_back() -> None:
