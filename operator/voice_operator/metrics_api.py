@@ -23,7 +23,7 @@ from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.kube import ApiError
 from voice_operator.pools.reconcile import lookup_pool, read_load, refresh_pool
-from voice_operator.pools.spec import session_demand
+from voice_operator.pools.scaling import session_demand
 from voice_operator.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -6,14 +6,8 @@ from hypothesis import strategies as st
 
 from tests.operator import samples
 from voice_operator.fields import SpecError
-from voice_operator.pools.spec import (
-    HostCandidates,
-    SecretKeyRef,
-    buffer_for,
-    desired_replicas,
-    parse_pool_spec,
-    session_demand,
-)
+from voice_operator.pools.scaling import buffer_for, desired_replicas, session_demand
+from voice_operator.pools.spec import HostCandidates, SecretKeyRef, parse_pool_spec
 from voice_operator.profiles.spec import parse_profile_spec
 
 

@@ -15,7 +15,8 @@ from voice_operator.kube import ApiError, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
 from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_pool_load
 from voice_operator.pools.render import render_pool
-from voice_operator.pools.spec import PoolSpec, parse_pool_spec, session_demand
+from voice_operator.pools.scaling import session_demand
+from voice_operator.pools.spec import PoolSpec, parse_pool_spec
 from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
 from voice_operator.runtime import PoolEntry, Runtime
 

@@ -4,9 +4,9 @@ The agents' Deployment has its own module (deployment.py); the smaller objects a
 - Service: ClientIP affinity keeps a browser's HTTP and WebSocket on one agent.
 - PodDisruptionBudget: voluntary disruptions (node drains) take agents down one at a time.
 - HorizontalPodAutoscaler on session demand: the External metric is served by the operator itself
-  (external.metrics.k8s.io); with an AverageValue target of sessionsPerAgent the HPA keeps exactly
-  enough agents for the live sessions plus the warm buffer. Scale-up is immediate, scale-down slow
-  (calls last minutes).
+  (external.metrics.k8s.io); with the per-agent target of scaling.py the HPA keeps exactly enough
+  agents for the live sessions plus the warm buffer. Scale-up is immediate, scale-down slow (calls
+  last minutes).
 """
 
 from voice_operator import constants as c
@@ -21,6 +21,7 @@ from voice_operator.objects import (
     with_hash,
 )
 from voice_operator.pools.deployment import render_deployment
+from voice_operator.pools.scaling import per_agent_target
 from voice_operator.pools.spec import PoolSpec
 
 
@@ -81,7 +82,7 @@ def render_hpa(owner: Owner, spec: PoolSpec) -> Obj:
                             "name": c.DEMAND_METRIC,
                             "selector": {"matchLabels": {c.POOL_LABEL: owner.name}},
                         },
-                        "target": {"type": "AverageValue", "averageValue": str(spec.sessions_per_agent)},
+                        "target": {"type": "AverageValue", "averageValue": str(per_agent_target(spec))},
                     },
                 }
             ],

@@ -2,14 +2,14 @@
 
 import dataclasses
 import ipaddress
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from voice_operator.fields import SpecError, mapping
 
-_PERCENT = re.compile(r"^([0-9]{1,3})%$")
+# bufferSessions as a percentage of the active sessions (scaling.py reads it).
+BUFFER_PERCENT = re.compile(r"^([0-9]{1,3})%$")
 # A Linux interface name (IFNAMSIZ - 1 characters); the agent reads the lists comma-separated.
 _INTERFACE = re.compile(r"^[^,\s]{1,15}$")
 
@@ -201,7 +201,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         raise SpecError("sessionsPerAgent must be greater than 0")
     buffer = raw.get("bufferSessions", 0)
     if isinstance(buffer, str):
-        if not _PERCENT.match(buffer):
+        if not BUFFER_PERCENT.match(buffer):
             raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
     elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
         raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
@@ -294,24 +294,3 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         tuning_profile=raw.get("tuningProfile") or None,
         tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
     )
-
-
-def buffer_for(buffer: int | str, active: int) -> float:
-    """The warm buffer in sessions: absolute, or a percentage of the active sessions."""
-    if isinstance(buffer, str):
-        match = _PERCENT.match(buffer)
-        if match is None:
-            raise SpecError(f"bad bufferSessions {buffer!r}")
-        return active * int(match.group(1)) / 100.0
-    return float(buffer)
-
-
-def session_demand(active: int, buffer: int | str) -> int:
-    """Sessions the pool must be able to hold now: ceil(active + buffer)."""
-    return math.ceil(active + buffer_for(buffer, active))
-
-
-def desired_replicas(demand: int, spec: PoolSpec) -> int:
-    """The replica count the HPA converges to for this demand (AverageValue = sessionsPerAgent)."""
-    wanted = math.ceil(demand / spec.sessions_per_agent)
-    return max(spec.min_replicas, min(spec.max_replicas, wanted))

@@ -7,7 +7,8 @@ from typing import Any
 from voice_operator.conditions import condition, find, merge_conditions
 from voice_operator.objects import pool_selector, selector_string
 from voice_operator.pools.load import PoolLoad
-from voice_operator.pools.spec import PoolSpec, desired_replicas, session_demand
+from voice_operator.pools.scaling import capacity, desired_replicas, session_demand
+from voice_operator.pools.spec import PoolSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,14 +64,14 @@ def pool_status(
         )
         status["demand"] = demand if demand is not None else _int(previous.get("demand"))
         status["desiredReplicas"] = desired or spec.min_replicas
-        status["capacity"] = ready * spec.sessions_per_agent
+        status["capacity"] = capacity(ready, spec)
         want = max(1, min(spec.min_replicas, dspec_replicas or spec.min_replicas))
         if deployment is None:
             conds.append(
                 condition("Ready", False, "DeploymentMissing", "agents are not deployed yet", generation)
             )
         elif ready >= want:
-            msg = f"{ready}/{replicas} agents ready, capacity {ready * spec.sessions_per_agent} sessions"
+            msg = f"{ready}/{replicas} agents ready, capacity {status['capacity']} sessions"
             conds.append(condition("Ready", True, "AgentsReady", msg, generation))
         else:
             conds.append(
