@@ -26,7 +26,7 @@ from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
 from tests.support.ws import Signaling
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 END_OF_TURN_MS = 500
 # One client drives every session here: the per-address creation limit would only measure itself.

@@ -36,7 +36,7 @@ from bench.common import summary, table, write
 from tests.providers.conftest import cloud_settings
 from tests.support.procs import ROOT
 from tests.support.speech import synth
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Providers
 from voice_agent.providers.factory import build_providers
 

@@ -29,8 +29,8 @@ import websockets
 
 from bench.common import pct, table, write
 from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all
-from voice_agent import redis_keys as keys
-from voice_agent.models import Message, SessionRecord
+from voice_agent.protocol.sessions import Message, SessionRecord
+from voice_agent.store import keys
 from voice_agent.store import redis_scripts as lua
 from voice_agent.store.redis import RedisSessionStore
 

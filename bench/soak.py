@@ -33,7 +33,7 @@ from bench.common import summary, table, write
 from tests.support.procs import running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 FRAMES_PER_S = 50
 PHRASES = ["what time is it", "hello there", "please tell me a joke", "what day is it"]

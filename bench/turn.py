@@ -18,7 +18,7 @@ from bench.common import summary, table, write
 from tests.deploy.coturn import running_turnserver
 from tests.support.procs import running_agent
 from tests.support.speech import synth
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 
 async def setup_ms(url: str, relay: bool) -> tuple[float, VoiceClient]:

@@ -7,8 +7,8 @@ import sys
 
 import uvicorn
 
-from voice_agent.logs import configure_logging
 from voice_agent.settings import ConfigError, Settings, load_settings
+from voice_agent.telemetry.logs import configure_logging
 
 
 def check_redis(settings: Settings) -> None:
@@ -26,14 +26,14 @@ def main() -> None:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
         check_redis(settings)
-        from voice_agent.app import create_app
+        from voice_agent.server.app import create_app
 
         app = create_app(settings)
     except ConfigError as exc:
         print(f"voice_agent: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    from voice_agent.drain import DrainingServer
-    from voice_agent.http_protocol import with_header_timeout
+    from voice_agent.server.drain import DrainingServer
+    from voice_agent.server.http_protocol import with_header_timeout
 
     logging.getLogger(__name__).info(
         "listening",

@@ -15,7 +15,13 @@ import ifaddr
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from voice_agent.ice import HostCandidatePolicy, IcePolicyError, IPNetwork, parse_announced, parse_networks
+from voice_agent.media.ice import (
+    HostCandidatePolicy,
+    IcePolicyError,
+    IPNetwork,
+    parse_announced,
+    parse_networks,
+)
 
 
 class ConfigError(Exception):

@@ -20,7 +20,7 @@ const schemaPath = resolve(frontend, 'src/api/schema.d.ts');
 
 const DUMP = [
   'import json',
-  'from voice_agent.app import create_app',
+  'from voice_agent.server.app import create_app',
   'from voice_agent.settings import load_settings',
   'print(json.dumps(create_app(load_settings()).openapi(), indent=2, sort_keys=True))',
 ].join('\n');

@@ -1,6 +1,6 @@
 /**
  * Keeps the page's signaling types honest against the agent's protocol models
- * (agent/voice_agent/protocol.py; the protocol itself is described in docs/api.md).
+ * (agent/voice_agent/protocol/signaling.py; the protocol itself is described in docs/api.md).
  *
  *   node scripts/signaling.mjs generate   writes src/signaling/protocol.schema.json (the JSON Schema
  *                                         the agent exports from its models) and
@@ -18,7 +18,7 @@ import { agentPython, frontend, generateOrCheck } from './agent-python.mjs';
 const schemaPath = resolve(frontend, 'src/signaling/protocol.schema.json');
 const typesPath = resolve(frontend, 'src/signaling/protocol.d.ts');
 
-const DUMP = ['import json', 'from voice_agent.protocol import json_schema', 'print(json.dumps(json_schema()))'].join('\n');
+const DUMP = ['import json', 'from voice_agent.protocol.signaling import json_schema', 'print(json.dumps(json_schema()))'].join('\n');
 
 export function dumpProtocolSchema() {
   return `${JSON.stringify(JSON.parse(agentPython(DUMP)), null, 2)}\n`;

@@ -9,7 +9,7 @@ import pytest
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import sounds_like, synth, transcribe
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.speech import overlap, sounds_like, synth, transcribe
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -49,7 +49,9 @@ async def test_spoken_question_gets_transcript_reply_and_matching_speech(agent: 
     per_call = [
         line
         for line in map(json.loads, agent.logs().splitlines())
-        if line.get("logger", "").startswith(("voice_agent.call", "voice_agent.pipeline", "voice_agent.peer"))
+        if line.get("logger", "").startswith(
+            ("voice_agent.sessions.call", "voice_agent.pipeline", "voice_agent.media.peer")
+        )
     ]
     assert per_call, "the call logged nothing"
     assert all(line.get("session_id") == client.session["id"] for line in per_call), per_call[:3]

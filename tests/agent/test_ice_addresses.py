@@ -13,9 +13,9 @@ from aiortc import RTCPeerConnection
 from tests.support.procs import ROOT, AgentProcess, free_port, running_agent
 from tests.support.prom import scrape
 from tests.support.ws import Signaling
-from voice_agent.client import VoiceClient
-from voice_agent.ice import LOOPBACK_ONLY, gathering_with
-from voice_agent.pipeline.output import AIGeneratedAudioTrack
+from voice_agent.media.ice import LOOPBACK_ONLY, gathering_with
+from voice_agent.media.track import AIGeneratedAudioTrack
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

@@ -12,7 +12,7 @@ from tests.support import waits
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.ws import Signaling
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("sessions-api")]
 

@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.ws import Signaling
-from voice_agent.protocol import parse_event
+from voice_agent.protocol.signaling import parse_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("signaling-errors")]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
 
-import voice_agent.metrics
+import voice_agent.telemetry.metrics
 import voice_operator.metrics
 from tests.deploy.manifests import MANIFESTS, Obj, named, render
 from voice_operator import constants as c
@@ -34,7 +34,7 @@ SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", 
 
 def exported_series() -> set[str]:
     """Every series name the agent and operator modules register (metric families -> sample names)."""
-    assert voice_agent.metrics and voice_operator.metrics  # imported for their registrations
+    assert voice_agent.telemetry.metrics and voice_operator.metrics  # imported for their registrations
     names: set[str] = set()
     for family in REGISTRY.collect():
         names.add(family.name)

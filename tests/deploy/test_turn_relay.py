@@ -17,7 +17,7 @@ import pytest
 from tests.deploy.coturn import TurnServer, allocate_error_code, running_turnserver
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.speech import overlap, synth
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

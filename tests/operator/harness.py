@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio.client import PubSub
 
 from tests.operator.cluster import ROOT, Cluster, api_path
-from voice_agent.models import SessionRecord
+from voice_agent.protocol.sessions import SessionRecord
 from voice_agent.store.redis import RedisSessionStore
 
 Predicate = Callable[[], Any]

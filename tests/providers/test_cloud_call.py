@@ -21,7 +21,7 @@ from tests.providers.fakes.deepgram import FakeDeepgram
 from tests.providers.fakes.elevenlabs import FakeElevenLabs
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.speech import overlap, synth, transcribe
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

@@ -12,7 +12,7 @@ from tests.providers.fakes.deepgram import FakeDeepgram
 from tests.providers.fakes.elevenlabs import FakeElevenLabs
 from tests.providers.test_stt import speech, utterance
 from tests.support.speech import overlap, transcribe
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Providers, Served
 from voice_agent.providers.fallback import BREAKER_FAILURES, Breaker
 from voice_agent.settings import Settings

@@ -11,7 +11,7 @@ import pytest
 from tests.providers.conftest import GROQ_KEY, KEYS, cloud_settings, sample, until
 from tests.providers.fakes.base import Fault
 from tests.providers.fakes.chat import FakeChat, last_user
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import LLMProvider, ProviderError, Providers
 from voice_agent.providers.groq_llm import budget_messages
 from voice_agent.settings import Settings

@@ -14,8 +14,8 @@ import httpx
 import redis
 
 from tests.support.procs import AgentProcess, free_port
-from voice_agent import redis_keys as keys
-from voice_agent.client import VoiceClient
+from voice_agent.store import keys
+from voice_agent.testing.client import VoiceClient
 
 
 @dataclass

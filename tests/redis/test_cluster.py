@@ -24,7 +24,7 @@ from tests.support import prom
 from tests.support.procs import AgentProcess
 from tests.support.speech import overlap, synth
 from tests.support.waits import until, wait_until
-from voice_agent import redis_keys as keys
+from voice_agent.store import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-cluster")]
 

@@ -20,7 +20,7 @@ from tests.redis.servers import (
 )
 from tests.support.procs import AgentProcess
 from tests.support.waits import wait_until
-from voice_agent import redis_keys as keys
+from voice_agent.store import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-failover")]
 

@@ -13,8 +13,8 @@ import pytest
 from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_agents, stop_all
 from tests.support.procs import AgentProcess
 from tests.support.waits import wait_until
-from voice_agent import redis_keys as keys
-from voice_agent.client import VoiceClient
+from voice_agent.store import keys
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-outage")]
 

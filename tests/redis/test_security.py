@@ -11,7 +11,7 @@ import redis
 
 from tests.redis.servers import RedisServer, make_tls, redis_server, start_agents, stop_all
 from tests.support.procs import AgentProcess
-from voice_agent import redis_keys as keys
+from voice_agent.store import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-security")]
 

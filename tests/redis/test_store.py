@@ -12,8 +12,8 @@ from redis.asyncio.client import PubSub
 
 from tests.redis.servers import RedisServer, redis_server
 from tests.support.waits import until
-from voice_agent import redis_keys as keys
-from voice_agent.models import Message, SessionRecord, utcnow
+from voice_agent.protocol.sessions import Message, SessionRecord, utcnow
+from voice_agent.store import keys
 from voice_agent.store.base import OwnershipLost
 from voice_agent.store.redis import RedisSessionStore
 

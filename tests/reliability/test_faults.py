@@ -25,7 +25,7 @@ from tests.support.procs import ROOT, AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import overlap, sounds_like, synth, transcribe
 from tests.support.ws import Signaling
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-faults")]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from voice_agent.admission import LocalAdmission
-from voice_agent.manager import CallManager
 from voice_agent.providers.base import Providers
+from voice_agent.sessions.admission import LocalAdmission
+from voice_agent.sessions.manager import CallManager
 from voice_agent.settings import Settings
 from voice_agent.store import MemorySessionStore
 

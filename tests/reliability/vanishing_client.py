@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 HOLD_S = 120.0
 

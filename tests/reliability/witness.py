@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tests.support.speech import overlap, synth
-from voice_agent.client import VoiceClient
+from voice_agent.testing.client import VoiceClient
 
 T = TypeVar("T")
 FRAMES_PER_S = 50

@@ -6,7 +6,7 @@ import functools
 import re
 import subprocess
 
-from voice_agent.audio import PcmResampler, parse_wav
+from voice_agent.media.audio import PcmResampler, parse_wav
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voice_agent.audio import trim_silence
+from voice_agent.media.audio import trim_silence
 
 
 def test_trim_silence_cuts_padding_but_keeps_speech_and_a_short_tail() -> None:
@@ -25,7 +25,7 @@ def test_trim_silence_of_pure_silence_is_empty() -> None:
 async def test_receiver_prefetch_is_lowered_on_a_real_peer_connection() -> None:
     from aiortc import RTCPeerConnection
 
-    from voice_agent.rtc_tuning import current_prefetch, tune_receivers
+    from voice_agent.media.receive import current_prefetch, tune_receivers
 
     pc = RTCPeerConnection()
     pc.addTransceiver("audio")
@@ -40,7 +40,7 @@ async def test_receiver_prefetch_is_lowered_on_a_real_peer_connection() -> None:
 def test_immediate_buffer_releases_every_packet_and_drops_late_ones() -> None:
     from aiortc.rtp import RtpPacket
 
-    from voice_agent.rtc_tuning import ImmediateAudioBuffer
+    from voice_agent.media.receive import ImmediateAudioBuffer
 
     def pkt(seq: int) -> RtpPacket:
         p = RtpPacket(sequence_number=seq & 0xFFFF, timestamp=seq * 960)
@@ -53,7 +53,7 @@ def test_immediate_buffer_releases_every_packet_and_drops_late_ones() -> None:
 
 
 def test_concealment_repeats_the_last_frame_fading_and_only_briefly() -> None:
-    from voice_agent.audio import LossConcealer
+    from voice_agent.media.audio import LossConcealer
 
     c = LossConcealer(max_frames=3)
     assert c.conceal(2) == [], "nothing to repeat before the first frame"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voice_agent.models import Message
 from voice_agent.pipeline.context import Conversation, SentenceSplitter, TurnPlayback, split_sentences
+from voice_agent.protocol.sessions import Message
 
 
 def test_sentences_are_released_as_soon_as_they_end() -> None:

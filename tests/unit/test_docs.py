@@ -29,10 +29,10 @@ def test_every_setting_is_documented() -> None:
 def test_every_metric_is_documented() -> None:
     from prometheus_client import REGISTRY
 
-    import voice_agent.metrics
     import voice_agent.store.redis_metrics
+    import voice_agent.telemetry.metrics
 
-    modules = (voice_agent.metrics.__name__, "voice_agent.store.redis_metrics")
+    modules = (voice_agent.telemetry.metrics.__name__, "voice_agent.store.redis_metrics")
     text = (DOC.parent / "api.md").read_text()
     names = []
     for collector in list(REGISTRY._collector_to_names):

@@ -8,7 +8,7 @@ import pytest
 from ifaddr import IP, Adapter
 
 from tests.support.procs import off_loopback
-from voice_agent.ice import (
+from voice_agent.media.ice import (
     LOOPBACK_ONLY,
     HostCandidatePolicy,
     IcePolicyError,

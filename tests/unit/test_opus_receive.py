@@ -10,12 +10,12 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from tests.support.speech import synth
-from voice_agent import metrics
-from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
-from voice_agent.opus import OpusDecoder
-from voice_agent.peer import SignalingError, check_offer_sdp
-from voice_agent.pipeline.output import AIGeneratedAudioTrack, OpusFrameEncoder
-from voice_agent.rtc_tuning import DecodingAudioBuffer, advertise_inband_fec, opus_payload_types
+from voice_agent.media.audio import OUTPUT_RATE, PcmResampler, frame_bytes
+from voice_agent.media.opus import OpusDecoder
+from voice_agent.media.receive import DecodingAudioBuffer, advertise_inband_fec
+from voice_agent.media.track import AIGeneratedAudioTrack, OpusFrameEncoder
+from voice_agent.protocol.signaling import SignalingError, check_offer_sdp, opus_payload_types
+from voice_agent.telemetry import metrics
 
 FRAME_48K = frame_bytes(OUTPUT_RATE)
 FRAME_16K = frame_bytes(16_000)
@@ -184,7 +184,7 @@ def test_an_offer_without_opus_is_refused_with_a_clear_error() -> None:
 
 
 async def test_a_stalled_pipeline_keeps_the_newest_5_s_of_audio_not_everything() -> None:
-    from voice_agent.peer import INBOUND_BACKLOG_FRAMES, Peer
+    from voice_agent.media.peer import INBOUND_BACKLOG_FRAMES, Peer
 
     async def never_called(pcm: bytes) -> None:
         raise AssertionError("no reader runs before an answer")

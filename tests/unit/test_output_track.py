@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from voice_agent.pipeline.output import _SILENCE, FRAME_BYTES, SILENCE_WARMUP_FRAMES, OpusFrameEncoder
+from voice_agent.media.track import _SILENCE, FRAME_BYTES, SILENCE_WARMUP_FRAMES, OpusFrameEncoder
 
 
 def decode_all(packets: list[bytes]) -> np.ndarray:
@@ -36,8 +36,8 @@ def test_speech_round_trips_and_idle_silence_skips_the_encoder() -> None:
 
 
 async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkeypatch: object) -> None:
-    import voice_agent.pipeline.output as output
-    from voice_agent.pipeline.output import AIGeneratedAudioTrack
+    import voice_agent.media.track as output
+    from voice_agent.media.track import AIGeneratedAudioTrack
 
     now = [100.0]
 

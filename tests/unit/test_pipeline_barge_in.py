@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from tests.support import waits
-from voice_agent.models import Message
 from voice_agent.pipeline.pipeline import Pipeline
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import InterimCallback, Providers, Served
 
 TONE = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # 20 ms at 16 kHz

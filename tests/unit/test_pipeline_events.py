@@ -10,8 +10,8 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from tests.support import waits
-from voice_agent.models import Message
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import (
     EndpointCallback,
     InterimCallback,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
-from voice_agent.models import Message
 from voice_agent.pipeline.preemption import Preemption, PreemptiveLLM, PreemptiveTTS
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Served
 
 

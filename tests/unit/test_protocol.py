@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.agent.test_signaling_errors import real_offer
-from voice_agent.protocol import (
+from voice_agent.protocol.signaling import (
     AiResponseEvent,
     CloseCode,
     ErrorCode,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voice_agent.audio import FRAME_MS
+from voice_agent.media.audio import FRAME_MS
 from voice_agent.pipeline.frames import (
     EndOfTurnRequestFrame,
     Frame,

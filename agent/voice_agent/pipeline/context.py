@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 
 # A sentence ends at . ! ? (or a run of them, optionally closed by a quote/bracket) followed by
 # whitespace. Abbreviations and decimals must not split: "Dr. Smith", "e.g. this", "3.5".

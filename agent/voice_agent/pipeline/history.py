@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from voice_agent.models import Message
 from voice_agent.pipeline.context import Conversation
 from voice_agent.pipeline.frames import Frame, TurnEndedFrame, TurnStartedFrame
+from voice_agent.protocol.sessions import Message
 
 HistorySink = Callable[[list[Message]], None]
 

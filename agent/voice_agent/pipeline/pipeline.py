@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from voice_agent.models import Message
+from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.pipeline.barge_in import BargeInGate
 from voice_agent.pipeline.client_events import ClientEvents, EventSink
 from voice_agent.pipeline.context import Conversation
@@ -28,7 +28,7 @@ from voice_agent.pipeline.frames import EndFrame, InputAudioFrame, InterruptRequ
 from voice_agent.pipeline.history import HistoryRecorder
 from voice_agent.pipeline.llm import LLMProcessor
 from voice_agent.pipeline.observer import FrameBus
-from voice_agent.pipeline.output import AIGeneratedAudioTrack, AudioOutputProcessor
+from voice_agent.pipeline.output import AudioOutputProcessor
 from voice_agent.pipeline.preemption import Preemption, PreemptionObserver, PreemptiveLLM, PreemptiveTTS
 from voice_agent.pipeline.processor import FrameProcessor
 from voice_agent.pipeline.stt import STTProcessor
@@ -36,6 +36,7 @@ from voice_agent.pipeline.tts import TTSProcessor
 from voice_agent.pipeline.turn_metrics import TurnMetricsObserver
 from voice_agent.pipeline.turns import TurnTracker
 from voice_agent.pipeline.vad import VADProcessor
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Providers
 
 log = logging.getLogger(__name__)

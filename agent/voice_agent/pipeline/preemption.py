@@ -18,8 +18,6 @@ import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Generic, TypeVar
 
-from voice_agent import metrics
-from voice_agent.models import Message
 from voice_agent.pipeline.context import Conversation, SentenceSplitter
 from voice_agent.pipeline.frames import (
     Frame,
@@ -30,7 +28,9 @@ from voice_agent.pipeline.frames import (
     UserStartedSpeakingFrame,
 )
 from voice_agent.pipeline.turns import TurnTracker
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import LLMProvider, Served, TTSProvider
+from voice_agent.telemetry import metrics
 
 T = TypeVar("T")
 K = TypeVar("K")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from voice_agent.audio import OUTPUT_RATE, PcmResampler
+from voice_agent.media.audio import OUTPUT_RATE, PcmResampler
 from voice_agent.pipeline.frames import (
     DataFrame,
     InterruptionFrame,

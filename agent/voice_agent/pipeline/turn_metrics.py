@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-from voice_agent import metrics
 from voice_agent.pipeline.frames import (
     BotStartedSpeakingFrame,
     Frame,
@@ -23,6 +22,7 @@ from voice_agent.pipeline.frames import (
 )
 from voice_agent.pipeline.observer import FrameBus
 from voice_agent.pipeline.turns import TurnTracker
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import webrtcvad
 
-from voice_agent.audio import FRAME_MS, PIPELINE_RATE
+from voice_agent.media.audio import FRAME_MS, PIPELINE_RATE
 from voice_agent.pipeline.frames import (
     DataFrame,
     EndOfTurnRequestFrame,

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 
 InterimCallback = Callable[[str], None]
 # The provider heard the end of the user's turn (its own endpointing), ahead of the local VAD.

@@ -17,9 +17,8 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
 
-from voice_agent import metrics
-from voice_agent.audio import PcmResampler
-from voice_agent.models import Message
+from voice_agent.media.audio import PcmResampler
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import (
     EndpointCallback,
     InterimCallback,
@@ -30,6 +29,7 @@ from voice_agent.providers.base import (
     STTStream,
     TTSProvider,
 )
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
 
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Served
 from voice_agent.providers.resilience import (
     CallPolicy,

@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime
 
-from voice_agent.models import Message
+from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Served
 
 Clock = Callable[[], datetime]

@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import AsyncGenerator
 
-from voice_agent.audio import parse_wav, trim_silence
+from voice_agent.media.audio import parse_wav, trim_silence
 from voice_agent.providers.base import ProviderError, Served
 from voice_agent.providers.flite_lib import FliteLibrary
 

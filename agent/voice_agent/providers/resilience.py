@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from voice_agent import metrics
 from voice_agent.providers.base import ProviderError
+from voice_agent.telemetry import metrics
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from voice_agent.models import SessionRecord
+from voice_agent.protocol.sessions import SessionRecord
 
 
 class SessionStore(Protocol):

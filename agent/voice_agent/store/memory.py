@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from voice_agent.models import SessionRecord, utcnow
+from voice_agent.protocol.sessions import SessionRecord, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from voice_agent import redis_keys as keys
-from voice_agent.models import SessionRecord, utcnow
+from voice_agent.protocol.sessions import SessionRecord, utcnow
+from voice_agent.store import keys
 from voice_agent.store import redis_scripts as lua
 from voice_agent.store.base import OwnershipLost, StoreUnavailable
 from voice_agent.store.redis_metrics import REDIS_ERRORS, REDIS_OP_SECONDS

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tests.providers.fakes.http import HttpFake
 from tests.support.speech import synth
-from voice_agent.audio import PcmResampler
+from voice_agent.media.audio import PcmResampler
 
 PCM_RATES = {f"pcm_{rate}": rate for rate in (16000, 22050, 24000, 44100, 48000)}
 CHUNK_MS = 50

@@ -19,18 +19,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from voice_agent import __version__, metrics, signaling
-from voice_agent.admission import Admission, CapacityError, LocalAdmission
-from voice_agent.limits import BodyLimit, KeyedRateLimit, bearer_ok
-from voice_agent.manager import CallManager
-from voice_agent.models import CreatedSession, SessionView
-from voice_agent.pool_admission import PooledAdmission
+from voice_agent import __version__
+from voice_agent.pool.admission import PooledAdmission
+from voice_agent.protocol.sessions import CreatedSession, SessionView
 from voice_agent.providers.base import Providers
 from voice_agent.providers.factory import build_providers
+from voice_agent.server.limits import BodyLimit, KeyedRateLimit, bearer_ok
+from voice_agent.sessions import signaling
+from voice_agent.sessions.admission import Admission, CapacityError, LocalAdmission
+from voice_agent.sessions.manager import CallManager
 from voice_agent.settings import Settings
 from voice_agent.store import MemorySessionStore, SessionStore
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

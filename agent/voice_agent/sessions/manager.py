@@ -11,13 +11,13 @@ import contextlib
 import logging
 import time
 
-from voice_agent import metrics
-from voice_agent.admission import Admission, CapacityError, RemoteOwner
-from voice_agent.call import CLOSE_ENDED, Call
-from voice_agent.models import SessionRecord
+from voice_agent.protocol.sessions import SessionRecord
 from voice_agent.providers.base import Providers
+from voice_agent.sessions.admission import Admission, CapacityError, RemoteOwner
+from voice_agent.sessions.call import CLOSE_ENDED, Call
 from voice_agent.settings import Settings
 from voice_agent.store.base import SessionStore
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

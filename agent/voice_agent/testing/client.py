@@ -21,11 +21,11 @@ import websockets
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voice_agent.audio import OUTPUT_RATE, PcmResampler, frame_bytes
-from voice_agent.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
-from voice_agent.peer import parse_candidate
-from voice_agent.pipeline.output import AIGeneratedAudioTrack
-from voice_agent.rtc_tuning import tune_receivers
+from voice_agent.media.audio import OUTPUT_RATE, PcmResampler, frame_bytes
+from voice_agent.media.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
+from voice_agent.media.receive import tune_receivers
+from voice_agent.media.track import AIGeneratedAudioTrack
+from voice_agent.protocol.signaling import parse_candidate
 from voice_agent.settings import load_settings
 
 SILENCE_DBFS = -50.0

@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voice_agent.connection import TokenBucket
+from voice_agent.sessions.connection import TokenBucket
 
 # Buckets that refilled completely hold no information; past this many clients they are dropped.
 MAX_TRACKED_CLIENTS = 10_000

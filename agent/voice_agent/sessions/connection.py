@@ -21,7 +21,7 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
-from voice_agent.protocol import CloseCode
+from voice_agent.protocol.signaling import CloseCode
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from voice_agent.models import SessionRecord
-from voice_agent.protocol import AnyClientMessage
+from voice_agent.protocol.sessions import SessionRecord
+from voice_agent.protocol.signaling import AnyClientMessage
 from voice_agent.settings import Settings
 from voice_agent.store.base import SessionStore
 
 if TYPE_CHECKING:
-    from voice_agent.call import Call
-    from voice_agent.connection import ClientConnection
+    from voice_agent.sessions.call import Call
+    from voice_agent.sessions.connection import ClientConnection
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from typing import Any
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-from voice_agent import metrics
-from voice_agent.audio import PIPELINE_RATE, frame_bytes
-from voice_agent.opus import OpusDecoder, OpusError
+from voice_agent.media.audio import PIPELINE_RATE, frame_bytes
+from voice_agent.media.opus import OpusDecoder, OpusError
+from voice_agent.protocol.signaling import OPUS_RTPMAP, opus_payload_types
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,7 @@ class DecodingAudioBuffer:
         self._decoder.close()
 
 
-_OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE | re.MULTILINE)
 _FMTP = re.compile(r"^a=fmtp:(\d+) ")
-
-
-def opus_payload_types(sdp: str) -> set[int]:
-    """Payload types the SDP maps to Opus."""
-    return {int(pt) for pt in _OPUS_RTPMAP.findall(sdp)}
 
 
 def advertise_inband_fec(sdp: str) -> str:
@@ -149,7 +144,7 @@ def advertise_inband_fec(sdp: str) -> str:
         if fmtp and int(fmtp.group(1)) in types and "useinbandfec" not in line:
             line += ";useinbandfec=1"
         out.append(line)
-        match = _OPUS_RTPMAP.match(line)
+        match = OPUS_RTPMAP.match(line)
         if match and int(match.group(1)) not in has_fmtp:
             out.append(f"a=fmtp:{match.group(1)} useinbandfec=1")
     return "\r\n".join(out)

@@ -13,17 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from voice_agent.admission import CallHost, CapacityError, Edge, RemoteOwner, new_record
-from voice_agent.connection import ClientConnection
-from voice_agent.models import SessionRecord
-from voice_agent.registry import Registry
-from voice_agent.relay import Relay
+from voice_agent.pool.registry import Registry
+from voice_agent.pool.relay import Relay
+from voice_agent.protocol.sessions import SessionRecord
+from voice_agent.sessions.admission import CallHost, CapacityError, Edge, RemoteOwner, new_record
+from voice_agent.sessions.connection import ClientConnection
 from voice_agent.settings import Settings
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
 
 if TYPE_CHECKING:
-    from voice_agent.call import Call
+    from voice_agent.sessions.call import Call
 
 log = logging.getLogger(__name__)
 

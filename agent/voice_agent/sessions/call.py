@@ -15,12 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from voice_agent import metrics
-from voice_agent.logs import session_id_var
-from voice_agent.models import Message, SessionRecord
-from voice_agent.peer import Peer, local_candidates
+from voice_agent.media.peer import Peer, local_candidates
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
-from voice_agent.protocol import (
+from voice_agent.protocol.sessions import Message, SessionRecord
+from voice_agent.protocol.signaling import (
     AnswerEvent,
     CloseCode,
     ErrorCode,
@@ -37,6 +35,8 @@ from voice_agent.protocol import (
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
 from voice_agent.store.base import OwnershipLost, SessionStore
+from voice_agent.telemetry import metrics
+from voice_agent.telemetry.logs import session_id_var
 
 log = logging.getLogger(__name__)
 

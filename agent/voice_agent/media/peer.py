@@ -1,4 +1,4 @@
-"""aiortc peer connection per session: SDP checks, ICE candidates both ways, inbound audio.
+"""aiortc peer connection per session: the answer, ICE candidates both ways, inbound audio.
 
 Inbound Opus is decoded on arrival by our own libopus decoder, straight to 16 kHz mono in exact
 20 ms slices (the only rate the pipeline works at), with losses repaired by FEC and PLC
@@ -22,20 +22,23 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voice_agent import metrics
-from voice_agent.audio import InboundConverter, LossConcealer
-from voice_agent.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
-from voice_agent.pipeline.output import AIGeneratedAudioTrack
-from voice_agent.protocol import SignalingError as SignalingError
-from voice_agent.protocol import check_offer_sdp as check_offer_sdp
-from voice_agent.protocol import parse_candidate as parse_candidate
-from voice_agent.rtc_tuning import (
+from voice_agent.media.audio import InboundConverter, LossConcealer
+from voice_agent.media.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
+from voice_agent.media.receive import (
     DecodingAudioBuffer,
     advertise_inband_fec,
     install_buffer,
-    opus_payload_types,
     tune_receivers,
 )
+from voice_agent.media.track import AIGeneratedAudioTrack
+from voice_agent.protocol.signaling import (
+    ErrorCode,
+    SignalingError,
+    check_offer_sdp,
+    opus_payload_types,
+    parse_candidate,
+)
+from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +166,11 @@ class Peer:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises a zoo of types on malformed SDP
             raise SignalingError(
-                "invalid_sdp", f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]
+                ErrorCode.INVALID_SDP, f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
-            raise SignalingError("invalid_sdp", "offer has no usable audio section")
+            raise SignalingError(ErrorCode.INVALID_SDP, "offer has no usable audio section")
         if self._jitter_frames == 0:
             types = opus_payload_types(sdp)
             for t in audio:
@@ -184,7 +187,7 @@ class Peer:
                 await self.pc.setLocalDescription(answer)
         except Exception as exc:
             raise SignalingError(
-                "invalid_sdp", f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
+                ErrorCode.INVALID_SDP, f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
         sdp = advertise_inband_fec(str(self.pc.localDescription.sdp))
         if self._host_candidates is not None:
@@ -204,7 +207,9 @@ class Peer:
         try:
             await self.pc.addIceCandidate(candidate)
         except Exception as exc:
-            raise SignalingError("invalid_candidate", f"{type(exc).__name__}: {exc!s}"[:200]) from None
+            raise SignalingError(
+                ErrorCode.INVALID_CANDIDATE, f"{type(exc).__name__}: {exc!s}"[:200]
+            ) from None
 
     @property
     def has_remote(self) -> bool:

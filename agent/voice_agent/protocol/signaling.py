@@ -32,8 +32,7 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema
 
-from voice_agent.models import Message, SessionStatus
-from voice_agent.rtc_tuning import opus_payload_types
+from voice_agent.protocol.sessions import Message, SessionStatus
 
 
 class ErrorCode(StrEnum):
@@ -97,6 +96,14 @@ class SignalingError(ValueError):
 
     def event(self) -> dict[str, Any]:
         return error_event(self.code, self.message)
+
+
+OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE | re.MULTILINE)
+
+
+def opus_payload_types(sdp: str) -> set[int]:
+    """Payload types the SDP maps to Opus."""
+    return {int(pt) for pt in OPUS_RTPMAP.findall(sdp)}
 
 
 def check_offer_sdp(sdp: str) -> str:

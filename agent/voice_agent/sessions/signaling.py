@@ -16,13 +16,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from voice_agent import metrics
-from voice_agent.admission import CapacityError, RemoteOwner
-from voice_agent.call import Call, ClientLink
-from voice_agent.connection import ClientConnection
-from voice_agent.logs import session_id_var
-from voice_agent.manager import CallManager
-from voice_agent.protocol import (
+from voice_agent.protocol.signaling import (
     Answer,
     AnyClientMessage,
     CloseCode,
@@ -39,6 +33,12 @@ from voice_agent.protocol import (
     parse_frame,
     parse_message,
 )
+from voice_agent.sessions.admission import CapacityError, RemoteOwner
+from voice_agent.sessions.call import Call, ClientLink
+from voice_agent.sessions.connection import ClientConnection
+from voice_agent.sessions.manager import CallManager
+from voice_agent.telemetry import metrics
+from voice_agent.telemetry.logs import session_id_var
 
 log = logging.getLogger(__name__)
 

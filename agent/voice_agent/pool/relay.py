@@ -28,11 +28,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from voice_agent.admission import CallHost
-from voice_agent.call import Call
-from voice_agent.connection import ClientConnection
-from voice_agent.protocol import AnyClientMessage, CloseCode, ErrorCode, error_event
-from voice_agent.signaling import Frame, handle, receive_loop
+from voice_agent.protocol.signaling import AnyClientMessage, CloseCode, ErrorCode, error_event
+from voice_agent.sessions.admission import CallHost
+from voice_agent.sessions.call import Call
+from voice_agent.sessions.connection import ClientConnection
+from voice_agent.sessions.signaling import Frame, handle, receive_loop
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
 from voice_agent.store.redis_metrics import RELAY_LINKS, RELAY_SECONDS, RELAYED_MESSAGES

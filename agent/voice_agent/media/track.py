@@ -1,0 +1,212 @@
+"""The agent's voice: an outbound WebRTC audio track, fed by the pipeline's output stage.
+
+AIGeneratedAudioTrack (the seed's name) hands aiortc one 20 ms frame per call, paced against an
+absolute clock: it never bursts (frames are never handed out faster than real time) and never
+drifts (each deadline is computed from the start, not from the previous frame). When the event
+loop stalls, the clock is re-anchored instead of catching up with a burst. With nothing to say it
+sends silence, so the RTP stream and the client's jitter buffer stay steady.
+
+Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
+chunk of an older turn that arrives late is discarded rather than played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voice_agent.media.audio import OUTPUT_RATE, frame_bytes
+from voice_agent.telemetry import metrics
+
+SAMPLES_PER_FRAME = OUTPUT_RATE // 50
+FRAME_BYTES = frame_bytes(OUTPUT_RATE)
+TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
+RESYNC_AFTER_S = 0.1
+SILENCE_WARMUP_FRAMES = 3
+LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
+_SILENCE = bytes(FRAME_BYTES)
+# Bound once: recv runs 50 times a second per call, and a label lookup is a dict walk under a lock.
+_SILENCE_SENT = metrics.OUTPUT_FRAMES.labels("silence")
+_SPEECH_SENT = metrics.OUTPUT_FRAMES.labels("speech")
+OpusPacket: TypeAlias = "av.Packet[Any]"  # generic only in PyAV's stubs
+
+
+@dataclass(slots=True)
+class _Chunk:
+    turn: int
+    index: int
+    pcm: memoryview
+    offset: int = 0
+
+
+class OpusFrameEncoder:
+    """Opus-encodes each 20 ms frame here, so aiortc's sender only packetizes it.
+
+    Handed raw frames, aiortc upmixes them to stereo, encodes at 96 kb/s on a thread-pool hop per
+    frame and computes an RFC 6465 audio level with a Python loop over every sample: together the
+    largest per-session cost of an idle call. Mono voice at 32 kb/s encoded inline takes tens of
+    microseconds, and any Opus decoder (browsers negotiate opus/48000/2) plays mono packets.
+    """
+
+    def __init__(self, bitrate: int = 32_000) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = bitrate
+        codec.format = "s16"
+        codec.layout = "mono"
+        codec.sample_rate = OUTPUT_RATE
+        codec.time_base = TIME_BASE
+        # In-band FEC: each packet carries a low-rate copy of the one before, so a receiver that
+        # lost it recovers the words, not just a smoothed gap; the 10 % loss hint makes libopus
+        # actually spend bits on it.
+        codec.options = {"application": "voip", "fec": "1", "packet_loss": "10"}
+        self._codec = codec
+        self._frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
+        self._frame.sample_rate = OUTPUT_RATE
+        self._frame.time_base = TIME_BASE
+        # Steady-state silence: once a few silent frames have been encoded for real (so the decoder
+        # fades the last speech out), idle frames reuse these bytes instead of running the encoder.
+        # Encoder and decoder states stay consistent: both last saw silence.
+        for i in range(SILENCE_WARMUP_FRAMES):
+            packet = self._encode(_SILENCE, i * SAMPLES_PER_FRAME)
+        self._silence = bytes(packet) if packet is not None else b"\xf8\xff\xfe"
+        self._silent_run = 0
+
+    def _encode(self, pcm: bytes, pts: int) -> OpusPacket | None:
+        self._frame.planes[0].update(pcm)
+        self._frame.pts = pts
+        packets = self._codec.encode(self._frame)
+        return packets[0] if packets else None
+
+    def encode(self, pcm: bytes, pts: int) -> OpusPacket:
+        self._silent_run = self._silent_run + 1 if pcm is _SILENCE else 0
+        if self._silent_run > SILENCE_WARMUP_FRAMES:
+            packet = av.Packet(self._silence)
+        else:
+            packet = self._encode(pcm, pts) or av.Packet(self._silence)
+        packet.pts = pts
+        packet.time_base = TIME_BASE
+        return packet
+
+
+PlayedCallback = Callable[[int, int, int], None]  # turn, sentence index, bytes played
+IdleCallback = Callable[[int], None]  # turn whose audio has fully played
+
+
+class AIGeneratedAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(
+        self,
+        session_id: str,
+        clock: Callable[[], float] = time.monotonic,
+        count_metrics: bool = True,
+        encode: bool = True,
+    ) -> None:
+        super().__init__()
+        self._encoder = OpusFrameEncoder() if encode else None
+        self.session_id = session_id
+        self._count_metrics = count_metrics
+        self._clock = clock
+        self._chunks: deque[_Chunk] = deque()
+        self._floor_turn = 0
+        self._start: float | None = None
+        self._pts = 0
+        self.on_played: PlayedCallback | None = None
+        self.on_idle: IdleCallback | None = None
+        self._speaking_turn: int | None = None
+        self.frames_sent = 0
+        self.late_resyncs = 0
+        self.late_frames = 0
+
+    # --- producer side ------------------------------------------------------------------------
+    def enqueue(self, turn: int, index: int, pcm: bytes) -> bool:
+        if turn < self._floor_turn or not pcm:
+            return False
+        self._chunks.append(_Chunk(turn, index, memoryview(pcm)))
+        return True
+
+    def interrupt(self, new_floor_turn: int) -> None:
+        self._floor_turn = max(self._floor_turn, new_floor_turn)
+        self._chunks.clear()
+        self._speaking_turn = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(len(c.pcm) - c.offset for c in self._chunks)
+
+    @property
+    def speaking(self) -> bool:
+        return bool(self._chunks)
+
+    # --- consumer side (aiortc's sender calls recv every 20 ms) -------------------------------
+    async def recv(self) -> av.AudioFrame | OpusPacket:
+        pcm = await self.recv_pcm()
+        if self._encoder is not None:
+            return self._encoder.encode(pcm, self._pts)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
+        frame.planes[0].update(pcm)
+        frame.pts = self._pts
+        frame.sample_rate = OUTPUT_RATE
+        frame.time_base = TIME_BASE
+        return frame
+
+    async def recv_pcm(self) -> bytes:
+        """The next 20 ms of 48 kHz mono PCM, at its time: the paced core of `recv`."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        self.frames_sent += 1
+        return self._take()
+
+    async def _pace(self) -> None:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+            return
+        self._pts += SAMPLES_PER_FRAME
+        wait = self._start + self._pts / OUTPUT_RATE - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+            return
+        if wait < -LATE_AFTER_S:
+            self.late_frames += 1
+            if self._count_metrics:
+                metrics.OUTPUT_LATE_FRAMES.inc()
+        if wait < -RESYNC_AFTER_S:
+            # Far behind (a stalled loop): re-anchor instead of bursting the backlog out.
+            self._start = now - self._pts / OUTPUT_RATE
+            self.late_resyncs += 1
+
+    def _take(self) -> bytes:
+        if not self._chunks:
+            if self._count_metrics:
+                _SILENCE_SENT.inc()
+            return _SILENCE
+        out = bytearray()
+        while self._chunks and len(out) < FRAME_BYTES:
+            chunk = self._chunks[0]
+            n = min(FRAME_BYTES - len(out), len(chunk.pcm) - chunk.offset)
+            out += chunk.pcm[chunk.offset : chunk.offset + n]
+            chunk.offset += n
+            self._speaking_turn = chunk.turn
+            if self.on_played is not None:
+                self.on_played(chunk.turn, chunk.index, n)
+            if chunk.offset >= len(chunk.pcm):
+                self._chunks.popleft()
+        if len(out) < FRAME_BYTES:
+            out += _SILENCE[: FRAME_BYTES - len(out)]
+        if self._count_metrics:
+            _SPEECH_SENT.inc()
+        if not self._chunks and self._speaking_turn is not None:
+            turn, self._speaking_turn = self._speaking_turn, None
+            if self.on_idle is not None:
+                self.on_idle(turn)
+        return bytes(out)

@@ -1,0 +1,1 @@
+"""Membership of a pool over Redis: pooled admission, the signaling relay, the registry."""

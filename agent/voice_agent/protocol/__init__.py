@@ -1,0 +1,1 @@
+"""What crosses the process boundary: signaling messages, session bodies and records."""

@@ -1,0 +1,1 @@
+"""The HTTP shell: routes, request limits, the slow-loris protocol, drain on SIGTERM."""

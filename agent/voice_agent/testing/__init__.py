@@ -1,0 +1,1 @@
+"""A Python voice client (tests, benchmarks, load generation against any deployment)."""
