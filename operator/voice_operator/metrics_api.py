@@ -4,12 +4,12 @@ The external metrics API is what KEDA's metrics server does for its scalers: the
 APIService for external.metrics.k8s.io points at this endpoint, the HPA asks for
 voicepool_session_demand with the pool's label selector, and gets ceil(active + buffer) read live
 from the pool's Redis. Every replica answers (the APIService balances over them): a standby
-replica, paused by kopf peering, reads the pool from the API itself (cached briefly) and never
-writes. If Redis is unreachable the answer is a 503 Status: the HPA records
-FailedGetExternalMetric and keeps the current replica count (it does not scale to zero).
+replica, paused by kopf peering, reads the pool from the API itself (cached briefly). A metric
+request never writes: the pool's status follows on its own timer. If Redis is unreachable the
+answer is a 503 Status: the HPA records FailedGetExternalMetric and keeps the current replica count
+(it does not scale to zero).
 """
 
-import asyncio
 import datetime
 import logging
 import ssl
@@ -22,7 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.kube import ApiError
-from voice_operator.pools.reconcile import lookup_pool, read_load, refresh_pool
+from voice_operator.pools.load import RedisUnavailable, read_load
+from voice_operator.pools.lookup import lookup_pool
 from voice_operator.pools.scaling import session_demand
 from voice_operator.runtime import Runtime
 
@@ -92,8 +93,6 @@ def discovery() -> dict[str, Any]:
 
 
 def external_metrics_app(rt: Runtime) -> web.Application:
-    background: set[asyncio.Task[Any]] = set()
-
     async def get_discovery(_: web.Request) -> web.Response:
         return web.json_response(discovery())
 
@@ -116,16 +115,11 @@ def external_metrics_app(rt: Runtime) -> web.Application:
         if entry is None or entry.spec is None:
             metrics.METRIC_REQUESTS.labels("unknown_pool").inc()
             return status_error(404, "NotFound", f"no reconciled VoiceAgentPool {namespace}/{pool}")
-        load, problem = await read_load(rt, entry)
-        if load is None:
+        try:
+            load = await read_load(rt.redis, namespace, entry.name, entry.redis_url)
+        except RedisUnavailable as e:
             metrics.METRIC_REQUESTS.labels("redis_unavailable").inc()
-            if entry.fetched_at is None and not entry.lock.locked():
-                # The reconciling replica: let the pool's condition say so without waiting for the timer.
-                task = asyncio.create_task(refresh_pool(rt, entry))
-                background.add(task)
-                task.add_done_callback(background.discard)
-            message = problem.message if problem else "Redis unavailable"
-            return status_error(503, "ServiceUnavailable", message)
+            return status_error(503, "ServiceUnavailable", str(e))
         demand = session_demand(load.active_sessions, entry.spec.buffer_sessions)
         metrics.METRIC_REQUESTS.labels("ok").inc()
         return web.json_response(metric_value_list(labels, demand, datetime.datetime.now(datetime.UTC)))

@@ -4,7 +4,7 @@ from typing import Any
 
 from tests.operator import samples
 from tests.operator.cluster import Cluster
-from tests.operator.expect import POOLS, condition, wait_owned, wait_status
+from tests.operator.expect import DEPLOYMENTS, POOLS, condition, wait_owned, wait_status
 from tests.operator.harness import Agents, Kube, OperatorProcess, RedisServer, StartOperator, wait_for
 from voice_operator import constants as c
 
@@ -94,6 +94,45 @@ async def test_external_metric_is_ceil_of_active_sessions_plus_buffer(
     assert (
         await op.metric("voicepool_external_metrics_requests_total", result="redis_unavailable") or 0
     ) >= 1
+
+
+async def test_metric_requests_only_read_even_when_redis_is_down(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
+) -> None:
+    """The HPA polls the metric of every pool: those requests must never turn into API writes."""
+    op = start_operator(VOICE_OPERATOR_STATUS_INTERVAL="3600")  # no status timer during the test
+    await op.wait_started()
+    await kube.create(POOLS, samples.pool("polled", redis={"url": redis_server.url}))
+    await wait_owned(cluster, "default", "polled")
+    await wait_status(
+        cluster,
+        "polled",
+        "the creation handled (kopf's own record is written after the status)",
+        lambda b: (
+            condition(b, "Degraded").get("status") == "False"
+            and "voicepool.dev/last-handled-configuration" in (b["metadata"].get("annotations") or {})
+        ),
+    )
+    redis_server.stop()
+    mark = cluster.request_count
+    for _ in range(5):
+        status, _ = await demand(op, "polled")
+        assert status == 503
+    # Something that does warrant a status write: the agents' Deployment reports a ready agent.
+    await kube.patch(DEPLOYMENTS, "default", "polled", {"status": {"replicas": 1, "readyReplicas": 1}})
+    await wait_status(
+        cluster,
+        "polled",
+        "the ready agent and the Redis outage in one status",
+        lambda b: (
+            b["status"].get("readyReplicas") == 1
+            and condition(b, "Degraded").get("reason") == "RedisUnavailable"
+        ),
+    )
+    writes = [
+        w for w in cluster.writes(mark) if w.resource is not None and w.resource.plural == "voiceagentpools"
+    ]
+    assert len(writes) == 1 and writes[0].subresource == "status", "only the Deployment's change was written"
 
 
 def agent_pod(name: str, pool: str, cost: str | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Reading session load from the agents' Redis registry.
 
-The key layout belongs to the agent: every name comes from voice_agent.store.keys. Per pool P:
+The key layout belongs to the agent: every name comes from voice_agent.redis_keys. Per pool P:
   agents_key(P)             ZSET  member agent id, score = sessions the agent holds
   agent_key(P, A)           HASH  capacity, draining ("0"/"1"), url, ...
   agent_alive_key(P, A)     STR   heartbeat with a TTL; gone = the agent is dead, its count stale
@@ -16,11 +16,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from voice_agent.store import keys
+from voice_agent import redis_keys as keys
+from voice_operator import constants as c
+from voice_operator import metrics
 
 
 class RedisUnavailable(Exception):
-    """Redis could not be read; the metrics API answers 503 and the pool reports it."""
+    """Redis could not be read; the metrics API answers 503 and the pool reports it (the message
+    says why, in words fit for the pool's condition)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,3 +123,14 @@ class RedisClients:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+
+
+async def read_load(redis: RedisClients, namespace: str, name: str, url: str | None) -> PoolLoad:
+    """A pool's load from its Redis (url None: its Secret is not resolved yet)."""
+    if url is None:
+        raise RedisUnavailable("the Redis URL is not resolved")
+    try:
+        return await read_pool_load(redis.get(url), c.pool_id(namespace, name), redis.timeout_s)
+    except RedisUnavailable as e:
+        metrics.REDIS_ERRORS.labels(namespace, name).inc()
+        raise RedisUnavailable(f"cannot read session load from Redis: {e}") from e

@@ -1,9 +1,7 @@
 """Reconciliation of one VoiceAgentPool: owned objects, references, status, deletion costs."""
 
 import asyncio
-import base64
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,56 +11,15 @@ from voice_operator.ensure import ConflictError, Outcome, ensure
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
-from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_pool_load
+from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_load
+from voice_operator.pools.references import check_references
 from voice_operator.pools.render import render_pool
 from voice_operator.pools.scaling import session_demand
-from voice_operator.pools.spec import PoolSpec, parse_pool_spec
+from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
 from voice_operator.runtime import PoolEntry, Runtime
 
 log = logging.getLogger(__name__)
-
-
-def _decode(secret: Mapping[str, Any], key: str) -> str | None:
-    data = secret.get("data") or {}
-    if key in data:
-        return base64.b64decode(data[key]).decode()
-    string_data = secret.get("stringData") or {}
-    value = string_data.get(key)
-    return str(value) if value is not None else None
-
-
-async def check_references(rt: Runtime, namespace: str, spec: PoolSpec) -> tuple[list[Problem], str | None]:
-    """Missing Secrets/keys or profile make the pool Degraded; returns the Redis URL when known."""
-    problems: list[Problem] = []
-    names = spec.secret_names()
-    secrets = await asyncio.gather(*(rt.kube.get(Ref("v1", "Secret", namespace, n)) for n in names))
-    by_name = dict(zip(names, secrets, strict=True))
-    wanted: list[tuple[str, str]] = [(p.secret.name, p.secret.key) for p in spec.providers if p.secret]
-    if spec.redis_secret is not None:
-        wanted.append((spec.redis_secret.name, spec.redis_secret.key))
-    if spec.turn is not None:
-        wanted += [
-            (spec.turn.secret_name, spec.turn.username_key),
-            (spec.turn.secret_name, spec.turn.credential_key),
-        ]
-    for name in names:
-        if by_name[name] is None:
-            problems.append(Problem("SecretNotFound", f"Secret {namespace}/{name} not found"))
-    for name, key in wanted:
-        secret = by_name.get(name)
-        if secret is not None and _decode(secret, key) is None:
-            problems.append(Problem("SecretKeyNotFound", f"Secret {namespace}/{name} has no key {key!r}"))
-    if spec.tuning_profile:
-        profile = await rt.kube.get(Ref(c.API_VERSION, c.PROFILE_KIND, None, spec.tuning_profile))
-        if profile is None:
-            problems.append(
-                Problem("TuningProfileNotFound", f"NodeTuningProfile {spec.tuning_profile} not found")
-            )
-    redis_url = spec.redis_url
-    if spec.redis_secret is not None and by_name.get(spec.redis_secret.name) is not None:
-        redis_url = _decode(by_name[spec.redis_secret.name] or {}, spec.redis_secret.key)
-    return problems, redis_url
 
 
 async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> dict[str, Outcome]:
@@ -78,7 +35,7 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
             entry.spec, entry.problems = None, [Problem("InvalidSpec", str(e))]
             metrics.RECONCILES.labels(c.POOL_KIND, "invalid").inc()
             return {}
-        problems, redis_url = await check_references(rt, owner.namespace, spec)
+        problems, redis_url = await check_references(rt.kube, owner.namespace, spec)
         outcomes: dict[str, Outcome] = {}
         objects = render_pool(owner, spec)
         results = await asyncio.gather(
@@ -101,48 +58,15 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
         return outcomes
 
 
-LOOKUP_TTL_S = 15.0
-
-
-async def lookup_pool(rt: Runtime, namespace: str, name: str) -> PoolEntry | None:
-    """The pool as the metrics API needs it: from the handlers, or read from the API and cached."""
-    entry = rt.pools.get((namespace, name))
-    if entry is not None and (entry.fetched_at is None or time.monotonic() - entry.fetched_at < LOOKUP_TTL_S):
-        return entry
-    body = await rt.kube.get(Ref(c.API_VERSION, c.POOL_KIND, namespace, name))
-    if body is None:
-        rt.pools.pop((namespace, name), None)
-        return None
-    try:
-        spec = parse_pool_spec(body.get("spec") or {})
-    except SpecError:
-        return None
-    _, redis_url = await check_references(rt, namespace, spec)
-    entry = rt.pool(namespace, name, body)
-    if entry.fetched_at is None and entry.spec is not None:
-        return entry  # the handlers got there first
-    entry.spec, entry.redis_url, entry.fetched_at = spec, redis_url, time.monotonic()
-    return entry
-
-
-async def read_load(rt: Runtime, entry: PoolEntry) -> tuple[PoolLoad | None, Problem | None]:
-    if entry.redis_url is None:
-        return None, Problem("RedisUnavailable", "the Redis URL is not resolved")
-    try:
-        load = await read_pool_load(
-            rt.redis.get(entry.redis_url), c.pool_id(entry.namespace, entry.name), rt.redis.timeout_s
-        )
-    except RedisUnavailable as e:
-        metrics.REDIS_ERRORS.labels(entry.namespace, entry.name).inc()
-        return None, Problem("RedisUnavailable", f"cannot read session load from Redis: {e}")
-    return load, None
-
-
 async def refresh_pool(rt: Runtime, entry: PoolEntry) -> Mapping[str, Any] | None:
     """Recompute the status and write it when it changed; returns the new status if written."""
     async with entry.lock:
-        load, redis_problem = await read_load(rt, entry) if entry.spec is not None else (None, None)
-        problems = list(entry.problems) + ([redis_problem] if redis_problem else [])
+        load, problems = None, list(entry.problems)
+        if entry.spec is not None:
+            try:
+                load = await read_load(rt.redis, entry.namespace, entry.name, entry.redis_url)
+            except RedisUnavailable as e:
+                problems.append(Problem("RedisUnavailable", str(e)))
         previous = entry.status
         meta = entry.body.get("metadata", {})
         status = pool_status(
