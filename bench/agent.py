@@ -1,4 +1,4 @@
-"""Voice agent benchmarks (issue: foundation): voice-to-voice latency, barge-in, capacity, memory.
+"""Voice agent benchmarks: voice-to-voice latency, barge-in, capacity, memory.
 
 Voice-to-voice runs from the end of the user's speech (last VAD-voiced frame sent) to the first loud
 frame of the reply received; the test client keeps a one-frame receive buffer, as a browser does.

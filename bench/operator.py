@@ -1,4 +1,4 @@
-"""Operator benchmarks (issue 6): reconcile latency, cold start of many pools, external metrics latency.
+"""Operator benchmarks: reconcile latency, cold start of many pools, external metrics latency.
 
 Everything runs for real on loopback: kmock as the Kubernetes API server (in this process), the
 operator as `python -m voice_operator`, a redis-server with agents registered by the agents' own

@@ -1,4 +1,4 @@
-"""Cloud provider adapters (issue 4): what our adapters add on top of the providers' own time, and
+"""Cloud provider adapters: what our adapters add on top of the providers' own time, and
 what a barge-in costs until the upstream stream is really closed.
 
 Adapter overhead: each stage runs through the official SDK against the local fakes, and the time

@@ -1,4 +1,4 @@
-"""Redis benchmarks (issue: Redis): session ops, allocation, relay, resume after kill -9.
+"""Redis benchmarks: session ops, allocation, relay, resume after kill -9.
 
 Part 1 drives RedisSessionStore in-process against a real redis-server on loopback (the same
 scripts the agents run). Part 2 runs real agent processes: ping round trips over the signaling

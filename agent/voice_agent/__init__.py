@@ -1,3 +1,5 @@
 """voicepool voice agent: WebRTC in, STT -> LLM -> TTS pipeline, speech out."""
 
-__version__ = "2.0.0"
+from importlib.metadata import version
+
+__version__ = version("voicepool")  # one place: pyproject.toml

@@ -1,3 +1,5 @@
 """voicepool operator: reconciles VoiceAgentPool and NodeTuningProfile custom resources."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("voicepool")  # one place: pyproject.toml

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md against a real agent: sessions, capacity, cleanup after vanished clients."""
+"""The HTTP API of docs/api.md against a real agent: sessions, capacity, cleanup after vanished clients."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad signaling input gets a clear `error` event and the session carries on (DESIGN.md)."""
+"""Bad signaling input gets a clear `error` event and the session carries on (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Security policy over everything that runs: the overlays, the examples and what the operator renders.
 
-Rules (issue 7, seed "Container Security"): non-root, read-only root fs, all capabilities dropped,
+Rules (docs/deploy.md): non-root, read-only root fs, all capabilities dropped,
 no privilege escalation, resources set, images pinned by tag; only the node tuner is privileged.
 """
 

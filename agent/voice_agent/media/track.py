@@ -1,6 +1,6 @@
 """The agent's voice: an outbound WebRTC audio track, fed by the pipeline's output stage.
 
-AIGeneratedAudioTrack (the seed's name) hands aiortc one 20 ms frame per call, paced against an
+AIGeneratedAudioTrack hands aiortc one 20 ms frame per call, paced against an
 absolute clock: it never bursts (frames are never handed out faster than real time) and never
 drifts (each deadline is computed from the start, not from the previous frame). When the event
 loop stalls, the clock is re-anchored instead of catching up with a burst. With nothing to say it

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from voice_agent.protocol.signaling import AnyClientMessage, CloseCode, ErrorCode, error_event
 from voice_agent.sessions.admission import CallHost
 from voice_agent.sessions.call import Call
-from voice_agent.sessions.connection import ClientConnection
+from voice_agent.sessions.connection import CLOSE_FLUSH_S, ClientConnection
 from voice_agent.sessions.signaling import Frame, handle, receive_loop
 from voice_agent.store.base import StoreUnavailable
 from voice_agent.store.redis import RedisSessionStore
@@ -78,7 +78,7 @@ class RemoteConnection:
     async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None:
         self.close_soon(code, reason)
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout=CLOSE_FLUSH_S)
         self._writer.cancel()
 
     async def _write(self) -> None:

@@ -1,7 +1,7 @@
 """Session data shared by the HTTP API, the session store and the call runtime.
 
-The fields are the seed's SessionData plus what horizontal scale needs (owner agent, pool) and
-the conversation history, so a session can be resumed by any agent.
+The fields are those of a session in docs/api.md: its data, what horizontal scale needs (owner
+agent, pool) and the conversation history, so a session can be resumed by any agent.
 """
 
 from __future__ import annotations

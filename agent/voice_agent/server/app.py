@@ -1,4 +1,4 @@
-"""HTTP API and WebSocket routes (DESIGN.md), and the app's start-up and shutdown."""
+"""HTTP API and WebSocket routes (docs/api.md), and the app's start-up and shutdown."""
 
 from __future__ import annotations
 

@@ -40,7 +40,6 @@ from voice_agent.telemetry.logs import session_id_var
 
 log = logging.getLogger(__name__)
 
-CLOSE_ENDED = CloseCode.ENDED  # the name manager.py closes calls with
 SAVE_RETRY_MAX_S = 2.0
 
 
@@ -294,6 +293,3 @@ class Call:
                 self._dirty.set()
                 backoff = min(backoff * 2, SAVE_RETRY_MAX_S)
             await asyncio.sleep(backoff)
-
-    async def flush(self) -> None:
-        await self.store.save(self.record)

@@ -125,7 +125,7 @@ class ClientConnection:
         """Flush what is queued, then close."""
         self.close_soon(code, reason)
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout=CLOSE_FLUSH_S)
         if not self._writer.done():
             self._writer.cancel()
             await self._close(code, reason)

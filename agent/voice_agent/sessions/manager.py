@@ -12,9 +12,10 @@ import logging
 import time
 
 from voice_agent.protocol.sessions import SessionRecord
+from voice_agent.protocol.signaling import CloseCode
 from voice_agent.providers.base import Providers
 from voice_agent.sessions.admission import Admission, CapacityError, RemoteOwner
-from voice_agent.sessions.call import CLOSE_ENDED, Call
+from voice_agent.sessions.call import Call
 from voice_agent.settings import Settings
 from voice_agent.store.base import SessionStore
 from voice_agent.telemetry import metrics
@@ -128,7 +129,7 @@ class CallManager:
             return await self.admission.end(session_id) or call is not None
         finally:
             if conn is not None:
-                await conn.aclose(CLOSE_ENDED, "ended")
+                await conn.aclose(CloseCode.ENDED, "ended")
 
     async def end_local(self, session_id: str) -> None:
         """The session was ended through another agent: stop its call here."""

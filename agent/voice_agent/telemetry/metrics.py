@@ -1,4 +1,4 @@
-"""Prometheus metrics. The first five names are the seed's and are part of the contract."""
+"""Prometheus metrics, every one listed in docs/api.md; the five `webrtc_*` names are a fixed contract."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 /**
- * Typed client for the agent's session API (DESIGN.md, "HTTP API").
+ * Typed client for the agent's session API (docs/api.md, "HTTP API").
  *
  * The shapes the page relies on are declared here and checked at compile time against the types
  * generated from the agent's OpenAPI document (`schema.d.ts`, see scripts/openapi.mjs), so a

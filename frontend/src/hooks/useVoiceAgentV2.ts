@@ -1,5 +1,5 @@
 /**
- * useVoiceAgentV2: a voice conversation with a voicepool agent (seed, "useVoiceAgentV2 Hook").
+ * useVoiceAgentV2: a voice conversation with a voicepool agent.
  *
  * State transitions are the pure voiceAgentReducer; the I/O is VoiceSessionController. This hook
  * only wires the two into React and guarantees teardown on unmount.

@@ -33,7 +33,7 @@ export interface ConversationTurn {
   interrupted?: boolean;
 }
 
-/** The seed's VoiceAgentState, plus what the dashboard needs to explain recovery and history. */
+/** The dashboard's VoiceAgentState (docs/frontend.md), plus what the dashboard needs to explain recovery and history. */
 export interface VoiceAgentState {
   connectionStatus: ConnectionStatus;
   processingStatus: ProcessingStatus;

@@ -1,5 +1,5 @@
 /**
- * V2Dashboard: the page people talk to the agent on (seed, "V2Dashboard.tsx").
+ * V2Dashboard: the page people talk to the agent on.
  *
  * V2Dashboard wires the hook and the media meters; DashboardView is a plain function of that data,
  * so each state can be rendered and tested on its own.
