@@ -227,6 +227,23 @@ describe('VoiceSessionController: recovery', () => {
     expect(d.state()).toMatchObject({ sessionId: 's1', media: 'connecting', connectionStatus: 'connecting' });
   });
 
+  it('negotiates a fresh peer at once when the resumed session says its agent holds no media for it', async () => {
+    const d = drive();
+    await connect(d);
+    const peer = d.peer();
+    d.agent.socket.drop(1006);
+    await vi.advanceTimersByTimeAsync(500);
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    // The agent's own words (peer_connections: {}), long before the media probe would decide.
+    d.agent.socket.receive({ type: 'session', session: { id: 's1', history: [], peer_connections: {} } });
+    await settle();
+    expect(peer.closed).toBe(true);
+    expect(d.peers).toHaveLength(2);
+    expect(d.agent.socket.types()).toEqual(['offer']);
+  });
+
   it('backs off exponentially up to the cap while the agent is down, then gives up', async () => {
     const d = drive({ backoff: { baseMs: 500, factor: 2, maxMs: 4000, jitter: 0.2, maxAttempts: 5 } });
     await connect(d);

@@ -98,7 +98,7 @@ export interface ControllerEvents {
 }
 
 const OPEN = 1;
-/** WebSocket close code the agent uses for an unknown or expired session (DESIGN.md). */
+/** WebSocket close code the agent uses for an unknown or expired session (docs/api.md). */
 export const CLOSE_SESSION_GONE = 4404;
 /** Close code the agent uses when another connection took the session over. */
 export const CLOSE_REPLACED = 4409;
@@ -170,6 +170,8 @@ export function peerCount(session: Record<string, unknown>): number | null {
   const value = session.peer_connections;
   if (typeof value === 'number') return value;
   if (Array.isArray(value)) return value.length;
+  // What the agent sends: an object keyed by peer ({} when it holds no media for the session).
+  if (value !== null && typeof value === 'object') return Object.keys(value).length;
   return null;
 }
 
