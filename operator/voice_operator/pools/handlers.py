@@ -7,11 +7,11 @@ import kopf
 
 from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
-from voice_operator.ensure import Outcome
+from voice_operator.events import post
 from voice_operator.kube import ApiError, Ref
 from voice_operator.metrics import forget_pool_metrics
 from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
-from voice_operator.runtime import get_runtime
+from voice_operator.runtime import PoolEntry, Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 _CONFIG = OperatorConfig.from_env()
@@ -28,27 +28,18 @@ async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
     known = rt.pools.get(key)
     before = list(known.problems) if known is not None else []
     try:
-        outcomes = await reconcile_pool(rt, body, cold=cold)
+        post(body, await reconcile_pool(rt, body, cold=cold))
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
-    created = sorted(k for k, o in outcomes.items() if o is Outcome.CREATED)
-    updated = sorted(k for k, o in outcomes.items() if o is Outcome.UPDATED)
-    if created:
-        kopf.event(body, type="Normal", reason="Created", message=f"created {', '.join(created)}")
-    if "Deployment" in updated:
-        kopf.event(
-            body,
-            type="Normal",
-            reason="RollingOut",
-            message="agent Deployment updated: rolling out the new spec",
-        )
-    elif updated:
-        kopf.event(body, type="Normal", reason="Updated", message=f"updated {', '.join(updated)}")
     entry = rt.pool(*key)
     if entry.problems != before:  # logged once per change (the Degraded event comes with the status)
         for problem in entry.problems:
             logger.info("pool degraded: %s", problem.message)
-    await refresh_pool(rt, entry)
+    await _refresh(rt, entry)
+
+
+async def _refresh(rt: Runtime, entry: PoolEntry) -> None:
+    post(entry.body, await refresh_pool(rt, entry))
 
 
 @kopf.on.create(*POOLS)
@@ -73,7 +64,7 @@ async def pool_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         # A missing Secret or profile may have appeared since: recover without waiting for resync.
         await _reconcile(body, cold=False, logger=logger)
     else:
-        await refresh_pool(rt, entry)
+        await _refresh(rt, entry)
 
 
 @kopf.timer(*POOLS, interval=300, initial_delay=300, idle=60)
@@ -117,4 +108,4 @@ async def deployment_seen(body: kopf.Body, type: str | None, logger: kopf.Logger
             await _reconcile(kopf.Body(pool_body), cold=False, logger=logger)  # type: ignore[arg-type]
             return
     if entry.spec is not None or entry.problems:
-        await refresh_pool(rt, entry)
+        await _refresh(rt, entry)

@@ -8,6 +8,7 @@ from typing import Any
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.ensure import ConflictError, Outcome, ensure
+from voice_operator.events import Event
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
@@ -22,7 +23,19 @@ from voice_operator.runtime import PoolEntry, Runtime
 log = logging.getLogger(__name__)
 
 
-async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> dict[str, Outcome]:
+def write_events(outcomes: Mapping[str, Outcome]) -> list[Event]:
+    """What a reconcile did to the owned objects, told on the pool."""
+    created = sorted(k for k, o in outcomes.items() if o is Outcome.CREATED)
+    updated = sorted(k for k, o in outcomes.items() if o is Outcome.UPDATED)
+    events = [Event("Normal", "Created", f"created {', '.join(created)}")] if created else []
+    if "Deployment" in updated:
+        events.append(Event("Normal", "RollingOut", "agent Deployment updated: rolling out the new spec"))
+    elif updated:
+        events.append(Event("Normal", "Updated", f"updated {', '.join(updated)}"))
+    return events
+
+
+async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> list[Event]:
     """Bring the owned objects in line with the spec. `cold`: the pool is new, create first."""
     owner = Owner.from_body(body)
     assert owner.namespace is not None
@@ -34,7 +47,7 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
         except SpecError as e:
             entry.spec, entry.problems = None, [Problem("InvalidSpec", str(e))]
             metrics.RECONCILES.labels(c.POOL_KIND, "invalid").inc()
-            return {}
+            return []
         problems, redis_url = await check_references(rt.kube, owner.namespace, spec)
         outcomes: dict[str, Outcome] = {}
         objects = render_pool(owner, spec)
@@ -55,11 +68,11 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
         entry.spec, entry.redis_url, entry.problems = spec, redis_url, problems
         entry.fetched_at = None
         metrics.RECONCILES.labels(c.POOL_KIND, "degraded" if problems else "ok").inc()
-        return outcomes
+        return write_events(outcomes)
 
 
-async def refresh_pool(rt: Runtime, entry: PoolEntry) -> Mapping[str, Any] | None:
-    """Recompute the status and write it when it changed; returns the new status if written."""
+async def refresh_pool(rt: Runtime, entry: PoolEntry) -> list[Event]:
+    """Recompute the status and write it when it changed; returns the transitions worth telling."""
     async with entry.lock:
         load, problems = None, list(entry.problems)
         if entry.spec is not None:
@@ -86,31 +99,14 @@ async def refresh_pool(rt: Runtime, entry: PoolEntry) -> Mapping[str, Any] | Non
             await sync_deletion_costs(rt, entry, load)
         if not status_changed(previous, status):
             metrics.STATUS_REFRESHES.labels("unchanged").inc()
-            return None
+            return []
         metrics.STATUS_REFRESHES.labels("written").inc()
         patched = await rt.kube.patch(
             Ref(c.API_VERSION, c.POOL_KIND, entry.namespace, entry.name), {"status": status}, "status"
         )
         if patched is not None:
             entry.body = patched
-        _announce(entry, previous, status)
-        return status
-
-
-def _announce(entry: PoolEntry, previous: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    """Post the transition events (the queue exists only inside a running operator)."""
-    import kopf
-
-    for event_type, reason, message in transition_events(previous, status):
-        try:
-            kopf.event(
-                kopf.Body(dict(entry.body)),  # type: ignore[arg-type]
-                type=event_type,
-                reason=reason,
-                message=message,
-            )
-        except (LookupError, RuntimeError):
-            log.debug("no event queue (not inside the operator)")
+        return transition_events(previous, status)
 
 
 def deletion_cost_changes(pods: list[Obj], sessions: Mapping[str, int]) -> dict[str, str]:

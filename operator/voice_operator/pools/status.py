@@ -5,6 +5,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from voice_operator.conditions import condition, find, merge_conditions
+from voice_operator.events import Event
 from voice_operator.objects import pool_selector, selector_string
 from voice_operator.pools.load import PoolLoad
 from voice_operator.pools.scaling import capacity, desired_replicas, session_demand
@@ -109,8 +110,8 @@ def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return any(previous.get(k) != v for k, v in new.items())
 
 
-def transition_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(type, reason, message) of the Kubernetes events worth posting for this status change.
+def transition_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Event]:
+    """The Kubernetes events worth posting for this status change.
 
     Ready: only real flips (a new pool is not ready yet, that is no news). Degraded: as soon as it
     is true, and when it clears.
@@ -126,6 +127,6 @@ def transition_events(previous: Mapping[str, Any], status: Mapping[str, Any]) ->
         first_bad = was is None and kind == "Degraded" and now == bad
         if flipped or first_bad:
             events.append(
-                ("Warning" if now == bad else "Normal", str(new.get("reason")), str(new.get("message")))
+                Event("Warning" if now == bad else "Normal", str(new.get("reason")), str(new.get("message")))
             )
     return events

@@ -6,6 +6,7 @@ import kopf
 
 from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
+from voice_operator.events import post
 from voice_operator.kube import ApiError
 from voice_operator.profiles.reconcile import reconcile_profile, refresh_profile, release_nodes, spec_problem
 from voice_operator.runtime import get_runtime
@@ -17,12 +18,8 @@ PROFILES = (c.GROUP, c.VERSION, c.PROFILE_PLURAL)
 async def _reconcile(body: kopf.Body, cold: bool) -> None:
     rt = get_runtime()
     try:
-        problem = await reconcile_profile(rt, body, cold=cold)
-        if problem:
-            kopf.warn(body, reason="InvalidSpec", message=problem)
-        elif cold:
-            kopf.event(body, type="Normal", reason="Created", message="created the node tuner DaemonSet")
-        await refresh_profile(rt, body, problem)
+        post(body, await reconcile_profile(rt, body, cold=cold))
+        await refresh_profile(rt, body, spec_problem(body))
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
 

@@ -8,6 +8,7 @@ from typing import Any
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.ensure import ensure
+from voice_operator.events import Event
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, Ref
 from voice_operator.objects import Owner
@@ -39,21 +40,21 @@ async def ensure_namespace(rt: Runtime) -> None:
             raise
 
 
-async def reconcile_profile(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> str | None:
-    """Ensure the tuner; returns the reason the spec is unusable, if it is."""
+async def reconcile_profile(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> list[Event]:
+    """Ensure the tuner; returns what is worth telling (an unusable spec, a new tuner)."""
     owner = Owner.from_body(body)
     with metrics.RECONCILE_SECONDS.labels(c.PROFILE_KIND).time():
         try:
             spec = parse_profile_spec(body.get("spec") or {})
         except SpecError as e:
             metrics.RECONCILES.labels(c.PROFILE_KIND, "invalid").inc()
-            return str(e)
+            return [Event("Warning", "InvalidSpec", str(e))]
         await ensure_namespace(rt)
         ns = rt.config.tuning_namespace
         await ensure(rt.kube, render_tuner_serviceaccount(owner, ns), lookup=not cold)
         await ensure(rt.kube, render_daemonset(owner, spec, ns, rt.config.tuner_image), lookup=not cold)
         metrics.RECONCILES.labels(c.PROFILE_KIND, "ok").inc()
-        return None
+        return [Event("Normal", "Created", "created the node tuner DaemonSet")] if cold else []
 
 
 async def apply_labels(rt: Runtime, changes: Mapping[str, str | None], key: str) -> None:
