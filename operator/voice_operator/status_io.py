@@ -4,8 +4,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from voice_operator.kube import Ref
-from voice_operator.pools.status import status_changed
 from voice_operator.runtime import Runtime
+
+
+def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a status write is needed (the transition times are carried, so equality is exact)."""
+    return any(previous.get(k) != v for k, v in new.items())
 
 
 async def write_status(rt: Runtime, ref: Ref, previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

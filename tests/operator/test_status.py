@@ -9,8 +9,9 @@ from voice_operator.ensure import update_patch
 from voice_operator.pools.load import AgentLoad, PoolLoad, parse_agent
 from voice_operator.pools.reconcile import deletion_cost_changes
 from voice_operator.pools.spec import parse_pool_spec
-from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
+from voice_operator.pools.status import Problem, pool_status, transition_events
 from voice_operator.profiles.status import label_changes, matching_nodes, profile_status, tuned_nodes
+from voice_operator.status_io import status_changed
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
 SPEC = parse_pool_spec(

@@ -17,8 +17,9 @@ from voice_operator.pools.references import check_references
 from voice_operator.pools.render import render_pool
 from voice_operator.pools.scaling import session_demand
 from voice_operator.pools.spec import parse_pool_spec
-from voice_operator.pools.status import Problem, pool_status, status_changed, transition_events
+from voice_operator.pools.status import Problem, pool_status, transition_events
 from voice_operator.runtime import PoolEntry, Runtime
+from voice_operator.status_io import status_changed
 
 log = logging.getLogger(__name__)
 

@@ -105,11 +105,6 @@ def pool_status(
     return status
 
 
-def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether a status write is needed (the transition times are carried, so equality is exact)."""
-    return any(previous.get(k) != v for k, v in new.items())
-
-
 def transition_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Event]:
     """The Kubernetes events worth posting for this status change.
 
