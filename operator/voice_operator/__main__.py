@@ -1,7 +1,8 @@
 """`python -m voice_operator`: run the operator (KUBECONFIG or in-cluster credentials).
 
-Configuration is environment only (see config.OperatorConfig / docs/operator.md); a bad value
-stops the process at once with one line naming the setting.
+Configuration is environment only (see config.OperatorConfig / docs/operator.md), read here once
+and handed to the handlers in kopf's memo; a bad value stops the process at once with one line
+naming the setting.
 """
 
 import logging
@@ -10,6 +11,8 @@ import sys
 import kopf
 
 from voice_operator.config import ConfigError, OperatorConfig
+from voice_operator.memo import OperatorMemo
+from voice_operator.registry import build_registry
 
 
 def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
@@ -49,9 +52,9 @@ def main() -> None:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="k8s" if config.log_format == "json" else None,
     )
-    import voice_operator.handlers  # noqa: F401  (registers the handlers)
-
     kopf.run(
+        registry=build_registry(config),
+        memo=OperatorMemo(config=config),
         settings=settings_for(config),
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),

@@ -14,11 +14,11 @@ from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
 from voice_operator.runtime import PoolEntry, Runtime, get_runtime
 
 log = logging.getLogger(__name__)
-_CONFIG = OperatorConfig.from_env()
 POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
 REFERENCE_PROBLEMS = frozenset(
     {"SecretNotFound", "SecretKeyNotFound", "TuningProfileNotFound", "ResourceConflict"}
 )
+DEPLOYMENTS = ("apps", "v1", "deployments")
 OWNED_DEPLOYMENTS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_NAME: "voice-agent"}
 
 
@@ -42,18 +42,14 @@ async def _refresh(rt: Runtime, entry: PoolEntry) -> None:
     post(entry.body, await refresh_pool(rt, entry))
 
 
-@kopf.on.create(*POOLS)
 async def pool_created(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     await _reconcile(body, cold=True, logger=logger)
 
 
-@kopf.on.resume(*POOLS)
-@kopf.on.update(*POOLS, field="spec")
 async def pool_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     await _reconcile(body, cold=False, logger=logger)
 
 
-@kopf.timer(*POOLS, interval=_CONFIG.status_interval_s, initial_delay=_CONFIG.status_interval_s)
 async def pool_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Session load changes without any Kubernetes event: poll it, and the status follows."""
     rt = get_runtime()
@@ -67,13 +63,11 @@ async def pool_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         await _refresh(rt, entry)
 
 
-@kopf.timer(*POOLS, interval=300, initial_delay=300, idle=60)
 async def pool_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Repair drift (an owned object deleted or edited by hand) and re-check references."""
     await _reconcile(body, cold=False, logger=logger)
 
 
-@kopf.on.event(*POOLS)
 def pool_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     rt = get_runtime()
     key = (body.metadata.namespace or "", body.metadata.name or "")
@@ -84,7 +78,6 @@ def pool_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
         rt.pools[key].body = dict(body)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED_DEPLOYMENTS)
 async def deployment_seen(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
     """A Deployment's status moved (pods ready, rollout progress): reflect it on the pool now."""
     rt = get_runtime()
@@ -109,3 +102,14 @@ async def deployment_seen(body: kopf.Body, type: str | None, logger: kopf.Logger
             return
     if entry.spec is not None or entry.problems:
         await _refresh(rt, entry)
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    kopf.on.create(*POOLS, registry=registry)(pool_created)
+    kopf.on.resume(*POOLS, registry=registry)(pool_changed)
+    kopf.on.update(*POOLS, field="spec", registry=registry)(pool_changed)
+    tick = config.status_interval_s
+    kopf.timer(*POOLS, interval=tick, initial_delay=tick, registry=registry)(pool_tick)
+    kopf.timer(*POOLS, interval=300, initial_delay=300, idle=60, registry=registry)(pool_resync)
+    kopf.on.event(*POOLS, registry=registry)(pool_seen)
+    kopf.on.event(*DEPLOYMENTS, labels=OWNED_DEPLOYMENTS, registry=registry)(deployment_seen)

@@ -11,7 +11,6 @@ from voice_operator.kube import ApiError
 from voice_operator.profiles.reconcile import reconcile_profile, refresh_profile, release_nodes, spec_problem
 from voice_operator.runtime import get_runtime
 
-_CONFIG = OperatorConfig.from_env()
 PROFILES = (c.GROUP, c.VERSION, c.PROFILE_PLURAL)
 
 
@@ -24,18 +23,14 @@ async def _reconcile(body: kopf.Body, cold: bool) -> None:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
 
 
-@kopf.on.create(*PROFILES)
 async def profile_created(body: kopf.Body, **_: Any) -> None:
     await _reconcile(body, cold=True)
 
 
-@kopf.on.resume(*PROFILES)
-@kopf.on.update(*PROFILES, field="spec")
 async def profile_changed(body: kopf.Body, **_: Any) -> None:
     await _reconcile(body, cold=False)
 
 
-@kopf.timer(*PROFILES, interval=_CONFIG.status_interval_s, initial_delay=_CONFIG.status_interval_s)
 async def profile_tick(body: kopf.Body, **_: Any) -> None:
     """Tuner pods become ready (or fail verification) on their own: follow them."""
     try:
@@ -44,7 +39,15 @@ async def profile_tick(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
 
 
-@kopf.on.delete(*PROFILES)
 async def profile_deleted(body: kopf.Body, **_: Any) -> None:
     """Nodes stop being advertised as tuned; the DaemonSet goes by garbage collection."""
     await release_nodes(get_runtime(), body.metadata.name or "")
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    kopf.on.create(*PROFILES, registry=registry)(profile_created)
+    kopf.on.resume(*PROFILES, registry=registry)(profile_changed)
+    kopf.on.update(*PROFILES, field="spec", registry=registry)(profile_changed)
+    tick = config.status_interval_s
+    kopf.timer(*PROFILES, interval=tick, initial_delay=tick, registry=registry)(profile_tick)
+    kopf.on.delete(*PROFILES, registry=registry)(profile_deleted)

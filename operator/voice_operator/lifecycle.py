@@ -1,4 +1,4 @@
-"""Operator lifecycle: credentials, the shared runtime, the HTTP servers, liveness probes."""
+"""Operator lifecycle handlers: credentials, the shared runtime, the HTTP servers, liveness probes."""
 
 import contextlib
 import logging
@@ -7,8 +7,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from voice_operator.config import OperatorConfig
 from voice_operator.kube import KubeClient
+from voice_operator.memo import OperatorMemo
 from voice_operator.metrics_api import start_servers
 from voice_operator.pools.load import RedisClients
 from voice_operator.runtime import Runtime, get_runtime, set_runtime
@@ -25,16 +25,12 @@ def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     return info
 
 
-@kopf.on.login(errors=kopf.ErrorsMode.PERMANENT)
 def on_login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     return login(settings)
 
 
-# A port already taken or an unreadable certificate is fatal: exit (and be restarted, visibly)
-# rather than kopf's default of retrying the startup every minute while handling nothing.
-@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
-async def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    config = OperatorConfig.from_env()
+async def on_startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> None:
+    config = memo.config
     rt = Runtime(
         config=config,
         kube=KubeClient(lambda: login(settings)),
@@ -44,7 +40,6 @@ async def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _runners.extend(await start_servers(rt))
 
 
-@kopf.on.cleanup()
 async def on_cleanup(**_: Any) -> None:
     for runner in _runners:
         await runner.cleanup()
@@ -54,7 +49,15 @@ async def on_cleanup(**_: Any) -> None:
     set_runtime(None)
 
 
-@kopf.on.probe(id="pools")
 def probe_pools(**_: Any) -> int:
     """Liveness detail: how many pools this operator tracks (the endpoint itself is kopf's)."""
     return len(get_runtime().pools)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.login(errors=kopf.ErrorsMode.PERMANENT, registry=registry)(on_login)
+    # A port already taken or an unreadable certificate is fatal: exit (and be restarted, visibly)
+    # rather than kopf's default of retrying the startup every minute while handling nothing.
+    kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT, registry=registry)(on_startup)
+    kopf.on.cleanup(registry=registry)(on_cleanup)
+    kopf.on.probe(id="pools", registry=registry)(probe_pools)
