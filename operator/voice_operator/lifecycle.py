@@ -1,20 +1,18 @@
-"""Operator lifecycle handlers: credentials, the shared runtime, the HTTP servers, liveness probes."""
+"""Operator lifecycle handlers: credentials, the shared API and Redis clients (in kopf's memo), the
+HTTP servers, liveness probes."""
 
-import contextlib
 import logging
 from typing import Any
 
 import kopf
-from aiohttp import web
 
 from voice_operator.kube import KubeClient
 from voice_operator.memo import OperatorMemo
 from voice_operator.metrics_api import start_servers
 from voice_operator.pools.load import RedisClients
-from voice_operator.runtime import Runtime, get_runtime, set_runtime
+from voice_operator.pools.lookup import PoolLookup
 
 log = logging.getLogger(__name__)
-_runners: list[web.AppRunner] = []
 
 
 def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
@@ -29,29 +27,28 @@ def on_login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     return login(settings)
 
 
-async def on_startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> None:
+async def on_startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **indexes: Any) -> None:
     config = memo.config
-    rt = Runtime(
-        config=config,
-        kube=KubeClient(lambda: login(settings)),
-        redis=RedisClients(timeout_s=config.redis_timeout_s),
-    )
-    set_runtime(rt)
-    _runners.extend(await start_servers(rt))
+    # kopf passes its indexes to every handler by id; resource handlers find them in the memo
+    # instead (the per-object copies are taken after this, so they share these views).
+    memo.pool_states, memo.pool_deployments = indexes["pool_states"], indexes["pool_deployments"]
+    memo.kube = KubeClient(lambda: login(settings))
+    memo.redis = RedisClients(timeout_s=config.redis_timeout_s)
+    memo.servers = await start_servers(config, PoolLookup(memo.kube, memo.pool_states), memo.redis)
 
 
-async def on_cleanup(**_: Any) -> None:
-    for runner in _runners:
+async def on_cleanup(memo: OperatorMemo, **_: Any) -> None:
+    for runner in memo.get("servers", []):
         await runner.cleanup()
-    _runners.clear()
-    with contextlib.suppress(RuntimeError):
-        await get_runtime().close()
-    set_runtime(None)
+    if "redis" in memo:
+        await memo.redis.close()
+    if "kube" in memo:
+        await memo.kube.close()
 
 
-def probe_pools(**_: Any) -> int:
+def probe_pools(memo: OperatorMemo, **_: Any) -> int:
     """Liveness detail: how many pools this operator tracks (the endpoint itself is kopf's)."""
-    return len(get_runtime().pools)
+    return len(memo.pool_states) if "pool_states" in memo else 0  # asked before the startup ran
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

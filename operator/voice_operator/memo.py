@@ -1,15 +1,26 @@
 """What the operator keeps in kopf's memo.
 
-kopf hands every handler a memo: the operator-wide one for lifecycle handlers, a shallow copy of it
-per resource object for the others, so what is set here at startup is shared by all.
+kopf hands every handler a memo: the operator-wide one to the lifecycle handlers, a shallow copy of
+it per resource object to the others. What __main__ and the startup handler set is therefore shared
+by all; what a handler sets on an object's copy stays with that object (a pool's state).
 """
 
 import kopf
+from aiohttp import web
 
 from voice_operator.config import OperatorConfig
+from voice_operator.kube import KubeClient
+from voice_operator.pools.load import RedisClients
+from voice_operator.pools.state import PoolDeployments, PoolState, PoolStates
 
 
 class OperatorMemo(kopf.Memo):
     """kopf.Memo with the attributes the operator sets, typed (kopf.Memo reads them as dict keys)."""
 
     config: OperatorConfig  # read once, by __main__, before kopf starts
+    kube: KubeClient  # set at startup: the API client for everything but kopf's own objects
+    redis: RedisClients  # set at startup: one connection pool per pools' Redis URL
+    servers: list[web.AppRunner]  # set at startup: the metrics API and /metrics
+    pool_states: PoolStates  # kopf's indexes (live views), put here at startup
+    pool_deployments: PoolDeployments
+    pool: PoolState  # a VoiceAgentPool's own copy only (pools/handlers.py)

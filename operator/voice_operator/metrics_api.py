@@ -21,11 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_operator import constants as c
 from voice_operator import metrics
+from voice_operator.config import OperatorConfig
 from voice_operator.kube import ApiError
-from voice_operator.pools.load import RedisUnavailable, read_load
-from voice_operator.pools.lookup import lookup_pool
+from voice_operator.pools.load import RedisClients, RedisUnavailable, read_load
+from voice_operator.pools.lookup import PoolLookup
 from voice_operator.pools.scaling import session_demand
-from voice_operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def discovery() -> dict[str, Any]:
     }
 
 
-def external_metrics_app(rt: Runtime) -> web.Application:
+def external_metrics_app(config: OperatorConfig, pools: PoolLookup, redis: RedisClients) -> web.Application:
     async def get_discovery(_: web.Request) -> web.Response:
         return web.json_response(discovery())
 
@@ -108,19 +108,19 @@ def external_metrics_app(rt: Runtime) -> web.Application:
             return status_error(400, "BadRequest", str(e))
         pool = labels.get(c.POOL_LABEL)
         try:
-            entry = await lookup_pool(rt, namespace, pool) if pool else None
+            target = await pools.get(namespace, pool) if pool else None
         except ApiError as e:
             metrics.METRIC_REQUESTS.labels("api_error").inc()
             return status_error(503, "ServiceUnavailable", f"cannot read the VoiceAgentPool: {e.reason}")
-        if entry is None or entry.spec is None:
+        if target is None or pool is None:
             metrics.METRIC_REQUESTS.labels("unknown_pool").inc()
             return status_error(404, "NotFound", f"no reconciled VoiceAgentPool {namespace}/{pool}")
         try:
-            load = await read_load(rt.redis, namespace, entry.name, entry.redis_url)
+            load = await read_load(redis, namespace, pool, target.redis_url)
         except RedisUnavailable as e:
             metrics.METRIC_REQUESTS.labels("redis_unavailable").inc()
             return status_error(503, "ServiceUnavailable", str(e))
-        demand = session_demand(load.active_sessions, entry.spec.buffer_sessions)
+        demand = session_demand(load.active_sessions, target.spec.buffer_sessions)
         metrics.METRIC_REQUESTS.labels("ok").inc()
         return web.json_response(metric_value_list(labels, demand, datetime.datetime.now(datetime.UTC)))
 
@@ -131,7 +131,7 @@ def external_metrics_app(rt: Runtime) -> web.Application:
     async def only_the_aggregator(request: web.Request, handler: Handler) -> web.StreamResponse:
         """With a client CA set, metric reads need a client certificate it signed (the API server's
         front-proxy certificate); the TLS handshake has verified any certificate presented."""
-        if rt.config.client_ca and request.path.startswith(BASE) and not _peer_certificate(request):
+        if config.client_ca and request.path.startswith(BASE) and not _peer_certificate(request):
             metrics.METRIC_REQUESTS.labels("unauthorized").inc()
             return status_error(401, "Unauthorized", "a client certificate is required")
         return await handler(request)
@@ -152,8 +152,7 @@ def prometheus_app() -> web.Application:
     return app
 
 
-async def start_servers(rt: Runtime) -> list[web.AppRunner]:
-    cfg = rt.config
+async def start_servers(cfg: OperatorConfig, pools: PoolLookup, redis: RedisClients) -> list[web.AppRunner]:
     tls: ssl.SSLContext | None = None
     if cfg.tls_cert and cfg.tls_key:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -164,7 +163,7 @@ async def start_servers(rt: Runtime) -> list[web.AppRunner]:
             tls.load_verify_locations(cfg.client_ca)
     runners = []
     for app, port, ctx in (
-        (external_metrics_app(rt), cfg.external_metrics_port, tls),
+        (external_metrics_app(cfg, pools, redis), cfg.external_metrics_port, tls),
         (prometheus_app(), cfg.metrics_port, None),
     ):
         runner = web.AppRunner(app, access_log=None)

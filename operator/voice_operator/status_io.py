@@ -3,8 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from voice_operator.kube import Ref
-from voice_operator.runtime import Runtime
+from voice_operator.kube import KubeClient, Ref
 
 
 def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -12,8 +11,10 @@ def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return any(previous.get(k) != v for k, v in new.items())
 
 
-async def write_status(rt: Runtime, ref: Ref, previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+async def write_status(
+    kube: KubeClient, ref: Ref, previous: Mapping[str, Any], status: Mapping[str, Any]
+) -> bool:
     if not status_changed(previous, status):
         return False
-    await rt.kube.patch(ref, {"status": dict(status)}, "status")
+    await kube.patch(ref, {"status": dict(status)}, "status")
     return True

@@ -1,7 +1,13 @@
-"""VoiceAgentPool handlers: reconcile on create/resume/spec change, keep status and costs fresh."""
+"""VoiceAgentPool handlers: reconcile on create/resume/spec change, keep status and costs fresh.
+
+Each pool's state lives in its own kopf memo (pools/state.py); two kopf indexes, both keyed by
+(namespace, pool name), make it and the agents' Deployments reachable from other objects' handlers
+and from the metrics API: pool_states and pool_deployments.
+"""
 
 import logging
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
 
 import kopf
 
@@ -9,9 +15,10 @@ from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
 from voice_operator.events import post
 from voice_operator.kube import ApiError, Ref
+from voice_operator.memo import OperatorMemo
 from voice_operator.metrics import forget_pool_metrics
 from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
-from voice_operator.runtime import PoolEntry, Runtime, get_runtime
+from voice_operator.pools.state import PoolState
 
 log = logging.getLogger(__name__)
 POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
@@ -21,95 +28,117 @@ REFERENCE_PROBLEMS = frozenset(
 DEPLOYMENTS = ("apps", "v1", "deployments")
 OWNED_DEPLOYMENTS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_NAME: "voice-agent"}
 
+Key = tuple[str, str]
+V = TypeVar("V")
 
-async def _reconcile(body: kopf.Body, cold: bool, logger: kopf.Logger) -> None:
-    rt = get_runtime()
-    key = (body.metadata.namespace or "", body.metadata.name or "")
-    known = rt.pools.get(key)
-    before = list(known.problems) if known is not None else []
+
+def one(index: Mapping[Key, Collection[V]], key: Key) -> V | None:
+    """The value indexed under a pool's key (one pool, one Deployment of that name)."""
+    return next(iter(index.get(key) or ()), None)
+
+
+def state_of(memo: OperatorMemo, body: kopf.Body) -> PoolState:
+    state: PoolState | None = memo.get("pool")
+    if state is None:
+        state = memo.pool = PoolState(body.metadata.namespace or "", body.metadata.name or "")
+    return state
+
+
+def pool_states(body: kopf.Body, memo: OperatorMemo, **_: Any) -> dict[Key, PoolState]:
+    """Index every pool's state; on each of the pool's events, its copy of the pool follows."""
+    state = state_of(memo, body)
+    state.body = dict(body)
+    return {(state.namespace, state.name): state}
+
+
+def pool_deployments(body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """Index the agents' Deployments by their pool (their status feeds the pool's)."""
+    pool = (body.metadata.labels or {}).get(c.POOL_LABEL)
+    return {(body.metadata.namespace or "", pool): dict(body)} if pool else {}
+
+
+async def _reconcile(
+    body: Mapping[str, Any], state: PoolState, memo: OperatorMemo, cold: bool, logger: kopf.Logger
+) -> None:
+    before = list(state.problems)
     try:
-        post(body, await reconcile_pool(rt, body, cold=cold))
+        post(body, await reconcile_pool(memo.kube, state, body, cold=cold))
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
-    entry = rt.pool(*key)
-    if entry.problems != before:  # logged once per change (the Degraded event comes with the status)
-        for problem in entry.problems:
+    if state.problems != before:  # logged once per change (the Degraded event comes with the status)
+        for problem in state.problems:
             logger.info("pool degraded: %s", problem.message)
-    await _refresh(rt, entry)
+    await _refresh(state, memo)
 
 
-async def _refresh(rt: Runtime, entry: PoolEntry) -> None:
-    post(entry.body, await refresh_pool(rt, entry))
+async def _refresh(state: PoolState, memo: OperatorMemo) -> None:
+    deployment = one(memo.pool_deployments, (state.namespace, state.name))
+    post(state.body, await refresh_pool(memo.kube, memo.redis, state, deployment))
 
 
-async def pool_created(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    await _reconcile(body, cold=True, logger=logger)
+async def pool_created(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+    await _reconcile(body, state_of(memo, body), memo, cold=True, logger=logger)
 
 
-async def pool_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    await _reconcile(body, cold=False, logger=logger)
+async def pool_changed(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+    await _reconcile(body, state_of(memo, body), memo, cold=False, logger=logger)
 
 
-async def pool_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def pool_tick(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
     """Session load changes without any Kubernetes event: poll it, and the status follows."""
-    rt = get_runtime()
-    entry = rt.pools.get((body.metadata.namespace or "", body.metadata.name or ""))
-    if entry is None:
+    state = state_of(memo, body)
+    if not state.reconciled:
         return
-    if any(p.reason in REFERENCE_PROBLEMS for p in entry.problems):
+    if any(p.reason in REFERENCE_PROBLEMS for p in state.problems):
         # A missing Secret or profile may have appeared since: recover without waiting for resync.
-        await _reconcile(body, cold=False, logger=logger)
+        await _reconcile(body, state, memo, cold=False, logger=logger)
     else:
-        await _refresh(rt, entry)
+        await _refresh(state, memo)
 
 
-async def pool_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def pool_resync(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
     """Repair drift (an owned object deleted or edited by hand) and re-check references."""
-    await _reconcile(body, cold=False, logger=logger)
+    await _reconcile(body, state_of(memo, body), memo, cold=False, logger=logger)
 
 
-def pool_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
-    rt = get_runtime()
-    key = (body.metadata.namespace or "", body.metadata.name or "")
+def pool_gone(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A deleted pool's series go with it (its state and index entries go with kopf's memory)."""
     if type == "DELETED":
-        rt.pools.pop(key, None)
-        forget_pool_metrics(*key)
-    elif key in rt.pools:
-        rt.pools[key].body = dict(body)
+        forget_pool_metrics(body.metadata.namespace or "", body.metadata.name or "")
 
 
-async def deployment_seen(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+async def deployment_seen(
+    body: kopf.Body, type: str | None, memo: OperatorMemo, logger: kopf.Logger, **_: Any
+) -> None:
     """A Deployment's status moved (pods ready, rollout progress): reflect it on the pool now."""
-    rt = get_runtime()
     pool = (body.metadata.labels or {}).get(c.POOL_LABEL)
-    if not pool:
+    state = one(memo.pool_states, (body.metadata.namespace or "", pool)) if pool else None
+    if state is None:
         return
-    key = (body.metadata.namespace or "", pool)
     if type == "DELETED":
-        rt.deployments.pop(key, None)
-    else:
-        rt.deployments[key] = dict(body)
-    entry = rt.pools.get(key)
-    if entry is None:
-        return
-    entry.deployment = rt.deployments.get(key)
-    if type == "DELETED" and entry.spec is not None:
-        # Deleted by hand (drift) or by the garbage collector after the pool: only the API knows.
-        pool_body = await rt.kube.get(Ref(c.API_VERSION, c.POOL_KIND, key[0], key[1]))
-        if pool_body is not None and not pool_body.get("metadata", {}).get("deletionTimestamp"):
-            logger.info("the agent Deployment was deleted: recreating it")
-            await _reconcile(kopf.Body(pool_body), cold=False, logger=logger)  # type: ignore[arg-type]
-            return
-    if entry.spec is not None or entry.problems:
-        await _refresh(rt, entry)
+        state.deployment = None
+        if state.spec is not None:
+            # Deleted by hand (drift) or by the garbage collector after the pool: only the API knows.
+            pool_body = await memo.kube.get(Ref(c.API_VERSION, c.POOL_KIND, state.namespace, state.name))
+            if pool_body is not None and not pool_body.get("metadata", {}).get("deletionTimestamp"):
+                logger.info("the agent Deployment was deleted: recreating it")
+                await _reconcile(pool_body, state, memo, cold=False, logger=logger)
+                return
+    if state.reconciled:
+        await _refresh(state, memo)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    # The startup handler puts both indexes into the memo under these ids (lifecycle.py).
+    kopf.index(*POOLS, id="pool_states", registry=registry)(pool_states)
+    kopf.index(*DEPLOYMENTS, labels=OWNED_DEPLOYMENTS, id="pool_deployments", registry=registry)(
+        pool_deployments
+    )
     kopf.on.create(*POOLS, registry=registry)(pool_created)
     kopf.on.resume(*POOLS, registry=registry)(pool_changed)
     kopf.on.update(*POOLS, field="spec", registry=registry)(pool_changed)
     tick = config.status_interval_s
     kopf.timer(*POOLS, interval=tick, initial_delay=tick, registry=registry)(pool_tick)
     kopf.timer(*POOLS, interval=300, initial_delay=300, idle=60, registry=registry)(pool_resync)
-    kopf.on.event(*POOLS, registry=registry)(pool_seen)
+    kopf.on.event(*POOLS, registry=registry)(pool_gone)
     kopf.on.event(*DEPLOYMENTS, labels=OWNED_DEPLOYMENTS, registry=registry)(deployment_seen)

@@ -10,15 +10,15 @@ from voice_operator import metrics
 from voice_operator.ensure import ConflictError, Outcome, ensure
 from voice_operator.events import Event
 from voice_operator.fields import SpecError
-from voice_operator.kube import ApiError, Obj, Ref
+from voice_operator.kube import ApiError, KubeClient, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
-from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_load
+from voice_operator.pools.load import PoolLoad, RedisClients, RedisUnavailable, read_load
 from voice_operator.pools.references import check_references
 from voice_operator.pools.render import render_pool
 from voice_operator.pools.scaling import session_demand
 from voice_operator.pools.spec import parse_pool_spec
+from voice_operator.pools.state import PoolState
 from voice_operator.pools.status import Problem, pool_status, transition_events
-from voice_operator.runtime import PoolEntry, Runtime
 from voice_operator.status_io import status_changed
 
 log = logging.getLogger(__name__)
@@ -36,24 +36,24 @@ def write_events(outcomes: Mapping[str, Outcome]) -> list[Event]:
     return events
 
 
-async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) -> list[Event]:
+async def reconcile_pool(
+    kube: KubeClient, state: PoolState, body: Mapping[str, Any], *, cold: bool
+) -> list[Event]:
     """Bring the owned objects in line with the spec. `cold`: the pool is new, create first."""
     owner = Owner.from_body(body)
     assert owner.namespace is not None
-    entry = rt.pool(owner.namespace, owner.name, body)
-    owner_key = (owner.namespace, owner.name)
     with metrics.RECONCILE_SECONDS.labels(c.POOL_KIND).time():
         try:
             spec = parse_pool_spec(body.get("spec") or {})
         except SpecError as e:
-            entry.spec, entry.problems = None, [Problem("InvalidSpec", str(e))]
+            state.spec, state.problems = None, [Problem("InvalidSpec", str(e))]
             metrics.RECONCILES.labels(c.POOL_KIND, "invalid").inc()
             return []
-        problems, redis_url = await check_references(rt.kube, owner.namespace, spec)
+        problems, redis_url = await check_references(kube, owner.namespace, spec)
         outcomes: dict[str, Outcome] = {}
         objects = render_pool(owner, spec)
         results = await asyncio.gather(
-            *(ensure(rt.kube, o, lookup=not cold) for o in objects), return_exceptions=True
+            *(ensure(kube, o, lookup=not cold) for o in objects), return_exceptions=True
         )
         for obj, result in zip(objects, results, strict=True):
             if isinstance(result, ConflictError):
@@ -63,50 +63,53 @@ async def reconcile_pool(rt: Runtime, body: Mapping[str, Any], *, cold: bool) ->
                 raise result
             else:
                 outcomes[str(obj["kind"])] = result[0]
-                if obj["kind"] == "Deployment" and owner_key not in rt.deployments:
-                    # Before the Deployment watch has delivered it (new pool, or just restarted).
-                    entry.deployment = result[1]
-        entry.spec, entry.redis_url, entry.problems = spec, redis_url, problems
-        entry.fetched_at = None
+                if obj["kind"] == "Deployment":
+                    state.deployment = result[1]
+        state.spec, state.redis_url, state.problems = spec, redis_url, problems
         metrics.RECONCILES.labels(c.POOL_KIND, "degraded" if problems else "ok").inc()
         return write_events(outcomes)
 
 
-async def refresh_pool(rt: Runtime, entry: PoolEntry) -> list[Event]:
-    """Recompute the status and write it when it changed; returns the transitions worth telling."""
-    async with entry.lock:
-        load, problems = None, list(entry.problems)
-        if entry.spec is not None:
+async def refresh_pool(
+    kube: KubeClient, redis: RedisClients, state: PoolState, deployment: Mapping[str, Any] | None
+) -> list[Event]:
+    """Recompute the status and write it when it changed; returns the transitions worth telling.
+
+    `deployment`: the agents' Deployment as last watched, None when not (yet) seen.
+    """
+    async with state.lock:
+        load, problems = None, list(state.problems)
+        if state.spec is not None:
             try:
-                load = await read_load(rt.redis, entry.namespace, entry.name, entry.redis_url)
+                load = await read_load(redis, state.namespace, state.name, state.redis_url)
             except RedisUnavailable as e:
                 problems.append(Problem("RedisUnavailable", str(e)))
-        previous = entry.status
-        meta = entry.body.get("metadata", {})
+        previous = state.status
+        meta = state.body.get("metadata", {})
         status = pool_status(
-            name=entry.name,
-            spec=entry.spec,
+            name=state.name,
+            spec=state.spec,
             generation=meta.get("generation"),
-            deployment=entry.deployment,
+            deployment=deployment if deployment is not None else state.deployment,
             load=load,
             problems=problems,
             previous=previous,
         )
-        if load is not None and entry.spec is not None:
-            metrics.POOL_ACTIVE.labels(entry.namespace, entry.name).set(load.active_sessions)
-            metrics.POOL_DEMAND.labels(entry.namespace, entry.name).set(
-                session_demand(load.active_sessions, entry.spec.buffer_sessions)
+        if load is not None and state.spec is not None:
+            metrics.POOL_ACTIVE.labels(state.namespace, state.name).set(load.active_sessions)
+            metrics.POOL_DEMAND.labels(state.namespace, state.name).set(
+                session_demand(load.active_sessions, state.spec.buffer_sessions)
             )
-            await sync_deletion_costs(rt, entry, load)
+            await sync_deletion_costs(kube, state, load)
         if not status_changed(previous, status):
             metrics.STATUS_REFRESHES.labels("unchanged").inc()
             return []
         metrics.STATUS_REFRESHES.labels("written").inc()
-        patched = await rt.kube.patch(
-            Ref(c.API_VERSION, c.POOL_KIND, entry.namespace, entry.name), {"status": status}, "status"
+        patched = await kube.patch(
+            Ref(c.API_VERSION, c.POOL_KIND, state.namespace, state.name), {"status": status}, "status"
         )
         if patched is not None:
-            entry.body = patched
+            state.body = patched
         return transition_events(previous, status)
 
 
@@ -122,24 +125,24 @@ def deletion_cost_changes(pods: list[Obj], sessions: Mapping[str, int]) -> dict[
     return changes
 
 
-async def sync_deletion_costs(rt: Runtime, entry: PoolEntry, load: PoolLoad) -> None:
+async def sync_deletion_costs(kube: KubeClient, state: PoolState, load: PoolLoad) -> None:
     """Keep busy agents last in line on scale-down: cost = their live session count."""
     sessions = load.sessions_by_agent()
-    if sessions == entry.last_costs:
+    if sessions == state.last_costs:
         return
     try:
-        pods = await rt.kube.list(Ref("v1", "Pod", entry.namespace), labels=pool_selector(entry.name))
+        pods = await kube.list(Ref("v1", "Pod", state.namespace), labels=pool_selector(state.name))
         changes = deletion_cost_changes(pods, sessions)
         await asyncio.gather(
             *(
-                rt.kube.patch(
-                    Ref("v1", "Pod", entry.namespace, name),
+                kube.patch(
+                    Ref("v1", "Pod", state.namespace, name),
                     {"metadata": {"annotations": {c.DELETION_COST_ANNOTATION: cost}}},
                 )
                 for name, cost in changes.items()
             )
         )
     except ApiError as e:
-        log.warning("cannot update pod deletion costs of %s/%s: %s", entry.namespace, entry.name, e)
+        log.warning("cannot update pod deletion costs of %s/%s: %s", state.namespace, state.name, e)
         return
-    entry.last_costs = sessions
+    state.last_costs = sessions
