@@ -9,8 +9,9 @@ import kopf
 from voice_operator.kube import KubeClient
 from voice_operator.memo import OperatorMemo
 from voice_operator.metrics_api import start_servers
-from voice_operator.pools.load import RedisClients
 from voice_operator.pools.lookup import PoolLookup
+from voice_operator.pools.state import PoolsMemo
+from voice_operator.redis_clients import RedisClients
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def on_login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     return login(settings)
 
 
-async def on_startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **indexes: Any) -> None:
+async def on_startup(settings: kopf.OperatorSettings, memo: PoolsMemo, **indexes: Any) -> None:
     config = memo.config
     # kopf passes its indexes to every handler by id; resource handlers find them in the memo
     # instead (the per-object copies are taken after this, so they share these views).
@@ -46,7 +47,7 @@ async def on_cleanup(memo: OperatorMemo, **_: Any) -> None:
         await memo.kube.close()
 
 
-def probe_pools(memo: OperatorMemo, **_: Any) -> int:
+def probe_pools(memo: PoolsMemo, **_: Any) -> int:
     """Liveness detail: how many pools this operator tracks (the endpoint itself is kopf's)."""
     return len(memo.pool_states) if "pool_states" in memo else 0  # asked before the startup ran
 

@@ -2,7 +2,8 @@
 
 kopf hands every handler a memo: the operator-wide one to the lifecycle handlers, a shallow copy of
 it per resource object to the others. What __main__ and the startup handler set is therefore shared
-by all; what a handler sets on an object's copy stays with that object (a pool's state).
+by all; what a handler sets on an object's copy stays with that object (a pool's state: see
+pools/state.py for the pools' part of the memo).
 """
 
 import kopf
@@ -10,8 +11,7 @@ from aiohttp import web
 
 from voice_operator.config import OperatorConfig
 from voice_operator.kube import KubeClient
-from voice_operator.pools.load import RedisClients
-from voice_operator.pools.state import PoolDeployments, PoolState, PoolStates
+from voice_operator.redis_clients import RedisClients
 
 
 class OperatorMemo(kopf.Memo):
@@ -21,6 +21,3 @@ class OperatorMemo(kopf.Memo):
     kube: KubeClient  # set at startup: the API client for everything but kopf's own objects
     redis: RedisClients  # set at startup: one connection pool per pools' Redis URL
     servers: list[web.AppRunner]  # set at startup: the metrics API and /metrics
-    pool_states: PoolStates  # kopf's indexes (live views), put here at startup
-    pool_deployments: PoolDeployments
-    pool: PoolState  # a VoiceAgentPool's own copy only (pools/handlers.py)

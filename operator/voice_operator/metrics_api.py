@@ -23,9 +23,10 @@ from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.config import OperatorConfig
 from voice_operator.kube import ApiError
-from voice_operator.pools.load import RedisClients, RedisUnavailable, read_load
+from voice_operator.pools.load import RedisUnavailable, read_load
 from voice_operator.pools.lookup import PoolLookup
 from voice_operator.pools.scaling import session_demand
+from voice_operator.redis_clients import RedisClients
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from voice_operator import constants as c
 from voice_operator.config import OperatorConfig
 from voice_operator.events import post
 from voice_operator.kube import ApiError, Ref
-from voice_operator.memo import OperatorMemo
 from voice_operator.metrics import forget_pool_metrics
 from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
-from voice_operator.pools.state import PoolState
+from voice_operator.pools.state import PoolsMemo, PoolState
 
 log = logging.getLogger(__name__)
 POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
@@ -37,14 +36,14 @@ def one(index: Mapping[Key, Collection[V]], key: Key) -> V | None:
     return next(iter(index.get(key) or ()), None)
 
 
-def state_of(memo: OperatorMemo, body: kopf.Body) -> PoolState:
+def state_of(memo: PoolsMemo, body: kopf.Body) -> PoolState:
     state: PoolState | None = memo.get("pool")
     if state is None:
         state = memo.pool = PoolState(body.metadata.namespace or "", body.metadata.name or "")
     return state
 
 
-def pool_states(body: kopf.Body, memo: OperatorMemo, **_: Any) -> dict[Key, PoolState]:
+def pool_states(body: kopf.Body, memo: PoolsMemo, **_: Any) -> dict[Key, PoolState]:
     """Index every pool's state; on each of the pool's events, its copy of the pool follows."""
     state = state_of(memo, body)
     state.body = dict(body)
@@ -58,7 +57,7 @@ def pool_deployments(body: kopf.Body, **_: Any) -> dict[Key, Any]:
 
 
 async def _reconcile(
-    body: Mapping[str, Any], state: PoolState, memo: OperatorMemo, cold: bool, logger: kopf.Logger
+    body: Mapping[str, Any], state: PoolState, memo: PoolsMemo, cold: bool, logger: kopf.Logger
 ) -> None:
     before = list(state.problems)
     try:
@@ -71,20 +70,20 @@ async def _reconcile(
     await _refresh(state, memo)
 
 
-async def _refresh(state: PoolState, memo: OperatorMemo) -> None:
+async def _refresh(state: PoolState, memo: PoolsMemo) -> None:
     deployment = one(memo.pool_deployments, (state.namespace, state.name))
     post(state.body, await refresh_pool(memo.kube, memo.redis, state, deployment))
 
 
-async def pool_created(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+async def pool_created(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: Any) -> None:
     await _reconcile(body, state_of(memo, body), memo, cold=True, logger=logger)
 
 
-async def pool_changed(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+async def pool_changed(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: Any) -> None:
     await _reconcile(body, state_of(memo, body), memo, cold=False, logger=logger)
 
 
-async def pool_tick(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+async def pool_tick(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: Any) -> None:
     """Session load changes without any Kubernetes event: poll it, and the status follows."""
     state = state_of(memo, body)
     if not state.reconciled:
@@ -96,7 +95,7 @@ async def pool_tick(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **
         await _refresh(state, memo)
 
 
-async def pool_resync(body: kopf.Body, memo: OperatorMemo, logger: kopf.Logger, **_: Any) -> None:
+async def pool_resync(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: Any) -> None:
     """Repair drift (an owned object deleted or edited by hand) and re-check references."""
     await _reconcile(body, state_of(memo, body), memo, cold=False, logger=logger)
 
@@ -108,7 +107,7 @@ def pool_gone(body: kopf.Body, type: str | None, **_: Any) -> None:
 
 
 async def deployment_seen(
-    body: kopf.Body, type: str | None, memo: OperatorMemo, logger: kopf.Logger, **_: Any
+    body: kopf.Body, type: str | None, memo: PoolsMemo, logger: kopf.Logger, **_: Any
 ) -> None:
     """A Deployment's status moved (pods ready, rollout progress): reflect it on the pool now."""
     pool = (body.metadata.labels or {}).get(c.POOL_LABEL)

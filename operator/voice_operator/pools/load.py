@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from voice_agent import redis_keys as keys
 from voice_operator import constants as c
 from voice_operator import metrics
+from voice_operator.redis_clients import RedisClients
 
 
 class RedisUnavailable(Exception):
@@ -97,32 +98,6 @@ async def read_pool_load(client: "aioredis.Redis", pool: str, timeout_s: float =
         alive = bool(results[2 * i + 1]) and keys.agent_inbox(pool, agent_id) in listening
         agents.append(parse_agent(str(agent_id), sessions, fields, alive))
     return PoolLoad(tuple(sorted(agents, key=lambda a: a.id)))
-
-
-class RedisClients:
-    """One connection pool per Redis URL, shared by all pools that use it."""
-
-    def __init__(self, timeout_s: float = 2.0) -> None:
-        self._clients: dict[str, aioredis.Redis] = {}
-        self.timeout_s = timeout_s
-
-    def get(self, url: str) -> "aioredis.Redis":
-        client = self._clients.get(url)
-        if client is None:
-            client = aioredis.Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_timeout=self.timeout_s,
-                socket_connect_timeout=self.timeout_s,
-                retry_on_timeout=False,
-            )
-            self._clients[url] = client
-        return client
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
 
 
 async def read_load(redis: RedisClients, namespace: str, name: str, url: str | None) -> PoolLoad:

@@ -12,13 +12,14 @@ from voice_operator.events import Event
 from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, KubeClient, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
-from voice_operator.pools.load import PoolLoad, RedisClients, RedisUnavailable, read_load
+from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_load
 from voice_operator.pools.references import check_references
 from voice_operator.pools.render import render_pool
 from voice_operator.pools.scaling import session_demand
 from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.pools.state import PoolState
 from voice_operator.pools.status import Problem, pool_status, transition_events
+from voice_operator.redis_clients import RedisClients
 from voice_operator.status_io import status_changed
 
 log = logging.getLogger(__name__)

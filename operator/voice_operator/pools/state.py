@@ -1,10 +1,12 @@
-"""What the operator keeps per VoiceAgentPool between events, in the pool's own kopf memo."""
+"""What the operator keeps per VoiceAgentPool between events, and where: in the pool's own kopf
+memo, and in two kopf indexes (pools/handlers.py) that the startup handler puts in the memo."""
 
 import asyncio
 import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from voice_operator.memo import OperatorMemo
 from voice_operator.pools.spec import PoolSpec
 from voice_operator.pools.status import Problem
 
@@ -40,3 +42,11 @@ class PoolState:
 # Deployment as last watched.
 PoolStates = Mapping[tuple[str, str], Collection[PoolState]]
 PoolDeployments = Mapping[tuple[str, str], Collection[Mapping[str, Any]]]
+
+
+class PoolsMemo(OperatorMemo):
+    """The pools' part of kopf's memo."""
+
+    pool_states: PoolStates  # kopf's indexes (live views), set at startup
+    pool_deployments: PoolDeployments
+    pool: PoolState  # in a VoiceAgentPool's own copy only

@@ -1,0 +1,29 @@
+"""Connections to the pools' Redis servers (the operator reads their session registries)."""
+
+import redis.asyncio as aioredis
+
+
+class RedisClients:
+    """One connection pool per Redis URL, shared by all pools that use it."""
+
+    def __init__(self, timeout_s: float = 2.0) -> None:
+        self._clients: dict[str, aioredis.Redis] = {}
+        self.timeout_s = timeout_s
+
+    def get(self, url: str) -> "aioredis.Redis":
+        client = self._clients.get(url)
+        if client is None:
+            client = aioredis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry_on_timeout=False,
+            )
+            self._clients[url] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
