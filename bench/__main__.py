@@ -1,7 +1,9 @@
 """Run every benchmark module in turn, each in its own process so one crash does not hide the rest.
 
 Each module `bench/<area>.py` prints a table and writes `bench/results/<area>.json`; the figures
-quoted in docs/ come from those files. `python -m bench agent redis` runs a subset.
+quoted in docs/ come from those files, which are committed. Then every target (bench/targets.py) is
+checked against the result files: a missed target, or a figure that is missing, makes the run
+fail. `python -m bench agent redis` runs a subset.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench import targets
+
 HERE = Path(__file__).parent
-SKIP = {"__init__", "__main__", "common", "ab"}  # ab compares two commits: run it by hand
+SKIP = {"__init__", "__main__", "common", "ab", "targets"}  # ab compares two commits: run it by hand
 
 
 def modules() -> list[str]:
@@ -36,7 +40,9 @@ def main(argv: list[str]) -> int:
             failed.append(name)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    print("==> targets (bench/targets.py) against bench/results/", flush=True)
+    missed = targets.report()
+    return 1 if failed or missed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""Every benchmark target, in one place, checked against the committed result files.
+
+`make bench` runs every module, then this check: it prints each target with its measured value
+and exits non-zero when one is missed (or its figure is missing: a miss is never a pass).
+`python -m bench.targets` checks the result files as they are, without running anything.
+
+A path names a figure in `bench/results/<area>.json`: dotted keys, `[*]` for every entry of a list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+
+
+@dataclass(frozen=True)
+class Target:
+    area: str
+    path: str
+    op: str  # "<=", "<", ">=", "=="
+    limit: float
+    what: str
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "agent", "latency.overhead_ms.p95", "<=", 150, "voice-to-voice over the end-of-turn silence, p95 (ms)"
+    ),
+    Target("agent", "latency.failed", "==", 0, "turns without a reply"),
+    Target(
+        "agent", "barge_in.barge_in_ms.p95", "<=", 250, "barge-in: speech onset to agent silent, p95 (ms)"
+    ),
+    Target("agent", "barge_in.failed", "==", 0, "barge-ins the agent did not stop for, or never spoke"),
+    Target("agent", "memory.rss_per_idle_session_mb", "<=", 10, "RSS per idle connected session (MB)"),
+    Target("agent", "memory.growth_after_warmup_mb", "<=", 5, "RSS growth over the churn after warm-up (MB)"),
+    Target("agent", "capacity[*].late_percent", "<", 1, "outbound frames produced late (%)"),
+    Target("providers", "overhead_ms.per_turn.p95", "<=", 20, "cloud adapter overhead per turn, p95 (ms)"),
+    Target(
+        "providers", "cancel_to_upstream_closed_ms.llm.p95", "<=", 50, "barge-in to LLM stream closed (ms)"
+    ),
+    Target(
+        "providers", "cancel_to_upstream_closed_ms.tts.p95", "<=", 50, "barge-in to TTS stream closed (ms)"
+    ),
+    Target(
+        "providers", "cancel_to_upstream_closed_ms.stt.p95", "<=", 50, "barge-in to STT socket closed (ms)"
+    ),
+    Target("redis", "store.save_ms.p99", "<", 2, "session save, p99 (ms)"),
+    Target("redis", "store.allocate_ms.p99", "<", 2, "allocation, one caller, p99 (ms)"),
+    Target("redis", "store.allocate_redis_benchmark.sessions_per_s", ">=", 5000, "allocations per second"),
+    Target("redis", "store.pubsub_one_way_ms.p99", "<", 5, "pub/sub one way, p99 (ms)"),
+    Target("redis", "agents.resume_after_kill9_ms.p99", "<", 100, "resume after kill -9, p99 (ms)"),
+    Target("soak", "frames_delivered_percent", ">=", 99, "audio frames delivered at the clients (%)"),
+    Target("soak", "agent_late_frames_percent", "<", 1, "frames produced late by the agent (%)"),
+)
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+
+
+def values_at(data: Any, path: str) -> list[Any]:
+    """Every value the path names; [] when the figure is not in the results."""
+    found = [data]
+    for part in path.split("."):
+        step: list[Any] = []
+        key, each = (part[:-3], True) if part.endswith("[*]") else (part, False)
+        for node in found:
+            value = node.get(key) if isinstance(node, dict) else None
+            if value is None:
+                continue
+            if each:
+                step.extend(value if isinstance(value, list) else [])
+            else:
+                step.append(value)
+        found = step
+    return found
+
+
+def check(results: Path = RESULTS) -> list[tuple[Target, str, bool]]:
+    """(target, measured as text, met) for every target; a missing figure is not met."""
+    out: list[tuple[Target, str, bool]] = []
+    cache: dict[str, Any] = {}
+    for t in TARGETS:
+        if t.area not in cache:
+            path = results / f"{t.area}.json"
+            cache[t.area] = json.loads(path.read_text()) if path.exists() else None
+        values = values_at(cache[t.area], t.path) if cache[t.area] is not None else []
+        numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        met = (
+            bool(numbers)
+            and len(numbers) == len(values)
+            and all(not math.isnan(v) and _OPS[t.op](v, t.limit) for v in numbers)
+        )
+        shown = ", ".join(f"{v:g}" for v in numbers) if numbers else "missing"
+        out.append((t, shown, met))
+    return out
+
+
+def report(results: Path = RESULTS) -> int:
+    rows = check(results)
+    print("| area | target | measured | met |\n|---|---|---|---|")
+    for t, shown, met in rows:
+        print(f"| {t.area} | {t.what} {t.op} {t.limit:g} | {shown} | {'yes' if met else 'MISSED'} |")
+    missed = [t for t, _, met in rows if not met]
+    for t in missed:
+        print(f"target missed: {t.area} {t.path} {t.op} {t.limit:g} ({t.what})", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(report())
