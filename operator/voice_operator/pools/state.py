@@ -45,7 +45,8 @@ PoolDeployments = Mapping[tuple[str, str], Collection[Mapping[str, Any]]]
 
 
 class PoolsMemo(OperatorMemo):
-    """The pools' part of kopf's memo."""
+    """The pools' part of kopf's memo: handlers annotate their memo with it for the types (the memo
+    itself is the one dict kopf hands over, whatever the annotation says)."""
 
     pool_states: PoolStates  # kopf's indexes (live views), set at startup
     pool_deployments: PoolDeployments
