@@ -1,6 +1,6 @@
 """Reading session load from the agents' Redis registry.
 
-The key layout belongs to the agent: every name comes from voice_agent.redis_keys. Per pool P:
+The key layout belongs to the agent: every name comes from voice_agent.store.keys. Per pool P:
   agents_key(P)             ZSET  member agent id, score = sessions the agent holds
   agent_key(P, A)           HASH  capacity, draining ("0"/"1"), url, ...
   agent_alive_key(P, A)     STR   heartbeat with a TTL; gone = the agent is dead, its count stale
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from voice_agent import redis_keys as keys
+from voice_agent.store import keys
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.redis_clients import RedisClients
