@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 
-from voice_agent.media.track import _SILENCE, FRAME_BYTES, SILENCE_WARMUP_FRAMES, OpusFrameEncoder
+from voice_agent.media.track import _SILENCE, FRAME_BYTES, SILENCE_WARMUP_FRAMES, OpusFrameEncoder, OpusPacket
 
 
 def decode_all(packets: list[bytes]) -> np.ndarray:
@@ -20,19 +21,30 @@ def decode_all(packets: list[bytes]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def test_speech_round_trips_and_idle_silence_skips_the_encoder() -> None:
+def test_speech_round_trips_and_idle_silence_skips_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     enc = OpusFrameEncoder()
+    encoded: list[bytes] = []
+    real_encode = enc._encode
+
+    def counting_encode(pcm: bytes, pts: int) -> OpusPacket | None:
+        encoded.append(pcm)
+        return real_encode(pcm, pts)
+
+    monkeypatch.setattr(enc, "_encode", counting_encode)
     tone = (np.sin(np.arange(FRAME_BYTES // 2) / 4) * 12000).astype("<i2").tobytes()
     packets = [bytes(enc.encode(tone, i * 960)) for i in range(10)]
+    assert len(encoded) == 10, "every speech frame goes through the encoder"
     silent = [bytes(enc.encode(_SILENCE, (10 + i) * 960)) for i in range(10)]
+    assert encoded[10:] == [_SILENCE] * SILENCE_WARMUP_FRAMES, "only the warm-up silence is encoded"
     assert len(set(silent[SILENCE_WARMUP_FRAMES:])) == 1, "steady silence reuses one packet"
-    assert len(set(silent[:SILENCE_WARMUP_FRAMES])) >= 1
+    steady = silent[SILENCE_WARMUP_FRAMES]
+    assert silent[0] != steady, "the first silence after speech is encoded for real: the voice fades out"
     pcm = decode_all(packets + silent)
     speech, tail = pcm[: 10 * 1920], pcm[-5 * 1920 :]
     assert np.abs(speech[1920 * 3 :]).max() > 5000, "speech survives encoding"
     assert np.abs(tail).max() < 50, "silence decodes to silence"
     again = bytes(enc.encode(tone, 20 * 960))
-    assert again not in silent, "speech after silence is encoded for real"
+    assert again not in silent and encoded[-1] == tone, "speech after silence is encoded for real"
 
 
 async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkeypatch: object) -> None:
