@@ -102,7 +102,10 @@ async def test_max_utterance_forces_an_end() -> None:
     sink = Sink()
     vad.link(sink)
     await feed(vad, clock, [VOICED] * 150)
-    assert sink.kinds().count("UserStoppedSpeakingFrame") >= 1
+    kinds = sink.kinds()
+    assert kinds.count("UserStoppedSpeakingFrame") == 1, "3 s of speech, one end at the 2 s cap"
+    utterance = kinds[: kinds.index("UserStoppedSpeakingFrame")]
+    assert utterance.count("InputAudioFrame") == 2000 // FRAME_MS, "the end comes with the 2 s of audio"
 
 
 async def test_pause_and_resume_are_announced_before_the_turn_ends() -> None:
