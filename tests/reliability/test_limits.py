@@ -13,12 +13,18 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from tests.support import waits
 from tests.support.procs import AgentProcess, running_agent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability-limits")]
 
 TOKEN = "vp-" + secrets.token_urlsafe(24)
 ORIGIN = "https://app.example"
+DEADLINE_S = 2.0  # voice_request_timeout_s below
+# A known gap: the agent answers a body that never arrives with 408 on time but without
+# `connection: close`, so uvicorn keeps the connection until its keep-alive timeout (5 s later).
+# Strict: once the agent closes it at the deadline, this mark fails and must go.
+BODY_408_KEEPS_OPEN = "the body deadline's 408 leaves the connection to uvicorn's keep-alive timeout"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         "voice_sessions_per_ip_per_min": "60",
         "voice_sessions_per_ip_burst": "3",
         "voice_max_body_bytes": "1024",
-        "voice_request_timeout_s": "2",
+        "voice_request_timeout_s": f"{DEADLINE_S:g}",
         "voice_cors_origins": f"{ORIGIN},http://localhost:5173",
         "voice_api_token": TOKEN,
         "deepgram_api_key": "dg-never-shown-91f3",
@@ -149,42 +155,64 @@ async def test_no_secrets_or_internals_in_any_response(agent: AgentProcess, http
     await http.delete(f"/v2/sessions/{created['id']}")
 
 
+SLOW_REQUESTS = {
+    "headers": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+    "websocket-handshake": b"GET /ws/v2/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n",
+    "body": b"POST /v2/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+    + TOKEN.encode()
+    + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    "silence": b"",  # connects and says nothing
+}
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(start, id=kind, marks=[pytest.mark.xfail(strict=True, reason=BODY_408_KEEPS_OPEN)])
+        if kind == "body"
+        else pytest.param(start, id=kind)
+        for kind, start in SLOW_REQUESTS.items()
+    ],
+)
 async def test_requests_that_never_finish_get_408_and_their_connections_are_closed(
-    agent: AgentProcess, http: httpx.AsyncClient
+    agent: AgentProcess, http: httpx.AsyncClient, start: bytes
 ) -> None:
     """Slow loris: headers that never end, a WebSocket handshake that never ends, a body that never
-    arrives. Each is answered 408 and closed by the agent within its 2 s deadline, while the
-    clients stay connected; the agent's fds come back without their help."""
+    arrives, a client that says nothing. Each is answered 408 and closed by the agent within its 2 s
+    deadline, while the clients stay connected; the agent's fds come back without their help."""
     base_fds = agent.open_fds()
-    slow = [
-        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
-        b"GET /ws/v2/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n",
-        b"POST /v2/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
-        + TOKEN.encode()
-        + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
-        b"",  # connects and says nothing
-    ]
-    conns = [await asyncio.open_connection("127.0.0.1", agent.port) for _ in range(20)]
+    conns: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
+    answers: asyncio.Future[list[tuple[float, bytes]]] | None = None
     try:
-        for i, (_, writer) in enumerate(conns):
-            writer.write(slow[i % len(slow)])
+        for _ in range(5):
+            connecting = time.monotonic()  # the agent's clock for this one starts later, never earlier
+            reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)
+            conns.append((connecting, reader, writer))
+            writer.write(start)
             await writer.drain()
-        for _ in range(75):  # bounded: 1.5 s, inside the 2 s deadline; the agent accepts asynchronously
-            if agent.open_fds() >= base_fds + 20:
-                break
-            await asyncio.sleep(0.02)
-        assert agent.open_fds() >= base_fds + 20, "the agent holds every slow connection"
-        started = time.monotonic()
-        assert (await http.get("/health")).status_code == 200, "everyone else is served meanwhile"
-        for reader, _ in conns:
+
+        async def answered(connecting: float, reader: asyncio.StreamReader) -> tuple[float, bytes]:
             answer = await asyncio.wait_for(reader.read(), timeout=15)  # to EOF: the agent closed it
+            return time.monotonic() - connecting, answer
+
+        answers = asyncio.gather(*(answered(connecting, reader) for connecting, reader, _ in conns))
+        # 1.5 s: inside the deadline; the agent accepts asynchronously.
+        held = base_fds + len(conns)
+        await waits.until(lambda: agent.open_fds() >= held, timeout=1.5, what="every slow connection held")
+        assert (await http.get("/health")).status_code == 200, "everyone else is served meanwhile"
+        latest = DEADLINE_S + waits.SCHEDULING_SLACK_S
+        for took, answer in await answers:
             assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
-        assert time.monotonic() - started < 15
-        for _ in range(100):  # bounded: 10 s
-            if agent.open_fds() <= base_fds + 2:
-                break
-            await asyncio.sleep(0.1)
-        assert agent.open_fds() <= base_fds + 2, "the agent released the slow connections itself"
+            # Not before the deadline (the clients never gave up), and after it only by scheduling slack.
+            assert DEADLINE_S - 0.1 <= took <= latest, f"closed after {took:.2f} s"
+        # Each fd went with the FIN its client just read: nothing is left to wait for but scheduling.
+        await waits.until(
+            lambda: agent.open_fds() <= base_fds + 2,
+            timeout=waits.SCHEDULING_SLACK_S,
+            what="the agent releasing the slow connections itself",
+        )
     finally:
-        for _, writer in conns:
+        if answers is not None:
+            answers.cancel()
+        for _, _, writer in conns:
             writer.close()
