@@ -1,10 +1,13 @@
 """Voice agent benchmarks: voice-to-voice latency, barge-in, capacity, memory.
 
 Voice-to-voice runs from the end of the user's speech (last VAD-voiced frame sent) to the first loud
-frame of the reply received; the test client keeps a one-frame receive buffer, as a browser does.
+frame of the reply received. Latency and barge-in are measured by an independent probe
+(bench/probe.py: aiortc and PyAV only, none of the product's audio code); a turn without a reply
+or a barge-in the agent did not stop for is a counted failure. Capacity load comes from the
+product's Python client.
 
-Everything is measured at the client, over real WebRTC on loopback, against a real agent process
-with the offline providers. `python -m bench.agent [--quick]`; results in bench/results/agent.json.
+Everything runs over real WebRTC on loopback, against a real agent process with the offline
+providers. `python -m bench.agent [--quick]`; results in bench/results/agent.json.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -22,6 +26,7 @@ from typing import Any
 import webrtcvad
 
 from bench.common import RESULTS, cpu_seconds, rss_mb, summary, table, write
+from bench.probe import Probe
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
@@ -70,25 +75,56 @@ async def turn_done(client: VoiceClient, mark: int) -> None:
     )
 
 
+async def spoken_turn_done(probe: Probe, mark: int) -> None:
+    await probe.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
+    await probe.wait_for(
+        lambda e: e["type"] == "status" and e["processing"] == "listening", timeout=30, after=mark
+    )
+
+
+async def first_loud_after(probe: Probe, t: float, timeout: float = 15.0) -> float:
+    deadline = time.monotonic() + timeout
+    while (at := probe.ear.first_loud_after(t)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no reply audio")
+        await asyncio.sleep(0.005)
+    return at
+
+
+def frames_of(pcm: bytes, rate: int) -> int:
+    return -(-len(pcm) // (2 * rate // 50))  # 20 ms frames, the last one padded
+
+
 async def latency(url: str, turns: int) -> dict[str, Any]:
-    client = await connected_client(url)
+    """Voice-to-voice as the independent probe hears it; a turn with no reply is a counted failure."""
+    probe = Probe(url)
+    await probe.open()
     pcm, rate = synth("what time is it")
-    tail = len(pcm) / (2 * rate) - speech_bounds(pcm, rate)[1]
+    last_voiced = round(speech_bounds(pcm, rate)[1] * 50) - 1  # index of the last voiced 20 ms frame
     v2v: list[float] = []
     agent_side: list[float] = []
+    failed = 0
     try:
         for i in range(turns):
-            mark = len(client.events)
-            uid = client.say(pcm, rate)
-            end = await client.speech_ended(uid) - tail  # the user stopped speaking here
-            v2v.append((await first_voiced_after(client, end) - end) * 1000)
-            m = await client.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
+            mark = len(probe.events)
+            uid = probe.say(pcm, rate)
+            try:
+                end = (await probe.sent(uid, last_voiced + 1))[last_voiced]  # the user stopped speaking
+                heard = await first_loud_after(probe, end)
+                m = await probe.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
+                await spoken_turn_done(probe, mark)
+            except TimeoutError as exc:
+                failed += 1
+                print(f"  turn {i + 1}/{turns}: FAILED ({exc})", flush=True)
+                continue
+            v2v.append((heard - end) * 1000)
             agent_side.append(m["turn"]["voice_to_voice_ms"] or float("nan"))
-            await turn_done(client, mark)
             print(f"  turn {i + 1}/{turns}: {v2v[-1]:.0f} ms", flush=True)
     finally:
-        await client.close()
+        await probe.close()
     return {
+        "turns": turns,
+        "failed": failed,
         "voice_to_voice_ms": summary(v2v),
         "overhead_ms": summary([v - END_OF_TURN_MS for v in v2v]),
         "agent_reported_voice_to_voice_ms": summary(agent_side),
@@ -96,34 +132,51 @@ async def latency(url: str, turns: int) -> dict[str, Any]:
 
 
 async def barge_in(url: str, trials: int) -> dict[str, Any]:
-    client = await connected_client(url)
+    """Speech onset to the agent's audio stopping, as the probe hears it; a miss is counted, never 0 ms."""
+    probe = Probe(url)
+    await probe.open()
     story, rate = synth("please tell me a story")
     hello, _ = synth("hello there")
     hello_onset = speech_bounds(hello, rate)[0]
     stops: list[float] = []
+    failed = 0
     try:
         for i in range(trials):
-            mark = len(client.events)
-            client.say(story, rate)
-            speaking = await client.wait_for(
-                lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30, after=mark
-            )
-            await client.wait_voiced(50, after=speaking["_at"], timeout=20)
-            mark = len(client.events)
-            uid = client.say(hello, rate)
-            spoken_until = await client.speech_ended(uid)
-            started = client.speech_started(uid)
-            assert started is not None
-            onset = started + hello_onset
-            voiced = [f.at for f in client.recording.frames if onset <= f.at <= spoken_until and f.voiced]
-            stops.append(((max(voiced) - onset) if voiced else 0.0) * 1000)
-            await turn_done(client, mark)
+            mark = len(probe.events)
+            probe.say(story, rate)
+            try:
+                speaking = await probe.wait_for(
+                    lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30, after=mark
+                )
+                deadline = time.monotonic() + 20
+                while len(probe.ear.loud_between(speaking["_at"], math.inf)) < 50:  # 1 s of the story heard
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the story was not heard")
+                    await asyncio.sleep(0.02)
+                mark = len(probe.events)
+                uid = probe.say(hello, rate)
+                sent = await probe.sent(uid, frames_of(hello, rate))
+                await spoken_turn_done(probe, mark)
+            except TimeoutError as exc:
+                failed += 1
+                print(f"  barge-in {i + 1}/{trials}: FAILED ({exc})", flush=True)
+                continue
+            onset, spoken_until = sent[0] + hello_onset, sent[-1]
+            voiced = probe.ear.loud_between(onset, spoken_until)
+            if not voiced or max(voiced) >= spoken_until - 0.04:
+                # Silent before the user spoke (nothing to interrupt), or talking to the end of the
+                # user's words (never stopped): a miss.
+                failed += 1
+                why = "agent was not speaking" if not voiced else "agent did not stop"
+                print(f"  barge-in {i + 1}/{trials}: FAILED ({why})", flush=True)
+                continue
+            stops.append((max(voiced) - onset) * 1000)
             print(
                 f"  barge-in {i + 1}/{trials}: agent silent {stops[-1]:.0f} ms after speech onset", flush=True
             )
     finally:
-        await client.close()
-    return {"barge_in_ms": summary(stops)}
+        await probe.close()
+    return {"trials": trials, "failed": failed, "barge_in_ms": summary(stops)}
 
 
 async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
@@ -158,6 +211,7 @@ async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
         'voice_output_frames_total{kind="speech"}'
     )
     late = delta("voice_output_late_frames_total")
+    stalled = delta("voice_output_stalled_seconds_total")
     expected = sessions * elapsed * 50
     return {
         "sessions": sessions,
@@ -168,6 +222,8 @@ async def capacity(tmp: Path, sessions: int, seconds: float) -> dict[str, Any]:
         "loadgen_cpu_percent": round(100 * (cpu_seconds(os.getpid()) - own0) / elapsed, 1),
         "frames_sent": int(sent),
         "late_percent": round(100 * late / max(sent, 1), 2),
+        # Stalled time, not stall events: a 300 ms stall is 300 ms here, one late frame above.
+        "stalled_percent": round(100 * stalled / max(sessions * elapsed, 1e-6), 3),
         "received_percent_at_client": round(100 * received / max(expected, 1), 2),
     }
 

@@ -42,6 +42,7 @@ TARGETS: tuple[Target, ...] = (
     Target("agent", "memory.rss_per_idle_session_mb", "<=", 10, "RSS per idle connected session (MB)"),
     Target("agent", "memory.growth_after_warmup_mb", "<=", 5, "RSS growth over the churn after warm-up (MB)"),
     Target("agent", "capacity[*].late_percent", "<", 1, "outbound frames produced late (%)"),
+    Target("agent", "capacity[*].stalled_percent", "<", 1, "outbound audio stalled, share of call time (%)"),
     Target("providers", "overhead_ms.per_turn.p95", "<=", 20, "cloud adapter overhead per turn, p95 (ms)"),
     Target(
         "providers", "cancel_to_upstream_closed_ms.llm.p95", "<=", 50, "barge-in to LLM stream closed (ms)"

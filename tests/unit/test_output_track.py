@@ -62,15 +62,20 @@ async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkey
         await track.recv_pcm()
     assert abs(now[0] - (100.0 + 250 * 0.02)) < 1e-6, "5 s of frames take exactly 5 s: no drift"
 
+    assert track.stalled_s == 0.0
     now[0] += 0.05  # a 50 ms hiccup: the next frames catch up, then pacing resumes on the same grid
     for _ in range(10):
         await track.recv_pcm()
     assert abs(now[0] - (100.0 + 260 * 0.02)) < 1e-6
     assert track.late_resyncs == 0
+    # Stalled time counts the hiccup once (about 30 ms past the 20 ms a frame may be late), not once
+    # for every frame that came late while catching up.
+    assert 0.025 <= track.stalled_s <= 0.05, track.stalled_s
 
     now[0] += 0.5  # a long stall: no burst of 25 frames, the clock is re-anchored instead
-    before = now[0]
+    before, stalled = now[0], track.stalled_s
     await track.recv_pcm()
     assert track.late_resyncs == 1 and now[0] == before
+    assert 0.45 <= track.stalled_s - stalled <= 0.5, "half a second stalled is half a second, not one frame"
     await track.recv_pcm()
     assert abs(now[0] - (before + 0.02)) < 1e-6, "after re-anchoring, frames are paced again"

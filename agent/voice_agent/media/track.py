@@ -125,6 +125,8 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.late_resyncs = 0
         self.late_frames = 0
+        self.stalled_s = 0.0
+        self._behind = 0.0  # how far the previous frame came after its slot
 
     # --- producer side ------------------------------------------------------------------------
     def enqueue(self, turn: int, index: int, pcm: bytes) -> bool:
@@ -174,16 +176,24 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self._pts += SAMPLES_PER_FRAME
         wait = self._start + self._pts / OUTPUT_RATE - now
         if wait > 0:
+            self._behind = 0.0
             await asyncio.sleep(wait)
             return
         if wait < -LATE_AFTER_S:
             self.late_frames += 1
+            # Stalled time, not stall events: only how much further behind this frame fell counts
+            # (the frames that catch up after one stall are each late, but by less and less).
+            stalled = max(0.0, -wait - self._behind)
+            self.stalled_s += stalled
             if self._count_metrics:
                 metrics.OUTPUT_LATE_FRAMES.inc()
+                metrics.OUTPUT_STALLED.inc(stalled)
+        self._behind = -wait
         if wait < -RESYNC_AFTER_S:
             # Far behind (a stalled loop): re-anchor instead of bursting the backlog out.
             self._start = now - self._pts / OUTPUT_RATE
             self.late_resyncs += 1
+            self._behind = 0.0
 
     def _take(self) -> bytes:
         if not self._chunks:

@@ -58,6 +58,10 @@ INBOUND_OVERFLOW = Counter(
     "Inbound 20 ms frames dropped because the pipeline fell more than 5 s behind",
 )
 OUTPUT_FRAMES = Counter("voice_output_frames_total", "Audio frames sent to peers", ["kind"])
+OUTPUT_STALLED = Counter(
+    "voice_output_stalled_seconds_total",
+    "Time the outbound audio fell behind its 20 ms clock by more than a frame (a stall, summed once)",
+)
 OUTPUT_LATE_FRAMES = Counter(
     "voice_output_late_frames_total",
     "Output frames produced more than one 20 ms frame period after their slot",

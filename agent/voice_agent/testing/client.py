@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 import numpy as np
 import websockets
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_agent.media.audio import OUTPUT_RATE, PcmResampler, frame_bytes
@@ -177,12 +183,15 @@ class VoiceClient:
             await self.pc.close()
             self.speaker = _fresh_speaker(self.speaker, self._played)
         servers = self.ice_servers if self.ice_servers is not None else self.session.get("ice_servers", [])
+        # Relay-only gathers TURN candidates alone, as a browser with iceTransportPolicy "relay" does:
+        # a host candidate, even left out of the offer, could still pair with the agent's relay.
         config = RTCConfiguration(
             iceServers=[
                 RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                 for s in servers
             ]
-            or None
+            or None,
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL,
         )
         self.pc = RTCPeerConnection(config)
         self.pc.addTrack(self.speaker)
@@ -192,12 +201,6 @@ class VoiceClient:
             offer = await self.pc.createOffer()
             await self.pc.setLocalDescription(offer)
         sdp = self.pc.localDescription.sdp
-        if self.relay_only:
-            sdp = "\r\n".join(
-                line
-                for line in sdp.split("\r\n")
-                if not line.startswith("a=candidate:") or " typ relay" in line
-            )
         mark = len(self.events)
         await self.send({"type": "offer", "sdp": sdp})
         answer = await self.wait_for(lambda e: e.get("type") in ("answer", "error"), timeout=15, after=mark)
