@@ -28,10 +28,14 @@ class MissingResults(Exception):
     """A block needs a results file that has not been produced (run its benchmark)."""
 
 
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def load(area: str, results: Path) -> dict[str, Any]:
     path = results / f"{area}.json"
     if not path.exists():
-        raise MissingResults(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} is missing")
+        raise MissingResults(f"{shown(path)} is missing")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
@@ -212,12 +216,129 @@ def readme_block(results: Path) -> str:
     return table(["", "p50 / p95"], rows) + "\n\n" + note
 
 
+def redis_block(results: Path) -> str:
+    # Lazy: the benchmark module pulls in the agent and the test servers, which the other blocks
+    # do not need. The rows are the ones `python -m bench.redis` prints.
+    from bench.redis import report
+
+    d = load("redis", results)
+    return report(d) + "\n\n" + provenance("redis", d)
+
+
+def operator_block(results: Path) -> str:
+    d = load("operator", results)
+    rec, met, cold = d["reconcile_ms"], d["external_metric_ms"], d["cold_start"]
+    pools = cold["pools"]
+    rows = [
+        [
+            f"Reconcile: pool created → all 5 owned objects stored, p50 / p95 / p99 ({rec['n']} pools, "
+            "one after another)",
+            p3(rec) + " ms",
+            f"< {d['reconcile_target_ms'] / 1000:g} s",
+        ],
+        [
+            "External metric request (`voicepool_session_demand`, Redis read included), p50 / p95 / p99 "
+            f"({met['n']} requests)",
+            p3(met) + " ms",
+            "—",
+        ],
+        [
+            "External metric value (4 + 3 + 1 active sessions, buffer 2)",
+            str(d["external_metric_value"]),
+            str(d["external_metric_expected"]),
+        ],
+        [
+            f"{pools} pools from a cold start (operator started over existing pools): all objects / "
+            "all status",
+            f"{cold['all_objects_s']:g} s / {cold['all_status_s']:g} s",
+            "—",
+        ],
+        [
+            "Cold start: API calls per pool (of which writes: 5 creates, finalizer, kopf's record, "
+            "status, event)",
+            f"{cold['api_calls_per_pool']:g} ({cold['writes_per_pool']:g})",
+            "—",
+        ],
+        [f"Restart over {pools} reconciled pools: all resumed", f"{cold['resume_s']:g} s", "—"],
+        [
+            "Restart: API calls per pool (writes) / write requests to owned objects",
+            f"{cold['resume_api_calls_per_pool']:g} ({cold['resume_writes_per_pool']:g}) / "
+            f"{cold['resume_owned_object_write_requests']}",
+            "— / 0",
+        ],
+        [
+            "Restart: every owned object unchanged (same resourceVersion)",
+            "yes" if cold["resume_objects_unchanged"] else "no",
+            "yes",
+        ],
+    ]
+    return table(["Metric", "Measured", "Target"], rows) + "\n\n" + provenance("operator", d)
+
+
+def providers_block(results: Path) -> str:
+    d = load("providers", results)
+    over, cancel, targets = d["overhead_ms"], d["cancel_to_upstream_closed_ms"], d["targets"]
+    overhead_target = f"p95 ≤ {targets['overhead_per_turn_p95_ms']:g} ms"
+    cancel_target = f"p95 ≤ {targets['cancel_p95_ms']:g} ms"
+    picks = [
+        (
+            f"Adapter overhead per turn (STT finalize + LLM first token + TTS first audio), "
+            f"{over['per_turn']['n']} turns",
+            over["per_turn"],
+            overhead_target,
+        ),
+        ("— STT finalize", over["stt_finalize"], ""),
+        ("— LLM first token", over["llm_first_token"], ""),
+        ("— TTS first audio", over["tts_first_audio"], ""),
+        ("LLM whole reply", over["llm_whole_reply"], ""),
+        ("TTS whole sentence", over["tts_whole_sentence"], ""),
+        (
+            "Client CPU on the critical path (finish, to first token, to first audio)",
+            d["client_cpu_on_the_critical_path_ms"],
+            "",
+        ),
+        (
+            "Client CPU per turn, all three stages (audio upload, whole reply)",
+            d["client_cpu_per_turn_ms"],
+            "",
+        ),
+        (
+            f"Barge-in → LLM HTTP stream closed (seen by the fake), {cancel['llm']['n']} trials",
+            cancel["llm"],
+            cancel_target,
+        ),
+        ("Barge-in → TTS HTTP stream closed", cancel["tts"], cancel_target),
+        ("Barge-in → Deepgram socket closed", cancel["stt"], cancel_target),
+    ]
+    rows = [[what, p3(s) + " ms", target or "—"] for what, s, target in picks]
+    load_avg = d["load_average_1m"]
+    return (
+        table(["Metric", "p50 / p95 / p99", "Target"], rows)
+        + "\n\n"
+        + provenance("providers", d)
+        + f" _Load average {load_avg['before']:.1f} before the run._"
+    )
+
+
+def soak_block(results: Path) -> str:
+    # Lazy for the same reason as redis_block; the rows are the ones `python -m bench.soak` prints.
+    from bench.soak import rows_of
+
+    d = load("soak", results)
+    head = [f"{d['sessions']} sessions, a turn every {d['turn_every_s']:g} s each", "Measured", "Target"]
+    return table(head, [list(r) for r in rows_of(d)]) + "\n\n" + provenance("soak", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "agent": agent_block,
     "agent-capacity": capacity_block,
     "ab-architecture": ab_block("architecture"),
     "ab-ice": ab_block("ice"),
     "turn": turn_block,
+    "redis": redis_block,
+    "operator": operator_block,
+    "providers": providers_block,
+    "soak": soak_block,
     "readme-measured": readme_block,
 }
 
@@ -234,7 +355,7 @@ def sync(files: list[Path] = DOCS, results: Path = RESULTS, check: bool = False)
                 raise KeyError(f"{path.name}: unknown bench block {name!r}")
             body = GENERATORS[name](results) + "\n"
             if body != m.group("body"):
-                stale.append(f"{path.relative_to(ROOT)}: {name}")
+                stale.append(f"{shown(path)}: {name}")
             return m.group(1) + body + m.group(4)
 
         new = BLOCK.sub(fill, text)
