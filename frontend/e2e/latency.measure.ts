@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR } from './support/agent';
 import { expectMediaOnLoopback, launchChromium, observePeers, peerStats } from './support/browser';
-import { waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
+import { shownText, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { speechWav } from './support/speech';
 import { pollUntil } from './support/wait';
@@ -59,8 +59,7 @@ it(`measures click -> connected -> transcript -> reply over ${RUNS} runs`, { tim
     const v2v = await pollUntil(
       'the agent\'s voice-to-voice figure',
       async () => {
-        const text = await page.getByTestId('latency-v2v').innerText();
-        const match = /([\d.]+)\s*(ms|s)/.exec(text);
+        const match = /([\d.]+)\s*(ms|s)/.exec((await shownText(page, 'latency-v2v')) ?? '');
         return match?.[1] ? Number(match[1]) * (match[2] === 's' ? 1000 : 1) : undefined;
       },
       { timeoutMs: 20_000 },

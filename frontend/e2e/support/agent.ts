@@ -83,11 +83,15 @@ export class AgentProcess {
       if (this.child === child) this.child = null;
     });
     await pollUntil(
-      `agent on port ${this.port} to become healthy`,
+      `agent on port ${this.port} to become healthy (log: ${log.path.toString()})`,
       async () => {
         if (exited) throw new Error(`agent ${exited}; see ${log.path.toString()}`);
-        const response = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
-        return response.ok;
+        try {
+          const response = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
+          return response.ok;
+        } catch {
+          return false; // not listening yet
+        }
       },
       { timeoutMs, intervalMs: 100 },
     );

@@ -14,6 +14,11 @@ export async function sessionId(page: Page): Promise<string | null> {
   return (await id.count()) > 0 ? id.innerText() : null;
 }
 
+/** The text under a test id as rendered now, undefined while it is not: a poll's probe never waits itself. */
+export async function shownText(page: Page, testId: string): Promise<string | undefined> {
+  return (await page.getByTestId(testId).allInnerTexts())[0];
+}
+
 export async function turns(page: Page, role: Role): Promise<string[]> {
   return page.getByTestId(`turn-${role}`).allInnerTexts();
 }
