@@ -36,15 +36,18 @@ LOSS_EVERY = int(os.environ.get("VOICE_TEST_LOSS_EVERY", "10"))
 LOSS_BURST = int(os.environ.get("VOICE_TEST_LOSS_BURST", "1"))
 
 
+GRACE_S = 1.0  # voice_reconnect_grace_s: how long a call outlives its client's socket
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with cloud_agent(tmp_path_factory.mktemp("cloud"), voice_reconnect_grace_s="1") as c:
+    with cloud_agent(tmp_path_factory.mktemp("cloud"), voice_reconnect_grace_s=f"{GRACE_S:g}") as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s="1") as proc:
+    with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s=f"{GRACE_S:g}") as proc:
         yield proc
 
 
@@ -201,7 +204,12 @@ async def test_client_killed_without_closing_is_cleaned_up_and_resumable(agent: 
     finally:
         proc.send_signal(signal.SIGKILL)
         await asyncio.wait_for(proc.wait(), 10)
-    await until(lambda: released(agent.url), what="the vanished client's call released")
+    # Its sockets died with it, so the agent's grace started no later than now (docs/reliability.md).
+    await waits.until(
+        lambda: released(agent.url),
+        timeout=GRACE_S + waits.SCHEDULING_SLACK_S,
+        what="the vanished client's call released within the reconnect grace",
+    )
     async with httpx.AsyncClient(base_url=agent.url, timeout=5) as http:
         assert (await http.get(f"/v2/sessions/{sid}")).json()["status"] == "disconnected"
     again = await Signaling.open(agent.url, sid)
