@@ -172,10 +172,11 @@ async def test_flood_is_rate_limited_once_and_connection_recovers(sig: Signaling
             continue
     else:
         pytest.fail("socket never recovered from the flood")
-    errors = [e for e in sig.events if e.get("code") == "rate_limited"]
-    # Reported once per run of refused messages (a token refilled mid-flood starts a new run),
-    # never once per refused message: 600 sent against a burst of 200 refuses ~400.
-    assert len(errors) <= 10, f"{len(errors)} rate_limited errors for one flood"
+    again = [e for e in sig.events if e.get("code") == "rate_limited"]
+    # 600 sent against a burst of 200 refuses ~400, and the pings that found the bucket still empty
+    # are refused too; a token let through mid-flood does not end it (docs/reliability.md: a flood
+    # ends after 1 s without refused messages). One flood, one report.
+    assert not again, f"{1 + len(again)} rate_limited errors for one flood"
 
 
 async def test_unknown_session_closes_4404(agent: AgentProcess) -> None:
