@@ -41,7 +41,7 @@ async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_cle
     server, (front, draining) = pair
     draining_id = agent_id_of(draining)
     async with httpx.AsyncClient(timeout=10) as http:
-        for _ in range(4):  # least-loaded allocation reaches the second agent within two creates
+        for _ in range(2):  # least-loaded allocation reaches the second agent within two creates
             session = (await http.post(front.url + "/v2/sessions")).json()
             if session["owner"] == draining_id:
                 break
