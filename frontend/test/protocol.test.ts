@@ -6,7 +6,7 @@ import { encodeClientMessage, parseAgentMessage } from '../src/signaling/message
 import { rmsToMeter, smoothLevel } from '../src/audio/level';
 
 describe('parseAgentMessage', () => {
-  it('accepts every agent event of DESIGN.md', () => {
+  it('accepts every agent event docs/api.md lists, and the reserved offer', () => {
     const frames = [
       { type: 'session', session: { id: 's1' } },
       { type: 'answer', sdp: 'v=0' },

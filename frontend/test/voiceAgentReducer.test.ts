@@ -21,7 +21,7 @@ const live: VoiceAgentAction[] = [
 ];
 
 describe('voiceAgentReducer', () => {
-  it('starts in the seed\'s initial state', () => {
+  it('starts disconnected and idle, with no session, transcript, reply or error', () => {
     expect(initialVoiceAgentState).toMatchObject({
       connectionStatus: 'disconnected',
       processingStatus: 'idle',
