@@ -188,7 +188,7 @@ def test_sysctl_allowlist_is_the_same_in_crd_and_operator() -> None:
     rule = crdschema.schema("NodeTuningProfile")["properties"]["spec"]["properties"]["sysctls"]
     listed = {k for k in SYSCTL_ALLOWLIST if f"'{k}'" in rule["x-kubernetes-validations"][0]["rule"]}
     assert listed == SYSCTL_ALLOWLIST
-    # The seed's keys and the UDP buffers for WebRTC are all allowed.
+    # The keys of the real-time voice profile (docs/operator.md, "NodeTuningProfile") are all allowed.
     for key in (
         "net.core.rmem_max",
         "net.ipv4.tcp_low_latency",

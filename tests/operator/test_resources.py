@@ -115,7 +115,7 @@ def test_deployment_is_guaranteed_qos() -> None:
     assert default["resources"]["requests"] == default["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 
 
-def test_deployment_container_security_is_the_seeds() -> None:
+def test_deployment_runs_non_root_read_only_without_capabilities_or_api_token() -> None:
     deployment = rendered()["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     sc = agent_container(deployment)["securityContext"]
