@@ -148,10 +148,12 @@ describe('voice conversation in Chromium against a real agent', () => {
 
     const dropped = Date.now();
     expect(relay.cutAll()).toBeGreaterThan(0);
+    // The first retry comes 0.5 s (±20 %) after the drop (docs/frontend.md, "Recovery"), plus a
+    // second of slack for a loaded machine.
     await pollUntil(
       'the page to reopen the signaling WebSocket of the same session',
       () => relay.requests.filter((r) => r.startsWith(`GET /ws/v2/${before} `)).length > wsBefore,
-      { timeoutMs: 15_000 },
+      { timeoutMs: 1_600, intervalMs: 50 },
     );
     await waitConnected(page, 15_000);
     timings.ws_drop_recovered_ms = Date.now() - dropped;
