@@ -133,12 +133,21 @@ def stop_all(agents: list[AgentProcess]) -> None:
 
 
 def wait_registered(server: RedisServer, agent: AgentProcess, timeout: float = 10.0) -> None:
-    """Bounded wait until the agent's registry entry is live (healthy store, heartbeat done)."""
+    """Bounded wait until the agent is a live member: registry entry, heartbeat, and its inbox heard.
+
+    Allocation counts an agent alive only while Redis counts a listener on its inbox; under load the
+    subscription can come a moment after the first heartbeat, and a session created in between is
+    refused (503) as if the pool were full.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         health = httpx.get(agent.url + "/health", timeout=2).json()
-        registered = server.client().zrange(keys.agents_key("default"), 0, -1)
-        if health["redis"]["healthy"] and agent_id_of(agent) in registered:
+        client = server.client()
+        agent_id = agent_id_of(agent)
+        registered = client.zrange(keys.agents_key("default"), 0, -1)
+        inbox = keys.agent_inbox("default", agent_id)
+        listening = dict(client.pubsub_numsub(inbox)).get(inbox, 0)
+        if health["redis"]["healthy"] and agent_id in registered and listening:
             return
         time.sleep(0.05)
     raise TimeoutError(f"agent {agent.url} did not register: {agent.logs()[-2000:]}")
