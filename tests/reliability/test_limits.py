@@ -24,7 +24,6 @@ DEADLINE_S = 2.0  # voice_request_timeout_s below
 # A known gap: the agent answers a body that never arrives with 408 on time but without
 # `connection: close`, so uvicorn keeps the connection until its keep-alive timeout (5 s later).
 # Strict: once the agent closes it at the deadline, this mark fails and must go.
-BODY_408_KEEPS_OPEN = "the body deadline's 408 leaves the connection to uvicorn's keep-alive timeout"
 
 
 @pytest.fixture(scope="module")
@@ -165,15 +164,7 @@ SLOW_REQUESTS = {
 }
 
 
-@pytest.mark.parametrize(
-    "start",
-    [
-        pytest.param(start, id=kind, marks=[pytest.mark.xfail(strict=True, reason=BODY_408_KEEPS_OPEN)])
-        if kind == "body"
-        else pytest.param(start, id=kind)
-        for kind, start in SLOW_REQUESTS.items()
-    ],
-)
+@pytest.mark.parametrize("start", [pytest.param(start, id=kind) for kind, start in SLOW_REQUESTS.items()])
 async def test_requests_that_never_finish_get_408_and_their_connections_are_closed(
     agent: AgentProcess, http: httpx.AsyncClient, start: bytes
 ) -> None:

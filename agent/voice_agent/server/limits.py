@@ -94,7 +94,7 @@ class BodyLimit:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await _refuse(send, 408, f"request body not received within {self.timeout_s:g} s")
+            await _refuse(send, 408, f"request body not received within {self.timeout_s:g} s", close=True)
             return
         replayed = False
 
@@ -108,13 +108,13 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def _refuse(send: Send, status: int, detail: str, close: bool = False) -> None:
+    """With `close`, the connection ends with the answer: a client that stalled its body must not
+    keep the socket until the keep-alive timeout. (A 413 does not close: the client may still be
+    sending, and closing under it turns the answer into a reset it never reads.)"""
     body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
