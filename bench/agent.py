@@ -298,7 +298,9 @@ def main() -> int:
     ap.add_argument("--barge-ins", type=int, default=15)
     ap.add_argument("--idle", type=int, default=40)
     ap.add_argument("--churn", type=int, default=500)
-    ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20, 30, 40])
+    # On 2 vCPUs the load generator (the product's client, one Python process) needs a whole core by
+    # 30 calls, and then measures itself: larger ladders need a bigger machine. bench.sizing sizes pools.
+    ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20])
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     if args.quick:
