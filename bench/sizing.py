@@ -2,15 +2,17 @@
 
 The capacity figures of `bench.agent` keep a single turn in flight across all calls, which says what
 idle calls cost, not how many real conversations fit. Here N calls talk at once against one real
-agent (offline providers): each call asks a question every 10-20 s (seeded), a share of turns are
-interrupted while the agent talks, and N climbs a ladder until the calls stop sounding right.
+agent (offline providers): each call asks a question every 10-20 s (seeded), one turn in four is
+interrupted while the agent talks, and N climbs a ladder until the calls stop sounding right (it
+stops at the second rung in a row that misses the rule). Every rung gets a fresh agent.
 
 Per N, at the clients: turns attempted / answered / failed (no reply audio within a deadline is a
 failure, never a 0 ms sample), voice-to-voice (end of the user's speech to the first loud reply
 frame), barge-in stop time (speech onset of the interruption to the agent's last loud frame), and
 outbound stalled time: the agent counts late frames but not how late, so stalls are measured where
 they are heard, as the sum of (gap - 20 ms) over inter-frame gaps above 40 ms, as a share of call
-time. At the agent: CPU of its core and late frames.
+time, and the part of it next to loud frames (cut into a reply). At the agent: CPU of its core and
+late frames. The one-call reference asks back to back (a second after each reply) for more samples.
 
 The rule printed (and quoted in docs/performance.md, "Sizing a pool"): the largest N per core at
 which, for it and every smaller N, p95 voice-to-voice stays within TARGETS' rise of the one-call
@@ -18,7 +20,7 @@ value, no turn fails and stalled time stays under TARGETS' share. With two or mo
 pinned to one and this load generator to another, so N is per agent core and the generator's own
 CPU, reported per N, does not steal from the agent.
 
-`python -m bench.sizing [--quick] [--ladder 2 4 8]`; results in bench/results/sizing.json.
+`python -m bench.sizing [--quick] [--ladder 1 2 4 8] [--seconds 90]`; results in bench/results/sizing.json.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiortc.mediastreams import MediaStreamTrack
-
 from bench.agent import AGENT_ENV, END_OF_TURN_MS, speech_bounds
 from bench.common import cpu_seconds, summary, write
 from bench.soak import counter
@@ -54,7 +54,7 @@ TARGETS = {
     "failed_turns": 0,
     "stalled_percent_below": 1.0,
 }
-LADDER = [2, 4, 6, 8, 12, 16, 20]
+LADDER = [1, 2, 4, 6, 8, 12, 16]
 QUESTION_EVERY_S = (10.0, 20.0)
 BARGE_IN_EVERY = 4  # one turn in four is interrupted
 BARGE_IN_AFTER_S = (1.0, 2.5)  # how long the user listens to the reply before speaking over it
@@ -68,6 +68,9 @@ WARMUP_S = 2.0
 FRAME_S = 0.02
 STALL_GAP_S = 0.04  # a gap between received frames above two frame periods is a stall
 KEEP_RECORDING_S = 20.0
+# Other work taking more than this share of the agent's core makes a rung's figures the machine's,
+# not the agent's: flagged, and the rule warns.
+CONTENDED_PERCENT = 10.0
 POLL_S = 0.01
 QUESTIONS = ["what time is it", "what day is it", "hello there", "please help me"]
 STORY = "please tell me a story"
@@ -88,50 +91,38 @@ def utterance(text: str) -> Utterance:
     return Utterance(pcm, rate, onset, len(pcm) / (2 * rate) - end)
 
 
-class StallClock(MediaStreamTrack):
-    """The agent's track as the client reads it, with the time lost to gaps between frames.
+class SizingClient(VoiceClient):
+    """A voice client that adds up the time lost to gaps between the agent's frames as they arrive.
 
-    Timed where the client takes each frame, after its one-frame receive buffer, so a stall is what
-    a listener hears whether it began in the agent, on the wire or in the client.
+    Read from the recording, so a stall is timed where the client takes each frame, after its
+    one-frame receive buffer: what a listener hears, whether it began in the agent, on the wire or
+    in the client. A stall next to a loud frame cut into a reply; one in silence still drains a
+    browser's jitter buffer, which then grows and delays what follows.
     """
 
-    kind = "audio"
-
-    def __init__(self, inner: MediaStreamTrack) -> None:
-        super().__init__()
-        self._inner = inner
-        self._last: float | None = None
-        self.stalled_s = 0.0
-
-    async def recv(self) -> Any:
-        frame = await self._inner.recv()
-        now = time.monotonic()
-        if self._last is not None and now - self._last > STALL_GAP_S:
-            self.stalled_s += now - self._last - FRAME_S
-        self._last = now
-        return frame
-
-
-class SizingClient(VoiceClient):
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.clocks: list[StallClock] = []
+        self.stalled_s = 0.0
+        self.stalled_in_speech_s = 0.0
+        self._counted = 0  # recording frames already looked at
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self.clocks.append(StallClock(track))
-            track = self.clocks[-1]
-        super()._on_track(track)
-
-    @property
-    def stalled_s(self) -> float:
-        return sum(c.stalled_s for c in self.clocks)
+    def count_stalls(self) -> None:
+        frames = self.recording.frames
+        for i in range(max(self._counted, 1), len(frames)):
+            lost = frames[i].at - frames[i - 1].at - FRAME_S
+            if lost > STALL_GAP_S - FRAME_S:
+                self.stalled_s += lost
+                if frames[i].voiced or frames[i - 1].voiced:
+                    self.stalled_in_speech_s += lost
+        self._counted = len(frames)
 
     def trim(self) -> None:
         """A recording is read only near its end; old frames would make every lookup slower."""
-        cut = time.monotonic() - KEEP_RECORDING_S
+        self.count_stalls()
         frames = self.recording.frames
-        self.recording.frames = frames[bisect.bisect_left(frames, cut, key=_at) :]
+        cut = bisect.bisect_left(frames, time.monotonic() - KEEP_RECORDING_S, key=_at)
+        self.recording.frames = frames[cut:]
+        self._counted -= cut
 
 
 def _at(f: ReceivedFrame) -> float:
@@ -254,7 +245,7 @@ class Pace:
 
 
 async def talk(client: SizingClient, tally: Tally, rng: random.Random, pace: Pace, speech: Speech) -> None:
-    next_at = time.monotonic() + rng.uniform(0.0, pace.every_s[1])  # staggered: calls do not start in step
+    next_at = time.monotonic() + rng.uniform(0.0, pace.every_s[0])  # staggered: calls do not start in step
     # Every BARGE_IN_EVERY-th turn is interrupted, from a random start: a few turns per call still
     # get their share, which a coin per turn would leave to luck.
     offset = rng.randrange(BARGE_IN_EVERY)
@@ -308,17 +299,42 @@ class Snapshot:
     metrics: dict[str, float]
     agent_cpu_s: float
     loadgen_cpu_s: float
+    agent_cores_busy_s: float
+    agent_waiting_s: float
     stalled_s: float
+    stalled_in_speech_s: float
 
 
-async def snapshot(url: str, pid: int, clients: Sequence[SizingClient]) -> Snapshot:
+async def snapshot(url: str, pid: int, cpus: set[int], clients: Sequence[SizingClient]) -> Snapshot:
+    for c in clients:
+        c.count_stalls()
     return Snapshot(
         time.monotonic(),
         await scrape(url),
         cpu_seconds(pid),
         cpu_seconds(os.getpid()),
+        busy_seconds(cpus),
+        waiting_seconds(pid),
         sum(c.stalled_s for c in clients),
+        sum(c.stalled_in_speech_s for c in clients),
     )
+
+
+def busy_seconds(cpus: set[int]) -> float:
+    """Time these CPUs spent on any work (a hypervisor's steal included): what is not the agent's
+    own is other work on the machine competing for the agent's core."""
+    ticks = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            ticks += user + nice + system + irq + softirq + steal
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def waiting_seconds(pid: int) -> float:
+    """Time the agent's event-loop thread was ready to run but not running (kernel schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 async def connected(url: str) -> SizingClient:
@@ -341,14 +357,14 @@ async def measure(
 ) -> dict[str, Any]:
     """`calls` calls against a fresh agent; figures over `seconds` (or until every turn is done)."""
     with running_agent(tmp, voice_max_sessions=str(calls + 1), **AGENT_ENV) as agent:
-        if cores is not None:
-            pin(agent.proc.pid, cores.agent)
+        agent_cpus = cores.agent if cores is not None else os.sched_getaffinity(0)
+        pin(agent.proc.pid, agent_cpus)
         clients = list(await asyncio.gather(*(connected(agent.url) for _ in range(calls))))
         trimmer = asyncio.create_task(trimming(clients))
         tally = Tally()
         try:
             await asyncio.sleep(WARMUP_S)  # every stream at steady state before the window opens
-            before = await snapshot(agent.url, agent.proc.pid, clients)
+            before = await snapshot(agent.url, agent.proc.pid, agent_cpus, clients)
             if seconds is not None:
                 pace = Pace(pace.every_s, before.at + seconds, pace.turns)
             rngs = [random.Random(f"{seed}/{calls}/{i}") for i in range(calls)]
@@ -356,7 +372,7 @@ async def measure(
                 *(talk(c, tally, r, pace, speech) for c, r in zip(clients, rngs, strict=True))
             )
             await asyncio.wait([talking], timeout=seconds)
-            after = await snapshot(agent.url, agent.proc.pid, clients)
+            after = await snapshot(agent.url, agent.proc.pid, agent_cpus, clients)
             await talking
         finally:
             trimmer.cancel()
@@ -384,8 +400,20 @@ def figures(calls: int, tally: Tally, before: Snapshot, after: Snapshot) -> dict
         "voice_to_voice_ms": summary(tally.voice_to_voice_ms),
         "barge_in_ms": summary(tally.barge_in_ms),
         "agent_cpu_percent": round(100 * (after.agent_cpu_s - before.agent_cpu_s) / elapsed, 1),
+        "other_work_on_agent_core_percent": round(
+            100
+            * (after.agent_cores_busy_s - before.agent_cores_busy_s - after.agent_cpu_s + before.agent_cpu_s)
+            / elapsed,
+            1,
+        ),
+        "agent_loop_waiting_percent": round(
+            100 * (after.agent_waiting_s - before.agent_waiting_s) / elapsed, 1
+        ),
         "loadgen_cpu_percent": round(100 * (after.loadgen_cpu_s - before.loadgen_cpu_s) / elapsed, 1),
         "stalled_percent": round(100 * (after.stalled_s - before.stalled_s) / (calls * elapsed), 3),
+        "stalled_in_speech_percent": round(
+            100 * (after.stalled_in_speech_s - before.stalled_in_speech_s) / (calls * elapsed), 3
+        ),
         "late_frames_percent": round(
             100 * delta("voice_output_late_frames_total") / max(delta("voice_output_frames_total"), 1), 3
         ),
@@ -460,18 +488,25 @@ def _p(s: dict[str, float], parts: Sequence[str] = ("p50", "p95", "p99")) -> str
 def row(r: dict[str, Any]) -> str:
     t = r["turns"]
     verdict = "" if "shortfalls" not in r else " | " + ("; ".join(r["shortfalls"]) or "pass")
+    if contended(r):
+        verdict += " (contended)"
     return (
         f"| {r['calls']} | {r['turns_per_s']} | {t['attempted']} / {t['answered']} / {t['failed']}"
         f" | {_p(r['voice_to_voice_ms'])} | {_p(r['barge_in_ms'], ('p50', 'p95'))}"
-        f" | {r['agent_cpu_percent']} | {r['loadgen_cpu_percent']} | {r['stalled_percent']}"
+        f" | {r['agent_cpu_percent']} (+{r['other_work_on_agent_core_percent']})"
+        f" | {r['loadgen_cpu_percent']} | {r['stalled_percent']} ({r['stalled_in_speech_percent']})"
         f" | {r['late_frames_percent']}{verdict} |"
     )
 
 
+def contended(r: dict[str, Any]) -> bool:
+    return bool(r["other_work_on_agent_core_percent"] > CONTENDED_PERCENT)
+
+
 HEADER = (
     "| calls | turns/s | turns attempted / answered / failed | voice-to-voice p50 / p95 / p99 ms"
-    " | barge-in stop p50 / p95 ms | agent CPU % | load generator CPU % | stalled % | late frames %"
-    " | verdict |\n|" + "---|" * 10
+    " | barge-in stop p50 / p95 ms | agent CPU % (+ other work on its core) | load generator CPU %"
+    " | stalled % (in speech) | late frames % | verdict |\n|" + "---|" * 10
 )
 
 
@@ -492,14 +527,14 @@ def rule(res: dict[str, Any]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="two short rungs, for a smoke run")
+    ap.add_argument("--quick", action="store_true", help="one short rung, for a smoke run (about a minute)")
     ap.add_argument("--ladder", type=int, nargs="+", default=LADDER, help="numbers of concurrent calls")
     ap.add_argument("--seconds", type=float, default=90.0, help="measured window per rung")
-    ap.add_argument("--baseline-turns", type=int, default=30, help="turns of the one-call reference")
+    ap.add_argument("--baseline-turns", type=int, default=20, help="turns of the one-call reference")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     if args.quick:
-        args.ladder, args.seconds, args.baseline_turns = [2, 4], 15.0, 4
+        args.ladder, args.seconds, args.baseline_turns = [4], 20.0, 4
     cores = Cores.split()
     if cores is not None:
         pin(os.getpid(), cores.loadgen)
@@ -513,6 +548,11 @@ def main() -> int:
         print(row(r))
     res["rule"] = rule(res)
     print(f"sizing rule: {res['rule']}")
+    if any(contended(r) for r in [res["one_call"], *res["ladder"]]):
+        print(
+            f"warning: in a rung marked contended, other work took over {CONTENDED_PERCENT:.0f} % of the"
+            " agent's core: its figures are the machine's, not the agent's"
+        )
     print(f"results: {write('sizing', res)}")
     missed = res["one_call_overhead_p95_ms"] > TARGETS["one_call_overhead_p95_ms"]
     if missed:
