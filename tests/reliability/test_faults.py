@@ -65,10 +65,16 @@ async def released(url: str) -> bool:
 
 
 async def connected(url: str) -> VoiceClient:
+    """A call whose media is up on both ends: the agent says "listening" once its side connects.
+
+    The client's side can connect first; a turn sent before the agent's media is live is answered as
+    for a text-only client (the turn ends at the last word), and a TTS failure then comes after it.
+    """
     client = VoiceClient(url)
     await client.create_session()
     await client.connect()
     await client.wait_media()
+    await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "listening", timeout=10)
     return client
 
 
