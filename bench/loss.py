@@ -63,6 +63,10 @@ PHRASES = [
     "i am looking for a hotel",
     "i want to speak to someone",
 ]
+# The browser-like sender is also measured this far into a call (lossy silence before the phrase),
+# by when the agent's receiver reports have turned its FEC on: the steady state of a lossy call.
+SETTLED_S = 2.0
+SETTLED_RATES = [10, 20]  # random loss
 FINAL_WAIT_S = 15.0  # after the phrase's last voiced frame went out
 COUNTERS = ("voice_inbound_concealed_frames_total", "voice_inbound_overflow_frames_total")
 FRAME_S = 0.02
@@ -73,14 +77,19 @@ class Point:
     pattern: LossPattern
     sender: SenderSpec
     runs: int
+    lead_s: float = 0.0  # lossy silence sent before the phrase
 
     @property
     def loss_percent(self) -> int:
         return round(self.pattern.rate * 100)
 
     @property
+    def label(self) -> str:
+        return self.sender.name + (f", {self.lead_s:g} s in" if self.lead_s else "")
+
+    @property
     def key(self) -> tuple[str, str, int]:
-        return (self.sender.name, self.pattern.kind if self.loss_percent else "none", self.loss_percent)
+        return (self.label, self.pattern.kind if self.loss_percent else "none", self.loss_percent)
 
 
 @functools.cache
@@ -94,7 +103,7 @@ def score(phrase: str, heard: str) -> float:
     return max(overlap(phrase, heard), overlap(clean_hearing(phrase), heard))
 
 
-async def one_run(url: str, point: Point, index: int, lead_s: float) -> dict[str, Any]:
+async def one_run(url: str, point: Point, index: int) -> dict[str, Any]:
     phrase = PHRASES[index % len(PHRASES)]
     seed = f"{point.pattern.kind}/{point.loss_percent}/{index}"
     pcm, rate = synth(phrase)
@@ -102,6 +111,7 @@ async def one_run(url: str, point: Point, index: int, lead_s: float) -> dict[str
     sender = OpusSender(point.sender)
     uplink = LossyUplink(point.pattern.losses(seed))
     client = SpeakingClient(url, sender, uplink)
+    lead_s = point.lead_s
     if lead_s:
         client.say(bytes(round(lead_s * rate) * 2), rate)
     uid = client.say(pcm, rate)
@@ -139,15 +149,16 @@ async def one_run(url: str, point: Point, index: int, lead_s: float) -> dict[str
         "voiced_fec": sum(1 for i in sender.lbrr_frames if first <= i < last),
         # When libopus was first told to expect loss, in ms from the speech onset (negative: before).
         "fec_from_onset_ms": None if fec_from is None else round((fec_from - first) * FRAME_S * 1000),
+        "fec_from_first_packet": fec_from == 0,
     }
 
 
-async def run_point(url: str, point: Point, parallel: int, lead_s: float) -> dict[str, Any]:
+async def run_point(url: str, point: Point, parallel: int) -> dict[str, Any]:
     slots = asyncio.Semaphore(parallel)
 
     async def guarded(i: int) -> dict[str, Any]:
         async with slots:
-            return await one_run(url, point, i, lead_s)
+            return await one_run(url, point, i)
 
     before = await scrape(url)
     t0 = time.monotonic()
@@ -164,6 +175,7 @@ async def run_point(url: str, point: Point, parallel: int, lead_s: float) -> dic
         "sender": sender,
         "pattern": pattern,
         "loss_percent": loss,
+        "lead_s": point.lead_s,
         "runs": len(runs),
         "understood": understood,
         "understood_percent": round(100 * understood / len(runs), 1),
@@ -177,6 +189,7 @@ async def run_point(url: str, point: Point, parallel: int, lead_s: float) -> dic
         "voiced_with_fec_percent": round(100 * sum(r["voiced_fec"] for r in runs) / max(voiced, 1), 1),
         "fec_from_onset_ms_p50": statistics.median(fec_from) if fec_from else None,
         "runs_without_fec": point.runs - len(fec_from),
+        "fec_from_first_packet": all(r["fec_from_first_packet"] for r in runs),
         "agent": {name: after.get(name, 0.0) - before.get(name, 0.0) for name in COUNTERS},
         "seconds": round(elapsed, 1),
         "detail": runs,
@@ -200,6 +213,9 @@ def grid(args: argparse.Namespace) -> list[Point]:
         for rate in args.rates:
             pattern = LossPattern(kind, rate / 100, args.burst)
             points += [Point(pattern, s, args.runs) for s in SENDERS.values()]
+    points += [
+        Point(LossPattern("random", r / 100), BROWSER, args.runs, SETTLED_S) for r in args.settled_rates
+    ]
     return points
 
 
@@ -210,9 +226,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d, running_agent(Path(d), **AGENT_ENV) as agent:
         warm = Point(LossPattern("random", 0.0), FEC_ALWAYS, args.parallel)
-        await run_point(agent.url, warm, args.parallel, args.lead_ms / 1000)  # not counted
+        await run_point(agent.url, warm, args.parallel)  # not counted
         for i, point in enumerate(points, 1):
-            res = await run_point(agent.url, point, args.parallel, args.lead_ms / 1000)
+            res = await run_point(agent.url, point, args.parallel)
             out.append(res)
             print(f"  [{i}/{len(points)}] {row(res)}", flush=True)
     return {
@@ -221,7 +237,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "voice": "slt",
         "understood_at": UNDERSTOOD_AT,
         "burst_mean_packets": args.burst,
-        "lead_ms": args.lead_ms,
         "parallel_calls": args.parallel,
         "senders": {s.name: s.description for s in SENDERS.values()},
     }
@@ -237,6 +252,8 @@ def row(p: dict[str, Any]) -> str:
     target = f">= {p['target_percent']:g} %" if p["target_percent"] is not None else "-"
     fec_from = p["fec_from_onset_ms_p50"]
     fec = "-" if fec_from is None else f"{fec_from:+.0f} ms"
+    if p["fec_from_first_packet"]:
+        fec = "first packet"
     if p["runs_without_fec"]:
         fec += f" ({p['runs_without_fec']} runs never)"
     repaired = int(p["agent"]["voice_inbound_concealed_frames_total"])
@@ -246,6 +263,11 @@ def row(p: dict[str, Any]) -> str:
         f" ({p['understood_percent']:g} %; {low:g}-{high:g}) | {target} | {p['measured_loss_percent']} % |"
         f" {p['voiced_with_fec_percent']} % | {fec} | {repaired} / {p['packets_lost']} |"
     )
+
+
+def report(res: dict[str, Any]) -> str:
+    """The results as a markdown table, as printed and as docs/reliability.md shows it."""
+    return "\n".join([HEADER, *(row(p) for p in res["points"])])
 
 
 def shortfalls(points: list[dict[str, Any]]) -> list[str]:
@@ -268,17 +290,27 @@ def main() -> int:
     ap.add_argument("--patterns", nargs="+", default=PATTERNS, choices=PATTERNS)
     ap.add_argument("--burst", type=float, default=BURST, help="mean burst length (packets), bursty")
     ap.add_argument("--parallel", type=int, default=2, help="calls at once")
-    ap.add_argument("--lead-ms", type=int, default=0, help="silence sent before each phrase")
+    ap.add_argument(
+        "--settled-rates",
+        type=int,
+        nargs="*",
+        default=SETTLED_RATES,
+        help=f"random loss percentages at which the browser-like sender also speaks {SETTLED_S:g} s in",
+    )
     args = ap.parse_args()
     if args.quick:
-        args.runs, args.clean_runs, args.rates, args.patterns = 4, 2, [10], ["random"]
+        args.runs, args.clean_runs, args.rates, args.patterns, args.settled_rates = (
+            4,
+            2,
+            [10],
+            ["random"],
+            [10],
+        )
     started = time.monotonic()
     res = asyncio.run(run(args))
     res["mode"] = "quick" if args.quick else "full"
     res["seconds"] = round(time.monotonic() - started)
-    print(HEADER)
-    for p in res["points"]:
-        print(row(p))
+    print(report(res))
     print(f"{res['seconds']} s; results: {write('loss', res)}")
     missed = shortfalls(res["points"])
     for line in missed:
