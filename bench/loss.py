@@ -255,7 +255,8 @@ def row(p: dict[str, Any]) -> str:
     if p["fec_from_first_packet"]:
         fec = "first packet"
     if p["runs_without_fec"]:
-        fec += f" ({p['runs_without_fec']} runs never)"
+        n = p["runs_without_fec"]
+        fec += f" ({n} run{'' if n == 1 else 's'} never)"
     repaired = int(p["agent"]["voice_inbound_concealed_frames_total"])
     low, high = p["understood_95ci_percent"]
     return (
