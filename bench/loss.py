@@ -9,9 +9,10 @@ understood when the agent's final transcript holds at least UNDERSTOOD_AT of the
 (judged as tests/support/speech.py's `sounds_like` judges: the phrase, or what the recognizer hears
 in a loss-free synthesis of it, whichever is kinder). A run that fails in any way, no transcript
 included, is a counted miss. The two senders (bench/sender.py) see the same loss sequences and
-phrases run for run. Besides intelligibility, each point reports the loss measured, how many of the
-phrase's voiced packets carried in-band FEC, and what the agent says it repaired
-(`voice_inbound_concealed_frames_total`, `voice_inbound_overflow_frames_total`).
+phrases run for run; the browser-like one is also measured SETTLED_S into a lossy call, when the
+agent's reports have turned its FEC on. Besides intelligibility, each point reports the loss
+measured, how many of the phrase's voiced packets carried in-band FEC, and what the agent says it
+repaired (`voice_inbound_concealed_frames_total`, `voice_inbound_overflow_frames_total`).
 
 `python -m bench.loss [--quick] [--runs N] [--parallel N]`; results in bench/results/loss.json.
 Exits 1 when a point with a target falls short of it.
@@ -100,6 +101,7 @@ def clean_hearing(phrase: str) -> str:
 
 
 def score(phrase: str, heard: str) -> float:
+    """`sounds_like(phrase, heard)`, with its clean reference from `clean_hearing`."""
     return max(overlap(phrase, heard), overlap(clean_hearing(phrase), heard))
 
 

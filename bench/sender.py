@@ -2,7 +2,8 @@
 or like today's Python client, over a network that loses packets by a seeded pattern.
 
 The encoders are libopus driven directly (the copy PyAV bundles), not the agent's encoder: what is
-measured is the agent's receive path, so the sender must not share its code or its assumptions.
+measured is how the agent's receive path copes with what senders really send, so the encoding must
+not come from the code under test (pacing, signaling and finding the library are the test client's).
 PyAV is not enough here either, because it applies encoder options only when the codec is opened,
 and a browser changes its loss setting mid-call.
 
