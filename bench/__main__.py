@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench import targets
+from bench import report, targets
 
 HERE = Path(__file__).parent
-SKIP = {"__init__", "__main__", "common", "ab", "targets"}  # ab compares two commits: run it by hand
+# Not benchmarks: plumbing, the probe and sender they use, and ab (compares two commits; run by hand).
+SKIP = {"__init__", "__main__", "common", "ab", "targets", "report", "probe", "sender"}
 
 
 def modules() -> list[str]:
@@ -40,6 +41,9 @@ def main(argv: list[str]) -> int:
             failed.append(name)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    print("==> the docs' figures, rewritten from bench/results/ (bench.report)", flush=True)
+    for block in report.sync():
+        print(f"rewritten: {block}", flush=True)
     print("==> targets (bench/targets.py) against bench/results/", flush=True)
     missed = targets.report()
     return 1 if failed or missed else 0

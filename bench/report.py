@@ -210,6 +210,32 @@ def readme_block(results: Path) -> str:
                 f"{resume['p50']:.1f} / {resume['p95']:.1f} ms (n={resume['n']})",
             ]
         )
+    loss_path = results / "loss.json"
+    if loss_path.exists():
+        points = load("loss", results)["points"]
+
+        def understood(sender: str, lead: float) -> str:
+            p = next(
+                (
+                    p
+                    for p in points
+                    if p["sender"].startswith(sender)
+                    and p["pattern"] == "random"
+                    and p["loss_percent"] == 10
+                    and p.get("lead_s", 0.0) == lead
+                ),
+                None,
+            )
+            return "not measured" if p is None else f"{p['understood']}/{p['runs']}"
+
+        rows.append(
+            [
+                "Phrases understood at 10 % random uplink loss: browser-like sender from its first word"
+                " / 2 s into the call / FEC from the first packet",
+                f"{understood('browser-like', 0.0)} / {understood('browser-like', 2.0)}"
+                f" / {understood('fec-always', 0.0)}",
+            ]
+        )
     m = agent["machine"]
     commit = agent["commit"][:10]
     note = f"_{m['cpus']} vCPU {m['cpu_model']}; from `bench/results/` (`make bench`), commit `{commit}`._"
@@ -329,7 +355,15 @@ def soak_block(results: Path) -> str:
     return table(head, [list(r) for r in rows_of(d)]) + "\n\n" + provenance("soak", d)
 
 
+def loss_block(results: Path) -> str:
+    from bench.loss import report  # the benchmark's own table, not a copy
+
+    d = load("loss", results)
+    return report(d) + "\n\n" + provenance("loss", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
+    "loss": loss_block,
     "agent": agent_block,
     "agent-capacity": capacity_block,
     "ab-architecture": ab_block("architecture"),
