@@ -504,7 +504,7 @@ def row(r: dict[str, Any]) -> list[str]:
         f"{t['attempted']} / {t['answered']} / {t['failed']}",
         _p(r["voice_to_voice_ms"]),
         _p(r["barge_in_ms"], ("p50", "p95")),
-        f"{r['agent_cpu_percent']:g} % (+{r['other_work_on_agent_core_percent']:g} %)",
+        f"{r['agent_cpu_percent']:g} % ({r['other_work_on_agent_core_percent']:+g} %)",
         f"{r['loadgen_cpu_percent']:g} %",
         f"{r['stalled_percent']:g} %",
         f"{r['stalled_at_client_percent']:g} % ({r['stalled_in_speech_at_client_percent']:g} %)",
@@ -547,8 +547,8 @@ def rule(res: dict[str, Any]) -> str:
     top = max(r["calls"] for r in res["ladder"])
     bound = f"at least {n} (the ladder ended there)" if n == top else str(n)
     return (
-        f"{bound} calls per agent core with offline providers (p95 voice-to-voice within "
-        f"+{TARGETS['voice_to_voice_p95_rise_ms']:g} ms of one call's "
+        f"{bound} call{'' if n == 1 else 's'} per agent core with offline providers (p95 voice-to-voice"
+        f" within +{TARGETS['voice_to_voice_p95_rise_ms']:g} ms of one call's "
         f"{res['one_call']['voice_to_voice_ms']['p95']:.0f} ms, no failed turn, stalled at the agent "
         f"< {TARGETS['stalled_percent_below']:g} %; each call asks every {QUESTION_EVERY_S[0]:g}-"
         f"{QUESTION_EVERY_S[1]:g} s)"
