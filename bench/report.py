@@ -355,6 +355,13 @@ def soak_block(results: Path) -> str:
     return table(head, [list(r) for r in rows_of(d)]) + "\n\n" + provenance("soak", d)
 
 
+def sizing_block(results: Path) -> str:
+    from bench.sizing import report  # the benchmark's own table and rule, not a copy
+
+    d = load("sizing", results)
+    return report(d) + "\n\n" + provenance("sizing", d)
+
+
 def loss_block(results: Path) -> str:
     from bench.loss import report  # the benchmark's own table, not a copy
 
@@ -364,6 +371,7 @@ def loss_block(results: Path) -> str:
 
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "loss": loss_block,
+    "sizing": sizing_block,
     "agent": agent_block,
     "agent-capacity": capacity_block,
     "ab-architecture": ab_block("architecture"),
