@@ -20,8 +20,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import webrtcvad
 
@@ -51,13 +52,18 @@ def speech_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
     return voiced[0] / (2 * rate), (voiced[-1] + step) / (2 * rate)
 
 
-async def first_voiced_after(client: VoiceClient, t: float, timeout: float = 15.0) -> float:
+async def heard_after(find: Callable[[float], float | None], t: float, timeout: float) -> float:
+    """When `find` (a recording's first loud frame at or after t) first has an answer."""
     deadline = time.monotonic() + timeout
-    while (at := client.recording.first_voiced_after(t)) is None:
+    while (at := find(t)) is None:
         if time.monotonic() > deadline:
             raise TimeoutError("no reply audio")
         await asyncio.sleep(0.005)
     return at
+
+
+async def first_voiced_after(client: VoiceClient, t: float, timeout: float = 15.0) -> float:
+    return await heard_after(client.recording.first_voiced_after, t, timeout)
 
 
 async def connected_client(url: str, record: bool = True) -> VoiceClient:
@@ -68,27 +74,19 @@ async def connected_client(url: str, record: bool = True) -> VoiceClient:
     return client
 
 
-async def turn_done(client: VoiceClient, mark: int) -> None:
+class Events(Protocol):
+    """What the product's client and the probe both offer: a bounded wait for an agent event."""
+
+    async def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float, after: int = 0
+    ) -> dict[str, Any]: ...
+
+
+async def turn_done(client: Events, mark: int) -> None:
     await client.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
     await client.wait_for(
         lambda e: e["type"] == "status" and e["processing"] == "listening", timeout=30, after=mark
     )
-
-
-async def spoken_turn_done(probe: Probe, mark: int) -> None:
-    await probe.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
-    await probe.wait_for(
-        lambda e: e["type"] == "status" and e["processing"] == "listening", timeout=30, after=mark
-    )
-
-
-async def first_loud_after(probe: Probe, t: float, timeout: float = 15.0) -> float:
-    deadline = time.monotonic() + timeout
-    while (at := probe.ear.first_loud_after(t)) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError("no reply audio")
-        await asyncio.sleep(0.005)
-    return at
 
 
 def frames_of(pcm: bytes, rate: int) -> int:
@@ -110,9 +108,9 @@ async def latency(url: str, turns: int) -> dict[str, Any]:
             uid = probe.say(pcm, rate)
             try:
                 end = (await probe.sent(uid, last_voiced + 1))[last_voiced]  # the user stopped speaking
-                heard = await first_loud_after(probe, end)
+                heard = await heard_after(probe.ear.first_loud_after, end, 15.0)
                 m = await probe.wait_for(lambda e: e["type"] == "metrics", timeout=30, after=mark)
-                await spoken_turn_done(probe, mark)
+                await turn_done(probe, mark)
             except TimeoutError as exc:
                 failed += 1
                 print(f"  turn {i + 1}/{turns}: FAILED ({exc})", flush=True)
@@ -156,7 +154,7 @@ async def barge_in(url: str, trials: int) -> dict[str, Any]:
                 mark = len(probe.events)
                 uid = probe.say(hello, rate)
                 sent = await probe.sent(uid, frames_of(hello, rate))
-                await spoken_turn_done(probe, mark)
+                await turn_done(probe, mark)
             except TimeoutError as exc:
                 failed += 1
                 print(f"  barge-in {i + 1}/{trials}: FAILED ({exc})", flush=True)

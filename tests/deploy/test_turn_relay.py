@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.deploy.coturn import TurnServer, allocate_error_code, running_turnserver
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.speech import overlap, synth
+from voice_agent.media.ice import selected_pair
 from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -42,16 +42,6 @@ def candidate_types(sdp: str) -> list[str]:
     return re.findall(r"^a=candidate:.* typ (\w+)", sdp, flags=re.MULTILINE)
 
 
-def selected_pair(client: VoiceClient) -> Any:
-    """The nominated pair of the client's ICE connection.
-
-    aiortc has no public accessor for it, so this reads aioice's state (read only, nothing patched).
-    """
-    assert client.pc is not None
-    ice = client.pc.getTransceivers()[0].receiver.transport.transport
-    return ice._connection._nominated.get(1)
-
-
 async def test_relay_only_call_through_coturn(relay_agent: AgentProcess, turn: TurnServer) -> None:
     client = VoiceClient(relay_agent.url, relay_only=True)
     try:
@@ -63,10 +53,11 @@ async def test_relay_only_call_through_coturn(relay_agent: AgentProcess, turn: T
 
         answer = next(e for e in client.events if e["type"] == "answer")
         assert candidate_types(answer["sdp"]) == ["relay"], answer["sdp"]
-        pair = selected_pair(client)
+        pair = selected_pair(client.pc)
         assert pair is not None
-        assert (pair.local_candidate.type, pair.remote_candidate.type) == ("relay", "relay")
-        assert pair.remote_candidate.host == "127.0.0.1"
+        local, remote = pair
+        assert (local.type, remote.type) == ("relay", "relay")
+        assert remote.host == "127.0.0.1"
 
         # Audio both ways over the relay: speech in, transcript and spoken reply out.
         pcm, rate = synth("hello, what time is it")

@@ -190,7 +190,7 @@ class Peer:
                 ErrorCode.INVALID_SDP, f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
         sdp = advertise_inband_fec(str(self.pc.localDescription.sdp))
-        if self._host_candidates is not None:
+        if self._host_candidates is not None and self._host_candidates.announced is not None:
             sdp = self._host_candidates.announce(sdp, self._gathered_hosts())
         return sdp
 
