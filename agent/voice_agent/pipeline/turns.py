@@ -78,6 +78,10 @@ class TurnTracker:
                     self._end(active, text)
                 elif not text:
                     self._end(active, active.full_text())
+                else:
+                    # Every sentence may have played out before the stream ended (the last tokens
+                    # added no sentence): then no later audio or running-dry report would end it.
+                    self._end_if_played(active)
             case PlayedFrame(index=index, nbytes=nbytes):
                 # Played audio never ends a turn here (the track's running-dry report does), so
                 # the track is never interrupted from inside its own send loop.
