@@ -47,6 +47,7 @@ from typing import Any
 from bench.agent import AGENT_ENV, END_OF_TURN_MS, speech_bounds
 from bench.common import cpu_seconds, summary, write
 from bench.soak import counter
+from bench.targets import limit
 from tests.support.procs import running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
@@ -54,7 +55,8 @@ from voice_agent.settings import load_settings
 from voice_agent.testing.client import ReceivedFrame, Recording, VoiceClient
 
 TARGETS = {
-    "one_call_overhead_p95_ms": 150.0,  # voice-to-voice minus the end-of-turn silence, one call
+    # voice-to-voice minus the end-of-turn silence, one call; bench/targets.py checks the kept result
+    "one_call_overhead_p95_ms": limit("sizing", "one_call_overhead_p95_ms"),
     "voice_to_voice_p95_rise_ms": 150.0,  # over the one-call p95
     "failed_turns": 0,
     "stalled_percent_below": 1.0,
