@@ -6,8 +6,8 @@ one short phrase from its first packet on (what a user does who talks as the cal
 network that turns lossy as they start), while its uplink loses RTP packets by a seeded pattern,
 random (Bernoulli) or bursty (Gilbert-Elliott), at 0 / 5 / 10 / 20 / 30 %. The run counts as
 understood when the agent's final transcript holds at least UNDERSTOOD_AT of the phrase's words
-(judged as tests/support/speech.py's `sounds_like` judges: the phrase, or what the recognizer hears
-in a loss-free synthesis of it, whichever is kinder). A run that fails in any way, no transcript
+(tests/support/speech.py's `sounds_like`: the phrase, or what the recognizer hears in a loss-free
+synthesis of it, whichever is kinder). A run that fails in any way, no transcript
 included, is a counted miss. The two senders (bench/sender.py) see the same loss sequences and
 phrases run for run; the browser-like one is also measured SETTLED_S into a lossy call, when the
 agent's reports have turned its FEC on. Besides intelligibility, each point reports the loss
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import math
 import statistics
 import sys
@@ -39,7 +38,7 @@ from bench.targets import TARGETS, values_at
 from tests.support import waits
 from tests.support.procs import running_agent
 from tests.support.prom import scrape
-from tests.support.speech import overlap, synth, transcribe
+from tests.support.speech import clean_hearing, sounds_like, synth
 
 UNDERSTOOD_AT = 0.75  # share of the phrase's words the final transcript must hold
 BURST = 2.5  # mean packets lost in a row, bursty pattern
@@ -92,18 +91,6 @@ class Point:
         return (self.label, self.pattern.kind if self.loss_percent else "none", self.loss_percent)
 
 
-@functools.cache
-def clean_hearing(phrase: str) -> str:
-    """sounds_like's second reference, transcribed once per phrase rather than once per run (a
-    recognizer is loaded for each transcription)."""
-    return transcribe(*synth(phrase))
-
-
-def score(phrase: str, heard: str) -> float:
-    """`sounds_like(phrase, heard)`, with its clean reference from `clean_hearing`."""
-    return max(overlap(phrase, heard), overlap(clean_hearing(phrase), heard))
-
-
 async def one_run(url: str, point: Point, index: int) -> dict[str, Any]:
     phrase = PHRASES[index % len(PHRASES)]
     seed = f"{point.pattern.kind}/{point.loss_percent}/{index}"
@@ -131,7 +118,7 @@ async def one_run(url: str, point: Point, index: int) -> dict[str, Any]:
     finally:
         await client.close()
     heard = " ".join(str(e["text"]) for e in client.events if e["type"] == "transcript" and e["final"])
-    judged = score(phrase, heard)
+    judged = sounds_like(phrase, heard)
     # The phrase's voiced packets, by index in sending order (one packet per 20 ms frame).
     first = math.floor((lead_s + onset_s) / FRAME_S)
     last = math.ceil((lead_s + end_s) / FRAME_S)
@@ -234,7 +221,7 @@ def grid(args: argparse.Namespace) -> list[Point]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     points = grid(args)
     for phrase in {PHRASES[i % len(PHRASES)] for i in range(max(p.runs for p in points))}:
-        clean_hearing(phrase)
+        clean_hearing(phrase)  # each phrase's clean reference once, before any call is timed
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d, running_agent(Path(d), **AGENT_ENV) as agent:
         warm = Point(LossPattern("random", 0.0), FEC_ALWAYS, args.parallel)
