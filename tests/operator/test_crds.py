@@ -80,7 +80,7 @@ def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
     assert errors == []
     spec = stored["spec"]
     assert spec["replicas"] == {"min": 1, "max": 10}
-    assert spec["sessionsPerAgent"] == 4
+    assert spec["sessionsPerAgent"] == 2
     assert spec["bufferSessions"] == 0
     assert spec["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
     assert spec["service"] == {

@@ -16,7 +16,7 @@ def test_minimal_pool_gets_the_documented_defaults() -> None:
     assert (spec.min_replicas, spec.max_replicas, spec.sessions_per_agent, spec.buffer_sessions) == (
         1,
         10,
-        4,
+        2,
         0,
     )
     assert (spec.cpu, spec.memory) == ("1", "2Gi")

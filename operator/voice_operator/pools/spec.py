@@ -196,7 +196,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     max_r = _int(replicas.get("max"), "spec.replicas.max", 10)
     if min_r < 1 or min_r > max_r:
         raise SpecError("replicas.min must be >= 1 and <= replicas.max")
-    spa = _int(raw.get("sessionsPerAgent"), "spec.sessionsPerAgent", 4)
+    spa = _int(raw.get("sessionsPerAgent"), "spec.sessionsPerAgent", 2)
     if spa <= 0:
         raise SpecError("sessionsPerAgent must be greater than 0")
     buffer = raw.get("bufferSessions", 0)
