@@ -9,7 +9,7 @@ export UV_PYTHON := $(shell command -v $(PY) || command -v python3)
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: run test bench setup setup-run setup-test lint typecheck pytest frontend frontend-test e2e manifests docker clean
+.PHONY: run test bench eval setup setup-run setup-test lint typecheck pytest frontend frontend-test e2e manifests docker clean
 
 $(UV):
 	$(PY) -m venv .tools
@@ -57,6 +57,10 @@ test: setup-test lint typecheck frontend frontend-test pytest
 
 bench: setup-test frontend
 	$(BIN)/python -m bench
+
+# Turn taking and recognition with several synthetic voices (docs/performance.md); also part of `make bench`.
+eval: setup-test
+	$(BIN)/python -m bench turntaking recognition
 
 manifests: setup
 	scripts/render-manifests.sh
