@@ -1,0 +1,210 @@
+/**
+ * What the ear hears: voice-to-voice and barge-in timed inside the page (support/ear.ts), for
+ * `bench/browser.py` and docs/performance.md. Not a test: nothing here asserts a target.
+ *
+ * Each run is a fresh page (new context, new session) against one agent process. Per run: TURNS
+ * questions, each timed from the end of the user's speech on the microphone tap to the first sound
+ * of the reply on the remote tap; then BARGE_INS interruptions, each spoken once a story has been
+ * playing for a second and timed from its speech onset to the last sound of the agent before the
+ * user stopped talking. A turn with no reply, or a barge-in the agent was not speaking for or did
+ * not stop for, is a counted failure with its reason, never a time.
+ *
+ * `npm run e2e:ear` (build first: `npm run build`); RUNS, TURNS, BARGE_INS set the counts, EAR_OUT
+ * the JSON's path. Every VOICE_* variable in the environment is passed to the agent, so one
+ * configuration or another is measured by the same script.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AgentProcess, FRONTEND_DIR, freshOutputDir, requireDist } from './support/agent';
+import { expectMediaOnLoopback, launchChromium, observePeers } from './support/browser';
+import { waitConnected } from './support/dashboard';
+import {
+  type ClockReading,
+  type ContextInfo,
+  Ear,
+  type ReceiverReading,
+  firstLoud,
+  lastLoud,
+  latest,
+  loudTimes,
+} from './support/ear';
+import { freePort } from './support/ports';
+import { speechWav } from './support/speech';
+import { pollUntil } from './support/wait';
+
+const RUNS = Number(process.env.RUNS ?? 5);
+const TURNS = Number(process.env.TURNS ?? 6);
+const BARGE_INS = Number(process.env.BARGE_INS ?? 3);
+const OUT_FILE = process.env.EAR_OUT ?? resolve(FRONTEND_DIR, 'test-results/ear/ear.json');
+
+const PHRASES = {
+  question: 'what time is it',
+  story: 'please tell me a story',
+  interruption: 'wait, what time is it',
+};
+/** The agent's audio is over when it has been silent this long after the page says listening. */
+const QUIET_S = 0.6;
+/** How long the story plays (its sound, on the remote tap) before the user interrupts it. */
+const STORY_HEARD_S = 1.0;
+/** A reply, or the story, not heard within this is a failed turn. */
+const REPLY_TIMEOUT_MS = 15_000;
+/** The agent still sounding this close to the end of the interruption never stopped for it. */
+const STILL_TALKING_S = 0.04;
+
+interface Turn {
+  voiceToVoiceMs?: number;
+  /** The reply began before the user's speech ended (it talked over the user). */
+  overlapped?: boolean;
+  failed?: string;
+}
+
+interface BargeIn {
+  bargeInMs?: number;
+  failed?: string;
+}
+
+interface Run {
+  run: number;
+  context: ContextInfo | null;
+  /** The page's audio clock and wall clock at the first and last turn of the run. */
+  clock: (ClockReading | null)[];
+  receiver: ReceiverReading | null;
+  turns: Turn[];
+  bargeIns: BargeIn[];
+}
+
+/** The agent's configuration under measurement: VOICE_* from this process, minus the harness's own. */
+function agentEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      (e): e is [string, string] => e[0].startsWith('VOICE_') && e[0] !== 'VOICE_PYTHON' && e[1] !== undefined,
+    ),
+  );
+}
+
+let agent: AgentProcess;
+let browser: Browser;
+let phrases: Record<keyof typeof PHRASES, string>;
+
+beforeAll(async () => {
+  requireDist();
+  const out = freshOutputDir('ear');
+  phrases = Object.fromEntries(
+    Object.entries(PHRASES).map(([name, text]) => {
+      const dir = resolve(out, name);
+      mkdirSync(dir, { recursive: true });
+      return [name, speechWav(dir, text, 0, 0)];
+    }),
+  ) as Record<keyof typeof PHRASES, string>;
+  agent = new AgentProcess({ port: await freePort(), logDir: out, env: agentEnv() });
+  await agent.start();
+  // The microphone is the page's own (support/ear.ts): Chromium's is never opened.
+  browser = await launchChromium(null);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await agent?.stop();
+});
+
+async function processing(page: Page): Promise<string | null> {
+  return page.locator('.app').getAttribute('data-processing');
+}
+
+/** The agent is listening and its audio has been silent for QUIET_S: a turn can start. */
+async function idle(page: Page, ear: Ear, timeoutMs = 30_000): Promise<void> {
+  await pollUntil('the agent to be listening', async () => (await processing(page)) === 'listening', { timeoutMs });
+  await ear.remoteQuiet(QUIET_S, timeoutMs);
+  ear.forget(ear.heardUntil() - QUIET_S);
+}
+
+/** The wait's value, or undefined when it timed out; any other error is the run's, not the turn's. */
+async function unlessTimedOut<T>(wait: Promise<T>): Promise<T | undefined> {
+  try {
+    return await wait;
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith('timed out')) return undefined;
+    throw error;
+  }
+}
+
+async function turn(page: Page, ear: Ear): Promise<Turn> {
+  await idle(page, ear);
+  const spoken = await ear.say('question');
+  const reply = await unlessTimedOut(
+    ear.until('the reply', () => firstLoud(ear.remote, spoken.onset), REPLY_TIMEOUT_MS),
+  );
+  if (reply === undefined) return { failed: 'no reply' };
+  const ms = (reply - spoken.end) * 1000;
+  return { voiceToVoiceMs: Math.round(ms * 10) / 10, ...(ms < 0 ? { overlapped: true } : {}) };
+}
+
+async function bargeIn(page: Page, ear: Ear): Promise<BargeIn> {
+  await idle(page, ear);
+  const asked = await ear.say('story');
+  const enough = Math.round(STORY_HEARD_S / ear.blockS);
+  const started = await unlessTimedOut(
+    ear.until('the story', () => firstLoud(ear.remote, asked.onset), REPLY_TIMEOUT_MS),
+  );
+  const heard =
+    started !== undefined &&
+    (await unlessTimedOut(
+      ear.until('a second of the story', () => loudTimes(ear.remote, started).length >= enough, REPLY_TIMEOUT_MS),
+    ));
+  if (!heard) return { failed: 'the story was not heard' };
+  const cut = await ear.say('interruption');
+  await ear.until('the agent audio up to the end of the interruption', () => latest(ear.remote) >= cut.end, 5_000);
+  // Sounding just before the onset counts as speaking (a gap between two words is not a stop).
+  const speaking = lastLoud(ear.remote, cut.onset - 0.25, cut.end);
+  const last = lastLoud(ear.remote, cut.onset, cut.end);
+  if (speaking === undefined || last === undefined) return { failed: 'agent was not speaking' };
+  if (last + ear.blockS >= cut.end - STILL_TALKING_S) return { failed: 'agent did not stop' };
+  return { bargeInMs: Math.round((last + ear.blockS - cut.onset) * 10000) / 10 };
+}
+
+it(`times voice-to-voice and barge-in inside the page over ${RUNS} runs`, { timeout: 120_000 * RUNS }, async () => {
+  const runs: Run[] = [];
+  for (let i = 0; i < RUNS; i += 1) {
+    // Granted, as a user would: Chromium offers its host candidates (loopback here) only to a page
+    // with microphone permission, and the synthetic microphone never asks for it.
+    const context = await browser.newContext({ permissions: ['microphone'] });
+    const page = await context.newPage();
+    page.on('pageerror', (error) => console.error('page error:', error));
+    await observePeers(page);
+    const ear = new Ear(page);
+    await ear.install();
+    await page.goto(agent.url, { waitUntil: 'load', timeout: 15_000 });
+    await page.getByRole('button', { name: 'Start conversation' }).click();
+    await waitConnected(page, 15_000);
+    for (const [name, wav] of Object.entries(phrases)) await ear.load(name, wav);
+    const run: Run = {
+      run: i + 1,
+      context: await ear.info(),
+      clock: [await ear.clock()],
+      receiver: null,
+      turns: [],
+      bargeIns: [],
+    };
+    for (let t = 0; t < TURNS; t += 1) {
+      run.turns.push(await turn(page, ear));
+      console.warn(`run ${i + 1} turn ${t + 1}: ${JSON.stringify(run.turns.at(-1))}`);
+    }
+    for (let b = 0; b < BARGE_INS; b += 1) {
+      run.bargeIns.push(await bargeIn(page, ear));
+      console.warn(`run ${i + 1} barge-in ${b + 1}: ${JSON.stringify(run.bargeIns.at(-1))}`);
+    }
+    await idle(page, ear);
+    run.clock.push(await ear.clock());
+    run.receiver = await ear.receiver();
+    await expectMediaOnLoopback(page, agent);
+    runs.push(run);
+    await page.getByRole('button', { name: 'End conversation' }).click();
+    await context.close();
+  }
+  mkdirSync(dirname(OUT_FILE), { recursive: true });
+  const result = { runs: RUNS, turnsPerRun: TURNS, bargeInsPerRun: BARGE_INS, perRun: runs };
+  writeFileSync(OUT_FILE, `${JSON.stringify(result, null, 2)}\n`);
+  expect(runs).toHaveLength(RUNS);
+});
