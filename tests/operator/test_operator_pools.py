@@ -72,7 +72,7 @@ async def test_pool_lifecycle_create_status_rollout_delete(
     body = await wait_status(
         cluster, "demo", "Ready", lambda b: condition(b, "Ready").get("status") == "True"
     )
-    assert (body["status"]["readyReplicas"], body["status"]["capacity"]) == (2, 8)
+    assert (body["status"]["readyReplicas"], body["status"]["capacity"]) == (2, 4)  # 2 sessions each
     ready = await wait_for(lambda: events_of(cluster, "demo", "AgentsReady"), 10, "an AgentsReady event")
     assert ready[0]["type"] == "Normal"
     assert not events_of(cluster, "demo", "AgentsNotReady"), "a new pool that is not ready yet is no news"

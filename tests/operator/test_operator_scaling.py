@@ -27,7 +27,9 @@ async def test_external_metric_is_ceil_of_active_sessions_plus_buffer(
 ) -> None:
     op = start_operator()
     await op.wait_started()
-    await kube.create(POOLS, samples.pool("fixed", redis={"url": redis_server.url}, bufferSessions=3))
+    # Agents of 4 sessions, like the fake agents below.
+    fixed = samples.pool("fixed", redis={"url": redis_server.url}, bufferSessions=3, sessionsPerAgent=4)
+    await kube.create(POOLS, fixed)
     await kube.create(POOLS, samples.pool("pct", redis={"url": redis_server.url}, bufferSessions="25%"))
     await wait_owned(cluster, "default", "fixed")
     await wait_owned(cluster, "default", "pct")
