@@ -90,6 +90,14 @@ def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
         "timeoutSeconds": 10800,
     }
     assert spec["session"] == {"ttlSeconds": 3600, "drainTimeoutSeconds": 300}
+    assert spec["turn"] == {
+        "detector": "adaptive",
+        "minSilenceMs": 200,
+        "maxSilenceMs": 1600,
+        "fixedSilenceMs": 500,
+        "interruption": "classify",
+        "interruptionMinSpeechMs": 700,
+    }
     assert spec["providers"]["stt"] == {"provider": "local"}
     # The API server's defaults and the operator's own defaults agree.
     assert parse_pool_spec(stored["spec"]) == parse_pool_spec(samples.pool()["spec"])
@@ -166,6 +174,22 @@ INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
         "ice.announce needs exactly one of address or fromNode: true",
     ),
     ("host network not a boolean", {"hostNetwork": "yes"}, "hostNetwork: 'yes'"),
+    (
+        "turn max = min",
+        {"turn": {"minSilenceMs": 800, "maxSilenceMs": 800}},
+        "turn.maxSilenceMs must be greater than turn.minSilenceMs",
+    ),
+    (
+        "turn min over the default max",
+        {"turn": {"minSilenceMs": 1000, "maxSilenceMs": 300}},
+        "turn.maxSilenceMs must be greater than turn.minSilenceMs",
+    ),
+    ("turn min too short", {"turn": {"minSilenceMs": 50}}, "turn.minSilenceMs: 50"),
+    ("turn max too long", {"turn": {"maxSilenceMs": 6000}}, "turn.maxSilenceMs: 6000"),
+    ("fixed silence too short", {"turn": {"fixedSilenceMs": 0}}, "turn.fixedSilenceMs: 0"),
+    ("interruption speech too long", {"turn": {"interruptionMinSpeechMs": 9000}}, "9000"),
+    ("unknown detector", {"turn": {"detector": "smart"}}, "turn.detector: 'smart'"),
+    ("unknown interruption policy", {"turn": {"interruption": "never"}}, "turn.interruption: 'never'"),
 ]
 
 
@@ -310,6 +334,17 @@ SPECS = st.fixed_dictionaries(
             },
         ),
         "hostNetwork": st.booleans(),
+        "turn": st.fixed_dictionaries(
+            {},
+            optional={
+                "detector": st.sampled_from(["adaptive", "fixed", "smart"]),
+                "minSilenceMs": st.integers(50, 1100),
+                "maxSilenceMs": st.integers(200, 5100),
+                "fixedSilenceMs": st.integers(50, 5100),
+                "interruption": st.sampled_from(["classify", "immediate", "never"]),
+                "interruptionMinSpeechMs": st.integers(50, 5100),
+            },
+        ),
         "redis": st.one_of(
             st.just({"url": "redis://r:6379"}),
             st.just({"url": "redis://r:6379", "tls": True}),

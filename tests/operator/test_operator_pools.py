@@ -265,3 +265,49 @@ async def test_host_candidate_settings_reach_the_agents_and_bad_ones_are_reporte
     warned = await wait_for(lambda: events_of(cluster, "typo", "InvalidSpec"), 10, "an InvalidSpec event")
     assert warned[0]["type"] == "Warning" and "spec.ice.excludeAddresses[1]" in warned[0]["message"]
     assert operator.proc.poll() is None
+
+
+async def test_turn_taking_settings_reach_the_agents_and_bad_ones_are_reported(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
+) -> None:
+    operator = start_operator()
+    await operator.wait_started()
+    turn = {"detector": "fixed", "fixedSilenceMs": 800, "interruption": "immediate"}
+    await kube.create(POOLS, samples.pool("fixed", redis={"url": redis_server.url}, turn=turn))
+    # Bounds the schema would refuse, on an object it let by (stored before a CRD upgrade).
+    await kube.create(POOLS, samples.pool("inverted", turn={"minSilenceMs": 900, "maxSilenceMs": 600}))
+
+    def turn_env(dep: dict[str, Any] | None) -> dict[str, str]:
+        names = ("VOICE_TURN_", "VOICE_INTERRUPTION", "VOICE_END_OF_TURN_")
+        env = container(dep)["env"] if dep else []
+        return {e["name"]: e["value"] for e in env if e["name"].startswith(names)}
+
+    deployment = (await wait_owned(cluster, "default", "fixed"))["Deployment"]
+    assert turn_env(deployment) == {
+        "VOICE_TURN_DETECTOR": "fixed",
+        "VOICE_END_OF_TURN_SILENCE_MS": "800",
+        "VOICE_INTERRUPTION": "immediate",
+    }
+
+    # Back to the adaptive detector with a longer limit: the agents roll out with the new settings.
+    patch = {"detector": "adaptive", "maxSilenceMs": 2400}
+    await kube.patch(POOLS, "default", "fixed", {"spec": {"turn": patch}})
+    expected = {
+        "VOICE_TURN_MAX_SILENCE_MS": "2400",
+        "VOICE_END_OF_TURN_SILENCE_MS": "800",
+        "VOICE_INTERRUPTION": "immediate",
+    }
+    await wait_for(
+        lambda: turn_env(cluster.obj(DEPLOYMENTS, "default", "fixed")) == expected,
+        15,
+        "the new turn-taking settings on the Deployment",
+    )
+
+    body = await wait_status(
+        cluster, "inverted", "InvalidSpec", lambda b: condition(b, "Degraded").get("reason") == "InvalidSpec"
+    )
+    assert (
+        "turn.maxSilenceMs must be greater than turn.minSilenceMs" in condition(body, "Degraded")["message"]
+    )
+    assert cluster.obj(DEPLOYMENTS, "default", "inverted") is None
+    assert operator.proc.poll() is None

@@ -223,6 +223,61 @@ def test_pools_without_host_candidate_settings_render_as_before() -> None:
         assert "hostPort" not in agent_container(deployment)["ports"][0]
 
 
+TURN_TAKING_ENV = (
+    "VOICE_TURN_DETECTOR",
+    "VOICE_TURN_MIN_SILENCE_MS",
+    "VOICE_TURN_MAX_SILENCE_MS",
+    "VOICE_END_OF_TURN_SILENCE_MS",
+    "VOICE_INTERRUPTION",
+    "VOICE_INTERRUPTION_MIN_SPEECH_MS",
+)
+
+
+def test_pools_that_leave_turn_taking_at_its_defaults_render_as_before() -> None:
+    """The defaults are the agent's own: nothing to write, and an operator upgrade rolls no pool."""
+    defaults = {
+        "detector": "adaptive",
+        "minSilenceMs": 200,
+        "maxSilenceMs": 1600,
+        "fixedSilenceMs": 500,
+        "interruption": "classify",
+        "interruptionMinSpeechMs": 700,
+    }
+    before = rendered(cloud_spec())["Deployment"]
+    assert not set(TURN_TAKING_ENV) & set(env_of(agent_container(before)))
+    assert rendered(cloud_spec(turn=defaults))["Deployment"] == before  # as the API server defaults it
+
+
+def test_turn_taking_settings_reach_the_agent_by_their_names() -> None:
+    turn = {
+        "detector": "fixed",
+        "minSilenceMs": 300,
+        "maxSilenceMs": 2000,
+        "fixedSilenceMs": 800,
+        "interruption": "immediate",
+        "interruptionMinSpeechMs": 400,
+    }
+    env = env_of(agent_container(rendered(cloud_spec(turn=turn))["Deployment"]))
+    assert {name: env[name]["value"] for name in TURN_TAKING_ENV} == {
+        "VOICE_TURN_DETECTOR": "fixed",
+        "VOICE_TURN_MIN_SILENCE_MS": "300",
+        "VOICE_TURN_MAX_SILENCE_MS": "2000",
+        "VOICE_END_OF_TURN_SILENCE_MS": "800",
+        "VOICE_INTERRUPTION": "immediate",
+        "VOICE_INTERRUPTION_MIN_SPEECH_MS": "400",
+    }
+    only_one = env_of(agent_container(rendered(cloud_spec(turn={"maxSilenceMs": 1200}))["Deployment"]))
+    assert {name: only_one[name]["value"] for name in TURN_TAKING_ENV if name in only_one} == {
+        "VOICE_TURN_MAX_SILENCE_MS": "1200"
+    }
+    # A changed setting is a new pod template: the agents roll out with it.
+    hashes = [
+        rendered(s)["Deployment"]["metadata"]["annotations"][c.HASH_ANNOTATION]
+        for s in (cloud_spec(), cloud_spec(turn={"maxSilenceMs": 1200}))
+    ]
+    assert hashes[0] != hashes[1]
+
+
 def test_host_candidate_settings_reach_the_agent_comma_separated() -> None:
     ice = {
         "interfaces": ["net1"],

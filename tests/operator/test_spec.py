@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from tests.operator import samples
 from voice_operator.fields import SpecError
 from voice_operator.pools.scaling import buffer_for, desired_replicas, session_demand
-from voice_operator.pools.spec import HostCandidates, SecretKeyRef, parse_pool_spec
+from voice_operator.pools.spec import HostCandidates, SecretKeyRef, TurnTaking, parse_pool_spec
 from voice_operator.profiles.spec import parse_profile_spec
 
 
@@ -34,6 +34,7 @@ def test_minimal_pool_gets_the_documented_defaults() -> None:
         10800,
     )
     assert spec.tuning_profile is None and spec.turn is None
+    assert spec.turn_taking == TurnTaking("adaptive", 200, 1600, 500, "classify", 700)
     assert spec.secret_names() == []
     assert spec.host_candidates == HostCandidates() and spec.host_network is False
 
@@ -126,6 +127,55 @@ BAD_HOST_CANDIDATES: list[tuple[dict[str, object], str]] = [
 def test_bad_host_candidate_settings_name_the_field(ice: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_pool_spec(samples.pool(ice=ice)["spec"])
+
+
+def test_turn_taking_is_read_as_written_and_defaulted_field_by_field() -> None:
+    turn = {"detector": "fixed", "fixedSilenceMs": 800, "interruption": "immediate"}
+    spec = parse_pool_spec(samples.pool(turn=turn)["spec"])
+    assert spec.turn_taking == TurnTaking(
+        detector="fixed",
+        min_silence_ms=200,
+        max_silence_ms=1600,
+        fixed_silence_ms=800,
+        interruption="immediate",
+        interruption_min_speech_ms=700,
+    )
+    edges = {"minSilenceMs": 1000, "maxSilenceMs": 1001, "interruptionMinSpeechMs": 100}
+    spec = parse_pool_spec(samples.pool(turn=edges)["spec"])
+    assert (spec.turn_taking.min_silence_ms, spec.turn_taking.max_silence_ms) == (1000, 1001)
+    assert spec.turn_taking.interruption_min_speech_ms == 100
+
+
+BAD_TURN_TAKING: list[tuple[dict[str, object], str]] = [
+    (
+        {"minSilenceMs": 900, "maxSilenceMs": 900},
+        r"turn\.maxSilenceMs must be greater than turn\.minSilenceMs",
+    ),
+    (
+        {"maxSilenceMs": 300, "minSilenceMs": 400},
+        r"turn\.maxSilenceMs must be greater than turn\.minSilenceMs",
+    ),
+    ({"minSilenceMs": 99}, r"spec\.turn\.minSilenceMs must be between 100 and 1000, got 99"),
+    ({"minSilenceMs": 1001, "maxSilenceMs": 2000}, r"spec\.turn\.minSilenceMs must be between 100 and 1000"),
+    ({"maxSilenceMs": 5001}, r"spec\.turn\.maxSilenceMs must be between 300 and 5000"),
+    ({"fixedSilenceMs": 50}, r"spec\.turn\.fixedSilenceMs must be between 100 and 5000"),
+    ({"interruptionMinSpeechMs": 0}, r"spec\.turn\.interruptionMinSpeechMs must be between 100 and 5000"),
+    ({"minSilenceMs": "200"}, r"spec\.turn\.minSilenceMs must be an integer"),
+    ({"maxSilenceMs": True}, r"spec\.turn\.maxSilenceMs must be an integer"),
+    ({"detector": "smart"}, r"spec\.turn\.detector must be one of adaptive, fixed, got 'smart'"),
+    ({"interruption": "never"}, r"spec\.turn\.interruption must be one of classify, immediate"),
+]
+
+
+@pytest.mark.parametrize(("turn", "message"), BAD_TURN_TAKING)
+def test_bad_turn_taking_settings_name_the_field(turn: dict[str, object], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_pool_spec(samples.pool(turn=turn)["spec"])
+
+
+def test_turn_taking_must_be_an_object() -> None:
+    with pytest.raises(SpecError, match=r"spec\.turn must be an object"):
+        parse_pool_spec(samples.pool(turn="fast")["spec"])
 
 
 def test_host_network_must_be_a_boolean() -> None:

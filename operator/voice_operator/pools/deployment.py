@@ -5,9 +5,18 @@ from typing import Any
 
 from voice_operator import constants as c
 from voice_operator.objects import Obj, Owner, metadata, pool_labels, pool_selector, with_hash
-from voice_operator.pools.spec import PROVIDER_ENV, PoolSpec
+from voice_operator.pools.spec import PROVIDER_ENV, PoolSpec, TurnTaking
 
 RUN_AS: int = 1000
+# spec.turn's settings in the agent (docs/configuration.md), by TurnTaking field.
+TURN_TAKING_ENV: tuple[tuple[str, str], ...] = (
+    ("VOICE_TURN_DETECTOR", "detector"),
+    ("VOICE_TURN_MIN_SILENCE_MS", "min_silence_ms"),
+    ("VOICE_TURN_MAX_SILENCE_MS", "max_silence_ms"),
+    ("VOICE_END_OF_TURN_SILENCE_MS", "fixed_silence_ms"),
+    ("VOICE_INTERRUPTION", "interruption"),
+    ("VOICE_INTERRUPTION_MIN_SPEECH_MS", "interruption_min_speech_ms"),
+)
 
 
 def _secret_env(name: str, secret: str, key: str) -> Obj:
@@ -49,6 +58,18 @@ def host_candidate_env(spec: PoolSpec) -> list[Obj]:
     return env
 
 
+def turn_taking_env(spec: PoolSpec) -> list[Obj]:
+    """spec.turn as the agent's settings (docs/configuration.md); only those away from the defaults,
+    which the agent shares, so the templates of pools that leave spec.turn alone stay as they were
+    (no rollout of every pool when the operator is upgraded)."""
+    t, default = spec.turn_taking, TurnTaking()
+    return [
+        {"name": name, "value": str(getattr(t, field))}
+        for name, field in TURN_TAKING_ENV
+        if getattr(t, field) != getattr(default, field)
+    ]
+
+
 def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
     """The agent's settings; secrets only as secretKeyRef, never as literal values."""
     env: list[Obj] = []
@@ -82,6 +103,7 @@ def agent_env(namespace: str, pool: str, spec: PoolSpec) -> list[Obj]:
         {"name": "VOICE_DRAIN_TIMEOUT_S", "value": str(spec.drain_timeout_s)},
         {"name": "VOICE_ICE_SERVERS", "value": ice_servers_json(spec)},
         *host_candidate_env(spec),
+        *turn_taking_env(spec),
     ]
     return env
 

@@ -62,6 +62,33 @@ class HostCandidates:
 
 
 @dataclasses.dataclass(frozen=True)
+class TurnTaking:
+    """spec.turn (named apart from `PoolSpec.turn`, the TURN relay): when the agents take the turn
+    and what interrupts their replies. The defaults are the agent's own (docs/configuration.md) and
+    the CRD's, so a pool that says nothing behaves as a bare agent does."""
+
+    detector: str = "adaptive"
+    min_silence_ms: int = 200
+    max_silence_ms: int = 1600
+    fixed_silence_ms: int = 500
+    interruption: str = "classify"
+    interruption_min_speech_ms: int = 700
+
+
+# spec.turn's integer fields: (CRD name, TurnTaking field, minimum, maximum), as the CRD bounds them.
+_TURN_MS: tuple[tuple[str, str, int, int], ...] = (
+    ("minSilenceMs", "min_silence_ms", 100, 1000),
+    ("maxSilenceMs", "max_silence_ms", 300, 5000),
+    ("fixedSilenceMs", "fixed_silence_ms", 100, 5000),
+    ("interruptionMinSpeechMs", "interruption_min_speech_ms", 100, 5000),
+)
+_TURN_CHOICES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("detector", ("adaptive", "fixed")),
+    ("interruption", ("classify", "immediate")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
 class PoolSpec:
     image: str
     image_pull_policy: str
@@ -88,6 +115,7 @@ class PoolSpec:
     host_network: bool
     tuning_profile: str | None
     tolerations: tuple[Mapping[str, Any], ...]
+    turn_taking: TurnTaking
 
     def secret_names(self) -> list[str]:
         """Every Secret the pool references (checked before rollout)."""
@@ -179,6 +207,25 @@ def _host_candidates(ice: Mapping[str, Any], host_network: bool) -> HostCandidat
         # unless told otherwise, it announces the address Kubernetes knows the node by.
         announce_from_node=from_node or (host_network and not given),
     )
+
+
+def _turn_taking(raw: Any) -> TurnTaking:
+    turn = mapping(raw, "spec.turn")
+    defaults = TurnTaking()
+    values: dict[str, Any] = {}
+    for name, choices in _TURN_CHOICES:
+        value = turn.get(name, getattr(defaults, name))
+        if value not in choices:
+            raise SpecError(f"spec.turn.{name} must be one of {', '.join(choices)}, got {value!r}")
+        values[name] = value
+    for name, field, low, high in _TURN_MS:
+        value = _int(turn.get(name), f"spec.turn.{name}", getattr(defaults, field))
+        if not low <= value <= high:
+            raise SpecError(f"spec.turn.{name} must be between {low} and {high}, got {value}")
+        values[field] = value
+    if values["max_silence_ms"] <= values["min_silence_ms"]:
+        raise SpecError("turn.maxSilenceMs must be greater than turn.minSilenceMs")
+    return TurnTaking(**values)
 
 
 def _quantity(raw: Any, field: str) -> str:
@@ -293,4 +340,5 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         host_network=host_network,
         tuning_profile=raw.get("tuningProfile") or None,
         tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
+        turn_taking=_turn_taking(raw.get("turn")),
     )
