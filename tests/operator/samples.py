@@ -8,6 +8,17 @@ from voice_operator import constants as c
 REDIS_URL = "redis://redis.voicepool.svc:6379/0"
 
 
+# spec.turn as the API server defaults it (the CRD), which the agent's own defaults match.
+TURN_DEFAULTS: dict[str, Any] = {
+    "detector": "adaptive",
+    "minSilenceMs": 200,
+    "maxSilenceMs": 1600,
+    "fixedSilenceMs": 500,
+    "interruption": "classify",
+    "interruptionMinSpeechMs": 700,
+}
+
+
 def pool(name: str = "demo", namespace: str = "default", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": c.API_VERSION,

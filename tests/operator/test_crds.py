@@ -90,14 +90,7 @@ def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
         "timeoutSeconds": 10800,
     }
     assert spec["session"] == {"ttlSeconds": 3600, "drainTimeoutSeconds": 300}
-    assert spec["turn"] == {
-        "detector": "adaptive",
-        "minSilenceMs": 200,
-        "maxSilenceMs": 1600,
-        "fixedSilenceMs": 500,
-        "interruption": "classify",
-        "interruptionMinSpeechMs": 700,
-    }
+    assert spec["turn"] == samples.TURN_DEFAULTS
     assert spec["providers"]["stt"] == {"provider": "local"}
     # The API server's defaults and the operator's own defaults agree.
     assert parse_pool_spec(stored["spec"]) == parse_pool_spec(samples.pool()["spec"])

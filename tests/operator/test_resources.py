@@ -235,17 +235,10 @@ TURN_TAKING_ENV = (
 
 def test_pools_that_leave_turn_taking_at_its_defaults_render_as_before() -> None:
     """The defaults are the agent's own: nothing to write, and an operator upgrade rolls no pool."""
-    defaults = {
-        "detector": "adaptive",
-        "minSilenceMs": 200,
-        "maxSilenceMs": 1600,
-        "fixedSilenceMs": 500,
-        "interruption": "classify",
-        "interruptionMinSpeechMs": 700,
-    }
     before = rendered(cloud_spec())["Deployment"]
     assert not set(TURN_TAKING_ENV) & set(env_of(agent_container(before)))
-    assert rendered(cloud_spec(turn=defaults))["Deployment"] == before  # as the API server defaults it
+    # As the API server defaults it:
+    assert rendered(cloud_spec(turn=samples.TURN_DEFAULTS))["Deployment"] == before
 
 
 def test_turn_taking_settings_reach_the_agent_by_their_names() -> None:
