@@ -43,7 +43,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ REPLY_REQUEST = "help"  # typed: the offline LLM's help reply is about five seco
 LOAD_CALLS = 30
 LOAD_EVERY_S = (10.0, 20.0)
 LOAD_WARM_S = 10.0
+LOAD_OPEN_AT_ONCE = 5
 AGENT_METRICS = (
     "voice_turn_end_silence_seconds_sum",
     "voice_turn_end_silence_seconds_count",
@@ -166,7 +167,7 @@ async def say(probe: Probe, utt: corpus.Utterance) -> list[float]:
 
 
 @contextlib.asynccontextmanager
-async def call(side: Side) -> Any:
+async def call(side: Side) -> AsyncIterator[Probe]:
     probe = Probe(side.agent.url)
     opened = time.monotonic()
     try:
@@ -195,6 +196,7 @@ async def ask(probe: Probe, utt: corpus.Utterance, first: bool) -> dict[str, Any
         )
     except TrialFailed:
         out["failed"] = "no final transcript"
+        out["trace"] = trace(probe, mark)
         return out
     finals = [e for e in probe.events[mark : final_at + 1] if is_final(e)]
     out["heard"] = " ".join(e["text"] for e in finals if e["text"])
@@ -227,6 +229,7 @@ async def hesitate(probe: Probe, utt: corpus.Unfinished) -> dict[str, Any]:
     except TrialFailed:
         if not early:
             out["failed"] = "no final transcript"
+            out["trace"] = trace(probe, mark)
         return out
     await stop_reply(probe, final_at)
     return out
@@ -250,13 +253,15 @@ async def talk_over(probe: Probe, sound: corpus.Utterance, real: bool) -> dict[s
         )
     except TrialFailed as exc:
         out["failed"] = str(exc)
+        out["trace"] = trace(probe, mark)
         return out
     out["completed"] = ended["type"] == "metrics"
-    if out["completed"]:
-        out["silent_ms"] = longest_gap(probe, onset, end + 2.0) * 1000
+    if out["completed"]:  # how long the reply stopped for the sound, at most (natural pauses too)
+        out["silent_ms"] = longest_gap(probe, onset, min(end + 2.0, ended["_at"])) * 1000
     if real:
         out.update(await stopped(probe, onset, end, ended_at, out["completed"]))
-    await settle(probe, over)
+    if not out["completed"]:
+        await settle(probe, over)  # the sound may have become a turn of its own
     return out
 
 
@@ -309,11 +314,13 @@ async def alternate(
 
 async def questions(sides: Sequence[Side], quick: bool) -> dict[str, list[dict[str, Any]]]:
     texts = corpus.QUESTIONS[:4] if quick else corpus.QUESTIONS
-    # One call per voice and QUESTIONS_PER_CALL questions, each question in every voice.
+    # Calls of QUESTIONS_PER_CALL questions in one voice; every question in every voice, and each
+    # voice starts its calls with other questions than the others do.
+    n = len(texts)
     calls = [
-        [corpus.question(texts[(start + k) % len(texts)], voice) for k in range(QUESTIONS_PER_CALL)]
-        for start in range(0, len(texts), QUESTIONS_PER_CALL)
-        for voice in corpus.VOICES
+        [corpus.question(texts[(start + v + k) % n], voice) for k in range(QUESTIONS_PER_CALL)]
+        for start in range(0, n, QUESTIONS_PER_CALL)
+        for v, voice in enumerate(corpus.VOICES)
     ]
 
     async def one_call(side: Side, utts: list[corpus.Utterance]) -> list[dict[str, Any]]:
@@ -328,7 +335,7 @@ async def questions(sides: Sequence[Side], quick: bool) -> dict[str, list[dict[s
 
 
 async def hesitations(sides: Sequence[Side], quick: bool) -> dict[str, list[dict[str, Any]]]:
-    per_pause = 2 if quick else 6
+    per_pause = 2 if quick else 5
     n, v = len(corpus.UNFINISHED), len(corpus.VOICES)
     trials = [
         corpus.unfinished(*corpus.UNFINISHED[(j + 2 * li) % n], corpus.VOICES[(j + li) % v], pause)
@@ -375,6 +382,15 @@ async def _in_one_call(
             await stack.aclose()
 
 
+def trace(probe: Probe, mark: int) -> list[str]:
+    """The agent's events since `mark`, short: what a failed trial saw instead."""
+    return [
+        e["type"] + (f":{e['processing']}" if "processing" in e else "") + (":final" if is_final(e) else "")
+        for e in probe.events[mark:]
+        if e["type"] != "ai_response"
+    ]
+
+
 def _line(result: dict[str, Any], key: str) -> str:
     what = result.get("text") or result.get("sound")
     if "failed" in result:
@@ -397,9 +413,10 @@ async def load(side: Side, calls: int, seconds: float, seed: int) -> dict[str, A
     ]
     said = Counter[str]()
     async with contextlib.AsyncExitStack() as stack:
-        probes = []
-        for _ in range(calls):  # one at a time: a burst of offers would measure the setup
-            probes.append(await stack.enter_async_context(call(side)))
+        probes: list[Probe] = []
+        while len(probes) < calls:  # a few at a time: a burst of offers would only measure the setup
+            batch = [call(side) for _ in range(min(LOAD_OPEN_AT_ONCE, calls - len(probes)))]
+            probes += await asyncio.gather(*(stack.enter_async_context(c) for c in batch))
         stop_at = time.monotonic() + LOAD_WARM_S + seconds
 
         async def talker(probe: Probe, delay: float) -> None:
@@ -760,7 +777,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a few trials of each kind, for a smoke run")
     ap.add_argument("--parts", nargs="+", default=[*PARTS, "load"], choices=[*PARTS, "load"])
     ap.add_argument("--calls", type=int, default=LOAD_CALLS)
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=45.0)
     args = ap.parse_args()
     if args.quick:
         args.calls, args.seconds = 5, 10.0
