@@ -369,7 +369,15 @@ def loss_block(results: Path) -> str:
     return report(d) + "\n\n" + provenance("loss", d)
 
 
+def browser_block(results: Path) -> str:
+    from bench.browser import report  # the benchmark's own table, not a copy
+
+    d = load("browser", results)
+    return report(d) + "\n\n" + provenance("browser", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
+    "browser": browser_block,
     "loss": loss_block,
     "sizing": sizing_block,
     "agent": agent_block,

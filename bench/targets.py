@@ -46,6 +46,21 @@ TARGETS: tuple[Target, ...] = (
     Target("agent", "memory.growth_after_warmup_mb", "<=", 5, "RSS growth over the churn after warm-up (MB)"),
     Target("agent", "capacity[*].late_percent", "<", 1, "outbound frames produced late (%)"),
     Target("agent", "capacity[*].stalled_percent", "<", 1, "outbound audio stalled, share of call time (%)"),
+    Target(
+        "browser",
+        "configs.default.latency.voice_to_voice_ms.p50",
+        "<=",
+        450,
+        "in Chromium: end of speech to first reply audio, p50 (ms)",
+    ),
+    Target(
+        "browser",
+        "configs.default.barge_in.barge_in_ms.p95",
+        "<=",
+        200,
+        "in Chromium: barge-in speech onset to agent silent, p95 (ms)",
+    ),
+    Target("browser", "failed", "==", 0, "in Chromium: turns with no reply or barge-ins missed, all configs"),
     Target("providers", "overhead_ms.per_turn.p95", "<=", 20, "cloud adapter overhead per turn, p95 (ms)"),
     Target(
         "providers", "cancel_to_upstream_closed_ms.llm.p95", "<=", 50, "barge-in to LLM stream closed (ms)"

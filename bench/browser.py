@@ -1,0 +1,180 @@
+"""What the user hears: voice-to-voice and barge-in timed inside headless Chromium.
+
+The product's page, unmodified, talks to a fresh agent process; the timing code is injected into
+the page and shares nothing with the app (`frontend/e2e/support/ear.ts`). A synthetic microphone
+and the agent's audio are timed on the page's one audio clock: from the end of the user's speech to
+the first sound of the reply, and from the onset of an interruption to the agent's audio going
+silent in the page. This is where the browser's playout buffer shows, which the Python probe of
+`bench.agent` leaves out. A turn with no reply, or a barge-in the agent was not speaking for or did
+not stop for, is a counted failure, never a figure.
+
+The agent's default configuration is measured and, when the agent has a choice of end-of-turn
+detector (`turn_detector`, docs/configuration.md), the fixed-silence one beside it in the same run.
+
+`python -m bench.browser [--runs N] [--turns N] [--barge-ins N]`; results in bench/results/browser.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.common import summary, write
+from voice_agent.settings import Settings
+
+FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+# What the built page is made from: newer than dist/index.html means the build is stale.
+SOURCES = ["src", "index.html", "package-lock.json", "vite.config.ts", "tsconfig.json"]
+
+
+def newest_source() -> float:
+    newest = 0.0
+    for name in SOURCES:
+        path = FRONTEND / name
+        files = path.rglob("*") if path.is_dir() else [path]
+        newest = max([newest, *(f.stat().st_mtime for f in files if f.is_file())])
+    return newest
+
+
+def ensure_build() -> None:
+    """The page measured is the tree's: build it when dist/ is missing or older than its sources."""
+    if not (FRONTEND / "node_modules").is_dir():
+        raise SystemExit("frontend/node_modules is missing: run `make frontend` (npm ci) first")
+    index = FRONTEND / "dist" / "index.html"
+    if index.exists() and index.stat().st_mtime >= newest_source():
+        return
+    print("building the frontend (npm run build) ...", flush=True)
+    subprocess.run(["npm", "run", "--silent", "build"], cwd=FRONTEND, check=True)
+
+
+def configurations() -> dict[str, dict[str, str]]:
+    """Name -> the agent's environment on top of the inherited one; the default always first."""
+    configs: dict[str, dict[str, str]] = {"default": {}}
+    field = Settings.model_fields.get("turn_detector")
+    if field is not None and field.default != "fixed":
+        configs["fixed"] = {"VOICE_TURN_DETECTOR": "fixed"}
+    return configs
+
+
+def measure(env: dict[str, str], args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One run of the page-side measurement against a fresh agent; its raw per-turn JSON."""
+    counts = {"RUNS": str(args.runs), "TURNS": str(args.turns), "BARGE_INS": str(args.barge_ins)}
+    full = {**os.environ, **env, **counts, "EAR_OUT": str(out)}
+    subprocess.run(["npm", "run", "--silent", "e2e:ear"], cwd=FRONTEND, env=full, check=True)
+    raw: dict[str, Any] = json.loads(out.read_text())
+    return raw
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    runs = raw["perRun"]
+    turns = [t for r in runs for t in r["turns"]]
+    barges = [b for r in runs for b in r["bargeIns"]]
+    v2v = [t["voiceToVoiceMs"] for t in turns if "voiceToVoiceMs" in t]
+    stops = [b["bargeInMs"] for b in barges if "bargeInMs" in b]
+    receivers = [r["receiver"] for r in runs if r.get("receiver")]
+    sample_rates = sorted({r["context"]["sampleRate"] for r in runs if r.get("context")})
+    return {
+        "latency": {
+            "turns": len(turns),
+            "failed": len(turns) - len(v2v),
+            "failures": dict(Counter(t["failed"] for t in turns if "failed" in t)),
+            "overlapped": sum(1 for t in turns if t.get("overlapped")),
+            "voice_to_voice_ms": summary(v2v),
+        },
+        "barge_in": {
+            "trials": len(barges),
+            "failed": len(barges) - len(stops),
+            "failures": dict(Counter(b["failed"] for b in barges if "failed" in b)),
+            "barge_in_ms": summary(stops),
+        },
+        # Per run, over the whole call: how long the browser held the reply before playing it.
+        "receiver": {
+            "jitter_buffer_ms": summary([r["jitterBufferMs"] for r in receivers]),
+            "concealed_percent": summary([r["concealedPercent"] for r in receivers]),
+        },
+        "audio_sample_rate_hz": sample_rates,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    ensure_build()
+    configs: dict[str, Any] = {}
+    field = Settings.model_fields.get("turn_detector")
+    with tempfile.TemporaryDirectory() as d:
+        for name, env in configurations().items():
+            print(f"{name} ({env or 'the agent as configured'}) ...", flush=True)
+            raw = measure(env, args, Path(d) / f"{name}.json")
+            detector = env.get("VOICE_TURN_DETECTOR", field.default if field is not None else None)
+            configs[name] = {"env": env, "turn_detector": detector, **summarize(raw)}
+    failed = sum(c["latency"]["failed"] + c["barge_in"]["failed"] for c in configs.values())
+    return {
+        "runs": args.runs,
+        "turns_per_run": args.turns,
+        "barge_ins_per_run": args.barge_ins,
+        "failed": failed,
+        "configs": configs,
+    }
+
+
+def _p(s: dict[str, Any]) -> str:
+    return f"{s['p50']:g} / {s['p95']:g} / {s['p99']:g} ms" if s["n"] else "—"
+
+
+def report(d: dict[str, Any]) -> str:
+    """The table for the console and docs/performance.md: one column per configuration."""
+    configs: dict[str, Any] = d["configs"]
+
+    def head(name: str, c: dict[str, Any]) -> str:
+        detector = c.get("turn_detector")
+        return f"{name} (detector {detector})" if detector else name
+
+    def failures(part: dict[str, Any]) -> str:
+        why = ", ".join(f"{reason}: {n}" for reason, n in sorted(part["failures"].items()))
+        return f"{part['failed']}" + (f" ({why})" if why else "")
+
+    any_config = next(iter(configs.values()))
+    rows: list[tuple[str, list[str]]] = [
+        (
+            f"Voice-to-voice: end of speech → first reply audio, {any_config['latency']['turns']} turns",
+            [_p(c["latency"]["voice_to_voice_ms"]) for c in configs.values()],
+        ),
+        ("Turns without a reply", [failures(c["latency"]) for c in configs.values()]),
+        (
+            f"Barge-in: speech onset → agent silent, {any_config['barge_in']['trials']} trials",
+            [_p(c["barge_in"]["barge_in_ms"]) for c in configs.values()],
+        ),
+        ("Barge-ins missed", [failures(c["barge_in"]) for c in configs.values()]),
+        (
+            "Browser playout buffer over a call (jitterBufferDelay, per run)",
+            [_p(c["receiver"]["jitter_buffer_ms"]) for c in configs.values()],
+        ),
+    ]
+    lines = [
+        "| In the page, p50 / p95 / p99 | " + " | ".join(head(n, c) for n, c in configs.items()) + " |",
+        "|---|" + "---|" * len(configs),
+        *(f"| {what} | " + " | ".join(cells) + " |" for what, cells in rows),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="fresh pages (sessions) per configuration")
+    ap.add_argument("--turns", type=int, default=6, help="questions timed per page")
+    ap.add_argument("--barge-ins", type=int, default=3, help="interruptions timed per page")
+    args = ap.parse_args()
+    res = run(args)
+    print(report(res))
+    print(f"results: {write('browser', res)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
