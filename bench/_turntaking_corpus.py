@@ -25,6 +25,7 @@ VOICES = ("slt", "rms", "joe")
 RATE = voices.RATE
 LEAD_MS = 300  # silence before every utterance: the VAD's pre-roll, and a gap after the last turn
 FADE_MS = 5  # at a cut, so the cut itself is not a click
+ONSET_MARGIN_MS = 40  # of a synthesizer's lead-in kept before the first voiced frame (a soft attack)
 
 QUESTIONS = (
     "what time is it",
@@ -104,7 +105,7 @@ class Unfinished(Utterance):
 
 
 def utterance(label: str, voice: str, pcm: bytes) -> Utterance:
-    pcm = voices.concat(voices.silence(LEAD_MS), pcm)
+    pcm = voices.concat(voices.silence(LEAD_MS), _from_onset(pcm))
     onset, end = speech_bounds(pcm, RATE)
     return Utterance(label, voice, pcm, onset, end)
 
@@ -122,7 +123,7 @@ def unfinished(prefix: str, rest: str, voice: str, pause_ms: int) -> Unfinished:
     if not cut:
         # Two syntheses: take each part's own lead-in and tail off, so the pause is the one asked for.
         before, after = _trim(before), _trim(after)
-    lead = voices.silence(LEAD_MS)
+    lead, before = voices.silence(LEAD_MS), _from_onset(before)
     prefix_end = speech_bounds(voices.concat(lead, before), RATE)[1]
     pcm = voices.concat(lead, before, voices.silence(pause_ms), after)
     onset, end = speech_bounds(pcm, RATE)
@@ -165,6 +166,13 @@ def _fade(pcm: bytes, out: bool) -> bytes:
     else:
         samples[:n] *= ramp
     return samples.astype("<i2").tobytes()
+
+
+def _from_onset(pcm: bytes) -> bytes:
+    """The synthesizer's own lead-in taken off, but for ONSET_MARGIN_MS before the voice: voices
+    differ by up to half a second there, and every utterance's voice starts LEAD_MS in."""
+    onset = speech_bounds(pcm, RATE)[0]
+    return pcm[max(0, int((onset - ONSET_MARGIN_MS / 1000) * RATE)) * 2 :]
 
 
 def _trim(pcm: bytes) -> bytes:
