@@ -104,7 +104,11 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    ensure_build()
+    if args.no_build:
+        if not (FRONTEND / "dist" / "index.html").exists():
+            raise SystemExit("frontend/dist is missing: build it (npm run build) or drop --no-build")
+    else:
+        ensure_build()
     configs: dict[str, Any] = {}
     field = Settings.model_fields.get("turn_detector")
     with tempfile.TemporaryDirectory() as d:
@@ -169,6 +173,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="fresh pages (sessions) per configuration")
     ap.add_argument("--turns", type=int, default=6, help="questions timed per page")
     ap.add_argument("--barge-ins", type=int, default=3, help="interruptions timed per page")
+    ap.add_argument("--no-build", action="store_true", help="measure frontend/dist as it is, not rebuilt")
     args = ap.parse_args()
     res = run(args)
     print(report(res))
