@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # Draft the reply once the user has paused this long (0 = off); used if the turn ends unchanged.
     preemptive_after_ms: int = Field(200, ge=0, le=5000)
     max_utterance_s: float = Field(30.0, gt=1)
+    # User sound during a reply: hold the reply and judge it (a cough or "mm-hmm" does not cut it), or
+    # cut it at once; a sound this long cuts it even without words.
+    interruption: Literal["classify", "immediate"] = "classify"
+    interruption_min_speech_ms: int = Field(700, ge=100, le=5000)
     history_max_messages: int = Field(24, ge=2)
     stt_decoders: int = Field(2, ge=1, le=32)
     # Received audio frames held back for reordering; each costs 20 ms of turn/barge-in latency.

@@ -79,3 +79,52 @@ async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkey
     assert 0.45 <= track.stalled_s - stalled <= 0.5, "half a second stalled is half a second, not one frame"
     await track.recv_pcm()
     assert abs(now[0] - (before + 0.02)) < 1e-6, "after re-anchoring, frames are paced again"
+
+
+async def test_a_held_reply_resumes_at_the_exact_byte_it_paused_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    import voice_agent.media.track as output
+    from voice_agent.media.track import AIGeneratedAudioTrack
+
+    async def no_wait(delay: float) -> None:
+        pass
+
+    monkeypatch.setattr(output.asyncio, "sleep", no_wait)
+    track = AIGeneratedAudioTrack("s", count_metrics=False, encode=False)
+    played: list[tuple[int, int, int]] = []
+    track.on_played = lambda turn, index, n: played.append((turn, index, n))
+    # Samples that never repeat nearby (and are never 0), so a repeated or skipped byte shows; chunks
+    # that are not whole frames, so the pause falls inside a chunk and a frame straddles two.
+    speech = (np.arange(FRAME_BYTES * 7 // 2) % 30011 + 1).astype("<i2").tobytes()
+    first, second = speech[: FRAME_BYTES * 5 + 300], speech[FRAME_BYTES * 5 + 300 :]
+    track.enqueue(1, 0, first)
+    track.enqueue(1, 1, second)
+
+    heard = b"".join([await track.recv_pcm() for _ in range(3)])
+    track.hold(1)
+    assert track.held == 1
+    before = list(played)
+    for _ in range(10):
+        assert await track.recv_pcm() == _SILENCE, "nothing of the reply plays while it is held"
+    assert played == before, "held time counts as nothing played"
+    track.resume(2)  # a resume of another turn changes nothing
+    assert track.held == 1
+    track.resume(1)
+    while track.speaking:
+        heard += await track.recv_pcm()
+    sent = first + second
+    assert heard[: len(sent)] == sent, "the reply plays on from the very byte where it paused"
+    assert heard[len(sent) :] == bytes(len(heard) - len(sent)), "then silence pads the last frame"
+    assert sum(n for _, _, n in played) == len(sent)
+
+
+def test_a_hold_ends_with_its_turn_and_never_pauses_the_next_one() -> None:
+    from voice_agent.media.track import AIGeneratedAudioTrack
+
+    track = AIGeneratedAudioTrack("s", count_metrics=False, encode=False)
+    track.hold(1)
+    track.interrupt(2)  # turn 1 ended (completed or cut)
+    assert track.held is None
+    track.hold(1)  # a late hold for the ended turn
+    assert track.held is None
+    track.enqueue(2, 0, b"\x01\x00" * 960)
+    assert track._take() != _SILENCE

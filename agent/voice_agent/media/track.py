@@ -7,7 +7,9 @@ loop stalls, the clock is re-anchored instead of catching up with a burst. With 
 sends silence, so the RTP stream and the client's jitter buffer stay steady.
 
 Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
-chunk of an older turn that arrives late is discarded rather than played.
+chunk of an older turn that arrives late is discarded rather than played. `hold()` pauses the
+reply without losing it (user sound that may be only a cough): silence goes out, the buffer and
+its offsets stay as they are, and `resume()` plays on from the exact byte where it stopped.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self.on_played: PlayedCallback | None = None
         self.on_idle: IdleCallback | None = None
         self._speaking_turn: int | None = None
+        self._held_turn: int | None = None
         self.frames_sent = 0
         self.late_resyncs = 0
         self.late_frames = 0
@@ -139,6 +142,23 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self._floor_turn = max(self._floor_turn, new_floor_turn)
         self._chunks.clear()
         self._speaking_turn = None
+        self._held_turn = None  # a hold belongs to the turn it paused; the next turn starts unheld
+
+    def hold(self, turn: int) -> None:
+        """Send silence from the next frame on; nothing is dropped, and `on_played` is not called, so
+        what the user heard stays exact. A hold for a turn that has already ended is ignored: it
+        must never pause the next one."""
+        if turn >= self._floor_turn:
+            self._held_turn = turn
+
+    def resume(self, turn: int) -> None:
+        if self._held_turn == turn:
+            self._held_turn = None
+
+    @property
+    def held(self) -> int | None:
+        """The turn whose audio is held, if any."""
+        return self._held_turn
 
     @property
     def buffered_bytes(self) -> int:
@@ -196,7 +216,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
             self._behind = 0.0
 
     def _take(self) -> bytes:
-        if not self._chunks:
+        if not self._chunks or self._held_turn is not None:
             if self._count_metrics:
                 _SILENCE_SENT.inc()
             return _SILENCE

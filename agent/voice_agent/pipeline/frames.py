@@ -5,7 +5,8 @@ Stages push frames to their neighbours, and every pushed frame is also seen by t
 
 - DataFrames are queued and processed in order.
 - SystemFrames are handled the moment they arrive, ahead of anything queued (that is what makes
-  an interruption immediate). Most travel downstream; an EndOfTurnRequestFrame travels upstream.
+  an interruption immediate). Most travel downstream; two travel upstream: EndOfTurnRequestFrame
+  (STT to VAD) and ClassifyUtteranceFrame (barge-in gate to STT).
 - ReportFrames are facts no stage acts on (a transcript, a token, audio played): they go to the
   observers only. Observers derive a few more (a turn's end, its metrics) on the same channel.
 """
@@ -84,6 +85,29 @@ class InterruptionFrame(SystemFrame):
 
 
 @dataclass(slots=True)
+class HoldFrame(SystemFrame):
+    """User sound during a reply that may not be an interruption: the output track sends silence and
+    keeps its place (nothing dropped, nothing counted as played) until a ResumeFrame or the turn ends."""
+
+    turn: int
+
+
+@dataclass(slots=True)
+class ResumeFrame(SystemFrame):
+    """The sound that held the reply was not an interruption: play on from the exact byte it paused at."""
+
+    turn: int
+
+
+@dataclass(slots=True)
+class ClassifyUtteranceFrame(SystemFrame):
+    """Upstream, barge-in gate to STT: the utterance just started began during a reply, so its final
+    transcript goes to the gate (HeldTranscriptFrame), which reports it or drops it."""
+
+    utterance: int
+
+
+@dataclass(slots=True)
 class EndFrame(SystemFrame):
     pass
 
@@ -106,6 +130,16 @@ class UserTurnFrame(DataFrame):
     speech_end_at: float | None = None
     stt_ms: float | None = None
     stt_provider: str | None = None
+
+
+@dataclass(slots=True)
+class HeldTranscriptFrame(DataFrame):
+    """STT to the gate: the final transcript of an utterance the gate is classifying, not yet reported.
+    `turn` is the user turn it makes if the gate lets it through (None for an empty transcript)."""
+
+    utterance: int
+    transcription: TranscriptionFrame
+    turn: UserTurnFrame | None
 
 
 @dataclass(slots=True)

@@ -7,8 +7,10 @@ from voice_agent.pipeline.frames import (
     BotStoppedSpeakingFrame,
     DataFrame,
     Frame,
+    HoldFrame,
     InterruptionFrame,
     PlayedFrame,
+    ResumeFrame,
     SystemFrame,
     TTSAudioFrame,
     TurnEndedFrame,
@@ -17,7 +19,8 @@ from voice_agent.pipeline.processor import Direction, FrameProcessor
 
 
 class AudioOutputProcessor(FrameProcessor):
-    """Sink stage: TTS audio into the track; an interruption empties the track immediately.
+    """Sink stage: TTS audio into the track; an interruption empties the track immediately, a hold
+    pauses it where it is (until a resume, or the turn's end: any end of a turn lifts its hold).
 
     The track's clock reports what it played through this stage, as frames on the pipeline's
     channel. As an observer, the stage closes a turn's audio when the turn ends (a text-only reply
@@ -50,6 +53,10 @@ class AudioOutputProcessor(FrameProcessor):
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, InterruptionFrame):
             self.track.interrupt(frame.turn + 1)
+        elif isinstance(frame, HoldFrame):
+            self.track.hold(frame.turn)
+        elif isinstance(frame, ResumeFrame):
+            self.track.resume(frame.turn)
 
     async def process(self, frame: DataFrame) -> None:
         if isinstance(frame, TTSAudioFrame) and frame.pcm:

@@ -8,10 +8,12 @@ Stages pass frames along; facts about the turn travel on the same frames, to obs
 keep the turn state (turns.py), the metrics (turn_metrics.py), the client's events
 (client_events.py), the history (history.py) and the preemptive drafts (preemption.py).
 
-Barge-in: when the VAD decides the user started speaking while a turn is in flight, the gate's
+Barge-in: when the VAD decides the user started speaking while a turn is in flight, the gate holds
+the reply's audio and decides whether the sound is an interruption (barge_in.py). If it is, its
 InterruptionFrame runs down LLM -> TTS -> output ahead of all queued data. Each stage cancels its
 in-flight work and drops its queue; the output track drops its buffer and refuses audio of older
-turns. History then records only the part of the reply the user actually heard.
+turns. History then records only the part of the reply the user actually heard. If it is not, the
+reply plays on from where it paused and the sound never becomes a turn.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voice_agent.media.track import AIGeneratedAudioTrack
-from voice_agent.pipeline.barge_in import BargeInGate
+from voice_agent.pipeline.barge_in import BargeInGate, Policy
 from voice_agent.pipeline.client_events import ClientEvents, EventSink
 from voice_agent.pipeline.context import Conversation
 from voice_agent.pipeline.frames import EndFrame, InputAudioFrame, InterruptRequestFrame, MediaStateFrame
@@ -50,6 +52,8 @@ class PipelineConfig:
     max_utterance_s: float = 30.0
     history_max_messages: int = 24
     preemptive_after_ms: int = 0
+    interruption: Policy = "classify"
+    interruption_min_speech_ms: int = 700
 
 
 class Pipeline:
@@ -80,7 +84,7 @@ class Pipeline:
             pause_ms=self.config.preemptive_after_ms,
         )
         self.stt = STTProcessor(providers.stt)
-        self.gate = BargeInGate(self.turns)
+        self.gate = BargeInGate(self.turns, self.config.interruption, self.config.interruption_min_speech_ms)
         self.llm = LLMProcessor(llm, self.conversation)
         self.tts = TTSProcessor(tts)
         self.output = AudioOutputProcessor(self.track)
@@ -99,6 +103,7 @@ class Pipeline:
         self.bus.subscribe(self.turns)
         self.bus.subscribe(HistoryRecorder(self.conversation, on_history))
         self.bus.subscribe(self.output)
+        self.bus.subscribe(self.gate)
         self._started = False
 
     @property
@@ -129,6 +134,8 @@ class Pipeline:
         self.track = AIGeneratedAudioTrack(self.session_id)
         active = self.turns.active_turn
         self.track.interrupt(self.stt.last_turn + 1 if active is None else active)
+        if old.held is not None:
+            self.track.hold(old.held)  # a hold in progress goes on in the new track until decided
         self.output.bind(self.track)
         old.stop()
         return self.track

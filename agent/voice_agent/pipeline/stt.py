@@ -4,6 +4,8 @@ speaks, and finalizes it off the audio path at end of speech so the next utteran
 The provider talks back by synchronous callbacks; the stage turns them into frames: interim text
 is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame sent upstream with
 the next audio frame, so the VAD ends the turn in order with the audio. The stage numbers turns.
+An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
+handed to the gate instead of reported: the gate decides whether it is a turn at all.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import time
 from typing import Any
 
 from voice_agent.pipeline.frames import (
+    ClassifyUtteranceFrame,
     DataFrame,
     EndOfTurnRequestFrame,
+    HeldTranscriptFrame,
     InputAudioFrame,
     ProviderErrorFrame,
     SystemFrame,
@@ -41,14 +45,19 @@ class STTProcessor(FrameProcessor):
         self._failed = False
         self._endpointed = False
         self._speaker_state: dict[str, Any] = {}
+        self._held: int | None = None  # the gate's number for the utterance in progress, if it asked
         self.last_turn = 0
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
+        if isinstance(frame, ClassifyUtteranceFrame):
+            self._held = frame.utterance
+            return
         if isinstance(frame, UserStartedSpeakingFrame):
+            self._held = None
             await self._open()
         elif isinstance(frame, UserStoppedSpeakingFrame) and self._stream is not None:
             stream, self._stream = self._stream, None
-            task = asyncio.create_task(self._finalize(stream, frame.at))
+            task = asyncio.create_task(self._finalize(stream, frame.at, self._held))
             self._finalizers.add(task)
             task.add_done_callback(self._finalizers.discard)
         await self.forward(frame, direction)
@@ -93,7 +102,7 @@ class STTProcessor(FrameProcessor):
             self._failed = True
             self.report(ProviderErrorFrame(exc))
 
-    async def _finalize(self, stream: STTStream, speech_end_at: float) -> None:
+    async def _finalize(self, stream: STTStream, speech_end_at: float, held: int | None = None) -> None:
         try:
             text = await stream.finish()
         except ProviderError as exc:
@@ -103,17 +112,22 @@ class STTProcessor(FrameProcessor):
             await stream.aclose()
         now = time.monotonic()
         stt_ms = (now - speech_end_at) * 1000
-        self.report(TranscriptionFrame(text=text, final=True, at=now))
+        final = TranscriptionFrame(text=text, final=True, at=now)
+        turn = None
         if text:
-            await self.push(
-                UserTurnFrame(
-                    text,
-                    self._new_turn(),
-                    speech_end_at=speech_end_at,
-                    stt_ms=stt_ms,
-                    stt_provider=stream.provider,
-                )
+            turn = UserTurnFrame(
+                text,
+                self._new_turn(),
+                speech_end_at=speech_end_at,
+                stt_ms=stt_ms,
+                stt_provider=stream.provider,
             )
+        if held is not None:
+            await self.push(HeldTranscriptFrame(held, final, turn))
+            return
+        self.report(final)
+        if turn is not None:
+            await self.push(turn)
 
     def _new_turn(self) -> int:
         self.last_turn += 1

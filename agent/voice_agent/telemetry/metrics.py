@@ -43,6 +43,11 @@ PREEMPTIONS = Counter(
     "voice_preemptive_drafts_total", "Replies drafted during the end-of-turn silence, by fate", ["outcome"]
 )
 BARGE_INS = Counter("voice_barge_ins_total", "User speech that interrupted the agent")
+INTERRUPTIONS = Counter(
+    "voice_interruptions_total",
+    "User sound during a reply: real (cut it), false (dropped, never a turn), resumed (held, then played on)",
+    ["kind"],
+)
 ERRORS = Counter("voice_errors_total", "Errors by type", ["type"])
 SESSION_DURATION = Histogram(
     "voice_session_duration_seconds",

@@ -1,0 +1,125 @@
+"""Interruption classification over real WebRTC: an "okay" or a cough while the agent tells a story
+pauses it, and the story plays on to its end; "wait, stop" cuts it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.voices import cough
+from tests.support.procs import AgentProcess, running_agent
+from tests.support.prom import scrape
+from tests.support.speech import synth
+from voice_agent.providers.local_llm import STORY
+from voice_agent.testing.client import VoiceClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+RATE = 16000
+# Frames already in flight when the agent stops, as in test_barge_in.py.
+IN_FLIGHT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s="1") as proc:
+        yield proc
+
+
+async def story_under_way(client: VoiceClient) -> dict[str, Any]:
+    """Ask for the story; returns the `speaking` status once about a second of it has arrived."""
+    mark = len(client.events)
+    client.say(*synth("please tell me a story"))
+    speaking = await client.wait_for(
+        lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30, after=mark
+    )
+    await client.wait_voiced(50, after=speaking["_at"], timeout=15)
+    return speaking
+
+
+async def history(agent: AgentProcess, session_id: str) -> list[dict[str, Any]]:
+    """The conversation as the agent keeps it, from the `session` event a new socket gets."""
+    reader = VoiceClient(agent.url)
+    try:
+        await reader.connect(session_id, negotiate=False)
+        event = await reader.wait_for(lambda e: e["type"] == "session")
+        return list(event["session"]["history"])
+    finally:
+        await reader.close()
+
+
+async def test_an_okay_and_a_cough_pause_the_story_which_plays_on_to_its_end(agent: AgentProcess) -> None:
+    before = await scrape(agent.url)
+    client = VoiceClient(agent.url)
+    try:
+        await client.create_session()
+        await client.connect()
+        await client.wait_media()
+        speaking = await story_under_way(client)
+
+        okay = client.say(*synth("okay"))
+        okay_until = await client.speech_ended(okay)
+        await client.wait_voiced(50, after=okay_until, timeout=15)  # the story goes on
+        noise = client.say(bytes(RATE * 2 // 5) + cough(300), RATE)
+        noise_until = await client.speech_ended(noise)
+
+        done = await client.wait_for(
+            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
+            timeout=60,
+        )
+        assert done["_at"] - noise_until > 3.0, "the story ended long after the cough: it was not cut"
+        assert client.recording.voiced_frames_after(noise_until + IN_FLIGHT_S) > 100
+        said = [
+            e
+            for e in client.events
+            if e["type"] == "transcript" and e["final"] and e["_at"] > speaking["_at"]
+        ]
+        assert [e["text"] for e in said] == ["", ""], "the client sees neither sound as a turn"
+        metrics = [e for e in client.events if e["type"] == "metrics" and e["_at"] > speaking["_at"]]
+        assert metrics, "the story's turn completed (a cut turn reports no metrics)"
+    finally:
+        await client.close()
+
+    messages = await history(agent, client.session["id"])
+    assert [(m["role"], m["content"], m.get("interrupted", False)) for m in messages] == [
+        ("user", messages[0]["content"], False),
+        ("assistant", STORY, False),
+    ], "the story is remembered whole; the okay and the cough are not turns"
+    after = await scrape(agent.url)
+    keys = {kind: f'voice_interruptions_total{{kind="{kind}"}}' for kind in ("real", "false", "resumed")}
+    grew = {kind: after[key] - before[key] for kind, key in keys.items()}
+    assert grew == {"real": 0, "false": 2, "resumed": 2}, grew
+
+
+async def test_wait_stop_over_the_story_stops_it(agent: AgentProcess) -> None:
+    client = VoiceClient(agent.url)
+    try:
+        await client.create_session()
+        await client.connect()
+        await client.wait_media()
+        speaking = await story_under_way(client)
+
+        stop = client.say(*synth("wait, stop"))
+        ack = await client.wait_for(
+            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
+            timeout=10,
+        )
+        spoken_until = await client.speech_ended(stop)
+        recording = client.recording
+        leaked = recording.voiced_frames_after(ack["_at"] + IN_FLIGHT_S) - recording.voiced_frames_after(
+            spoken_until
+        )
+        assert leaked == 0, f"{leaked} voiced frames of the story played after the interruption"
+        final = await client.wait_for(
+            lambda e: e["type"] == "transcript" and e["final"] and e["_at"] > ack["_at"], timeout=15
+        )
+        assert "stop" in final["text"], final
+    finally:
+        await client.close()
+
+    messages = await history(agent, client.session["id"])
+    story = messages[1]
+    assert story["role"] == "assistant" and story["interrupted"] and len(story["content"]) < len(STORY)
+    assert messages[2]["role"] == "user" and "stop" in messages[2]["content"], "the interruption is a turn"
