@@ -123,3 +123,27 @@ async def test_wait_stop_over_the_story_stops_it(agent: AgentProcess) -> None:
     story = messages[1]
     assert story["role"] == "assistant" and story["interrupted"] and len(story["content"]) < len(STORY)
     assert messages[2]["role"] == "user" and "stop" in messages[2]["content"], "the interruption is a turn"
+
+
+@pytest.fixture(scope="module")
+def immediate_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path_factory.mktemp("immediate"), voice_interruption="immediate") as proc:
+        yield proc
+
+
+async def test_with_immediate_interruption_an_okay_cuts_the_story(immediate_agent: AgentProcess) -> None:
+    client = VoiceClient(immediate_agent.url)
+    try:
+        await client.create_session()
+        await client.connect()
+        await client.wait_media()
+        speaking = await story_under_way(client)
+        client.say(*synth("okay"))
+        await client.wait_for(
+            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
+            timeout=10,
+        )
+    finally:
+        await client.close()
+    story = (await history(immediate_agent, client.session["id"]))[1]
+    assert story["role"] == "assistant" and story["interrupted"], story

@@ -93,6 +93,8 @@ class Call:
                 max_utterance_s=settings.max_utterance_s,
                 history_max_messages=settings.history_max_messages,
                 preemptive_after_ms=settings.preemptive_after_ms,
+                interruption=settings.interruption,
+                interruption_min_speech_ms=settings.interruption_min_speech_ms,
             ),
             history=record.history,
             on_history=self._history_changed,
