@@ -87,6 +87,7 @@ AGENT_METRICS = (
     "voice_interruptions_total",
     "voice_turns_total",
     "voice_barge_ins_total",
+    "voice_output_stalled_seconds_total",
 )
 
 
@@ -441,15 +442,21 @@ async def load(side: Side, calls: int, seconds: float, seed: int) -> dict[str, A
             await asyncio.gather(*tasks, return_exceptions=True)
     window = t1 - t0
     decision_s = _delta(before, after, "voice_turn_decision_seconds_sum")
+    decisions = _delta(before, after, "voice_turn_decision_seconds_count")
+    stalled = _delta(before, after, "voice_output_stalled_seconds_total") or 0.0
     return {
         "calls": calls,
         "seconds": round(window, 1),
         "turns_per_s": round((said1 - said0) / window, 2),
+        # Whether the agent kept up: turns it ended, and its outbound audio behind its clock.
+        "turns_ended_per_s": _rate(_delta(before, after, "voice_turns_total"), window),
+        "stalled_percent": round(100 * stalled / (calls * window), 1),
         "agent_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
         "agent_cpu_per_call_percent": round(100 * (cpu1 - cpu0) / window / calls, 2),
         "loadgen_cpu_percent": round(100 * (own1 - own0) / window, 1),
         "turn_decision_cpu_percent": None if decision_s is None else round(100 * decision_s / window, 2),
-        "decisions_per_s": _rate(_delta(before, after, "voice_turn_decision_seconds_count"), window),
+        "decisions_per_s": _rate(decisions, window),
+        "decision_ms_mean": round(1000 * decision_s / decisions, 3) if decision_s and decisions else None,
         "agent_metrics": deltas(before, after),
     }
 
@@ -642,7 +649,7 @@ def summarize(
     out["one_call_cpu_percent"] = round(100 * asking["cpu_s"] / asking["call_s"], 2) if asking else None
     out["agent"] = agent
     if loaded is not None:
-        out["load"] = loaded
+        out["load"] = {**loaded, "turn_decision_cpu_projected_percent": _projected(parts, agent, loaded)}
     out["errors"] = errors
     return out
 
@@ -666,12 +673,27 @@ def report(res: dict[str, Any]) -> str:
         acc = d["questions"]["word_accuracy"]
         return " / ".join(f"{acc[k]['percent']:g} % ({acc[k]['words']} words)" for k in ("first", "later"))
 
+    def kept_up(d: dict[str, Any]) -> str:
+        load = d["load"]
+        ended = load["turns_ended_per_s"]
+        return (
+            f"{load['turns_per_s']:g} / {'none' if ended is None else f'{ended:g}'} / "
+            f"{load['stalled_percent']:g} %"
+        )
+
     def loaded(d: dict[str, Any]) -> str:
         load = d["load"]
-        return (
-            f"{load['turns_per_s']:g} / {load['agent_cpu_percent']:g} % / "
-            f"{load['agent_cpu_per_call_percent']:g} %"
-        )
+        return f"{load['agent_cpu_percent']:g} % / {load['agent_cpu_per_call_percent']:g} %"
+
+    def deciding(d: dict[str, Any]) -> str:
+        load = d["load"]
+        measured, projected = load["turn_decision_cpu_percent"], load["turn_decision_cpu_projected_percent"]
+        if measured is None:
+            return "not counted by the agent"
+        mean = load["decision_ms_mean"]
+        per = "" if mean is None else f", {mean:g} ms each"
+        shown = "—" if projected is None else f"{projected:g} %"
+        return f"{measured:g} % / {shown} ({load['decisions_per_s']:g} decisions/s{per})"
 
     calls = next((res[m]["load"]["calls"] for m in MODES if "load" in res.get(m, {})), LOAD_CALLS)
     rows = [
@@ -731,13 +753,14 @@ def report(res: dict[str, Any]) -> str:
             "—",
         ],
         [
-            f"{calls} calls: turns/s, agent CPU (of one core), per call",
-            *both(loaded),
+            f"{calls} calls: questions asked/s / turns ended/s / outbound audio stalled (share of call time)",
+            *both(kept_up),
             "—",
         ],
+        [f"{calls} calls: agent CPU (of one core) / per call", *both(loaded), "—"],
         [
-            f"{calls} calls: turn-decision CPU (of one core)",
-            *both(lambda d: _percent(d["load"]["turn_decision_cpu_percent"])),
+            f"{calls} calls: turn-decision CPU (of one core), measured / if every question were decided",
+            *both(deciding),
             "≤ 5 %",
         ],
     ]
@@ -775,6 +798,26 @@ def _mean_ms(metrics: dict[str, float], histogram: str) -> str:
     total = sum(v for k, v in metrics.items() if k.startswith(histogram + "_sum"))
     count = sum(v for k, v in metrics.items() if k.startswith(histogram + "_count"))
     return f"{1000 * total / count:.0f} ms (n={count:g})" if count else "not counted by the agent"
+
+
+def _projected(
+    parts: dict[str, list[dict[str, Any]]], agent: dict[str, Any], loaded: dict[str, Any]
+) -> float | None:
+    """Turn decisions' CPU if every question the calls asked were decided: the mean time of one
+    decision under load, times the decisions per utterance of the one-call parts, times the rate
+    the calls spoke at. An agent that falls behind decides less than it was asked to, and the
+    measured share alone would then flatter it."""
+    said = sum(len(parts.get(p, [])) for p in ("questions", "hesitations"))
+    made = sum(
+        float(v)
+        for p in ("questions", "hesitations")
+        for k, v in agent.get(p, {}).get("metrics", {}).items()
+        if k.startswith("voice_turn_decisions_total")
+    )
+    if not said or not made or loaded.get("decision_ms_mean") is None:
+        return None
+    per_decision_s = float(loaded["decision_ms_mean"]) / 1000
+    return round(per_decision_s * made / said * float(loaded["turns_per_s"]) * 100, 2)
 
 
 def main() -> int:
