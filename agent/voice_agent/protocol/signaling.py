@@ -49,27 +49,69 @@ class ErrorCode(StrEnum):
     UNEXPECTED_ANSWER = "unexpected_answer"
     RATE_LIMITED = "rate_limited"
     ICE_FAILED = "ice_failed"
+    MEDIA_STALLED = "media_stalled"
     UNKNOWN_SESSION = "unknown_session"
     TOO_MANY_SOCKETS = "too_many_sockets"
     CAPACITY = "capacity"
     REPLACED = "replaced"
     SESSION_MOVED = "session_moved"
     OWNER_GONE = "owner_gone"
+    RELAY_LOST = "relay_lost"
+    GOING_AWAY = "going_away"
     INTERNAL = "internal"
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes of the signaling socket; the client's next step depends on which."""
+    """WebSocket close codes of the signaling socket: one meaning each, and one next step (CLOSE_ACTIONS)."""
 
     ENDED = 1000
-    # Sent by the WebSocket server itself, never by the agent's code: listed because clients see it.
+    # Sent by the WebSocket server itself, never by the agent's code: listed because clients see them.
     INVALID_UTF8 = 1007
     QUEUE_FULL = 1008
-    OWNER_GONE = 1012
+    TOO_BIG = 1009
+    SERVER_ERROR = 1011
+    # The session is intact, this socket cannot carry it any more (the call was suspended or moved,
+    # its agent is going away or gone, the relay to it broke): reconnect now with the same id.
+    RECONNECT = 1012
     TRY_AGAIN = 1013
     UNKNOWN_SESSION = 4404
     REPLACED = 4409
 
+
+class CloseAction(StrEnum):
+    """What a client does after a close; docs/api.md ("Close codes") is the table in prose."""
+
+    STOP = "stop"  # the session is over for this client: do not reconnect
+    RECONNECT = "reconnect"  # reconnect at once with the same session id: it resumes, history kept
+    RETRY_LATER = "retry_later"  # reconnect with the same session id after a backoff
+    NEW_SESSION = "new_session"  # the session is gone: create a new one
+
+
+CLOSE_ACTIONS: dict[CloseCode, CloseAction] = {
+    CloseCode.ENDED: CloseAction.STOP,
+    CloseCode.INVALID_UTF8: CloseAction.RECONNECT,
+    CloseCode.QUEUE_FULL: CloseAction.RECONNECT,
+    CloseCode.TOO_BIG: CloseAction.RECONNECT,
+    CloseCode.SERVER_ERROR: CloseAction.RECONNECT,
+    CloseCode.RECONNECT: CloseAction.RECONNECT,
+    CloseCode.TRY_AGAIN: CloseAction.RETRY_LATER,
+    CloseCode.UNKNOWN_SESSION: CloseAction.NEW_SESSION,
+    CloseCode.REPLACED: CloseAction.STOP,
+}
+
+
+def close_action(code: int | None) -> CloseAction:
+    """The next step after a close; a code not in the table (1006: the connection dropped without a
+    close frame, 1001 from a proxy) is a network failure: back off and reconnect."""
+    try:
+        return CLOSE_ACTIONS[CloseCode(code or 0)]
+    except ValueError:
+        return CloseAction.RETRY_LATER
+
+
+# Both ends send audio all the time (silence between words and replies), so media that is up yet
+# silent this long has stalled: each side then tells the other, or recovers (docs/api.md, `media_stalled`).
+MEDIA_STALL_S = 1.5
 
 MAX_TEXT_CHARS = 2000
 MAX_CANDIDATE_CHARS = 1024
@@ -443,6 +485,17 @@ class _Untitled(GenerateJsonSchema):
         return False
 
 
+def _close_actions_schema() -> dict[str, Any]:
+    """The close table as a type: generated clients cannot hold a table that differs from this one."""
+    return {
+        "type": "object",
+        "description": "What a client does after each close code of the signaling socket (docs/api.md).",
+        "properties": {str(int(c)): {"const": a.value} for c, a in CLOSE_ACTIONS.items()},
+        "required": [str(int(c)) for c in CLOSE_ACTIONS],
+        "additionalProperties": False,
+    }
+
+
 def json_schema() -> dict[str, Any]:
     """Every message and event as one JSON Schema (2020-12); the web client's types come from it."""
     defs: dict[str, Any] = {}
@@ -451,11 +504,13 @@ def json_schema() -> dict[str, Any]:
         "ServerEvent": _SERVER,
         "ErrorCode": TypeAdapter(ErrorCode),
         "CloseCode": TypeAdapter(CloseCode),
+        "CloseAction": TypeAdapter(CloseAction),
     }
     for name, adapter in roots.items():
         schema = adapter.json_schema(ref_template="#/$defs/{model}", schema_generator=_Untitled)
         defs.update(schema.pop("$defs", {}))
         defs[name] = schema
+    defs["CloseActions"] = _close_actions_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "voicepool signaling protocol",

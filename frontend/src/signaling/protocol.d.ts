@@ -42,11 +42,38 @@ export interface components {
         };
         ClientMessage: components["schemas"]["Offer"] | components["schemas"]["Answer"] | components["schemas"]["IceCandidate"] | components["schemas"]["Text"] | components["schemas"]["Interrupt"] | components["schemas"]["Ping"] | components["schemas"]["End"];
         /**
+         * CloseAction
+         * @description What a client does after a close; docs/api.md ("Close codes") is the table in prose.
+         * @enum {string}
+         */
+        CloseAction: "stop" | "reconnect" | "retry_later" | "new_session";
+        /** @description What a client does after each close code of the signaling socket (docs/api.md). */
+        CloseActions: {
+            /** @constant */
+            1000: "stop";
+            /** @constant */
+            1007: "reconnect";
+            /** @constant */
+            1008: "reconnect";
+            /** @constant */
+            1009: "reconnect";
+            /** @constant */
+            1011: "reconnect";
+            /** @constant */
+            1012: "reconnect";
+            /** @constant */
+            1013: "retry_later";
+            /** @constant */
+            4404: "new_session";
+            /** @constant */
+            4409: "stop";
+        };
+        /**
          * CloseCode
-         * @description WebSocket close codes of the signaling socket; the client's next step depends on which.
+         * @description WebSocket close codes of the signaling socket: one meaning each, and one next step (CLOSE_ACTIONS).
          * @enum {integer}
          */
-        CloseCode: 1000 | 1007 | 1008 | 1012 | 1013 | 4404 | 4409;
+        CloseCode: 1000 | 1007 | 1008 | 1009 | 1011 | 1012 | 1013 | 4404 | 4409;
         /**
          * End
          * @description End the session: the record is removed and the socket closes with 1000.
@@ -63,7 +90,7 @@ export interface components {
          * @description `code` of the `error` events the agent itself sends; providers add `<stage>_<kind>` codes.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_message" | "unknown_type" | "missing_field" | "frame_too_large" | "invalid_sdp" | "invalid_candidate" | "too_many_candidates" | "unexpected_answer" | "rate_limited" | "ice_failed" | "unknown_session" | "too_many_sockets" | "capacity" | "replaced" | "session_moved" | "owner_gone" | "internal";
+        ErrorCode: "invalid_json" | "invalid_message" | "unknown_type" | "missing_field" | "frame_too_large" | "invalid_sdp" | "invalid_candidate" | "too_many_candidates" | "unexpected_answer" | "rate_limited" | "ice_failed" | "media_stalled" | "unknown_session" | "too_many_sockets" | "capacity" | "replaced" | "session_moved" | "owner_gone" | "relay_lost" | "going_away" | "internal";
         /** ErrorEvent */
         ErrorEvent: {
             /**
