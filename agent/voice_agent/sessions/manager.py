@@ -19,6 +19,7 @@ from voice_agent.sessions.call import Call
 from voice_agent.settings import Settings
 from voice_agent.store.base import SessionStore
 from voice_agent.telemetry import metrics
+from voice_agent.telemetry.loop import LoopMonitor
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ class CallManager:
         self.draining = False
         self._lock = asyncio.Lock()
         self.sockets: dict[str, int] = {}
+        self.loop_monitor = LoopMonitor()
 
     async def start(self) -> None:
+        self.loop_monitor.start()
         await self.admission.start(self)
 
     def socket_opened(self, session_id: str) -> bool:
@@ -170,3 +173,4 @@ class CallManager:
     async def close(self) -> None:
         """Shutdown: calls are suspended, not ended, so their records stay resumable elsewhere."""
         await asyncio.gather(*(c.close("disconnected") for c in list(self.calls.values())))
+        await self.loop_monitor.stop()

@@ -87,3 +87,14 @@ PROVIDER_RETRIES = Counter("voice_provider_retries_total", "Provider requests re
 PROVIDER_FALLBACKS = Counter(
     "voice_provider_fallbacks_total", "Requests answered by the offline fallback", ["stage", "provider"]
 )
+
+# Liveness (docs/reliability.md, "Liveness under load").
+EVENT_LOOP_LAG = Histogram(
+    "voice_event_loop_lag_seconds",
+    "How much later than asked the event loop ran a timer: what every task waited for the loop",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
+)
+MEDIA_STALLS = Counter(
+    "voice_media_stalls_total",
+    "Calls whose client's audio stopped arriving while media and signaling were up",
+)
