@@ -28,7 +28,7 @@ from voice_agent.protocol.sessions import SessionRecord, utcnow
 from voice_agent.store import keys
 from voice_agent.store import redis_scripts as lua
 from voice_agent.store.base import OwnershipLost, StoreUnavailable
-from voice_agent.store.redis_metrics import REDIS_ERRORS, REDIS_OP_SECONDS
+from voice_agent.store.redis_metrics import LEASE_LAPSES, REDIS_ERRORS, REDIS_OP_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0) -> Redis:
+def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0, retries: int = 1) -> Redis:
     """A client on a bounded, blocking pool: bursts wait for a connection instead of failing."""
     pool = BlockingConnectionPool.from_url(
         url,
@@ -66,7 +66,7 @@ def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0) -> Redi
         socket_connect_timeout=timeout_s,
         health_check_interval=5,
         decode_responses=True,
-        retry=Retry(NoBackoff(), 1),  # one fresh-connection retry covers a restarted server
+        retry=Retry(NoBackoff(), retries),  # one fresh-connection retry covers a restarted server
     )
     return Redis(connection_pool=pool)
 
@@ -81,7 +81,12 @@ class RedisSessionStore:
         self.agent_id = agent_id
         self.capacity = capacity
         self.draining = False
+        self._url = url
+        self._registered = False
         self.client = connect(url, max_connections)
+        # The inbox's own connection, which never reconnects behind the relay's back: a subscription
+        # renewed silently would hide the messages lost in between (pool/relay.py).
+        self._inbox_client = connect(url, 4, retries=0)
         self._leases: dict[str, int] = {}
         self._agents = keys.agents_key(pool)
         self._prefix = keys.agent_prefix(pool)
@@ -115,8 +120,9 @@ class RedisSessionStore:
             await self.healthy()
 
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.client.connection_pool.disconnect()
+        for client in (self.client, self._inbox_client):
+            await client.aclose()
+            await client.connection_pool.disconnect()
 
     async def healthy(self, timeout_s: float = 0.5) -> bool:
         """Bounded: a black-holed Redis must not make /health (a liveness probe) hang."""
@@ -239,7 +245,7 @@ class RedisSessionStore:
     async def heartbeat(self, url: str, ttl_ms: int, running: Iterable[str]) -> builtins.list[str]:
         """Registers this agent; returns running sessions whose record Redis lost (to rewrite)."""
         async with self._op("heartbeat"):
-            missing = await self._heartbeat(
+            lapsed, missing = await self._heartbeat(
                 keys=[
                     keys.agent_key(self.pool, self.agent_id),
                     keys.agent_alive_key(self.pool, self.agent_id),
@@ -260,7 +266,21 @@ class RedisSessionStore:
                     *running,
                 ],
             )
+        self._lapsed(bool(lapsed))
         return [str(m) for m in missing]
+
+    def _lapsed(self, lapsed: bool) -> None:
+        """Counts a lease found expired after this agent had registered (thread-safe: the lease
+        is also renewed from a thread)."""
+        if lapsed and self._registered:
+            LEASE_LAPSES.inc()
+            log.warning("this agent's lease had lapsed; renewed", extra={"agent_id": self.agent_id})
+        self._registered = True
+
+    def lease(self, ttl_ms: int, timeout_s: float = 2.0) -> Lease:
+        """This agent's alive key on a blocking connection of its own, for a thread to renew
+        while the event loop is busy (pool/registry.py)."""
+        return Lease(self, ttl_ms, timeout_s)
 
     async def deregister(self) -> None:
         async with self._op("deregister"), self.client.pipeline(transaction=True) as pipe:
@@ -304,10 +324,39 @@ class RedisSessionStore:
         return {a for i, a in enumerate(ids) if rows[i] and self.inbox_of(a) in listening}
 
     def pubsub(self) -> PubSub:
-        return self.client.pubsub(ignore_subscribe_messages=True)
+        return self._inbox_client.pubsub(ignore_subscribe_messages=True)
 
     def inbox_of(self, agent_id: str) -> str:
         return keys.agent_inbox(self.pool, agent_id)
+
+
+class Lease:
+    """The renewal of one agent's alive key, callable from any thread (blocking, bounded by timeout_s)."""
+
+    def __init__(self, store: RedisSessionStore, ttl_ms: int, timeout_s: float) -> None:
+        import redis as sync_redis
+
+        self._store = store
+        self.ttl_ms = ttl_ms
+        self.timeout_s = timeout_s
+        self._key = keys.agent_alive_key(store.pool, store.agent_id)
+        self._client = sync_redis.Redis.from_url(
+            store._url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
+        )
+
+    def renew(self) -> None:
+        started = time.perf_counter()
+        try:
+            previous = self._client.set(self._key, _now_ms(), px=self.ttl_ms, get=True)
+        except RedisError as exc:
+            REDIS_ERRORS.labels("lease").inc()
+            raise StoreUnavailable(f"redis lease failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            REDIS_OP_SECONDS.labels("lease").observe(time.perf_counter() - started)
+        self._store._lapsed(previous is None)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def _record(data: str | None, owner: str | None, ended: str | None) -> SessionRecord | None:

@@ -21,3 +21,7 @@ RELAY_LINKS = Gauge(
     "voice_redis_relay_links", "Relayed client connections (edge: socket here; owner: call here)", ["role"]
 )
 RELAYED_MESSAGES = Counter("voice_redis_relayed_messages_total", "Relay messages by kind", ["kind"])
+LEASE_LAPSES = Counter(
+    "voice_redis_lease_lapses_total",
+    "Times this agent found its own lease (alive key) expired while it ran: the pool could take it for dead",
+)

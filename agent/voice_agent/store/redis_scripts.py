@@ -153,7 +153,9 @@ return owner
 # ARGV: me, pool, url, capacity, draining, ttl ms, now ms, session key prefix, start grace ms,
 # then the ids of sessions this agent runs. Registers/refreshes the agent and reconciles its
 # session set with what it actually runs (self-healing after a Redis restart or a lost message).
-# -> ids of sessions it runs whose record is gone from Redis (data lost): the agent rewrites them.
+# -> {lapsed, missing}: lapsed is 1 when the alive key had expired (the pool could have taken this
+# agent for dead), missing the ids of sessions it runs whose record is gone from Redis (data lost):
+# the agent rewrites them.
 HEARTBEAT = """
 local akey, alive, mine, agents, pools = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local me, pool, url, cap, draining = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -163,6 +165,7 @@ redis.call('HSET', akey, 'id', me, 'pool', pool, 'url', url, 'capacity', cap, 'd
            'seen_ms', now)
 redis.call('HSETNX', akey, 'started_ms', now)
 redis.call('PEXPIRE', akey, ttl * 100)
+local lapsed = redis.call('EXISTS', alive) == 0 and 1 or 0
 redis.call('SET', alive, now, 'PX', ttl)
 redis.call('SADD', pools, pool)
 local keep, missing = {}, {}
@@ -184,5 +187,5 @@ end
 redis.call('PEXPIRE', mine, ttl * 100)
 local n = redis.call('SCARD', mine)
 redis.call('ZADD', agents, n, me)
-return missing
+return {lapsed, missing}
 """
