@@ -13,6 +13,11 @@ Each agent listens on one channel, its inbox. Messages of one link are handled i
 queue and worker per link), so an offer is answered before the candidates that follow it.
 PUBLISH returns the number of receivers; 0 means the other side's process is gone, and the link
 is closed at once so the client can reconnect and resume (see docs/redis.md).
+
+No link ends in silence: whichever side loses a link (its peer gone, a message for a link it does
+not know, its own inbox dropped, a periodic audit that finds the other side forgot it) tells the
+client's socket to close with 1012, so the client reconnects at once instead of waiting on a
+socket that no longer carries anything (docs/api.md, "Close codes").
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from voice_agent.pool.registry import stop_task
 from voice_agent.protocol.signaling import AnyClientMessage, CloseCode, ErrorCode, error_event
 from voice_agent.sessions.admission import CallHost
 from voice_agent.sessions.call import Call
@@ -75,8 +81,18 @@ class RemoteConnection:
             self.closed = True
             self._writer.cancel()
 
+    def lost(self) -> None:
+        """This side lost the link: the edge still holds a socket that would stay open and mute."""
+        if not self.closed:
+            self.send(error_event(ErrorCode.RELAY_LOST, "the relay to this session's agent broke; reconnect"))
+            self.close_soon(CloseCode.RECONNECT, "relay lost")
+
     async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None:
         self.close_soon(code, reason)
+        await self.flushed()
+
+    async def flushed(self) -> None:
+        """Until what is queued for the edge (a close last) is published, at most CLOSE_FLUSH_S."""
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(self._writer), timeout=CLOSE_FLUSH_S)
         self._writer.cancel()
@@ -104,6 +120,7 @@ class OwnerLink:
         self.edge = edge
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LINK_QUEUE_MAX)
         self.conn = RemoteConnection(relay, self)
+        self.said_bye = False
         self.task = asyncio.create_task(self._run(), name=f"relay-owner-{link_id}")
 
     def push(self, msg: dict[str, Any]) -> None:
@@ -116,6 +133,11 @@ class OwnerLink:
     def stop(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self.inbox.put_nowait(_BYE)
+
+    def bye(self) -> None:
+        """The edge closed its side: nothing to tell it when the link ends."""
+        self.said_bye = True
+        self.stop()
 
     async def _messages(self) -> AsyncGenerator[Frame]:
         """The edge's messages in order, until it says bye or the link is closed."""
@@ -136,10 +158,13 @@ class OwnerLink:
                 self.conn.send(error_event(ErrorCode.CAPACITY, reason))
                 self.conn.close_soon(CloseCode.TRY_AGAIN, "try again")
                 return
+            if opened is None:
+                self.conn.send(error_event(ErrorCode.UNKNOWN_SESSION, "no such session"))
+                self.conn.close_soon(CloseCode.UNKNOWN_SESSION, "no such session")
+                return
             if not isinstance(opened, Call):
-                self.conn.send(error_event(ErrorCode.SESSION_MOVED, "reconnect to resume"))
-                gone = CloseCode.OWNER_GONE if opened is not None else CloseCode.UNKNOWN_SESSION
-                self.conn.close_soon(gone, "reconnect")
+                self.conn.send(error_event(ErrorCode.SESSION_MOVED, "the session runs on another agent now"))
+                self.conn.close_soon(CloseCode.RECONNECT, "reconnect to resume")
                 return
             call = opened
             await call.attach(self.conn)
@@ -154,7 +179,13 @@ class OwnerLink:
         finally:
             if call is not None:
                 call.detach(self.conn)
-            self.conn.drop()
+            if self.said_bye:
+                self.conn.drop()
+            else:
+                self.conn.lost()
+            # Known here until its close is out: an audit in between would otherwise send the edge
+            # a second, contradicting close (1012 before the 1000 of an ended session).
+            await self.conn.flushed()
             self.relay.owned.pop(self.id, None)
 
 
@@ -168,20 +199,36 @@ class EdgeLink:
         self.owner = owner
         self.conn = conn
         self.done = False
+        # Set once the owner has been sent `open`: from then on an audit may ask it about the link.
+        self.opened = False
 
     async def forward(self, msg: AnyClientMessage) -> bool:
         if self.done:
             return False
-        if not await self.relay.send(self.owner, "msg", self.session_id, self.id, {"m": msg.wire()}):
+        try:
+            receivers = await self.relay.publish(
+                self.owner, "msg", self.session_id, self.id, {"m": msg.wire()}
+            )
+        except StoreUnavailable:
+            self.lost(ErrorCode.RELAY_LOST, "the relay to this session's agent broke; reconnect")
+            return False
+        if not receivers:
             self.owner_gone()
             return False
         return True
 
     def owner_gone(self) -> None:
+        self.lost(ErrorCode.OWNER_GONE, "the agent running this session is gone; reconnect to resume")
+
+    def lost(self, code: ErrorCode, message: str) -> None:
+        """The link cannot carry this socket any more: the client reconnects (and resumes) at once,
+        and the owner, if it still listens, detaches its call from the link at once too."""
+        if not self.done:
+            self.relay._spawn(self.relay.send(self.owner, "bye", self.session_id, self.id, {}))
         self.done = True
         self.relay.edges.pop(self.id, None)
-        self.conn.send(error_event(ErrorCode.OWNER_GONE, "the agent running this session is gone"))
-        self.conn.close_soon(CloseCode.OWNER_GONE, "reconnect to resume")
+        self.conn.send(error_event(code, message))
+        self.conn.close_soon(CloseCode.RECONNECT, "reconnect to resume")
 
     async def close(self) -> None:
         self.relay.edges.pop(self.id, None)
@@ -211,23 +258,27 @@ class Relay:
 
     async def close(self) -> None:
         for edge in list(self.edges.values()):
-            edge.owner_gone()
+            edge.lost(ErrorCode.GOING_AWAY, "this agent is shutting down; reconnect to resume")
         for link in list(self.owned.values()):
             link.stop()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop_task(self._reader)
 
     @property
     def active_edges(self) -> int:
         return len(self.edges)
 
+    async def publish(
+        self, agent_id: str, kind: str, session_id: str, link: str, body: dict[str, Any]
+    ) -> int:
+        """Publish to an agent's inbox: how many received it (0: that agent is gone); StoreUnavailable."""
+        msg = {"k": kind, "s": session_id, "l": link, "f": self.agent_id, "t": time.time(), **body}
+        return await self.store.publish(self.store.inbox_of(agent_id), msg)
+
     async def send(self, agent_id: str, kind: str, session_id: str, link: str, body: dict[str, Any]) -> bool:
         """Publish to an agent's inbox; False when no one received it (agent gone or Redis down)."""
-        msg = {"k": kind, "s": session_id, "l": link, "f": self.agent_id, "t": time.time(), **body}
         try:
-            return await self.store.publish(self.store.inbox_of(agent_id), msg) > 0
+            return await self.publish(agent_id, kind, session_id, link, body) > 0
         except StoreUnavailable:
             return False
 
@@ -237,10 +288,12 @@ class Relay:
         if not await self.send(owner, "open", session_id, edge.id, {}):
             self.edges.pop(edge.id, None)
             return None
+        edge.opened = True
         return edge
 
     async def check_links(self) -> None:
-        """Closes links whose other agent vanished without a word (no inbox listener or heartbeat)."""
+        """Closes links whose other agent vanished without a word (no inbox listener or heartbeat),
+        and asks every other agent about the links it shares with this one (`_audit` answers)."""
         peers = {e.owner for e in self.edges.values()} | {o.edge for o in self.owned.values()}
         if not peers:
             return
@@ -248,6 +301,33 @@ class Relay:
         for edge in [e for e in self.edges.values() if e.owner in gone]:
             edge.owner_gone()
         for link in [o for o in self.owned.values() if o.edge in gone]:
+            link.stop()
+        for peer in peers - gone:
+            as_edge = [e.id for e in self.edges.values() if e.owner == peer and e.opened]
+            as_owner = [o.id for o in self.owned.values() if o.edge == peer]
+            if as_edge or as_owner:
+                await self.send(peer, "links", "", "", {"edge": as_edge, "owner": as_owner})
+
+    def _audit(self, sender: str, as_edge: list[str], as_owner: list[str]) -> None:
+        """Another agent's view of our shared links: each one it holds that this agent does not know
+        is gone here, so it is told to end it (a link is never left open with nobody behind it)."""
+        for link in as_edge:
+            if link not in self.owned:
+                self._spawn(self._tell_lost(sender, link))
+        for link in as_owner:
+            if link not in self.edges:
+                self._spawn(self.send(sender, "bye", "", link, {}))
+
+    async def _tell_lost(self, edge: str, link: str) -> None:
+        lost = error_event(ErrorCode.RELAY_LOST, "the relay to this session's agent broke; reconnect")
+        await self.send(edge, "ev", "", link, {"e": lost})
+        await self.send(edge, "close", "", link, {"code": CloseCode.RECONNECT, "reason": "relay lost"})
+
+    def _inbox_lost(self) -> None:
+        """Messages sent while the inbox was down are gone, so no link can be trusted to be whole."""
+        for edge in list(self.edges.values()):
+            edge.lost(ErrorCode.RELAY_LOST, "the relay to this session's agent broke; reconnect")
+        for link in list(self.owned.values()):
             link.stop()
 
     # --- inbox --------------------------------------------------------------------------------
@@ -268,6 +348,7 @@ class Relay:
             except (RedisError, OSError) as exc:
                 if backoff == 0.05:  # first failure of a streak; retries stay quiet
                     log.warning("relay inbox lost; resubscribing", extra={"error": type(exc).__name__})
+                self._inbox_lost()
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(Exception):
@@ -295,10 +376,16 @@ class Relay:
             self.owned[link] = OwnerLink(self, link, sid, str(msg["f"]))
         elif kind == "msg" and (owner_link := self.owned.get(link)) is not None:
             owner_link.push(msg["m"])
+        elif kind == "msg":  # a link this agent does not know (any more): its socket must not wait on it
+            self._spawn(self._tell_lost(str(msg["f"]), link))
         elif kind == "bye" and (owner_link := self.owned.get(link)) is not None:
-            owner_link.stop()
+            owner_link.bye()
+        elif kind == "links":
+            self._audit(str(msg["f"]), list(msg.get("edge", [])), list(msg.get("owner", [])))
         elif kind == "ev" and (edge := self.edges.get(link)) is not None:
             edge.conn.send(msg["e"])
+        elif kind == "ev":  # the socket of this link is gone from here: the owner's call must not wait on it
+            self._spawn(self.send(str(msg["f"]), "bye", "", link, {}))
         elif kind == "close" and (edge := self.edges.pop(link, None)) is not None:
             edge.done = True
             edge.conn.close_soon(int(msg.get("code", CloseCode.ENDED)), str(msg.get("reason", ""))[:100])

@@ -19,6 +19,7 @@ from voice_agent.media.peer import Peer, local_candidates
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
 from voice_agent.protocol.sessions import Message, SessionRecord
 from voice_agent.protocol.signaling import (
+    MEDIA_STALL_S,
     AnswerEvent,
     CloseCode,
     ErrorCode,
@@ -41,6 +42,7 @@ from voice_agent.telemetry.logs import session_id_var
 log = logging.getLogger(__name__)
 
 SAVE_RETRY_MAX_S = 2.0
+MEDIA_WATCH_S = 0.25
 
 
 class ClientLink(Protocol):
@@ -78,6 +80,10 @@ class Call:
         self._grace: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._media_watch: asyncio.Task[None] | None = None
+        self._media_up = False
+        self._heard_at = time.monotonic()
+        self._stalled = False
         self._dirty = asyncio.Event()
         self._closed = False
         self._peers_made = 0
@@ -108,6 +114,7 @@ class Call:
         self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
 
     async def attach(self, conn: ClientLink) -> None:
+        self._media_watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.id}")
         """A WebSocket (re)connects. A second socket for the session replaces the first."""
         if self._grace is not None:
             self._grace.cancel()
@@ -139,16 +146,22 @@ class Call:
         if self._closed:
             return
         self._closed = True
-        for task in (self._grace, self._saver):
+        for task in (self._grace, self._saver, self._media_watch):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         if self.peer is not None:
             await self.peer.close()
             self.peer = None
         await self.pipeline.stop()
-        if self.conn is not None:
-            await self.conn.aclose(CloseCode.ENDED, status)
-            self.conn = None
+        if self.conn is not None and status == "ended":
+            await self.conn.aclose(CloseCode.ENDED, "ended")
+        elif self.conn is not None:
+            # Suspended with its client still here (drain timeout, shutdown): the session goes on
+            # wherever the client reconnects, so the socket must not say "ended".
+            going = error_event(ErrorCode.GOING_AWAY, "this agent is shutting down; reconnect to resume")
+            self.conn.send(going)
+            await self.conn.aclose(CloseCode.RECONNECT, "suspended")
+        self.conn = None
         self.record.status = status  # type: ignore[assignment]
         self.record.is_ai_speaking = False
         duration = time.monotonic() - self.started_at
@@ -204,7 +217,7 @@ class Call:
             self.id,
             self.settings.ice_servers,
             track,
-            self.pipeline.push_audio,
+            self._audio_in,
             self._peer_state,
             transport_policy=self.settings.ice_transport_policy,
             jitter_frames=self.settings.jitter_prefetch_frames,
@@ -244,11 +257,39 @@ class Call:
     def _peer_state(self, state: str) -> None:
         log.info("media %s", state, extra={"media_state": state})
         self.record.peer_connections = {"current": {"state": state}}
+    async def _audio_in(self, pcm: bytes) -> None:
+        self._heard_at = time.monotonic()
+        self._stalled = False
+        await self.pipeline.push_audio(pcm)
+
+    async def _watch_media(self) -> None:
+        """The client's audio stopping while media is up and its socket here is a stall it cannot see
+        from its side (its uplink broke, its sender died): it is told, and renegotiates.
+
+        A late tick means this agent's own loop stalled: the audio it could not take is queued, not
+        lost, so the clock starts again instead of blaming the client."""
+        ticked = time.monotonic()
+        while True:
+            await asyncio.sleep(MEDIA_WATCH_S)
+            now = time.monotonic()
+            if now - ticked > MEDIA_STALL_S / 2:
+                self._heard_at = now
+            ticked = now
+            if self.conn is None or not self._media_up or self._stalled:
+                continue
+            if now - self._heard_at > MEDIA_STALL_S:
+                self._stalled = True
+                metrics.MEDIA_STALLS.inc()
+                log.warning("client audio stalled", extra={"after_s": MEDIA_STALL_S})
+                self.error(ErrorCode.MEDIA_STALLED, "no audio from you; send a new offer (ICE restart)")
+
         self._dirty.set()
         if state == "connected":
             self.pipeline.media_started()
         elif state in ("failed", "closed"):
+        self._media_up = state == "connected"
             self.pipeline.media_stopped()
+            self._heard_at = time.monotonic()
         if state == "failed":
             self.error(
                 ErrorCode.ICE_FAILED, "media connection failed; send a new offer (ICE restart) to recover"

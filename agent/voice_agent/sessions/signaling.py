@@ -1,7 +1,8 @@
 """The signaling WebSocket (docs/api.md): receive, parse once, dispatch, answer errors.
 
-Every bad input gets an `error` event and the session carries on; only an unknown session
-(4404) or a replaced connection (4409) closes the socket. A socket for a session running on
+Every bad input gets an `error` event and the session carries on. A socket closes with the code
+whose meaning fits (docs/api.md, "Close codes"): 1000 only when the session ended, 1012 whenever the
+session is intact and the client should reconnect to it. A socket for a session running on
 another agent is relayed there (relay.py); validation and rate limits still happen here, and the
 owner runs the relayed messages through the same loop (`receive_loop`) as a socket of its own.
 """
@@ -183,8 +184,9 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
             )
         finally:
             call.detach(conn)
-            # A client that went away leaves our writer waiting for events that never come.
-            await conn.aclose()
+            # A client that went away leaves our writer waiting for events that never come. One
+            # still there did not end its session (that closes with 1000 first): it may resume.
+            await conn.aclose(CloseCode.RECONNECT, "closing")
     finally:
         manager.socket_closed(session_id)
         metrics.WEBSOCKET_CONNECTIONS.dec()
@@ -193,12 +195,12 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
 async def _serve_relayed(conn: ClientConnection, session_id: str, owner: RemoteOwner, max_bytes: int) -> None:
     edge = await owner.open_edge(session_id, conn)
     if edge is None:
-        conn.send(error_event(ErrorCode.OWNER_GONE, "the session's agent is gone"))
-        await conn.aclose(CloseCode.OWNER_GONE, "reconnect to resume")
+        conn.send(error_event(ErrorCode.OWNER_GONE, "the session's agent is gone; reconnect to resume"))
+        await conn.aclose(CloseCode.RECONNECT, "reconnect to resume")
         return
     log.info("relaying signaling", extra={"owner": owner.agent_id})
     try:
         await receive_loop(socket_frames(conn), conn, edge.forward, max_bytes)
     finally:
         await edge.close()
-        await conn.aclose(CloseCode.OWNER_GONE, "relay closed")
+        await conn.aclose(CloseCode.RECONNECT, "relay closed")
