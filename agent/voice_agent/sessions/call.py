@@ -111,10 +111,10 @@ class Call:
         session_id_var.set(self.id)
         await self.pipeline.start()
         self._saver = asyncio.create_task(self._save_loop(), name=f"saver-{self.id}")
+        self._media_watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.id}")
         self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
 
     async def attach(self, conn: ClientLink) -> None:
-        self._media_watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.id}")
         """A WebSocket (re)connects. A second socket for the session replaces the first."""
         if self._grace is not None:
             self._grace.cancel()
@@ -254,9 +254,6 @@ class Call:
     async def on_interrupt(self) -> None:
         await self.pipeline.interrupt()
 
-    def _peer_state(self, state: str) -> None:
-        log.info("media %s", state, extra={"media_state": state})
-        self.record.peer_connections = {"current": {"state": state}}
     async def _audio_in(self, pcm: bytes) -> None:
         self._heard_at = time.monotonic()
         self._stalled = False
@@ -283,13 +280,16 @@ class Call:
                 log.warning("client audio stalled", extra={"after_s": MEDIA_STALL_S})
                 self.error(ErrorCode.MEDIA_STALLED, "no audio from you; send a new offer (ICE restart)")
 
+    def _peer_state(self, state: str) -> None:
+        log.info("media %s", state, extra={"media_state": state})
+        self.record.peer_connections = {"current": {"state": state}}
         self._dirty.set()
+        self._media_up = state == "connected"
         if state == "connected":
+            self._heard_at = time.monotonic()
             self.pipeline.media_started()
         elif state in ("failed", "closed"):
-        self._media_up = state == "connected"
             self.pipeline.media_stopped()
-            self._heard_at = time.monotonic()
         if state == "failed":
             self.error(
                 ErrorCode.ICE_FAILED, "media connection failed; send a new offer (ICE restart) to recover"
