@@ -3,6 +3,12 @@
 Used by the end-to-end tests, the benchmarks and the load generator, and usable against any
 deployment: create a session over HTTP, signal over the WebSocket, send speech from PCM, and
 record the agent's audio with arrival times (for latency and for transcription).
+
+With `resume=True` it also keeps its conversation going the way the web client does: after a
+close it does what the close code says (docs/api.md, "Close codes": reconnect at once, retry
+later, start a new session, or stop), renegotiates media when the agent it lands on holds none,
+and treats audio that stops arriving while the call is up as a stall to recover from. It counts
+how long it ever went without hearing from the agent (`silence`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +38,26 @@ from voice_agent.media.audio import OUTPUT_RATE, PcmResampler, frame_bytes
 from voice_agent.media.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
 from voice_agent.media.receive import tune_receivers
 from voice_agent.media.track import AIGeneratedAudioTrack
-from voice_agent.protocol.signaling import parse_candidate
+from voice_agent.protocol.signaling import (
+    MEDIA_STALL_S,
+    CloseAction,
+    ErrorCode,
+    close_action,
+    parse_candidate,
+)
 from voice_agent.settings import load_settings
 
 SILENCE_DBFS = -50.0
+WATCH_TICK_S = 0.1
+# A watch tick this late means this process's own loop stalled: that time is not the agent's.
+OWN_STALL_S = 0.2
+# After a stall is seen: how long audio may take to come back by itself (a busy agent catches up)
+# before the client acts, renegotiating media if the agent still answers, else reconnecting.
+MEDIA_RECOVER_S = 3.0
+# Reconnect pacing after a failed attempt, as the web client's (frontend/src/hooks/backoff.ts).
+BACKOFF_BASE_S, BACKOFF_MAX_S, BACKOFF_JITTER = 0.5, 8.0, 0.2
+# Error events that ask the client to renegotiate media (docs/api.md, "Error codes").
+RENEGOTIATE_ON = {ErrorCode.MEDIA_STALLED, ErrorCode.ICE_FAILED}
 
 
 @dataclass
@@ -67,6 +90,48 @@ class Recording:
         return sum(1 for f in self.frames if f.at >= t and f.voiced)
 
 
+@dataclass
+class Close:
+    at: float
+    code: int | None
+    action: CloseAction
+    ended_by_client: bool
+    # The client closed it itself as dead (no audio and no answer): not the agent's close.
+    dropped: bool = False
+
+
+@dataclass
+class Silence:
+    """Spans in which the client heard nothing from the agent (no audio frame, no event) while its
+    socket was open and media up; each span ends at the next frame or event, a close, or the
+    client's own stall detection, whichever comes first ("how it ended" is kept for the long ones)."""
+
+    report_over_s: float = 1.0
+    since: float | None = None
+    longest_s: float = 0.0
+    long_spans: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def heard(self, now: float, how: str, wake: bool = False) -> None:
+        """A sign of life; `wake`: one that also ends a pause (audio flowing, a socket opened)."""
+        if self.since is not None:
+            span = now - self.since
+            self.longest_s = max(self.longest_s, span)
+            if span > self.report_over_s:
+                self.long_spans.append((round(self.since, 3), round(span, 3), how))
+        if self.since is not None or wake:
+            self.since = now
+
+    def discount(self, seconds: float) -> None:
+        """The client's own process stalled this long: nothing could reach it, whoever was at fault."""
+        if self.since is not None:
+            self.since += seconds
+
+    def pause(self, now: float, how: str) -> None:
+        """The client knows why it hears nothing (closed, reconnecting, renegotiating)."""
+        self.heard(now, how)
+        self.since = None
+
+
 def _loud(pcm: bytes) -> bool:
     arr = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
     if arr.size == 0:
@@ -85,6 +150,8 @@ class VoiceClient:
         jitter_frames: int = 1,
         record: bool = True,
         host_candidates: HostCandidatePolicy | None = None,
+        resume: bool = False,
+        media_stall_s: float = MEDIA_STALL_S,
     ) -> None:
         # Load generators turn recording off: decoding is still done, analysis is not.
         self.record = record
@@ -111,6 +178,23 @@ class VoiceClient:
         self._speech_start: dict[int, float] = {}
         self._utterances = 0
         self.speaker.on_played = self._played
+        self.resume = resume
+        self.media_stall_s = media_stall_s
+        self.closes: list[Close] = []
+        self.reconnects = 0
+        self.new_sessions = 0
+        self.media_stalls = 0
+        self.renegotiations = 0
+        self.silence = Silence()
+        self.stopped = False
+        self._ending = False
+        self._attempts = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._last_frame: float | None = None
+        self._negotiating = False
+        self._recovering: asyncio.Task[None] | None = None
+        self._dropped = False
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def create_session(self) -> dict[str, Any]:
@@ -125,33 +209,156 @@ class VoiceClient:
         sid = session_id or self.session["id"]
         ws_url = self.base_url.replace("http://", "ws://").replace("https://", "wss://") + f"/ws/v2/{sid}"
         self.ws = await websockets.connect(ws_url, max_size=2**20)
-        self._tasks.append(asyncio.create_task(self._read_ws()))
+        self.close_code = None
+        self._reader = asyncio.create_task(self._read_ws(self.ws))
+        self._tasks.append(self._reader)
+        if self.resume and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_media())
+            self._tasks.append(self._watcher)
+        self.silence.heard(time.monotonic(), "open", wake=True)
         if negotiate:
             await self.negotiate()
 
     async def send(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "end":
+            self._ending = True
         await self.ws.send(json.dumps(msg))
 
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def _read_ws(self) -> None:
+    async def _read_ws(self, ws: Any) -> None:
         try:
-            async for raw in self.ws:
+            async for raw in ws:
                 event = json.loads(raw)
-                event["_at"] = time.monotonic()
+                event["_at"] = now = time.monotonic()
+                self.silence.heard(now, f"event {event.get('type')}")
                 if event.get("type") == "ice-candidate" and self.pc is not None:
                     with contextlib.suppress(Exception):
                         await self.pc.addIceCandidate(parse_candidate(event))
                 async with self._new_event:
                     self.events.append(event)
                     self._new_event.notify_all()
+                if self.resume:
+                    self._follow(event)
         except websockets.ConnectionClosed:
             pass
         finally:
-            self.close_code = self.ws.close_code
+            self.close_code = ws.close_code
             async with self._new_event:
                 self._new_event.notify_all()
+            if ws is self.ws:
+                self._closed(ws.close_code)
+
+    # --- following the agent (resume=True) ---------------------------------------------------
+    def _closed(self, code: int | None) -> None:
+        """What the close code says to do, done: docs/api.md, "Close codes"."""
+        now = time.monotonic()
+        # A socket this client dropped as dead says nothing about the session: it reconnects.
+        dropped, self._dropped = self._dropped, False
+        action = CloseAction.RECONNECT if dropped else close_action(code)
+        self.closes.append(Close(now, code, action, self._ending, dropped))
+        self.silence.pause(now, f"close {code}")
+        if not self.resume or self._ending or self.stopped:
+            return
+        if action is CloseAction.STOP:
+            self.stopped = True
+            return
+        self._attempts += 1
+        first = action is CloseAction.RECONNECT and self._attempts == 1
+        delay = 0.0 if first else _backoff(self._attempts)
+        self._tasks.append(asyncio.create_task(self._reconnect(delay, action is CloseAction.NEW_SESSION)))
+
+    async def _reconnect(self, delay: float, new_session: bool) -> None:
+        await asyncio.sleep(delay)
+        if self._ending:
+            return
+        opened = False
+        try:
+            if new_session:
+                await self.create_session()
+                self.new_sessions += 1
+            mark = len(self.events)
+            await self.connect(negotiate=False)
+            opened = True
+            self.reconnects += 1
+            session = await self.wait_for(lambda e: e.get("type") == "session", timeout=15, after=mark)
+        except (OSError, TimeoutError, websockets.WebSocketException, httpx.HTTPError):
+            if not opened:
+                self._closed(None)  # never opened: back off and try again
+            elif self.ws.close_code is None:
+                await self._drop_socket()  # opened and silent: its close reconnects
+            return  # opened and closed: that close already scheduled the next attempt
+        self._attempts = 0
+        if not session["session"].get("peer_connections") or not self._media_up():
+            self._renegotiate()
+
+    def _follow(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "error" and event.get("code") in RENEGOTIATE_ON:
+            self._renegotiate()
+
+    def _media_up(self) -> bool:
+        return self.pc is not None and self.pc.connectionState == "connected"
+
+    def _renegotiate(self) -> None:
+        if self._recovering is not None and not self._recovering.done():
+            return
+        self.renegotiations += 1
+        self._recovering = asyncio.create_task(self._negotiate_quietly())
+        self._tasks.append(self._recovering)
+
+    async def _negotiate_quietly(self) -> None:
+        # A close during the offer is followed by its own reconnect, which renegotiates.
+        with contextlib.suppress(RuntimeError, TimeoutError, websockets.WebSocketException):
+            await self.negotiate()
+
+    async def _watch_media(self) -> None:
+        """Audio that stops while the socket is open and media is up is a stall: counted and known
+        at once (a page would say so), then recovered from if it does not end by itself.
+
+        A late tick means this process itself stalled (its own loop, not the agent): the clock
+        starts again instead of blaming the agent for it."""
+        ticked = time.monotonic()
+        stalled_at: float | None = None
+        events_then = 0
+        while True:
+            await asyncio.sleep(WATCH_TICK_S)
+            now = time.monotonic()
+            own_stall, ticked = now - ticked - WATCH_TICK_S, now
+            if own_stall > OWN_STALL_S:
+                self.silence.discount(own_stall)
+                if self._last_frame is not None:
+                    self._last_frame += own_stall
+            if self.ws is None or self.ws.close_code is not None or self._negotiating:
+                stalled_at = None
+                continue
+            if self.pc is not None and self.pc.connectionState in ("failed", "closed"):
+                self._renegotiate()  # the agent's end of the media went away (its call suspended)
+                continue
+            if not self._media_up():
+                stalled_at = None
+                continue
+            silent = self._last_frame is not None and now - self._last_frame > self.media_stall_s
+            if not silent:
+                stalled_at = None
+            elif stalled_at is None:
+                stalled_at, events_then = now, len(self.events)
+                self.media_stalls += 1
+                self.silence.pause(now, "stall detected")
+                with contextlib.suppress(websockets.WebSocketException):
+                    await self.send({"type": "ping", "ts": "stall"})
+            elif now - stalled_at > MEDIA_RECOVER_S:
+                stalled_at = None
+                self._last_frame = now
+                if len(self.events) > events_then:
+                    self._renegotiate()  # the agent answers: its media path is what broke
+                else:
+                    await self._drop_socket()  # nothing from the agent at all: a dead socket
+
+    async def _drop_socket(self) -> None:
+        self._dropped = True
+        with contextlib.suppress(websockets.WebSocketException):
+            await self.ws.close()
 
     async def wait_for(
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0, after: int = 0
@@ -173,12 +380,22 @@ class VoiceClient:
                     await asyncio.wait_for(self._new_event.wait(), remaining)
 
     async def wait_closed(self, timeout: float = 5.0) -> int | None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._tasks[0]), timeout)
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), timeout)
         return self.close_code
 
     # --- media --------------------------------------------------------------------------------
     async def negotiate(self) -> None:
+        self._negotiating = True
+        self.silence.pause(time.monotonic(), "negotiating")
+        try:
+            await self._negotiate()
+        finally:
+            self._negotiating = False
+            self._last_frame = time.monotonic()  # the new peer's audio is yet to come
+
+    async def _negotiate(self) -> None:
         if self.pc is not None:
             await self.pc.close()
             self.speaker = _fresh_speaker(self.speaker, self._played)
@@ -232,9 +449,10 @@ class VoiceClient:
             while True:
                 frame = await track.recv()
                 self.frames_received += 1
+                now = self._last_frame = time.monotonic()
+                self.silence.heard(now, "audio", wake=True)
                 if not self.record:
                     continue
-                now = time.monotonic()
                 for out in resampler.resample(frame):  # type: ignore[arg-type]
                     pcm = bytes(out.planes[0])[: out.samples * 2]
                     self.recording.frames.append(ReceivedFrame(now, pcm, _loud(pcm)))
@@ -282,6 +500,7 @@ class VoiceClient:
         return self._speech_end[uid]
 
     async def close(self) -> None:
+        self._ending = True
         with contextlib.suppress(Exception):
             if self.ws is not None:
                 await self.ws.close()
@@ -290,6 +509,11 @@ class VoiceClient:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _backoff(attempt: int) -> float:
+    raw = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt - 1))
+    return max(0.0, raw * (1 + BACKOFF_JITTER * (2 * random.random() - 1)))
 
 
 def _fresh_speaker(
