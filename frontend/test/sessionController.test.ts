@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CLOSE_REPLACED, CLOSE_SESSION_GONE, DEFAULT_TUNING } from '../src/hooks/sessionController';
-import { SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
+import { DEFAULT_TUNING } from '../src/hooks/sessionController';
+import { SESSION_ENDED_NOTICE, SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
+import { closeAction, type CloseAction } from '../src/signaling/messages';
+import schema from '../src/signaling/protocol.schema.json';
 import { AGENT, drive, settle, type Driven } from './controller';
 
 const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
@@ -292,7 +294,7 @@ describe('VoiceSessionController: recovery', () => {
     await connect(d);
     d.agent.forgetSessions();
     d.agent.refuse = { status: 429, retryAfter: 1 };
-    d.agent.socket.drop(CLOSE_SESSION_GONE);
+    d.agent.socket.drop(4404);
     await settle();
     // The agent's Retry-After (1 s) wins over the first backoff step (0.5 s).
     expect(d.state()).toMatchObject({ connectionStatus: 'connecting', reconnect: { attempt: 1, delayMs: 1000 } });
@@ -307,13 +309,13 @@ describe('VoiceSessionController: recovery', () => {
   it('treats close code 4404 as a lost session and 4409 as taken over elsewhere', async () => {
     const d = drive();
     await connect(d);
-    d.agent.socket.drop(CLOSE_SESSION_GONE);
+    d.agent.socket.drop(4404);
     await settle();
     expect(d.state().sessionId).toBe('s2');
 
     d.agent.socket.open();
     await settle();
-    d.agent.socket.drop(CLOSE_REPLACED);
+    d.agent.socket.drop(4409);
     await settle();
     expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'session-taken' });
     // The other window owns the session now; this one must not end it.
@@ -413,5 +415,129 @@ describe('VoiceSessionController: teardown', () => {
     await settle();
     expect(d.agent.sockets).toHaveLength(0);
     expect(d.mic.stop).toHaveBeenCalled();
+  });
+});
+
+/** The agent's close table as committed in the protocol schema (generated from its models). */
+const TABLE = Object.entries(schema.$defs.CloseActions.properties).map(
+  ([code, entry]) => [Number(code), (entry as { const: CloseAction }).const] as const,
+);
+
+describe('VoiceSessionController: every close code the agent sends, as docs/api.md says', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('holds the same table as the agent, and takes a code it does not list for a dropped network', () => {
+    expect(TABLE.length).toBeGreaterThanOrEqual(9);
+    for (const [code, action] of TABLE) expect(closeAction(code), String(code)).toBe(action);
+    expect(closeAction(1006)).toBe('retry_later');
+    expect(closeAction(1001)).toBe('retry_later');
+  });
+
+  it.each(TABLE)('close %i: %s', async (code, action) => {
+    const d = drive();
+    await connect(d);
+    d.agent.socket.drop(code);
+    await settle();
+    const scheduled = d.actions.filter((a) => a.type === 'reconnect-scheduled');
+    const deletes = d.agent.requests.filter((r) => r.startsWith('DELETE'));
+    switch (action) {
+      case 'stop':
+        // Nothing to resume here: no reconnect, and the session is not ended from this side either.
+        expect(scheduled).toEqual([]);
+        expect(deletes).toEqual([]);
+        await vi.advanceTimersByTimeAsync(10_000);
+        expect(d.agent.sockets).toHaveLength(1);
+        if (code === 1000) expect(d.state()).toMatchObject({ active: false, errorFatal: false, notice: SESSION_ENDED_NOTICE });
+        else expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'session-taken' });
+        break;
+      case 'reconnect':
+        // The session is intact: the same id, at once.
+        expect(scheduled).toEqual([{ type: 'reconnect-scheduled', attempt: 1, delayMs: 0 }]);
+        await vi.advanceTimersByTimeAsync(0);
+        await settle();
+        expect(d.agent.sockets).toHaveLength(2);
+        expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s1');
+        break;
+      case 'retry_later':
+        expect(scheduled).toEqual([{ type: 'reconnect-scheduled', attempt: 1, delayMs: DEFAULT_TUNING.backoff.baseMs }]);
+        await vi.advanceTimersByTimeAsync(DEFAULT_TUNING.backoff.baseMs);
+        await settle();
+        expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s1');
+        break;
+      case 'new_session':
+        expect(d.state()).toMatchObject({ sessionId: 's2', notice: SESSION_REPLACED_NOTICE });
+        expect(d.agent.socket.url).toBe('ws://agent.test/ws/v2/s2');
+        break;
+    }
+  });
+});
+
+describe('VoiceSessionController: media stalls', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A connected call whose agent audio flowed, then stopped; `clock` moves the controller's time. */
+  async function stalled(): Promise<{ d: Driven; clock: (ms: number) => Promise<void> }> {
+    let now = 0;
+    const d = drive({}, { now: () => now });
+    const clock = async (ms: number): Promise<void> => {
+      for (let t = 0; t < ms; t += DEFAULT_TUNING.mediaWatchMs) {
+        now += DEFAULT_TUNING.mediaWatchMs;
+        await vi.advanceTimersByTimeAsync(DEFAULT_TUNING.mediaWatchMs);
+      }
+      await settle();
+    };
+    await connect(d);
+    d.peer().packetsReceived = 50;
+    await clock(500);
+    return { d, clock };
+  }
+
+  it('says so as soon as the agent audio has stopped for the stall time, and counts it', async () => {
+    const { d, clock } = await stalled();
+    await clock(DEFAULT_TUNING.mediaStallMs - 250);
+    expect(d.state().media).toBe('connected');
+    await clock(500);
+    expect(d.state()).toMatchObject({ media: 'stalled', mediaStalls: 1, connectionStatus: 'connecting' });
+    expect(d.agent.socket.types()).toContain('ping');
+    // The agent catches up by itself: nothing to renew.
+    d.peer().packetsReceived += 10;
+    await clock(250);
+    expect(d.state()).toMatchObject({ media: 'connected', mediaStalls: 1, connectionStatus: 'connected' });
+    expect(d.peers).toHaveLength(1);
+  });
+
+  it('restarts ICE when the stall lasts while the agent still answers on the socket', async () => {
+    const { d, clock } = await stalled();
+    await clock(DEFAULT_TUNING.mediaStallMs + 250);
+    d.agent.socket.receive({ type: 'pong' });
+    await clock(DEFAULT_TUNING.mediaRecoverMs + 250);
+    expect(d.peer().offers.at(-1)).toEqual({ iceRestart: true });
+    expect(d.state().media).toBe('restarting');
+  });
+
+  it('reconnects at once when neither audio nor anything else comes from the agent', async () => {
+    const { d, clock } = await stalled();
+    await clock(DEFAULT_TUNING.mediaStallMs + DEFAULT_TUNING.mediaRecoverMs + 500);
+    expect(d.agent.sockets[0]?.closedByClient).not.toBeNull();
+    expect(d.actions).toContainEqual({ type: 'reconnect-scheduled', attempt: 1, delayMs: 0 });
+    expect(d.agent.sockets).toHaveLength(2);
+  });
+
+  it('renegotiates when the agent reports that it hears nothing from us', async () => {
+    const { d } = await stalled();
+    d.agent.socket.receive({ type: 'error', code: 'media_stalled', message: 'no audio from you' });
+    await settle();
+    expect(d.peer().offers.at(-1)).toEqual({ iceRestart: true });
+    expect(d.state()).toMatchObject({ error: null, media: 'restarting' });
   });
 });

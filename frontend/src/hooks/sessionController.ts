@@ -9,7 +9,13 @@
 import { ApiError, createSession, deleteSession, sessionExists, type FetchLike, type SessionInfo } from '../api/client';
 import { signalingUrl } from '../config';
 import { summarizeStats } from '../webrtc/stats';
-import { encodeClientMessage, parseAgentMessage, type AgentMessage, type ClientMessage } from '../signaling/messages';
+import {
+  closeAction,
+  encodeClientMessage,
+  parseAgentMessage,
+  type AgentMessage,
+  type ClientMessage,
+} from '../signaling/messages';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
 
@@ -73,6 +79,12 @@ export interface ControllerTuning {
   mediaProbeMs: number;
   /** New sessions created in a row without one ever opening, before giving up. */
   maxSessionReplacements: number;
+  /** How often the agent's audio is checked while the call is up. */
+  mediaWatchMs: number;
+  /** The agent's audio silent this long (it streams silence between replies) is a stall. */
+  mediaStallMs: number;
+  /** After a stall: how long audio may take to come back by itself before the peer or socket is renewed. */
+  mediaRecoverMs: number;
 }
 
 export const DEFAULT_TUNING: ControllerTuning = {
@@ -84,6 +96,10 @@ export const DEFAULT_TUNING: ControllerTuning = {
   maxPeerRebuilds: 3,
   mediaProbeMs: 1500,
   maxSessionReplacements: 3,
+  // The agent's MEDIA_STALL_S (agent/voice_agent/protocol/signaling.py).
+  mediaWatchMs: 250,
+  mediaStallMs: 1500,
+  mediaRecoverMs: 3000,
 };
 
 export interface MediaHandles {
@@ -98,10 +114,8 @@ export interface ControllerEvents {
 }
 
 const OPEN = 1;
-/** WebSocket close code the agent uses for an unknown or expired session (docs/api.md). */
-export const CLOSE_SESSION_GONE = 4404;
-/** Close code the agent uses when another connection took the session over. */
-export const CLOSE_REPLACED = 4409;
+/** The agent ended the session (docs/api.md, "Close codes"); 4409 also says stop, for another reason. */
+export const CLOSE_ENDED = 1000;
 
 export const MIC_CONSTRAINTS: MediaStreamConstraints = {
   audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
@@ -212,6 +226,7 @@ export class VoiceSessionController {
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
   private probeTimer: ReturnType<typeof setTimeout> | null = null;
+  private mediaTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(base: string, deps: VoiceAgentDeps, events: ControllerEvents, tuning: ControllerTuning = DEFAULT_TUNING) {
     this.base = base;
@@ -342,15 +357,39 @@ export class VoiceSessionController {
       if (!current()) return;
       this.dropSocket();
       this.events.dispatch({ type: 'signaling', state: 'closed' });
-      if (event.code === CLOSE_SESSION_GONE) this.replaceSession(run);
-      else if (event.code === CLOSE_REPLACED) {
-        // Another tab or device resumed this session; fighting it over the socket helps nobody.
-        this.fail({
-          code: 'session-taken',
-          message: 'This conversation was continued in another window or device, so it ended here.',
-        }, { endSession: false });
-      } else this.scheduleReconnect(run);
+      this.followClose(run, event.code);
     };
+  }
+
+  /** Does what the close code says (docs/api.md, "Close codes"; the table is CLOSE_ACTIONS). */
+  private followClose(run: number, code: number): void {
+    switch (closeAction(code)) {
+      case 'stop':
+        if (code === CLOSE_ENDED) {
+          // The session is over (ended through the API or another agent): nothing to resume.
+          this.teardown();
+          this.events.dispatch({ type: 'ended' });
+        } else {
+          // Another tab or device resumed this session; fighting it over the socket helps nobody.
+          this.fail(
+            {
+              code: 'session-taken',
+              message: 'This conversation was continued in another window or device, so it ended here.',
+            },
+            { endSession: false },
+          );
+        }
+        return;
+      case 'new_session':
+        this.replaceSession(run);
+        return;
+      case 'reconnect':
+        this.scheduleReconnect(run, 0, true);
+        return;
+      case 'retry_later':
+        this.scheduleReconnect(run);
+        return;
+    }
   }
 
   private dropSocket(): void {
@@ -371,8 +410,11 @@ export class VoiceSessionController {
     }
   }
 
-  /** `minDelayMs`: the agent's Retry-After, which the backoff never undercuts. */
-  private scheduleReconnect(run: number, minDelayMs = 0): void {
+  /**
+   * `minDelayMs`: the agent's Retry-After, which the backoff never undercuts. `now`: the agent said
+   * reconnect at once (the session is intact elsewhere), so a first attempt does not wait.
+   */
+  private scheduleReconnect(run: number, minDelayMs = 0, now = false): void {
     if (run !== this.run || this.reconnectTimer !== null) return;
     this.reconnectAttempts += 1;
     const policy = this.tuning.backoff;
@@ -383,7 +425,8 @@ export class VoiceSessionController {
       });
       return;
     }
-    const delayMs = Math.max(minDelayMs, backoffDelay(this.reconnectAttempts, policy, this.deps.random));
+    const first = now && this.reconnectAttempts === 1;
+    const delayMs = first ? 0 : Math.max(minDelayMs, backoffDelay(this.reconnectAttempts, policy, this.deps.random));
     this.events.dispatch({ type: 'reconnect-scheduled', attempt: this.reconnectAttempts, delayMs });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
@@ -493,6 +536,68 @@ export class VoiceSessionController {
     }, this.tuning.mediaProbeMs);
   }
 
+  /**
+   * The agent streams audio all the time (silence between replies), so inbound packets that stop
+   * while the call is up are a stall, whatever its cause: shown at once (media `stalled`), then
+   * recovered if it does not end by itself: a fresh offer when the agent still answers on the
+   * socket, else a new socket. Only audio that flowed and then stopped counts; a tick that comes
+   * late (a throttled background tab) restarts the clock rather than blame the agent.
+   */
+  private watchMedia(run: number, pc: PeerLike): void {
+    this.clearMediaTimer();
+    const { mediaWatchMs, mediaStallMs, mediaRecoverMs } = this.tuning;
+    let packets = 0;
+    let flowingAt = this.deps.now();
+    let tickedAt = flowingAt;
+    let stalledAt: number | null = null;
+    let heardAtStall = 0;
+    let reading = false;
+    const current = (): boolean => run === this.run && this.pc === pc;
+    const check = async (): Promise<void> => {
+      const now = this.deps.now();
+      if (now - tickedAt > mediaWatchMs + mediaStallMs / 2) flowingAt = now;
+      tickedAt = now;
+      const seen = await inboundPackets(pc);
+      if (!current() || seen === null) return;
+      if (seen > packets) {
+        packets = seen;
+        flowingAt = now;
+        if (stalledAt !== null) this.setMedia('connected');
+        stalledAt = null;
+        return;
+      }
+      if (packets === 0 || this.ws?.readyState !== OPEN || pc.connectionState !== 'connected') return;
+      if (stalledAt === null && now - flowingAt > mediaStallMs) {
+        stalledAt = now;
+        heardAtStall = this.lastHeard;
+        this.setMedia('stalled');
+        this.send({ type: 'ping' });
+      } else if (stalledAt !== null && now - stalledAt > mediaRecoverMs) {
+        stalledAt = null;
+        flowingAt = now;
+        if (this.lastHeard > heardAtStall) {
+          this.restartIce(run); // the agent answers: its media path is what broke
+        } else {
+          this.dropSocket(); // nothing from the agent at all: a dead socket
+          this.events.dispatch({ type: 'signaling', state: 'closed' });
+          this.scheduleReconnect(run, 0, true);
+        }
+      }
+    };
+    this.mediaTimer = setInterval(() => {
+      if (reading || !current()) return;
+      reading = true;
+      void check().finally(() => {
+        reading = false;
+      });
+    }, mediaWatchMs);
+  }
+
+  private clearMediaTimer(): void {
+    if (this.mediaTimer !== null) clearInterval(this.mediaTimer);
+    this.mediaTimer = null;
+  }
+
   private clearProbeTimer(): void {
     if (this.probeTimer !== null) clearTimeout(this.probeTimer);
     this.probeTimer = null;
@@ -556,6 +661,7 @@ export class VoiceSessionController {
         this.peerRebuilds = 0;
         this.iceRestarted = false;
         this.setMedia('connected');
+        this.watchMedia(run, pc);
         break;
       case 'disconnected':
         // Often transient (a network blip); give ICE a moment before restarting it.
@@ -651,6 +757,10 @@ export class VoiceSessionController {
             this.rebuildPeer(run, false);
           }
           return;
+        case 'error':
+          // The agent hears nothing from us although media is up: a fresh offer (ICE restart).
+          if (message.code === 'media_stalled' && pc) this.restartIce(run);
+          return;
         default:
           return;
       }
@@ -683,6 +793,7 @@ export class VoiceSessionController {
   private closePeer(): void {
     this.clearIceTimer();
     this.clearProbeTimer();
+    this.clearMediaTimer();
     const pc = this.pc;
     this.pc = null;
     this.keptPeerOnResume = false;

@@ -10,7 +10,8 @@ import type { AgentMessage, TurnMetrics } from '../signaling/messages';
 export type ConnectionStatus = 'disconnected' | 'connecting' | 'connected' | 'error';
 export type ProcessingStatus = 'idle' | 'listening' | 'processing' | 'speaking' | 'error';
 export type SignalingState = 'idle' | 'opening' | 'open' | 'closed';
-export type MediaState = 'none' | 'connecting' | 'connected' | 'restarting' | 'failed';
+/** `stalled`: media is up but the agent's audio stopped arriving (the controller recovers it). */
+export type MediaState = 'none' | 'connecting' | 'connected' | 'stalled' | 'restarting' | 'failed';
 
 /** Why the conversation stopped or is degraded; the page chooses its wording and actions from this. */
 export type VoiceErrorCode =
@@ -63,11 +64,14 @@ export interface VoiceAgentState {
   history: ConversationTurn[];
   turnMetrics: TurnMetrics[];
   nextTurnId: number;
+  /** Times the agent's audio stopped while the call was up (docs/reliability.md, "Liveness under load"). */
+  mediaStalls: number;
 }
 
 export type VoiceAgentAction =
   | { type: 'start' }
   | { type: 'stop' }
+  | { type: 'ended' }
   | { type: 'session-ready'; sessionId: string; replaced: boolean }
   | { type: 'signaling'; state: SignalingState }
   | { type: 'reconnect-scheduled'; attempt: number; delayMs: number }
@@ -102,11 +106,14 @@ export const initialVoiceAgentState: VoiceAgentState = {
   history: [],
   turnMetrics: [],
   nextTurnId: 1,
+  mediaStalls: 0,
 };
 
 export const SESSION_REPLACED_NOTICE =
   'The agent lost the previous session (it restarted or the session expired), so a new session was started. ' +
   'Earlier turns stay on screen but the agent no longer remembers them.';
+
+export const SESSION_ENDED_NOTICE = 'The agent ended this conversation.';
 
 /**
  * Streaming text may arrive as growing snapshots ("Hel", "Hello") or as deltas ("Hel", "lo");
@@ -159,7 +166,16 @@ function pushTurn(state: VoiceAgentState, role: ConversationTurn['role'], text: 
 }
 
 /** Agent error codes that the controller recovers from by itself; showing them would only alarm. */
-const SELF_HEALING_ERRORS = new Set(['unknown_session', 'replaced', 'ice_failed']);
+const SELF_HEALING_ERRORS = new Set([
+  'unknown_session',
+  'replaced',
+  'ice_failed',
+  'media_stalled',
+  'owner_gone',
+  'relay_lost',
+  'going_away',
+  'session_moved',
+]);
 
 /** One turn of the agent's stored history (`session.history`), if the entry is usable. */
 function storedTurn(entry: unknown): Omit<ConversationTurn, 'id'> | null {
@@ -273,6 +289,8 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
         },
         'idle',
       );
+    case 'ended':
+      return { ...voiceAgentReducer(state, { type: 'stop' }), notice: SESSION_ENDED_NOTICE };
     case 'session-ready':
       return finish({
         ...state,
@@ -292,7 +310,11 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
     case 'reconnect-scheduled':
       return finish({ ...state, reconnect: { attempt: action.attempt, delayMs: action.delayMs } });
     case 'media':
-      return finish({ ...state, media: action.state });
+      return finish({
+        ...state,
+        media: action.state,
+        mediaStalls: state.mediaStalls + (action.state === 'stalled' && state.media !== 'stalled' ? 1 : 0),
+      });
     case 'agent':
       if (!state.active) return state;
       return onAgentMessage(state, action.message);

@@ -30,6 +30,9 @@ export function getStatusInfo(state: VoiceAgentState): StatusInfo {
   if (state.connectionStatus === 'connected') {
     return { label: 'Connected', detail: 'Audio is flowing both ways.', tone: 'good', icon: 'online' };
   }
+  if (state.media === 'stalled') {
+    return { label: 'Audio interrupted', detail: 'No audio from the agent; restoring it.', tone: 'warning', icon: 'reconnecting' };
+  }
   if (state.media === 'restarting') {
     return { label: 'Restoring audio', detail: 'Re-establishing the audio path.', tone: 'warning', icon: 'reconnecting' };
   }

@@ -19,6 +19,31 @@ export type SessionSnapshot = Schemas['SessionSnapshot'];
 export type StoredMessage = Schemas['Message'];
 export type ErrorCode = Schemas['ErrorCode'];
 export type CloseCode = Schemas['CloseCode'];
+export type CloseAction = Schemas['CloseAction'];
+/** One entry per close code: the agent's table (docs/api.md, "Close codes") as a type. */
+export type CloseActions = Schemas['CloseActions'];
+
+/**
+ * What to do after the signaling socket closed. Typed by the agent's table, so a code added or
+ * changed there fails `npm run typecheck` until this copy says the same.
+ */
+export const CLOSE_ACTIONS: CloseActions = {
+  1000: 'stop',
+  1007: 'reconnect',
+  1008: 'reconnect',
+  1009: 'reconnect',
+  1011: 'reconnect',
+  1012: 'reconnect',
+  1013: 'retry_later',
+  4404: 'new_session',
+  4409: 'stop',
+};
+
+/** A code not in the table (1006: the connection dropped without a close frame) is a network failure. */
+export function closeAction(code: number): CloseAction {
+  const actions: Partial<Record<number, CloseAction>> = CLOSE_ACTIONS;
+  return actions[code] ?? 'retry_later';
+}
 
 export type ParseResult = { ok: true; message: AgentMessage } | { ok: false; reason: string };
 
