@@ -236,6 +236,8 @@ async def hesitate(probe: Probe, utt: corpus.Unfinished) -> dict[str, Any]:
             out["trace"] = trace(probe, mark)
         return out
     await stop_reply(probe, final_at)
+    # Two turns of one phrase are a cut too, however late their transcripts came (a busy agent).
+    out["cut"] = out["cut"] or sum(1 for e in probe.events[mark:] if is_final(e)) > 1
     return out
 
 
