@@ -29,6 +29,12 @@ PIPELINE_HISTOGRAMS = {
     "voice_voice_to_voice_seconds",
     "voice_session_duration_seconds",
 }
+# Turn-taking (docs/api.md), each shown split by the label that says which detector, outcome or kind.
+TURN_TAKING = {
+    "voice_turn_end_silence_seconds": "detector",
+    "voice_turn_decisions_total": "outcome",
+    "voice_interruptions_total": "kind",
+}
 OURS = re.compile(r"\b((?:webrtc|voice|voicepool)_[a-z0-9_]+)\b")
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
 
@@ -65,6 +71,16 @@ def test_dashboard_shows_webrtc_metrics_and_pipeline_latencies() -> None:
     used = {m for expr in dashboard_exprs() for m in OURS.findall(expr)}
     base_names = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
     assert base_names >= WEBRTC_METRICS | PIPELINE_HISTOGRAMS
+
+
+def test_dashboard_shows_turn_taking_by_detector_outcome_and_kind() -> None:
+    for metric, label in TURN_TAKING.items():
+        exprs = [e for e in dashboard_exprs() if re.search(rf"\b{metric}(_bucket)?\b", e)]
+        assert exprs, f"no panel shows {metric}"
+        assert all(re.search(rf"sum by \([^)]*\b{label}\b", e) for e in exprs), exprs
+    silence = [e for e in dashboard_exprs() if "voice_turn_end_silence_seconds_bucket" in e]
+    quantiles = {q for e in silence for q in re.findall(r"^histogram_quantile\((0\.\d+),", e)}
+    assert quantiles == {"0.5", "0.95"}
 
 
 def test_dashboard_and_alerts_reference_only_exported_metrics() -> None:
