@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import ifaddr
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from voice_agent.media.ice import (
@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "VOICE_REDIS_URL"))
 
     # Turn taking: how long the user must be silent before the turn ends, and how eager the VAD is.
+    # Adaptive: at a pause of turn_min_silence_ms the words so far decide (finished: the turn ends;
+    # unfinished: up to turn_max_silence_ms); fixed, or no decision possible: end_of_turn_silence_ms.
+    turn_detector: Literal["adaptive", "fixed"] = "adaptive"
+    turn_min_silence_ms: int = Field(200, ge=100, le=1000)
+    turn_max_silence_ms: int = Field(1600, ge=300, le=5000)
     end_of_turn_silence_ms: int = Field(500, ge=100, le=5000)
     vad_aggressiveness: int = Field(3, ge=0, le=3)
     vad_start_ms: int = Field(60, ge=20, le=1000)
@@ -145,6 +150,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = json.loads(value) if value.strip().startswith("[") else value.split(",")
         return [str(v).strip() for v in value if str(v).strip()]
+
+    @field_validator("turn_max_silence_ms")
+    @classmethod
+    def _longer_than_the_pause(cls, value: int, info: ValidationInfo) -> int:
+        shortest = info.data.get("turn_min_silence_ms")
+        if shortest is not None and value <= shortest:
+            raise ValueError(f"must be more than VOICE_TURN_MIN_SILENCE_MS ({shortest})")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

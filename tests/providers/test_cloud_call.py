@@ -243,6 +243,7 @@ def endpointing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         tmp_path_factory.mktemp("endpointing"),
         voice_stt_endpointing="provider",
         voice_deepgram_endpointing_ms="300",
+        voice_turn_detector="fixed",
         voice_end_of_turn_silence_ms="4000",
     ) as c:
         yield c

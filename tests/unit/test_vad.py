@@ -1,10 +1,17 @@
-"""VAD turn boundaries: start needs a run of voiced frames, end needs the configured silence."""
+"""VAD turn boundaries: start needs a run of voiced frames; the end needs the configured silence, or
+(adaptive) the silence the words at a short pause call for."""
 
 from __future__ import annotations
 
+import pytest
+from prometheus_client import REGISTRY
+
 from voice_agent.media.audio import FRAME_MS
+from voice_agent.pipeline.end_of_turn import EndOfTurn
 from voice_agent.pipeline.frames import (
+    EndOfTurnQueryFrame,
     EndOfTurnRequestFrame,
+    EndOfTurnWordsFrame,
     Frame,
     InputAudioFrame,
     UserStartedSpeakingFrame,
@@ -136,3 +143,132 @@ async def test_an_stt_endpoint_ends_the_turn_before_the_silence_runs_out() -> No
     await vad.queue_frame(EndOfTurnRequestFrame(), UPSTREAM)  # not speaking: nothing to end, none kept
     await feed(vad, clock, [VOICED] * 3 + [SILENT] * 5)
     assert vad.speaking and sink.kinds().count("UserStoppedSpeakingFrame") == 1
+
+
+# --- adaptive end of turn ----------------------------------------------------------------------
+class WordsSink(Sink):
+    """Stands in for STT: answers each EndOfTurnQueryFrame with the words of the moment (None: no
+    answer at all, as when no stream is open)."""
+
+    def __init__(self, vad: VADProcessor, words: str | None) -> None:
+        super().__init__()
+        self.vad = vad
+        self.words = words
+
+    async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
+        await super().queue_frame(frame, direction)
+        if isinstance(frame, EndOfTurnQueryFrame) and self.words is not None:
+            await self.vad.queue_frame(EndOfTurnWordsFrame(self.words), UPSTREAM)
+
+
+def adaptive(
+    words: str | None, fixed_ms: int = 500, min_ms: int = 200, max_ms: int = 1600, pause_ms: int = 0
+) -> tuple[ScriptedVAD, WordsSink, Clock]:
+    clock = Clock()
+    vad = ScriptedVAD(
+        clock=clock, pause_ms=pause_ms, end_of_turn=EndOfTurn("adaptive", fixed_ms, min_ms, max_ms)
+    )
+    sink = WordsSink(vad, words)
+    vad.link(sink)
+    return vad, sink, clock
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def silence_until_the_end(vad: VADProcessor, sink: Sink, clock: Clock, limit: int = 400) -> int:
+    """Silent frames fed until the turn ends (at most `limit`): how many it took."""
+    for n in range(1, limit + 1):
+        await feed(vad, clock, [SILENT])
+        if isinstance(sink.frames[-1], UserStoppedSpeakingFrame):
+            return n
+    raise AssertionError(f"no end of turn after {limit} silent frames")
+
+
+@pytest.mark.parametrize(
+    ("words", "frames", "outcome"),
+    [
+        ("what time is it", 200 // FRAME_MS, "complete"),  # finished: the turn is taken at the pause
+        ("I would like to", 1600 // FRAME_MS, "timeout"),  # unfinished: the longest silence ends it
+        ("", 500 // FRAME_MS, "fallback"),  # nothing heard to judge by: the fixed silence
+        (None, 500 // FRAME_MS, "fallback"),  # no recognizer answered
+    ],
+)
+async def test_the_words_at_the_pause_set_the_silence_that_ends_the_turn(
+    words: str | None, frames: int, outcome: str
+) -> None:
+    vad, sink, clock = adaptive(words)
+    before = sample("voice_turn_decisions_total", detector="adaptive", outcome=outcome)
+    waited = sample("voice_turn_end_silence_seconds_sum", detector="adaptive")
+    await feed(vad, clock, [VOICED] * 10)
+    last_voiced = clock.t
+    assert await silence_until_the_end(vad, sink, clock) == frames
+    stop = sink.frames[-1]
+    assert isinstance(stop, UserStoppedSpeakingFrame) and stop.at == last_voiced
+    assert sink.kinds().count("EndOfTurnQueryFrame") == 1, "one question per pause"
+    assert sample("voice_turn_decisions_total", detector="adaptive", outcome=outcome) == before + 1
+    silence_s = sample("voice_turn_end_silence_seconds_sum", detector="adaptive") - waited
+    assert silence_s == pytest.approx(frames * FRAME_MS / 1000)
+
+
+async def test_an_unfinished_phrase_survives_a_long_pause_and_its_end_is_judged_again() -> None:
+    vad, sink, clock = adaptive("I would like to")
+    incomplete = sample("voice_turn_decisions_total", detector="adaptive", outcome="incomplete")
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * (800 // FRAME_MS) + [VOICED] * 10)
+    assert not any(isinstance(f, UserStoppedSpeakingFrame) for f in sink.frames), "cut off at the pause"
+    sink.words = "I would like to book a table for two"
+    assert await silence_until_the_end(vad, sink, clock) == 200 // FRAME_MS
+    assert sink.kinds().count("UserStartedSpeakingFrame") == 1
+    assert sink.kinds().count("EndOfTurnQueryFrame") == 2
+    assert sample("voice_turn_decisions_total", detector="adaptive", outcome="incomplete") == incomplete + 1
+
+
+async def test_newer_words_during_the_pause_are_judged_again() -> None:
+    """A cloud recognizer's interim lags the audio: its words at the pause may be a word short."""
+    vad, sink, clock = adaptive("I would like to")
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * 15)
+    await vad.queue_frame(EndOfTurnWordsFrame("I would like to book a table"), UPSTREAM)
+    await feed(vad, clock, [SILENT])
+    assert isinstance(sink.frames[-1], UserStoppedSpeakingFrame), "judged complete: taken at once"
+    await vad.queue_frame(EndOfTurnWordsFrame("what time is it"), UPSTREAM)  # not in a pause: ignored
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * 5)
+    assert vad.speaking
+
+
+async def test_the_fallback_never_waits_past_the_longest_silence() -> None:
+    vad, sink, clock = adaptive(None, fixed_ms=3000, max_ms=1000)
+    await feed(vad, clock, [VOICED] * 10)
+    assert await silence_until_the_end(vad, sink, clock) == 1000 // FRAME_MS
+
+
+async def test_the_pause_for_a_draft_still_comes_after_the_words_were_asked_for() -> None:
+    """Preemption drafts on the freshest words: the query (STT reports them) precedes the pause."""
+    vad, sink, clock = adaptive("what time is it", pause_ms=200)
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * (200 // FRAME_MS))
+    kinds = [k for k in sink.kinds() if k != "InputAudioFrame"]
+    assert kinds == [
+        "UserStartedSpeakingFrame",
+        "EndOfTurnQueryFrame",
+        "UserPausedFrame",
+        "UserStoppedSpeakingFrame",
+    ]
+
+
+async def test_a_provider_endpoint_ends_an_adaptive_turn_and_is_counted_as_the_providers() -> None:
+    vad, sink, clock = adaptive("I would like to")
+    provider = sample("voice_turn_decisions_total", detector="adaptive", outcome="provider")
+    await feed(vad, clock, [VOICED] * 10 + [SILENT] * 15)  # judged unfinished at 200 ms
+    await vad.queue_frame(EndOfTurnRequestFrame(), UPSTREAM)
+    await feed(vad, clock, [SILENT])
+    assert isinstance(sink.frames[-1], UserStoppedSpeakingFrame)
+    assert sample("voice_turn_decisions_total", detector="adaptive", outcome="provider") == provider + 1
+
+
+async def test_the_fixed_detector_never_asks_and_counts_its_turns() -> None:
+    vad, sink, clock = make(silence_ms=500)
+    timeouts = sample("voice_turn_decisions_total", detector="fixed", outcome="timeout")
+    await feed(vad, clock, [VOICED] * 10)
+    assert await silence_until_the_end(vad, sink, clock) == 500 // FRAME_MS
+    assert "EndOfTurnQueryFrame" not in sink.kinds()
+    assert sample("voice_turn_decisions_total", detector="fixed", outcome="timeout") == timeouts + 1

@@ -5,8 +5,8 @@ Stages push frames to their neighbours, and every pushed frame is also seen by t
 
 - DataFrames are queued and processed in order.
 - SystemFrames are handled the moment they arrive, ahead of anything queued (that is what makes
-  an interruption immediate). Most travel downstream; two travel upstream: EndOfTurnRequestFrame
-  (STT to VAD) and ClassifyUtteranceFrame (barge-in gate to STT).
+  an interruption immediate). Most travel downstream; three travel upstream: EndOfTurnRequestFrame
+  and EndOfTurnWordsFrame (STT to VAD) and ClassifyUtteranceFrame (barge-in gate to STT).
 - ReportFrames are facts no stage acts on (a transcript, a token, audio played): they go to the
   observers only. Observers derive a few more (a turn's end, its metrics) on the same channel.
 """
@@ -70,6 +70,22 @@ class EndOfTurnRequestFrame(SystemFrame):
 
     Sent while the STT stage handles an audio frame, so the VAD ends the turn on that same frame,
     in order with the audio."""
+
+
+@dataclass(slots=True)
+class EndOfTurnQueryFrame(SystemFrame):
+    """Downstream, VAD to STT: the user paused for the adaptive detector's short silence; has the turn
+    ended? STT answers at once with an EndOfTurnWordsFrame, so the VAD decides on this audio frame."""
+
+
+@dataclass(slots=True)
+class EndOfTurnWordsFrame(SystemFrame):
+    """Upstream, STT to VAD: the words to judge, the answer to an EndOfTurnQueryFrame (`text` None:
+    no recognizer could say), or newer ones while the pause lasts. `spent_s`: time STT spent on
+    them before it was asked, part of the decision's cost."""
+
+    text: str | None
+    spent_s: float = 0.0
 
 
 @dataclass(slots=True)

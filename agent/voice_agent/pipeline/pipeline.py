@@ -26,6 +26,7 @@ from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.pipeline.barge_in import BargeInGate, Policy
 from voice_agent.pipeline.client_events import ClientEvents, EventSink
 from voice_agent.pipeline.context import Conversation
+from voice_agent.pipeline.end_of_turn import Detector, EndOfTurn
 from voice_agent.pipeline.frames import EndFrame, InputAudioFrame, InterruptRequestFrame, MediaStateFrame
 from voice_agent.pipeline.history import HistoryRecorder
 from voice_agent.pipeline.llm import LLMProcessor
@@ -52,6 +53,9 @@ class PipelineConfig:
     max_utterance_s: float = 30.0
     history_max_messages: int = 24
     preemptive_after_ms: int = 0
+    turn_detector: Detector = "fixed"
+    turn_min_silence_ms: int = 200
+    turn_max_silence_ms: int = 1600
     interruption: Policy = "classify"
     interruption_min_speech_ms: int = 700
 
@@ -82,8 +86,14 @@ class Pipeline:
             self.config.end_of_turn_silence_ms,
             self.config.max_utterance_s,
             pause_ms=self.config.preemptive_after_ms,
+            end_of_turn=EndOfTurn(
+                self.config.turn_detector,
+                self.config.end_of_turn_silence_ms,
+                self.config.turn_min_silence_ms,
+                self.config.turn_max_silence_ms,
+            ),
         )
-        self.stt = STTProcessor(providers.stt)
+        self.stt = STTProcessor(providers.stt, words_at_voice_end=self.config.turn_detector == "adaptive")
         self.gate = BargeInGate(self.turns, self.config.interruption, self.config.interruption_min_speech_ms)
         self.llm = LLMProcessor(llm, self.conversation)
         self.tts = TTSProcessor(tts)

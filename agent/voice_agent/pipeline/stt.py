@@ -3,7 +3,10 @@ speaks, and finalizes it off the audio path at end of speech so the next utteran
 
 The provider talks back by synchronous callbacks; the stage turns them into frames: interim text
 is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame sent upstream with
-the next audio frame, so the VAD ends the turn in order with the audio. The stage numbers turns.
+the next audio frame, so the VAD ends the turn in order with the audio. At a pause the VAD asks
+for the words so far (EndOfTurnQueryFrame): the stage answers at once, upstream, with the words
+PauseWords picks (end_of_turn.py), and reports the freshest if they are news; newer words while
+the pause lasts go up with the next audio frame. The stage numbers turns.
 An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
 handed to the gate instead of reported: the gate decides whether it is a turn at all.
 """
@@ -15,10 +18,13 @@ import logging
 import time
 from typing import Any
 
+from voice_agent.pipeline.end_of_turn import PauseWords
 from voice_agent.pipeline.frames import (
     ClassifyUtteranceFrame,
     DataFrame,
+    EndOfTurnQueryFrame,
     EndOfTurnRequestFrame,
+    EndOfTurnWordsFrame,
     HeldTranscriptFrame,
     InputAudioFrame,
     ProviderErrorFrame,
@@ -37,18 +43,26 @@ log = logging.getLogger(__name__)
 class STTProcessor(FrameProcessor):
     name = "stt"
 
-    def __init__(self, provider: STTProvider) -> None:
+    def __init__(self, provider: STTProvider, words_at_voice_end: bool = False) -> None:
         super().__init__()
         self._provider = provider
         self._stream: STTStream | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._failed = False
         self._endpointed = False
+        self._last_interim = ""
+        self._pause_words = PauseWords(at_voice_end=words_at_voice_end)
         self._speaker_state: dict[str, Any] = {}
         self._held: int | None = None  # the gate's number for the utterance in progress, if it asked
         self.last_turn = 0
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
+        if isinstance(frame, EndOfTurnQueryFrame):
+            judged, fresh, spent_s = self._pause_words.answer(self._stream, self._last_interim)
+            if fresh:
+                self._interim(fresh)
+            await self.push(EndOfTurnWordsFrame(judged, spent_s), UPSTREAM)
+            return
         if isinstance(frame, ClassifyUtteranceFrame):
             self._held = frame.utterance
             return
@@ -64,6 +78,8 @@ class STTProcessor(FrameProcessor):
 
     async def _open(self) -> None:
         self._endpointed = False
+        self._last_interim = ""
+        self._pause_words.reset()
         if self._stream is not None:
             await self._stream.aclose()
         try:
@@ -76,13 +92,17 @@ class STTProcessor(FrameProcessor):
             self.report(ProviderErrorFrame(exc))
 
     def _interim(self, text: str) -> None:
-        self.report(TranscriptionFrame(text=text, final=False, at=time.monotonic()))
+        if text != self._last_interim:
+            self._last_interim = text
+            self._pause_words.interim()
+            self.report(TranscriptionFrame(text=text, final=False, at=time.monotonic()))
 
     def _endpoint(self) -> None:
         self._endpointed = True
 
     async def process(self, frame: DataFrame) -> None:
         if isinstance(frame, InputAudioFrame):
+            self._pause_words.heard(self._stream, frame.voiced)
             if self._stream is not None:
                 try:
                     await self._stream.send(frame.pcm)
@@ -91,6 +111,9 @@ class STTProcessor(FrameProcessor):
             if self._endpointed:
                 self._endpointed = False
                 await self.push(EndOfTurnRequestFrame(), UPSTREAM)
+            if self._pause_words.newer:
+                self._pause_words.newer = False
+                await self.push(EndOfTurnWordsFrame(self._last_interim), UPSTREAM)
             return
         await self.forward(frame)
 

@@ -1,8 +1,10 @@
 """Voice activity detection with webrtcvad: turns a stream of 20 ms frames into speech turns.
 
 Start of speech needs `start_ms` of consecutive voiced frames (one VAD decision, ~60 ms), so a
-click does not interrupt the agent; end of turn needs `end_of_turn_silence_ms` of unvoiced audio.
-Audio before the start decision is kept (pre-roll) and forwarded, so STT hears the first phoneme.
+click does not interrupt the agent. The end of a turn is a silence whose length EndOfTurn sets
+(end_of_turn.py): fixed, or decided at a short pause from the words so far, which STT sends up in
+answer to an EndOfTurnQueryFrame while this frame is still being handled. Audio before the start
+decision is kept (pre-roll) and forwarded, so STT hears the first phoneme.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from collections.abc import Callable
 import webrtcvad
 
 from voice_agent.media.audio import FRAME_MS, PIPELINE_RATE
+from voice_agent.pipeline.end_of_turn import EndOfTurn
 from voice_agent.pipeline.frames import (
     DataFrame,
+    EndOfTurnQueryFrame,
     EndOfTurnRequestFrame,
+    EndOfTurnWordsFrame,
     InputAudioFrame,
     SystemFrame,
     UserPausedFrame,
@@ -40,14 +45,15 @@ class VADProcessor(FrameProcessor):
         max_utterance_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         pause_ms: int = 0,
+        end_of_turn: EndOfTurn | None = None,
     ) -> None:
         super().__init__()
         self._vad = webrtcvad.Vad(aggressiveness)
         self._start_frames = max(1, start_ms // FRAME_MS)
-        self._stop_frames = max(1, end_of_turn_silence_ms // FRAME_MS)
-        # 0 = no pause events; a pause is only worth announcing if it comes before the turn ends.
+        self._turn_end = end_of_turn or EndOfTurn("fixed", end_of_turn_silence_ms)
+        # 0 = no pause events; a pause is only worth announcing if it may come before the turn ends.
         pause_frames = pause_ms // FRAME_MS
-        self._pause_frames = pause_frames if 0 < pause_frames < self._stop_frames else 0
+        self._pause_frames = pause_frames if 0 < pause_frames < self._turn_end.limit else 0
         self._max_frames = int(max_utterance_s * 1000 / FRAME_MS)
         self._clock = clock
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // FRAME_MS)
@@ -57,6 +63,9 @@ class VADProcessor(FrameProcessor):
         self._utt_frames = 0
         self._last_voiced_at = 0.0
         self._end_requested = False
+        self._words: str | None = None  # STT's answer to the last EndOfTurnQueryFrame
+        self._words_spent_s = 0.0
+        self._asking = False
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, EndOfTurnRequestFrame):
@@ -64,6 +73,13 @@ class VADProcessor(FrameProcessor):
             # speaking: nothing to end, and no stale request is kept for the next turn.
             if self.speaking:
                 self._end_requested = True
+            return
+        if isinstance(frame, EndOfTurnWordsFrame):
+            if self._asking:
+                self._words, self._words_spent_s = frame.text, frame.spent_s
+            elif self.speaking and 0 < self._turn_end.decide_at <= self._silence:
+                # Newer words while the pause lasts: judged again, and the end may come sooner.
+                self._turn_end.decide(frame.text, self._silence)
             return
         await self.forward(frame, direction)
 
@@ -94,14 +110,35 @@ class VADProcessor(FrameProcessor):
         if voiced:
             if self._pause_frames and self._silence >= self._pause_frames:
                 await self.push(UserResumedFrame())
+            if self._silence:
+                self._turn_end.speech()
             self._silence = 0
             self._last_voiced_at = now
         else:
             self._silence += 1
+            if self._silence == self._turn_end.decide_at:
+                await self._decide()
             if self._silence == self._pause_frames:
                 await self.push(UserPausedFrame(at=self._last_voiced_at))
-        if self._end_requested or self._silence >= self._stop_frames or self._utt_frames >= self._max_frames:
+        by_silence = self._silence >= self._turn_end.limit
+        if self._end_requested or by_silence or self._utt_frames >= self._max_frames:
+            if self._end_requested or by_silence:
+                self._turn_end.ended(now - self._last_voiced_at, by_provider=not by_silence)
+            else:
+                self._turn_end.speech()  # cut at the longest utterance: no end-of-turn decision
             self._end_requested = False
             self.speaking = False
             self._run = 0
             await self.push(UserStoppedSpeakingFrame(at=self._last_voiced_at))
+
+    async def _decide(self) -> None:
+        """Ask STT for the words so far (it answers while this push is under way, or never: no
+        stream, no recognizer), before the pause is announced, so a draft starts on them too."""
+        started = time.perf_counter()
+        self._words, self._words_spent_s, self._asking = None, 0.0, True
+        try:
+            await self.push(EndOfTurnQueryFrame())
+        finally:
+            self._asking = False
+        spent_s = time.perf_counter() - started + self._words_spent_s
+        self._turn_end.decide(self._words, self._silence, spent_s)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from voice_agent.protocol.sessions import Message
 
@@ -53,6 +53,16 @@ class STTStream(Protocol):
 
     async def aclose(self) -> None:
         """Abandon the utterance and free its resources (idempotent)."""
+
+
+@runtime_checkable
+class PartialHypothesis(Protocol):
+    """What an STTStream may also offer: its freshest hypothesis at once, for the adaptive end of
+    turn's decision at a pause (a streamed interim can be up to its interval old)."""
+
+    def partial(self) -> str | None:
+        """The words so far, without waiting for anything; None: it cannot say now."""
+        ...
 
 
 class STTProvider(Protocol):

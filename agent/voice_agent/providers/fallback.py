@@ -23,6 +23,7 @@ from voice_agent.providers.base import (
     EndpointCallback,
     InterimCallback,
     LLMProvider,
+    PartialHypothesis,
     ProviderError,
     Served,
     STTProvider,
@@ -199,6 +200,9 @@ class FallbackSTTStream:
             await self._stream.send(pcm)
         except ProviderError as exc:
             await self._switch(exc)
+
+    def partial(self) -> str | None:
+        return self._stream.partial() if isinstance(self._stream, PartialHypothesis) else None
 
     async def finish(self) -> str:
         try:

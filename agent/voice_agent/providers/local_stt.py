@@ -107,6 +107,13 @@ class PocketSphinxStream:
                 self._last_interim = text
                 self._on_interim(text)
 
+    def partial(self) -> str | None:
+        """The decoder's best path through all the audio sent so far (no decoder yet: None)."""
+        if self._closed or self._decoder is None:
+            return None
+        hyp = self._decoder.hyp()
+        return hyp.hypstr.strip() if hyp is not None else ""
+
     async def finish(self) -> str:
         if self._closed:
             return ""

@@ -43,6 +43,25 @@ PREEMPTIONS = Counter(
     "voice_preemptive_drafts_total", "Replies drafted during the end-of-turn silence, by fate", ["outcome"]
 )
 BARGE_INS = Counter("voice_barge_ins_total", "User speech that interrupted the agent")
+# End of turn (docs/architecture.md, "End of turn"); `detector` is adaptive or fixed.
+TURN_END_SILENCE = Histogram(
+    "voice_turn_end_silence_seconds",
+    "Silence waited from the end of the user's last voiced audio to the turn being taken",
+    ["detector"],
+    buckets=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 3.0, 5.0),
+)
+TURN_DECISIONS = Counter(
+    "voice_turn_decisions_total",
+    "End-of-turn decisions: complete, incomplete, timeout (the longest silence ran out), fallback "
+    "(no decision possible: the fixed silence), provider (the STT provider endpointed)",
+    ["detector", "outcome"],
+)
+TURN_DECISION_TIME = Histogram(
+    "voice_turn_decision_seconds",
+    "Time spent on each end-of-turn decision (getting the words and judging them)",
+    ["detector"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 INTERRUPTIONS = Counter(
     "voice_interruptions_total",
     "User sound during a reply: real (cut it), false (dropped, never a turn), resumed (held, then played on)",

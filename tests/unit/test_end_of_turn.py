@@ -1,0 +1,252 @@
+"""The end-of-turn decision: which words say the user is finished, and STT's answer when the VAD asks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from voice_agent.pipeline.end_of_turn import EndOfTurn, Verdict, judge
+from voice_agent.pipeline.frames import (
+    EndOfTurnQueryFrame,
+    EndOfTurnWordsFrame,
+    Frame,
+    InputAudioFrame,
+    TranscriptionFrame,
+    UserStoppedSpeakingFrame,
+)
+from voice_agent.pipeline.observer import FrameBus
+from voice_agent.pipeline.processor import DOWNSTREAM, UPSTREAM, Direction, FrameProcessor
+from voice_agent.pipeline.stt import STTProcessor
+from voice_agent.providers.base import EndpointCallback, InterimCallback
+
+COMPLETE = [
+    "what time is it",
+    "What time is it?",
+    "please tell me a story",
+    "can you book a table for two",
+    "my name is John",
+    "I would like a coffee",
+    "hello",
+    "thank you very much",
+    "do you know what time it is",  # an auxiliary after a pronoun closes the clause
+    "yes I can",
+    "where are you from",  # a wh-question may end on its preposition
+    "what are you looking for",
+    "who are you talking to",
+    "what would you like",
+    "um what time is it",
+    # The offline recognizer's slips: anything but a clear continuation word is an ending.
+    "what china's it",
+    "please tell me as story",
+]
+INCOMPLETE = [
+    "I would like to",
+    "can you tell me the",
+    "what is the",
+    "I need a ticket to",
+    "my name is",
+    "could you help me with",
+    "I want to go to the",
+    "tell me about the",
+    "I am calling about my",
+    "salt and",
+    "I would like",
+    "what is the capital of",  # a preposition after a noun wants its object, wh-word or not
+    "what would you like to",  # an infinitive's "to", not a stranded preposition
+    "what are you going to",
+    "I think um",
+    "uh",
+]
+
+
+@pytest.mark.parametrize("text", COMPLETE)
+def test_a_finished_phrase_is_complete(text: str) -> None:
+    assert judge(text) is Verdict.COMPLETE
+
+
+@pytest.mark.parametrize("text", INCOMPLETE)
+def test_a_phrase_ending_in_a_continuation_word_or_a_filler_is_incomplete(text: str) -> None:
+    assert judge(text) is Verdict.INCOMPLETE
+
+
+@pytest.mark.parametrize("text", [None, "", "   ", "?!"])
+def test_no_words_leave_it_to_the_fixed_silence(text: str | None) -> None:
+    assert judge(text) is Verdict.UNKNOWN
+
+
+def test_limits_follow_the_verdict_in_frames_of_silence() -> None:
+    turn = EndOfTurn("adaptive", fixed_silence_ms=500, min_silence_ms=200, max_silence_ms=1600)
+    assert (turn.decide_at, turn.limit) == (10, 80)
+    turn.decide("what time is it", 10)
+    assert turn.limit == 10
+    turn.speech()
+    turn.decide("what is the", 10)
+    assert turn.limit == 80
+    turn.decide(None, 10)
+    assert turn.limit == 25
+    assert EndOfTurn("fixed", fixed_silence_ms=500).decide_at == 0, "the fixed detector never asks"
+
+
+def test_a_decision_that_fails_falls_back_to_the_fixed_silence(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(text: str | None) -> Verdict:
+        raise RuntimeError("bad input")
+
+    monkeypatch.setattr("voice_agent.pipeline.end_of_turn.judge", broken)
+    turn = EndOfTurn("adaptive", fixed_silence_ms=500)
+    assert turn.decide("what time is it", 10) is Verdict.UNKNOWN
+    assert turn.limit == 25
+
+
+def test_adaptive_silences_must_leave_room_for_a_decision() -> None:
+    with pytest.raises(ValueError, match="min silence < max silence"):
+        EndOfTurn("adaptive", min_silence_ms=800, max_silence_ms=800)
+
+
+# --- STT's answer ---------------------------------------------------------------------------------
+class Stream:
+    provider = "fake"
+
+    def __init__(self, on_interim: InterimCallback) -> None:
+        self.on_interim = on_interim
+
+    async def send(self, pcm: bytes) -> None: ...
+
+    async def finish(self) -> str:
+        return ""
+
+    async def aclose(self) -> None: ...
+
+
+class PartialStream(Stream):
+    def __init__(self, on_interim: InterimCallback) -> None:
+        super().__init__(on_interim)
+        self.words: str | None = "what time is it"
+
+    def partial(self) -> str | None:
+        if self.words == "boom":
+            raise RuntimeError("decoder gone")
+        return self.words
+
+
+class FakeSTT:
+    name = "fake"
+    sample_rate = 16000
+
+    def __init__(self, kind: type[Stream]) -> None:
+        self.kind = kind
+        self.stream: Stream | None = None
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def release(self, state: dict[str, Any]) -> None: ...
+
+    async def open_stream(
+        self,
+        on_interim: InterimCallback,
+        state: dict[str, object],
+        on_endpoint: EndpointCallback | None = None,
+    ) -> Stream:
+        self.stream = self.kind(on_interim)
+        return self.stream
+
+
+class Upstream(FrameProcessor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[str | None] = []
+
+    async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
+        assert isinstance(frame, EndOfTurnWordsFrame) and direction is UPSTREAM
+        self.answers.append(frame.text)
+
+
+async def stt_with(
+    kind: type[Stream], at_voice_end: bool = False
+) -> tuple[STTProcessor, FakeSTT, Upstream, list[str]]:
+    """STT with a fake provider, the stage before it taking the answers, and the interims reported."""
+    provider = FakeSTT(kind)
+    stt = STTProcessor(provider, words_at_voice_end=at_voice_end)  # type: ignore[arg-type]
+    vad = Upstream()
+    vad.link(stt)
+    bus = FrameBus()
+    interims: list[str] = []
+
+    class Interims:
+        frame_types = (TranscriptionFrame,)
+
+        def on_frame(self, frame: Frame) -> None:
+            assert isinstance(frame, TranscriptionFrame)
+            interims.append(frame.text)
+
+    bus.subscribe(Interims())
+    stt.attach(bus)
+    await stt._open()
+    return stt, provider, vad, interims
+
+
+async def ask(stt: STTProcessor) -> None:
+    await stt.on_system(EndOfTurnQueryFrame(), DOWNSTREAM)
+
+
+async def audio(stt: STTProcessor, *voiced: bool) -> None:
+    for v in voiced:
+        await stt.process(InputAudioFrame(b"", voiced=v))
+
+
+async def test_the_words_as_the_voice_ended_are_judged_and_the_pauses_are_reported() -> None:
+    """The decoder's later thoughts drift towards an ending ("to" heard as "ten" once it hears
+    silence): the judgement takes the words from before, the client and a draft the newest."""
+    stt, provider, vad, interims = await stt_with(PartialStream, at_voice_end=True)
+    stream = provider.stream
+    assert isinstance(stream, PartialStream)
+    stream.words = "I would like to"
+    await audio(stt, True, True, False)  # the first silent frame after voice takes the words
+    stream.words = "I would like ten"
+    await audio(stt, False, False)
+    await ask(stt)
+    assert vad.answers == ["I would like to"]
+    assert interims == ["I would like ten"]
+    stream.on_interim("I would like tent")  # interims of a stream that tells its own are not news
+    await audio(stt, False)
+    assert vad.answers == ["I would like to"]
+    await audio(stt, True, False)
+    stream.words = "boom"
+    await ask(stt)
+    assert vad.answers[-1] is None, "a stream that fails to tell leaves it to the fixed silence"
+
+
+async def test_the_fixed_detector_takes_no_words_as_the_voice_ends() -> None:
+    stt, provider, vad, _ = await stt_with(PartialStream)
+    assert isinstance(provider.stream, PartialStream)
+    await audio(stt, True, False)
+    provider.stream.words = "what time is it now"
+    await ask(stt)
+    assert vad.answers == ["what time is it now"]
+
+
+async def test_no_stream_no_words() -> None:
+    stt, _, vad, _ = await stt_with(PartialStream)
+    await stt.on_system(UserStoppedSpeakingFrame(at=0.0), DOWNSTREAM)  # the stream goes to be finalized
+    await ask(stt)
+    assert vad.answers == [None]
+
+
+async def test_without_its_own_hypothesis_a_stream_is_answered_for_by_interims() -> None:
+    """A cloud recognizer's interim trails the audio: newer ones in the pause go up with the next
+    silent frame, once each, and speech again ends that."""
+    stt, provider, vad, _ = await stt_with(Stream, at_voice_end=True)
+    assert provider.stream is not None
+    provider.stream.on_interim("I would")
+    await audio(stt, True, False)
+    assert vad.answers == [], "nobody asked: interims stay reports"
+    await ask(stt)
+    provider.stream.on_interim("I would like to book")
+    await audio(stt, False, False)
+    assert vad.answers == ["I would", "I would like to book"]
+    await audio(stt, True)
+    provider.stream.on_interim("I would like to book a table")
+    await audio(stt, False)
+    assert vad.answers == ["I would", "I would like to book"]
