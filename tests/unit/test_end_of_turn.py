@@ -70,8 +70,8 @@ def test_a_phrase_ending_in_a_continuation_word_or_a_filler_is_incomplete(text: 
     assert judge(text) is Verdict.INCOMPLETE
 
 
-@pytest.mark.parametrize("text", [None, "", "   ", "?!"])
-def test_no_words_leave_it_to_the_fixed_silence(text: str | None) -> None:
+@pytest.mark.parametrize("text", [None, "", "   ", "?!", "what time is a"])
+def test_no_words_or_a_stray_a_leave_it_to_the_fixed_silence(text: str | None) -> None:
     assert judge(text) is Verdict.UNKNOWN
 
 

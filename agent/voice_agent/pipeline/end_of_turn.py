@@ -75,6 +75,11 @@ def judge(text: str | None) -> Verdict:
     words = [w for w in said if w not in FILLERS]
     last = words[-1]
     before = words[-2] if len(words) > 1 else ""
+    if last == "a":
+        # The offline recognizer ends many a finished question on a stray "a", its language
+        # model's favourite short word ("what time is it" heard as "what time is a"): too weak a
+        # sign to wait the longest silence for, so the fixed silence decides.
+        return Verdict.UNKNOWN
     if last in ARTICLES or last in POSSESSIVES or last in CONJUNCTIONS:
         return Verdict.INCOMPLETE
     if last in PREPOSITIONS:
