@@ -501,6 +501,12 @@ class VoiceClient:
 
     async def close(self) -> None:
         self._ending = True
+        # Reconnects and renegotiations first: one still running could open a socket or a peer
+        # after this, and nothing would close it.
+        for t in self._tasks:
+            if t is not self._reader:
+                t.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not self._reader), return_exceptions=True)
         with contextlib.suppress(Exception):
             if self.ws is not None:
                 await self.ws.close()
