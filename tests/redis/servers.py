@@ -99,9 +99,10 @@ def redis_server(workdir: Path, **kwargs: object) -> Iterator[RedisServer]:
 
 
 def start_agents(
-    tmp: Path, server: RedisServer, count: int, prefix: str = "agent", **env: str
+    tmp: Path, server: RedisServer, count: int, prefix: str = "agent", ready_s: float = 30.0, **env: str
 ) -> list[AgentProcess]:
-    """Start `count` agents on one Redis in parallel (starting is the slow part) and wait for all."""
+    """Start `count` agents on one Redis in parallel (starting is the slow part) and wait for all
+    (`ready_s` each: longer on a machine kept busy on purpose)."""
     agents = [
         AgentProcess(
             {
@@ -116,8 +117,8 @@ def start_agents(
     ]
     try:
         for agent in agents:
-            agent.wait_ready()
-            wait_registered(server, agent)
+            agent.wait_ready(ready_s)
+            wait_registered(server, agent, ready_s / 3)
     except BaseException:
         stop_all(agents)
         raise

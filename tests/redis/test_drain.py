@@ -13,13 +13,16 @@ from tests.redis.servers import (
     RedisServer,
     agent_id_of,
     client_at,
+    owned_session,
     redis_server,
     start_agents,
     stop_all,
 )
 from tests.support.procs import AgentProcess
-from tests.support.waits import wait_until
+from tests.support.waits import until, wait_until
+from voice_agent.protocol.signaling import CloseAction
 from voice_agent.store import keys
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]
 
@@ -81,3 +84,44 @@ async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_cle
     assert code == 0, draining.logs()[-3000:]
     assert draining_id not in server.client().zrange(keys.agents_key("default"), 0, -1), "deregistered"
     assert "drained" in draining.logs()
+
+
+@pytest.fixture
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
+    """Two agents whose drain gives live calls a second, as a rollout with a short grace would."""
+    tmp = tmp_path_factory.mktemp("drain-quick")
+    with redis_server(tmp / "redis") as server:
+        agents = start_agents(tmp, server, 2, prefix="dq", voice_drain_timeout_s="1")
+        try:
+            yield server, agents
+        finally:
+            stop_all(agents)
+
+
+async def test_a_call_suspended_at_the_drain_timeout_is_told_to_reconnect_and_resumes_elsewhere(
+    quick: tuple[RedisServer, list[AgentProcess]],
+) -> None:
+    """The socket does not say "ended" (1000) for a session that goes on: it says reconnect (1012)."""
+    _, agents = quick
+    session, owner, edge = await owned_session(agents)
+    client = VoiceClient(edge.url, resume=True)  # relayed: its socket outlives the owner
+    client.session = session
+    try:
+        await client.connect(negotiate=False)
+        await client.send({"type": "text", "text": "remember the word pineapple"})
+        await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], timeout=30)
+
+        owner.proc.send_signal(signal.SIGTERM)
+        await until(lambda: bool(client.closes), 20.0, "the suspended call's close")
+        close = client.closes[0]
+        assert close.code == 1012 and close.action is CloseAction.RECONNECT, client.closes
+        told = [e for e in client.events if e["type"] == "error" and e["_at"] <= close.at]
+        assert told and told[-1]["code"] == "going_away", told
+
+        await until(lambda: client.reconnects >= 1, 20.0, "the reconnect")
+        resumed = await client.wait_for(lambda e: e["type"] == "session" and e["_at"] > close.at, 15)
+        assert resumed["session"]["owner"] == agent_id_of(edge)
+        assert resumed["session"]["history"][0]["content"] == "remember the word pineapple"
+    finally:
+        await client.close()
+    assert await asyncio.to_thread(owner.proc.wait, 20) == 0
