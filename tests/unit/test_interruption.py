@@ -1,5 +1,5 @@
 """The barge-in gate's decisions: which sounds during a reply cut it, which let it play on, and that a
-hold always ends. The gate alone between two recording stages, a fake clock for the sound's length."""
+hold always ends. The gate alone between two recording stages, fed frames as the VAD and STT make them."""
 
 from __future__ import annotations
 
@@ -31,9 +31,11 @@ from voice_agent.pipeline.frames import (
 from voice_agent.pipeline.observer import FrameBus
 from voice_agent.pipeline.processor import DOWNSTREAM, Direction, FrameProcessor
 from voice_agent.pipeline.turns import TurnTracker
+from voice_agent.pipeline.vad import PREROLL_MS
 
 eventually = functools.partial(waits.until, timeout=5.0, interval=0.005)
 QUIET_FRAMES = QUIET_MS // 20
+PREROLL_FRAMES = PREROLL_MS // 20  # the VAD sends them right after its start decision
 
 
 @pytest.mark.parametrize(
@@ -83,11 +85,10 @@ class Call:
     """A reply in flight (turn 1) and the gate between STT (`up`) and the LLM (`down`)."""
 
     def __init__(self, policy: Policy = "classify", hold_limit_s: float | None = None) -> None:
-        self.now = 100.0
         self.bus = FrameBus()
         self.turns = TurnTracker(self.bus)
         self.bus.subscribe(self.turns)
-        self.gate = BargeInGate(self.turns, policy, 700, clock=lambda: self.now, hold_limit_s=hold_limit_s)
+        self.gate = BargeInGate(self.turns, policy, 700, start_ms=60, hold_limit_s=hold_limit_s)
         self.up, self.down = Recorder(), Recorder()
         self.up.link(self.gate).link(self.down)
         self.gate.attach(self.bus)
@@ -98,18 +99,19 @@ class Call:
         self.bus.publish(TurnStartedFrame(UserTurnFrame("tell me a story", 1)))
 
     async def start(self) -> None:
-        await self.gate.queue_frame(UserStartedSpeakingFrame(at=self.now))
+        """Speech starts: 60 ms voiced so far, sent with the 240 ms before it (the VAD marks all voiced)."""
+        await self.gate.queue_frame(UserStartedSpeakingFrame(at=0.0))
+        self.audio(True, PREROLL_FRAMES)
 
     def audio(self, voiced: bool, frames: int = 1) -> None:
         for _ in range(frames):
-            self.now += 0.02
             self.bus.publish(InputAudioFrame(b"", voiced=voiced))
 
     def hypothesis(self, text: str) -> None:
         self.bus.publish(TranscriptionFrame(text, final=False))
 
     async def stop(self) -> None:
-        await self.gate.queue_frame(UserStoppedSpeakingFrame(at=self.now))
+        await self.gate.queue_frame(UserStoppedSpeakingFrame(at=0.0))
 
     async def final(self, text: str, utterance: int = 1) -> UserTurnFrame | None:
         turn = UserTurnFrame(text, 2) if text else None
@@ -199,9 +201,10 @@ async def test_words_still_unsure_at_the_end_of_the_sound_wait_for_the_final_tra
 async def test_a_sound_lasting_the_min_speech_time_cuts_the_reply_without_words() -> None:
     call = Call()
     await call.start()
-    call.audio(True, 34)  # 680 ms
+    call.audio(True, 31)  # 60 ms before the VAD's start, 620 ms after it: 680 ms
     assert call.kinds() == [HoldFrame]
-    call.audio(True, 2)
+    call.audio(False, QUIET_FRAMES - 1)  # a gap inside the sound is part of it
+    call.audio(True)
     await eventually(lambda: call.kinds() == [HoldFrame, InterruptionFrame])
     await call.stop()
     assert await call.final("") is None
@@ -244,7 +247,7 @@ async def test_once_the_reply_is_over_an_acknowledgement_is_an_answer_and_a_hum_
     assert call.down.frames[-1] is turn, "a yes to the reply's last question is the next turn"
 
     call.bus.publish(TurnStartedFrame(UserTurnFrame("yes", 2)))
-    await call.gate.queue_frame(UserStartedSpeakingFrame(at=call.now))
+    await call.start()
     call.audio(True, 10)
     call.audio(False, QUIET_FRAMES)
     await call.stop()

@@ -16,6 +16,8 @@ always one. For speech, `interruption` (docs/configuration.md) picks the policy:
     false interruption: its final is reported empty and it never becomes a turn.
   A hold never outlasts the sound by more than QUIET_MS unless words wait for their final
   transcript, and then at most `hold_limit_s` from the sound's start: nothing stays held.
+  The sound's length and its quiet are counted in audio frames, not on the clock, so a loop that
+  stalls while the audio queues up does not turn a cough into a long sound.
 
 STT hands the final transcript of an utterance under classification to the gate (HeldTranscriptFrame,
 asked for with an upstream ClassifyUtteranceFrame) instead of reporting it, so a dropped one never
@@ -34,9 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,6 +61,7 @@ from voice_agent.pipeline.frames import (
 )
 from voice_agent.pipeline.processor import DOWNSTREAM, UPSTREAM, Direction, FrameProcessor
 from voice_agent.pipeline.turns import TurnTracker
+from voice_agent.pipeline.vad import PREROLL_MS
 from voice_agent.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def heard_words(text: str, mid_reply: bool = True) -> list[str]:
 # --- the gate -------------------------------------------------------------------------------------
 QUIET_MS = 300  # sound this quiet has ended (a backchannel's own gaps are shorter)
 _QUIET_FRAMES = QUIET_MS // FRAME_MS
+_PREROLL_FRAMES = PREROLL_MS // FRAME_MS  # the VAD sends these ahead of the speech that started
 FINAL_WAIT_S = 1.0  # past the sound and QUIET_MS, how long words may hold the reply for their final
 _MAX_PENDING = 8  # utterances whose final transcript is awaited (a failed STT never sends one)
 
@@ -125,7 +127,8 @@ class _Sound:
 
     utterance: int
     turn: int
-    onset: float  # of the current stretch of sound (it starts again after the reply resumed)
+    onset: int  # audio frame where the current stretch of sound began (again after a resume)
+    frames: int = 0  # audio frames heard since the VAD's start, its pre-roll included
     quiet_frames: int = 0
     words: frozenset[str] = frozenset()  # heard words of the latest hypothesis
     holding: bool = True
@@ -142,16 +145,17 @@ class BargeInGate(FrameProcessor):
         turns: TurnTracker,
         policy: Policy = "classify",
         min_speech_ms: int = 700,
-        clock: Callable[[], float] = time.monotonic,
+        start_ms: int = 60,
         hold_limit_s: float | None = None,
     ) -> None:
         super().__init__()
         self._turns = turns
         self._policy = policy
-        self._min_speech_s = min_speech_ms / 1000
-        self._clock = clock
+        self._min_speech_frames = max(1, min_speech_ms // FRAME_MS)
+        # The VAD's pre-roll ends with the voiced run that started the speech: that run is sound.
+        self._onset = max(0, _PREROLL_FRAMES - max(1, start_ms // FRAME_MS))
         self._hold_limit_s = (
-            hold_limit_s if hold_limit_s is not None else self._min_speech_s + QUIET_MS / 1000 + FINAL_WAIT_S
+            hold_limit_s if hold_limit_s is not None else (min_speech_ms + QUIET_MS) / 1000 + FINAL_WAIT_S
         )
         self._current: _Sound | None = None  # the utterance the VAD is in, if it began during a turn
         self._pending: dict[int, _Sound] = {}  # by utterance, oldest first, until its final arrives
@@ -171,7 +175,7 @@ class BargeInGate(FrameProcessor):
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, UserStartedSpeakingFrame):
-            self._started(frame.at)
+            self._started()
         elif isinstance(frame, UserStoppedSpeakingFrame):
             sound, self._current = self._current, None
             if sound is not None:
@@ -196,7 +200,7 @@ class BargeInGate(FrameProcessor):
             self._flusher.cancel()
 
     # --- decisions ----------------------------------------------------------------------------
-    def _started(self, at: float) -> None:
+    def _started(self) -> None:
         self._current = None
         turn = self._turns.active_turn
         if turn is None or turn == self._cut:
@@ -205,7 +209,7 @@ class BargeInGate(FrameProcessor):
             self._interrupt(turn, "speech")
             return
         self._utterances += 1
-        sound = _Sound(self._utterances, turn, onset=at)
+        sound = _Sound(self._utterances, turn, onset=self._onset)
         self._current = self._pending[sound.utterance] = sound
         if len(self._pending) > _MAX_PENDING:
             self._disarm(self._pending.pop(next(iter(self._pending))))
@@ -217,21 +221,21 @@ class BargeInGate(FrameProcessor):
         sound = self._current
         if sound is None or sound.real:
             return
+        sound.frames += 1
         if not voiced:
             sound.quiet_frames += 1
             if sound.quiet_frames == _QUIET_FRAMES:
                 self._quiet(sound)
             return
-        now = self._clock()
         sound.quiet_frames = 0
         if not sound.holding:
             if self._turns.active_turn != sound.turn:
                 return
-            sound.onset = now  # sound again after the reply resumed: hold it again, measure afresh
+            sound.onset = sound.frames - 1  # sound again after the reply resumed: hold it, measure afresh
             sound.holding = True
             self._arm(sound)
             self._update_hold()
-        if now - sound.onset >= self._min_speech_s:
+        if sound.frames - sound.onset >= self._min_speech_frames:
             self._real(sound, "long")
 
     def _hypothesis(self, text: str) -> None:
@@ -317,8 +321,7 @@ class BargeInGate(FrameProcessor):
 
     def _arm(self, sound: _Sound) -> None:
         self._disarm(sound)
-        delay = max(0.0, sound.onset + self._hold_limit_s - self._clock())
-        sound.timer = asyncio.get_running_loop().call_later(delay, self._expired, sound)
+        sound.timer = asyncio.get_running_loop().call_later(self._hold_limit_s, self._expired, sound)
 
     @staticmethod
     def _disarm(sound: _Sound) -> None:

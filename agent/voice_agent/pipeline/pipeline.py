@@ -94,7 +94,12 @@ class Pipeline:
             ),
         )
         self.stt = STTProcessor(providers.stt, words_at_voice_end=self.config.turn_detector == "adaptive")
-        self.gate = BargeInGate(self.turns, self.config.interruption, self.config.interruption_min_speech_ms)
+        self.gate = BargeInGate(
+            self.turns,
+            self.config.interruption,
+            self.config.interruption_min_speech_ms,
+            start_ms=self.config.vad_start_ms,
+        )
         self.llm = LLMProcessor(llm, self.conversation)
         self.tts = TTSProcessor(tts)
         self.output = AudioOutputProcessor(self.track)
