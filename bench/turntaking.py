@@ -268,6 +268,8 @@ async def talk_over(probe: Probe, sound: corpus.Utterance, real: bool) -> dict[s
         out.update(await stopped(probe, onset, end, ended_at, out["completed"]))
     if not out["completed"]:
         await settle(probe, over)  # the sound may have become a turn of its own
+    texts = [e["text"] for e in probe.events[over:] if e["type"] == "transcript" and e["text"]]
+    out["heard"] = texts[-1] if texts else ""  # the recognizer's last word on the sound
     return out
 
 
