@@ -429,6 +429,7 @@ def client_figures(calls: list[Call]) -> dict[str, Any]:
     contradicting = [x.code for x in by_agent if x.action in (CloseAction.STOP, CloseAction.NEW_SESSION)]
     return {
         "longest_silence_s": round(max((c.silence.longest_s for c in clients), default=0.0), 3),
+        "longest_quiet_socket_s": round(max((c.quiet_socket.longest_s for c in clients), default=0.0), 3),
         "silences_over_target": sum(1 for s in spans if s[1] > SILENCE_TARGET_S),
         "long_silences_ended_by": dict(Counter(s[2].split(" ")[0] for s in spans)),
         "long_silences": sorted(spans, key=lambda s: -s[1])[:20],
@@ -625,6 +626,11 @@ ROWS: list[tuple[str, Any, str]] = [
         f"silences over {SILENCE_TARGET_S:g} s / those over 1 s, by what ended them",
         lambda d: f"{d['silences_over_target']} / {_joined(d['long_silences_ended_by'])}",
         "0 / -",
+    ),
+    (
+        "longest an open socket carried no event (s; a question goes out every few seconds)",
+        lambda d: f"{d['longest_quiet_socket_s']:g}" if "longest_quiet_socket_s" in d else "not measured",
+        "-",
     ),
     ("closes contradicting docs/api.md", lambda d: str(d["contradicting_closes"]), "0"),
     (

@@ -186,6 +186,9 @@ class VoiceClient:
         self.media_stalls = 0
         self.renegotiations = 0
         self.silence = Silence()
+        # Signaling alone: an open socket over which nothing comes (a relay link lost without a word)
+        # while the audio may flow on.
+        self.quiet_socket = Silence(report_over_s=10.0)
         self.stopped = False
         self._ending = False
         self._attempts = 0
@@ -216,6 +219,7 @@ class VoiceClient:
             self._watcher = asyncio.create_task(self._watch_media())
             self._tasks.append(self._watcher)
         self.silence.heard(time.monotonic(), "open", wake=True)
+        self.quiet_socket.heard(time.monotonic(), "open", wake=True)
         if negotiate:
             await self.negotiate()
 
@@ -233,6 +237,7 @@ class VoiceClient:
                 event = json.loads(raw)
                 event["_at"] = now = time.monotonic()
                 self.silence.heard(now, f"event {event.get('type')}")
+                self.quiet_socket.heard(now, f"event {event.get('type')}")
                 if event.get("type") == "ice-candidate" and self.pc is not None:
                     with contextlib.suppress(Exception):
                         await self.pc.addIceCandidate(parse_candidate(event))
@@ -259,6 +264,7 @@ class VoiceClient:
         action = CloseAction.RECONNECT if dropped else close_action(code)
         self.closes.append(Close(now, code, action, self._ending, dropped))
         self.silence.pause(now, f"close {code}")
+        self.quiet_socket.pause(now, f"close {code}")
         if not self.resume or self._ending or self.stopped:
             return
         if action is CloseAction.STOP:
@@ -327,6 +333,7 @@ class VoiceClient:
             own_stall, ticked = now - ticked - WATCH_TICK_S, now
             if own_stall > OWN_STALL_S:
                 self.silence.discount(own_stall)
+                self.quiet_socket.discount(own_stall)
                 if self._last_frame is not None:
                     self._last_frame += own_stall
             if self.ws is None or self.ws.close_code is not None or self._negotiating:
