@@ -376,7 +376,15 @@ def browser_block(results: Path) -> str:
     return report(d) + "\n\n" + provenance("browser", d)
 
 
+def turntaking_block(results: Path) -> str:
+    from bench.turntaking import report  # the evaluation's own table, not a copy
+
+    d = load("turntaking", results)
+    return report(d) + "\n\n" + provenance("turntaking", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
+    "turntaking": turntaking_block,
     "browser": browser_block,
     "loss": loss_block,
     "sizing": sizing_block,
