@@ -16,8 +16,8 @@ from pathlib import Path
 from bench import report, targets
 
 HERE = Path(__file__).parent
-# Not benchmarks: plumbing, the probe and sender they use, and ab (compares two commits; run by hand).
-SKIP = {"__init__", "__main__", "common", "ab", "targets", "report", "probe", "sender"}
+# Not benchmarks: plumbing, the probe, sender and voices they use, and ab (compares two commits; run by hand).
+SKIP = {"__init__", "__main__", "common", "ab", "targets", "report", "probe", "sender", "voices"}
 
 
 def modules() -> list[str]:
