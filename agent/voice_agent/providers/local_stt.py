@@ -12,14 +12,17 @@ import asyncio
 import logging
 from typing import Any
 
+import numpy as np
+
 from voice_agent.providers.base import EndpointCallback, InterimCallback
 
 log = logging.getLogger(__name__)
 
 # Streaming needs live cepstral mean normalization (pocketsphinx defaults to batch, which only
-# works on whole utterances). The initial mean is measured on clear speech through the Opus path;
-# after each utterance the adapted mean is kept per session, since decoders are shared.
-CMN_INIT = "45.86,1.61,15.20,14.12,-3.20,3.62,2.59,-2.39,4.18,7.05,2.25,8.35,6.23"
+# works on whole utterances). The initial mean is the average of five voices' (flite's slt, awb,
+# rms, kal16, Piper's joe) through the Opus path at TARGET_DBFS, not one voice's; after each
+# utterance the adapted mean is kept per session, since decoders are shared.
+CMN_INIT = "39.53,5.79,6.30,20.60,0.04,-2.17,4.15,-6.58,-3.21,-2.60,4.32,2.32,-0.14"
 DECODER_CONFIG: dict[str, Any] = {
     "samprate": 16000,
     "cmn": "live",
@@ -33,16 +36,61 @@ DECODER_CONFIG: dict[str, Any] = {
 }
 INTERIM_EVERY_FRAMES = 10  # 200 ms of audio between interim hypotheses
 
+# The recognizer's features are not level-free: the same words 27 dB quieter lose a quarter of
+# their accuracy, and a browser's microphone level is anyone's guess. Each utterance is brought
+# to one speech level before decoding, at a level where accuracy peaks (measured across voices;
+# docs/providers.md). The gain is constant through an utterance (a gain that moved would move the
+# features with it), so a session's first utterance is not decoded until SETTLE_MS of sound (from
+# the first slice above ONSET_DBFS) is in to measure; never later than SETTLE_MAX_MS into it. The
+# session keeps the level for its next utterances, which start at once.
+TARGET_DBFS = -30.0
+SETTLE_MS = 300
+SETTLE_MAX_MS = 1000
+ONSET_DBFS = -50.0
+MAX_GAIN_DB = 30.0
+_SLICE = 320  # samples: 20 ms at 16 kHz
+_ACTIVE_DB = 25.0  # slices this far below the loudest are pauses or noise, not the speech level
+_QUIET_DBFS = -70.0  # no speech to measure below this: leave the level alone
+_ONSET_POWER = 32768**2 * 10 ** (ONSET_DBFS / 10)
+
+
+def slice_powers(pcm: bytes | bytearray) -> list[float]:
+    """Mean power of each whole 20 ms slice of s16 PCM."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    n = samples.size // _SLICE
+    power = (samples[: n * _SLICE].astype(np.float64).reshape(n, _SLICE) ** 2).mean(axis=1)
+    return [float(p) for p in power]
+
+
+def speech_level_dbfs(powers: list[float]) -> float | None:
+    """Active speech level: mean power of the slices within 25 dB of the loudest, so pauses and
+    the pre-roll's quiet do not dilute it; None when there is nothing to measure."""
+    loudest = max(powers, default=0.0)
+    if loudest <= 0:
+        return None
+    active = [p for p in powers if p >= loudest * 10 ** (-_ACTIVE_DB / 10)]
+    level = 10 * float(np.log10(sum(active) / len(active) / 32768**2))
+    return level if level > _QUIET_DBFS else None
+
+
+def apply_gain(pcm: bytes | bytearray, gain: float) -> bytes:
+    if gain == 1.0:
+        return bytes(pcm)
+    scaled = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * gain
+    out: bytes = np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+    return out
+
 
 class DecoderPool:
     def __init__(self, size: int) -> None:
-        self._size = size
+        self.size = size
         self._free: asyncio.Queue[Any] = asyncio.Queue()
         self._created = 0
         self._lock = asyncio.Lock()
 
     async def prewarm(self, n: int = 1) -> None:
-        for _ in range(min(n, self._size)):
+        """Create decoders until `n` (at most the pool's size) exist."""
+        while self._created < min(n, self.size):
             self._free.put_nowait(await self._create())
 
     async def _create(self) -> Any:
@@ -54,7 +102,7 @@ class DecoderPool:
     async def acquire(self) -> Any:
         if self._free.empty():
             async with self._lock:
-                if self._free.empty() and self._created < self._size:
+                if self._free.empty() and self._created < self.size:
                     return await self._create()
         return await self._free.get()
 
@@ -71,34 +119,59 @@ class PocketSphinxStream:
         self._on_interim = on_interim
         self._decoder: Any = None
         self._pending = bytearray()
+        self._powers: list[float] = []  # per 20 ms slice as received: the utterance's level
+        self._unmeasured = bytearray()  # less than a slice, until the next audio completes it
+        self._gain = 1.0
         self._acquire = asyncio.create_task(pool.acquire())
         self._frames = 0
         self._last_interim = ""
         self._closed = False
         self._in_utt = False
 
-    async def _ready(self) -> bool:
-        """True once a decoder is ours; audio waits in _pending until then (nothing is lost)."""
+    def _ready(self, settled: bool) -> bool:
+        """True once decoding has begun: a decoder is ours and the utterance's level is known
+        (`settled`, or the session knows its speaker's level). Until then audio waits in
+        _pending; nothing is lost."""
         if self._decoder is None:
-            if not self._acquire.done():
+            if not self._acquire.done() or not (settled or "level_dbfs" in self._state):
                 return False
             self._begin(self._acquire.result())
         return True
 
+    def _settled(self) -> bool:
+        """Enough of the utterance is in to measure its level (see SETTLE_MS)."""
+        if len(self._powers) * 20 >= SETTLE_MAX_MS:
+            return True
+        onset = next((i for i, p in enumerate(self._powers) if p >= _ONSET_POWER), None)
+        return onset is not None and (len(self._powers) - onset) * 20 >= SETTLE_MS
+
     def _begin(self, decoder: Any) -> None:
         self._decoder = decoder
+        level = self._state.get("level_dbfs")
+        if level is None:
+            level = speech_level_dbfs(self._powers)
+        if level is not None:
+            self._gain = 10 ** (min(TARGET_DBFS - level, MAX_GAIN_DB) / 20)
         decoder.set_cmn(self._state.get("cmn", CMN_INIT))
         decoder.start_utt()
         self._in_utt = True
+
+    def _decode_pending(self) -> None:
+        if self._pending:
+            self._decoder.process_raw(apply_gain(self._pending, self._gain), False, False)
+            self._pending.clear()
 
     async def send(self, pcm: bytes) -> None:
         if self._closed:
             return
         self._pending += pcm
-        if not await self._ready():
+        self._unmeasured += pcm
+        whole = len(self._unmeasured) - len(self._unmeasured) % (2 * _SLICE)
+        self._powers += slice_powers(self._unmeasured[:whole])
+        del self._unmeasured[:whole]
+        if not self._ready(self._settled()):
             return
-        self._decoder.process_raw(bytes(self._pending), False, False)
-        self._pending.clear()
+        self._decode_pending()
         self._frames += 1
         if self._frames % INTERIM_EVERY_FRAMES == 0:
             hyp = self._decoder.hyp()
@@ -109,8 +182,9 @@ class PocketSphinxStream:
 
     def partial(self) -> str | None:
         """The decoder's best path through all the audio sent so far (no decoder yet: None)."""
-        if self._closed or self._decoder is None:
+        if self._closed or not self._ready(True):
             return None
+        self._decode_pending()
         hyp = self._decoder.hyp()
         return hyp.hypstr.strip() if hyp is not None else ""
 
@@ -118,15 +192,20 @@ class PocketSphinxStream:
         if self._closed:
             return ""
         if self._decoder is None:
-            self._begin(await self._acquire)
-        if self._pending:
-            self._decoder.process_raw(bytes(self._pending), False, True)
-            self._pending.clear()
+            await self._acquire
+            self._ready(True)
+        self._decode_pending()
         self._decoder.end_utt()
         self._in_utt = False
-        self._state["cmn"] = self._decoder.get_cmn(False)
+        # True: read the mean end_utt settled on; without it the text can still be the one set at
+        # the start (pocketsphinx refreshes it only when a frame was left over), and the session's
+        # adaptation would be lost.
+        self._state["cmn"] = self._decoder.get_cmn(True)
         hyp = self._decoder.hyp()
         text: str = hyp.hypstr if hyp is not None else ""
+        level = speech_level_dbfs(self._powers)
+        if text and level is not None:  # words, not a cough: the speaker's level
+            self._state["level_dbfs"] = level
         await self.aclose()
         return text.strip()
 
@@ -154,7 +233,9 @@ class PocketSphinxSTT:
         self._pool = DecoderPool(decoders)
 
     async def start(self) -> None:
-        await self._pool.prewarm(1)
+        """Create every decoder before the agent serves: creating one holds the GIL for ~0.5 s even
+        in a worker thread, which would stall every live call's audio if it happened mid-call."""
+        await self._pool.prewarm(self._pool.size)
 
     async def close(self) -> None:
         return None
