@@ -376,6 +376,13 @@ def browser_block(results: Path) -> str:
     return report(d) + "\n\n" + provenance("browser", d)
 
 
+def recognition_block(results: Path) -> str:
+    from bench.recognition import report  # the benchmark's own table, not a copy
+
+    d = load("recognition", results)
+    return report(d) + "\n\n" + provenance("recognition", d)
+
+
 def turntaking_block(results: Path) -> str:
     from bench.turntaking import report  # the evaluation's own table, not a copy
 
@@ -385,6 +392,7 @@ def turntaking_block(results: Path) -> str:
 
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "turntaking": turntaking_block,
+    "recognition": recognition_block,
     "browser": browser_block,
     "loss": loss_block,
     "sizing": sizing_block,

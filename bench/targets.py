@@ -180,6 +180,10 @@ TARGETS: tuple[Target, ...] = (
         "sizing", "one_call_overhead_p95_ms", "<=", 150, "one call: voice-to-voice over the silence, p95 (ms)"
     ),
     Target("sizing", "calls_per_core", ">=", 1, "calls per agent core that pass the sizing rule"),
+    Target("recognition", "gap_points.call.all", "<=", 5, "word accuracy: call below file (points)"),
+    Target(
+        "recognition", "gap_points.call.first", "<=", 5, "word accuracy: first utterance below file (points)"
+    ),
 )
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
