@@ -122,8 +122,10 @@ class PartialStream(Stream):
     def __init__(self, on_interim: InterimCallback) -> None:
         super().__init__(on_interim)
         self.words: str | None = "what time is it"
+        self.asked = 0
 
     def partial(self) -> str | None:
+        self.asked += 1
         if self.words == "boom":
             raise RuntimeError("decoder gone")
         return self.words
@@ -202,13 +204,16 @@ async def test_the_words_as_the_voice_ended_are_judged_and_the_pauses_are_report
     stt, provider, vad, interims = await stt_with(PartialStream, at_voice_end=True)
     stream = provider.stream
     assert isinstance(stream, PartialStream)
+    await audio(stt, True, False)
+    assert stream.asked == 0, "not asked before it has shown words: it may not be decoding yet"
+    stream.on_interim("I would")
     stream.words = "I would like to"
     await audio(stt, True, True, False)  # the first silent frame after voice takes the words
     stream.words = "I would like ten"
     await audio(stt, False, False)
     await ask(stt)
     assert vad.answers == ["I would like to"]
-    assert interims == ["I would like ten"]
+    assert interims == ["I would", "I would like ten"]
     stream.on_interim("I would like tent")  # interims of a stream that tells its own are not news
     await audio(stt, False)
     assert vad.answers == ["I would like to"]

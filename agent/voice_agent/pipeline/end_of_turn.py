@@ -172,9 +172,11 @@ class PauseWords:
     towards words that end a sentence ("tell me about the" becomes "tell me about that", "I would
     like to" "I would like ten"), which would make every hesitation sound finished. So the words
     as the voice ended are judged; the hypothesis at the pause is only reported (it is the closest
-    to the final transcript, which a draft has to match). A stream that cannot tell one is answered
-    for by its last interim, which trails the audio (a cloud recognizer's results come after it),
-    so newer interims while the pause lasts go up too."""
+    to the final transcript, which a draft has to match). A stream is not asked before it has shown
+    words (an interim): until then it may still be waiting to begin decoding, and asking would
+    make it begin early. A stream that cannot tell its hypothesis is answered for by its last
+    interim, which trails the audio (a cloud recognizer's results come after it), so newer
+    interims while the pause lasts go up too."""
 
     def __init__(self, at_voice_end: bool = True) -> None:
         self._watch = at_voice_end  # off for the fixed detector, which never asks
@@ -184,13 +186,15 @@ class PauseWords:
         """A new utterance."""
         self._at_voice_end: str | None = None
         self._voiced = False
+        self._shown = False  # the stream has shown words: it is decoding
         self._spent_s = 0.0  # on hypotheses since the last answer: part of the decision's cost
         self._lagging = False  # the last answer was an interim: newer ones are news
         self.newer = False
 
     def heard(self, stream: STTStream | None, voiced: bool) -> None:
         """Before a frame goes to the stream: the first silent frame after voice takes the words."""
-        if self._watch and not voiced and self._voiced and isinstance(stream, PartialHypothesis):
+        voice_ended = self._watch and self._shown and self._voiced and not voiced
+        if voice_ended and isinstance(stream, PartialHypothesis):
             started = time.perf_counter()
             self._at_voice_end = _ask(stream)[1]
             self._spent_s += time.perf_counter() - started
@@ -200,6 +204,7 @@ class PauseWords:
 
     def interim(self) -> None:
         """The stream reported new words."""
+        self._shown = True
         self.newer = self._lagging
 
     def answer(self, stream: STTStream | None, last_interim: str) -> tuple[str | None, str | None, float]:
