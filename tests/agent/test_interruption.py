@@ -3,7 +3,8 @@ pauses it, and the story plays on to its end; "wait, stop" cuts it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +29,32 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         yield proc
 
 
-async def story_under_way(client: VoiceClient) -> dict[str, Any]:
-    """Ask for the story; returns the `speaking` status once about a second of it has arrived."""
-    mark = len(client.events)
-    client.say(*synth("please tell me a story"))
-    speaking = await client.wait_for(
-        lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30, after=mark
+@contextlib.asynccontextmanager
+async def story_under_way(agent: AgentProcess) -> AsyncIterator[tuple[VoiceClient, dict[str, Any]]]:
+    """A call that asked for the story; yields it with the `speaking` status once about a second of
+    the story has arrived."""
+    client = VoiceClient(agent.url)
+    try:
+        await client.create_session()
+        await client.connect()
+        await client.wait_media()
+        client.say(*synth("please tell me a story"))
+        speaking = await client.wait_for(
+            lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30
+        )
+        await client.wait_voiced(50, after=speaking["_at"], timeout=15)
+        yield client, speaking
+    finally:
+        await client.close()
+
+
+async def story_over(client: VoiceClient, speaking: dict[str, Any], timeout: float) -> float:
+    """When the agent went back to listening: the story played out, or was cut."""
+    listening = await client.wait_for(
+        lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
+        timeout=timeout,
     )
-    await client.wait_voiced(50, after=speaking["_at"], timeout=15)
-    return speaking
+    return float(listening["_at"])
 
 
 async def history(agent: AgentProcess, session_id: str) -> list[dict[str, Any]]:
@@ -52,35 +70,20 @@ async def history(agent: AgentProcess, session_id: str) -> list[dict[str, Any]]:
 
 async def test_an_okay_and_a_cough_pause_the_story_which_plays_on_to_its_end(agent: AgentProcess) -> None:
     before = await scrape(agent.url)
-    client = VoiceClient(agent.url)
-    try:
-        await client.create_session()
-        await client.connect()
-        await client.wait_media()
-        speaking = await story_under_way(client)
-
+    async with story_under_way(agent) as (client, speaking):
         okay = client.say(*synth("okay"))
         okay_until = await client.speech_ended(okay)
         await client.wait_voiced(50, after=okay_until, timeout=15)  # the story goes on
         noise = client.say(bytes(RATE * 2 // 5) + cough(300), RATE)
         noise_until = await client.speech_ended(noise)
 
-        done = await client.wait_for(
-            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
-            timeout=60,
-        )
-        assert done["_at"] - noise_until > 3.0, "the story ended long after the cough: it was not cut"
+        done = await story_over(client, speaking, timeout=60)
+        assert done - noise_until > 3.0, "the story ended long after the cough: it was not cut"
         assert client.recording.voiced_frames_after(noise_until + IN_FLIGHT_S) > 100
-        said = [
-            e
-            for e in client.events
-            if e["type"] == "transcript" and e["final"] and e["_at"] > speaking["_at"]
-        ]
-        assert [e["text"] for e in said] == ["", ""], "the client sees neither sound as a turn"
+        finals = [e for e in client.events if e["type"] == "transcript" and e["final"]]
+        assert [e["text"] for e in finals if e["_at"] > speaking["_at"]] == ["", ""], "neither is a turn"
         metrics = [e for e in client.events if e["type"] == "metrics" and e["_at"] > speaking["_at"]]
         assert metrics, "the story's turn completed (a cut turn reports no metrics)"
-    finally:
-        await client.close()
 
     messages = await history(agent, client.session["id"])
     assert [(m["role"], m["content"], m.get("interrupted", False)) for m in messages] == [
@@ -94,38 +97,21 @@ async def test_an_okay_and_a_cough_pause_the_story_which_plays_on_to_its_end(age
 
 
 async def test_wait_stop_over_the_story_stops_it(agent: AgentProcess) -> None:
-    client = VoiceClient(agent.url)
-    try:
-        await client.create_session()
-        await client.connect()
-        await client.wait_media()
-        speaking = await story_under_way(client)
-
+    async with story_under_way(agent) as (client, speaking):
         stop = client.say(*synth("wait, stop"))
-        ack = await client.wait_for(
-            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
-            timeout=10,
-        )
+        cut = await story_over(client, speaking, timeout=10)
         spoken_until = await client.speech_ended(stop)
-        recording = client.recording
-        leaked = recording.voiced_frames_after(ack["_at"] + IN_FLIGHT_S) - recording.voiced_frames_after(
-            spoken_until
-        )
-        assert leaked == 0, f"{leaked} voiced frames of the story played after the interruption"
+        leaked = [f for f in client.recording.frames if cut + IN_FLIGHT_S <= f.at < spoken_until and f.voiced]
+        assert not leaked, f"{len(leaked)} voiced frames of the story played after the interruption"
         final = await client.wait_for(
-            lambda e: e["type"] == "transcript" and e["final"] and e["_at"] > ack["_at"], timeout=15
+            lambda e: e["type"] == "transcript" and e["final"] and e["_at"] > cut, timeout=15
         )
         assert {"wait", "stop"} & set(final["text"].split()), final
-    finally:
-        await client.close()
 
     messages = await history(agent, client.session["id"])
-    story = messages[1]
+    story, said = messages[1], messages[2]
     assert story["role"] == "assistant" and story["interrupted"] and len(story["content"]) < len(STORY)
-    said = messages[2]
-    assert said["role"] == "user" and {"wait", "stop"} & set(said["content"].split()), (
-        "the interruption is a turn"
-    )
+    assert said["role"] == "user" and {"wait", "stop"} & set(said["content"].split()), "a turn of its own"
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +121,8 @@ def immediate_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentP
 
 
 async def test_with_immediate_interruption_an_okay_cuts_the_story(immediate_agent: AgentProcess) -> None:
-    client = VoiceClient(immediate_agent.url)
-    try:
-        await client.create_session()
-        await client.connect()
-        await client.wait_media()
-        speaking = await story_under_way(client)
+    async with story_under_way(immediate_agent) as (client, speaking):
         client.say(*synth("okay"))
-        await client.wait_for(
-            lambda e: e["type"] == "status" and e["processing"] == "listening" and e["_at"] > speaking["_at"],
-            timeout=10,
-        )
-    finally:
-        await client.close()
+        await story_over(client, speaking, timeout=10)
     story = (await history(immediate_agent, client.session["id"]))[1]
     assert story["role"] == "assistant" and story["interrupted"], story
