@@ -54,6 +54,9 @@ OWN_STALL_S = 0.2
 # After a stall is seen: how long audio may take to come back by itself (a busy agent catches up)
 # before the client acts, renegotiating media if the agent still answers, else reconnecting.
 MEDIA_RECOVER_S = 3.0
+# A negotiation whose media is not up this long after it is tried again (the web client's ICE restart
+# timeout): on a loaded agent ICE or DTLS can time out, and a call without media hears nothing.
+MEDIA_CONNECT_S = 10.0
 # Reconnect pacing after a failed attempt, as the web client's (frontend/src/hooks/backoff.ts).
 BACKOFF_BASE_S, BACKOFF_MAX_S, BACKOFF_JITTER = 0.5, 8.0, 0.2
 # Error events that ask the client to renegotiate media (docs/api.md, "Error codes").
@@ -196,6 +199,7 @@ class VoiceClient:
         self._watcher: asyncio.Task[None] | None = None
         self._last_frame: float | None = None
         self._negotiating = False
+        self._negotiated_at: float | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._dropped = False
 
@@ -218,7 +222,8 @@ class VoiceClient:
         if self.resume and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_media())
             self._tasks.append(self._watcher)
-        self.silence.heard(time.monotonic(), "open", wake=True)
+        # A new socket wakes the signaling watch only: until audio flows again the client knows it
+        # is reconnecting and renegotiating.
         self.quiet_socket.heard(time.monotonic(), "open", wake=True)
         if negotiate:
             await self.negotiate()
@@ -344,6 +349,9 @@ class VoiceClient:
                 continue
             if not self._media_up():
                 stalled_at = None
+                if self._negotiated_at is not None and now - self._negotiated_at > MEDIA_CONNECT_S:
+                    self._negotiated_at = now
+                    self._renegotiate()  # media never came up: try again rather than stay mute
                 continue
             silent = self._last_frame is not None and now - self._last_frame > self.media_stall_s
             if not silent:
@@ -400,7 +408,7 @@ class VoiceClient:
             await self._negotiate()
         finally:
             self._negotiating = False
-            self._last_frame = time.monotonic()  # the new peer's audio is yet to come
+            self._last_frame = self._negotiated_at = time.monotonic()  # the new peer's audio is yet to come
 
     async def _negotiate(self) -> None:
         if self.pc is not None:
