@@ -250,6 +250,7 @@ class Relay:
         RELAY_LINKS.labels("owner").set_function(lambda: len(self.owned))
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inbox_unheard = False
 
     async def start(self, wait_s: float = 3.0) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="relay-inbox")
@@ -294,6 +295,8 @@ class Relay:
     async def check_links(self) -> None:
         """Closes links whose other agent vanished without a word (no inbox listener or heartbeat),
         and asks every other agent about the links it shares with this one (`_audit` answers)."""
+        if self.subscribed.is_set() and not await self.store.heard():
+            self._inbox_unheard = True  # the subscription died without an error reaching us
         peers = {e.owner for e in self.edges.values()} | {o.edge for o in self.owned.values()}
         if not peers:
             return
@@ -341,10 +344,13 @@ class Relay:
                     log.info("relay inbox resubscribed")
                 self.subscribed.set()
                 backoff = 0.05
-                while True:
+                self._inbox_unheard = False
+                while not self._inbox_unheard:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None and msg.get("type") == "message":
                         self._dispatch(msg["data"])
+                log.warning("relay inbox no longer heard by redis; resubscribing")
+                self._inbox_lost()
             except (RedisError, OSError) as exc:
                 if backoff == 0.05:  # first failure of a streak; retries stay quiet
                     log.warning("relay inbox lost; resubscribing", extra={"error": type(exc).__name__})

@@ -56,17 +56,25 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0, retries: int = 1) -> Redis:
-    """A client on a bounded, blocking pool: bursts wait for a connection instead of failing."""
+def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0, inbox: bool = False) -> Redis:
+    """A client on a bounded, blocking pool: bursts wait for a connection instead of failing.
+
+    `inbox`: the pub/sub subscription's client. It never reconnects by itself (a subscription renewed
+    behind the relay's back would hide the messages lost in between) and sends no health-check
+    pings, whose read timeout expires spuriously when the event loop stalls longer than it: the
+    relay would drop every link for nothing. A dead subscription shows as an error on its socket,
+    or as the agent's own inbox no longer heard (pool/relay.py checks at every heartbeat).
+    """
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        health_check_interval=5,
+        socket_keepalive=True,
+        health_check_interval=0 if inbox else 5,
         decode_responses=True,
-        retry=Retry(NoBackoff(), retries),  # one fresh-connection retry covers a restarted server
+        retry=Retry(NoBackoff(), 0 if inbox else 1),  # one fresh-connection retry covers a restarted server
     )
     return Redis(connection_pool=pool)
 
@@ -84,9 +92,7 @@ class RedisSessionStore:
         self._url = url
         self._registered = False
         self.client = connect(url, max_connections)
-        # The inbox's own connection, which never reconnects behind the relay's back: a subscription
-        # renewed silently would hide the messages lost in between (pool/relay.py).
-        self._inbox_client = connect(url, 4, retries=0)
+        self._inbox_client = connect(url, 4, inbox=True)
         self._leases: dict[str, int] = {}
         self._agents = keys.agents_key(pool)
         self._prefix = keys.agent_prefix(pool)
@@ -322,6 +328,12 @@ class RedisSessionStore:
             rows = await pipe.execute()
         listening = {str(name) for name, n in rows[-1] if int(n) > 0}
         return {a for i, a in enumerate(ids) if rows[i] and self.inbox_of(a) in listening}
+
+    async def heard(self) -> bool:
+        """Whether Redis counts a subscriber on this agent's own inbox."""
+        async with self._op("numsub"):
+            rows: Any = await self.client.pubsub_numsub(self.inbox)
+        return any(int(n) > 0 for _, n in rows)
 
     def pubsub(self) -> PubSub:
         return self._inbox_client.pubsub(ignore_subscribe_messages=True)
