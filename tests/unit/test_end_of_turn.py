@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from voice_agent.pipeline.end_of_turn import EndOfTurn, Verdict, judge
+from voice_agent.pipeline.end_of_turn import EndOfTurn, Verdict, judge, judge_pause
 from voice_agent.pipeline.frames import (
     EndOfTurnQueryFrame,
     EndOfTurnWordsFrame,
@@ -68,6 +68,24 @@ def test_a_finished_phrase_is_complete(text: str) -> None:
 @pytest.mark.parametrize("text", INCOMPLETE)
 def test_a_phrase_ending_in_a_continuation_word_or_a_filler_is_incomplete(text: str) -> None:
     assert judge(text) is Verdict.INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    ("now", "at_voice_end", "verdict"),
+    [
+        ("tell me about that", "tell me about the", Verdict.INCOMPLETE),  # drifted to an ending
+        ("what time is it", "what time is", Verdict.INCOMPLETE),  # the price: the last word came late
+        ("I would like to", "I would like", Verdict.INCOMPLETE),
+        ("what time is it", "what time is it", Verdict.COMPLETE),
+        ("what time is it", None, Verdict.COMPLETE),  # a recognizer without a second look
+        (None, "I would like to", Verdict.UNKNOWN),  # no words now: a failure, the fixed silence
+        ("what time is a", "what time is", Verdict.UNKNOWN),
+    ],
+)
+def test_either_look_ending_on_a_continuation_word_waits(
+    now: str | None, at_voice_end: str | None, verdict: Verdict
+) -> None:
+    assert judge_pause(now, at_voice_end) is verdict
 
 
 @pytest.mark.parametrize("text", [None, "", "   ", "?!", "what time is a"])
@@ -159,10 +177,12 @@ class Upstream(FrameProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.answers: list[str | None] = []
+        self.at_voice_end: list[str | None] = []
 
     async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
         assert isinstance(frame, EndOfTurnWordsFrame) and direction is UPSTREAM
         self.answers.append(frame.text)
+        self.at_voice_end.append(frame.at_voice_end)
 
 
 async def stt_with(
@@ -198,9 +218,9 @@ async def audio(stt: STTProcessor, *voiced: bool) -> None:
         await stt.process(InputAudioFrame(b"", voiced=v))
 
 
-async def test_the_words_as_the_voice_ended_are_judged_and_the_pauses_are_reported() -> None:
-    """The decoder's later thoughts drift towards an ending ("to" heard as "ten" once it hears
-    silence): the judgement takes the words from before, the client and a draft the newest."""
+async def test_the_words_now_and_as_the_voice_ended_go_up_and_the_newest_are_reported() -> None:
+    """The decoder's later thoughts may drift towards an ending ("to" heard as "ten" once it hears
+    silence): the VAD gets both looks, the client and a draft the newest."""
     stt, provider, vad, interims = await stt_with(PartialStream, at_voice_end=True)
     stream = provider.stream
     assert isinstance(stream, PartialStream)
@@ -212,11 +232,11 @@ async def test_the_words_as_the_voice_ended_are_judged_and_the_pauses_are_report
     stream.words = "I would like ten"
     await audio(stt, False, False)
     await ask(stt)
-    assert vad.answers == ["I would like to"]
+    assert (vad.answers, vad.at_voice_end) == (["I would like ten"], ["I would like to"])
     assert interims == ["I would", "I would like ten"]
     stream.on_interim("I would like tent")  # interims of a stream that tells its own are not news
     await audio(stt, False)
-    assert vad.answers == ["I would like to"]
+    assert vad.answers == ["I would like ten"]
     await audio(stt, True, False)
     stream.words = "boom"
     await ask(stt)

@@ -148,17 +148,19 @@ async def test_an_stt_endpoint_ends_the_turn_before_the_silence_runs_out() -> No
 # --- adaptive end of turn ----------------------------------------------------------------------
 class WordsSink(Sink):
     """Stands in for STT: answers each EndOfTurnQueryFrame with the words of the moment (None: no
-    answer at all, as when no stream is open)."""
+    answer at all, as when no stream is open) and those as the voice ended."""
 
-    def __init__(self, vad: VADProcessor, words: str | None) -> None:
+    def __init__(self, vad: VADProcessor, words: str | None, at_voice_end: str | None = None) -> None:
         super().__init__()
         self.vad = vad
         self.words = words
+        self.at_voice_end = at_voice_end
 
     async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
         await super().queue_frame(frame, direction)
         if isinstance(frame, EndOfTurnQueryFrame) and self.words is not None:
-            await self.vad.queue_frame(EndOfTurnWordsFrame(self.words), UPSTREAM)
+            answer = EndOfTurnWordsFrame(self.words, at_voice_end=self.at_voice_end)
+            await self.vad.queue_frame(answer, UPSTREAM)
 
 
 def adaptive(
@@ -234,6 +236,13 @@ async def test_newer_words_during_the_pause_are_judged_again() -> None:
     await vad.queue_frame(EndOfTurnWordsFrame("what time is it"), UPSTREAM)  # not in a pause: ignored
     await feed(vad, clock, [VOICED] * 10 + [SILENT] * 5)
     assert vad.speaking
+
+
+async def test_the_words_as_the_voice_ended_can_hold_the_turn() -> None:
+    vad, sink, clock = adaptive("tell me about that")
+    sink.at_voice_end = "tell me about the"
+    await feed(vad, clock, [VOICED] * 10)
+    assert await silence_until_the_end(vad, sink, clock) == 1600 // FRAME_MS
 
 
 async def test_the_fallback_never_waits_past_the_longest_silence() -> None:

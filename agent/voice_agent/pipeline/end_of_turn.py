@@ -63,6 +63,15 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def judge_pause(now: str | None, at_voice_end: str | None = None) -> Verdict:
+    """The verdict on the words at the pause, and on the same recognizer's words as the voice ended
+    when it can tell them: a continuation word in either is reason to wait (see PauseWords)."""
+    verdict = judge(now)
+    if verdict is not Verdict.UNKNOWN and at_voice_end and judge(at_voice_end) is Verdict.INCOMPLETE:
+        return Verdict.INCOMPLETE
+    return verdict
+
+
 def judge(text: str | None) -> Verdict:
     """The verdict on the words heard so far (`None`: no recognizer could say)."""
     if text is None:
@@ -129,13 +138,15 @@ class EndOfTurn:
         self.limit = self._longest
         self._outcome = "timeout"
 
-    def decide(self, words: str | None, silence: int, spent_s: float = 0.0) -> Verdict:
-        """Judge `words` at `silence` frames into a pause, and set the limit from the verdict.
-
-        `spent_s`: time already spent getting the words, counted in the decision's time."""
+    def decide(
+        self, words: str | None, silence: int, spent_s: float = 0.0, at_voice_end: str | None = None
+    ) -> Verdict:
+        """Judge `words` (and `at_voice_end`, judge_pause) at `silence` frames into a pause, and set
+        the limit from the verdict. `spent_s`: time already spent getting the words, counted in the
+        decision's time."""
         started = time.perf_counter()
         try:
-            verdict = judge(words)
+            verdict = judge_pause(words, at_voice_end)
         except Exception:  # a decision must never cost the call: the fixed silence takes over
             log.exception("end-of-turn decision failed")
             verdict = Verdict.UNKNOWN
@@ -167,16 +178,17 @@ class EndOfTurn:
 class PauseWords:
     """STT's side of the decision: which words answer the VAD at a pause, and which come later.
 
-    A stream that can tell its hypothesis at once (PartialHypothesis) is asked as the voice ends,
-    before it hears the silence: as the offline decoder takes in silence, its best path drifts
-    towards words that end a sentence ("tell me about the" becomes "tell me about that", "I would
-    like to" "I would like ten"), which would make every hesitation sound finished. So the words
-    as the voice ended are judged; the hypothesis at the pause is only reported (it is the closest
-    to the final transcript, which a draft has to match). A stream is not asked before it has shown
-    words (an interim): until then it may still be waiting to begin decoding, and asking would
-    make it begin early. A stream that cannot tell its hypothesis is answered for by its last
-    interim, which trails the audio (a cloud recognizer's results come after it), so newer
-    interims while the pause lasts go up too."""
+    A stream that can tell its hypothesis at once (PartialHypothesis) is asked at the pause, and
+    also as the voice ends, before it hears the silence: the offline decoder's best path moves in
+    that silence both ways. It may decode the last word only then ("what time is" becomes "what
+    time is it"), or drift towards a word that ends a sentence ("tell me about the" becomes "tell
+    me about that"; with the decoder before its speech-level normalization that took 17 of 40
+    hesitations of the turn-taking evaluation for finished, the words at the voice's end 5). Both
+    looks go to the VAD, which waits if either ends on a continuation word. A stream is not asked
+    before it has shown words (an interim): until then it may still be waiting to begin decoding,
+    and asking would make it begin early. A stream that cannot tell its hypothesis is answered
+    for by its last interim, which trails the audio (a cloud recognizer's results come after it),
+    so newer interims while the pause lasts go up too."""
 
     def __init__(self, at_voice_end: bool = True) -> None:
         self._watch = at_voice_end  # off for the fixed detector, which never asks
@@ -208,8 +220,8 @@ class PauseWords:
         self.newer = self._lagging
 
     def answer(self, stream: STTStream | None, last_interim: str) -> tuple[str | None, str | None, float]:
-        """(the words to judge, fresher words to report, time spent on words before this answer);
-        no words to judge when there is no stream or it failed to tell: the fixed silence decides."""
+        """(the words now, the words as the voice ended, time spent on words before this answer);
+        no words now when there is no stream or it failed to tell: the fixed silence decides."""
         spent, self._spent_s = self._spent_s, 0.0
         self.newer = self._lagging = False
         if stream is None:
@@ -219,7 +231,7 @@ class PauseWords:
             if not ok:
                 return None, None, spent
             if now is not None:
-                return self._at_voice_end or now, now, spent
+                return now, self._at_voice_end, spent
         self._lagging = True
         return last_interim, None, spent
 

@@ -80,12 +80,14 @@ class EndOfTurnQueryFrame(SystemFrame):
 
 @dataclass(slots=True)
 class EndOfTurnWordsFrame(SystemFrame):
-    """Upstream, STT to VAD: the words to judge, the answer to an EndOfTurnQueryFrame (`text` None:
-    no recognizer could say), or newer ones while the pause lasts. `spent_s`: time STT spent on
-    them before it was asked, part of the decision's cost."""
+    """Upstream, STT to VAD: the words so far, the answer to an EndOfTurnQueryFrame (`text` None: no
+    recognizer could say), or newer ones while the pause lasts. `at_voice_end`: the same recognizer's
+    words as the voice ended, a second look; `spent_s`: time STT spent on them before it was asked,
+    part of the decision's cost."""
 
     text: str | None
     spent_s: float = 0.0
+    at_voice_end: str | None = None
 
 
 @dataclass(slots=True)

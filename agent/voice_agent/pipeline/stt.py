@@ -5,8 +5,8 @@ The provider talks back by synchronous callbacks; the stage turns them into fram
 is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame sent upstream with
 the next audio frame, so the VAD ends the turn in order with the audio. At a pause the VAD asks
 for the words so far (EndOfTurnQueryFrame): the stage answers at once, upstream, with the words
-PauseWords picks (end_of_turn.py), and reports the freshest if they are news; newer words while
-the pause lasts go up with the next audio frame. The stage numbers turns.
+PauseWords picks (end_of_turn.py), and reports them if they are news; newer words while the pause
+lasts go up with the next audio frame. The stage numbers turns.
 An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
 handed to the gate instead of reported: the gate decides whether it is a turn at all.
 """
@@ -58,10 +58,10 @@ class STTProcessor(FrameProcessor):
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
         if isinstance(frame, EndOfTurnQueryFrame):
-            judged, fresh, spent_s = self._pause_words.answer(self._stream, self._last_interim)
-            if fresh:
-                self._interim(fresh)
-            await self.push(EndOfTurnWordsFrame(judged, spent_s), UPSTREAM)
+            now, at_voice_end, spent_s = self._pause_words.answer(self._stream, self._last_interim)
+            if now:
+                self._interim(now)  # news only if fresher than the last interim
+            await self.push(EndOfTurnWordsFrame(now, spent_s, at_voice_end), UPSTREAM)
             return
         if isinstance(frame, ClassifyUtteranceFrame):
             self._held = frame.utterance

@@ -63,8 +63,7 @@ class VADProcessor(FrameProcessor):
         self._utt_frames = 0
         self._last_voiced_at = 0.0
         self._end_requested = False
-        self._words: str | None = None  # STT's answer to the last EndOfTurnQueryFrame
-        self._words_spent_s = 0.0
+        self._answer: EndOfTurnWordsFrame | None = None  # STT's, to the last EndOfTurnQueryFrame
         self._asking = False
 
     async def on_system(self, frame: SystemFrame, direction: Direction) -> None:
@@ -76,7 +75,7 @@ class VADProcessor(FrameProcessor):
             return
         if isinstance(frame, EndOfTurnWordsFrame):
             if self._asking:
-                self._words, self._words_spent_s = frame.text, frame.spent_s
+                self._answer = frame
             elif self.speaking and 0 < self._turn_end.decide_at <= self._silence:
                 # Newer words while the pause lasts: judged again, and the end may come sooner.
                 self._turn_end.decide(frame.text, self._silence)
@@ -135,10 +134,11 @@ class VADProcessor(FrameProcessor):
         """Ask STT for the words so far (it answers while this push is under way, or never: no
         stream, no recognizer), before the pause is announced, so a draft starts on them too."""
         started = time.perf_counter()
-        self._words, self._words_spent_s, self._asking = None, 0.0, True
+        self._answer, self._asking = None, True
         try:
             await self.push(EndOfTurnQueryFrame())
         finally:
             self._asking = False
-        spent_s = time.perf_counter() - started + self._words_spent_s
-        self._turn_end.decide(self._words, self._silence, spent_s)
+        answer = self._answer or EndOfTurnWordsFrame(None)
+        spent_s = time.perf_counter() - started + answer.spent_s
+        self._turn_end.decide(answer.text, self._silence, spent_s, answer.at_voice_end)
