@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from aiortc import RTCPeerConnection
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.ws import Signaling
-from voice_agent.protocol.signaling import parse_event
+from voice_agent.protocol.signaling import CLOSE_ACTIONS, parse_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("signaling-errors")]
 
@@ -247,3 +248,16 @@ async def test_every_event_of_a_call_is_a_protocol_event(agent: AgentProcess) ->
     } <= kinds
     for event in seen:
         assert parse_event(event).wire() == event, event
+
+
+def test_the_close_table_in_the_docs_is_the_one_the_clients_follow() -> None:
+    """docs/api.md's "Client does" column names, for every code, the action of CLOSE_ACTIONS."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in doc.splitlines()
+        if line.startswith("| 1") or line.startswith("| 4")
+    }
+    for code, action in CLOSE_ACTIONS.items():
+        row = rows.get(str(code.value), "")
+        assert row.rstrip(" |").split("|")[-1].strip().startswith(f"`{action.value}`"), (code, row)
