@@ -390,8 +390,18 @@ def turntaking_block(results: Path) -> str:
     return report(d) + "\n\n" + provenance("turntaking", d)
 
 
+def liveness_block(results: Path) -> str:
+    from bench.liveness import report  # the benchmark's own table, not a copy
+
+    d = load("liveness", results)
+    before = load("liveness-before", results) if (results / "liveness-before.json").exists() else None
+    out = report(d, before) + "\n\n" + provenance("liveness", d)
+    return out if before is None else out + " " + provenance("liveness-before", before)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "turntaking": turntaking_block,
+    "liveness": liveness_block,
     "recognition": recognition_block,
     "browser": browser_block,
     "loss": loss_block,

@@ -180,6 +180,16 @@ TARGETS: tuple[Target, ...] = (
         "sizing", "one_call_overhead_p95_ms", "<=", 150, "one call: voice-to-voice over the silence, p95 (ms)"
     ),
     Target("sizing", "calls_per_core", ">=", 1, "calls per agent core that pass the sizing rule"),
+    Target("liveness", "declared_dead", "==", 0, "live agents declared dead in a loaded 10-minute run"),
+    Target("liveness", "fenced_takeovers", "==", 0, "calls taken from a live owner (fenced) in that run"),
+    Target(
+        "liveness",
+        "longest_silence_s",
+        "<=",
+        2,
+        "longest silence a client sat in before it was told anything (s)",
+    ),
+    Target("liveness", "contradicting_closes", "==", 0, "closes whose code contradicts docs/api.md"),
     Target("recognition", "gap_points.call.all", "<=", 5, "word accuracy: call below file (points)"),
     Target(
         "recognition", "gap_points.call.first", "<=", 5, "word accuracy: first utterance below file (points)"
