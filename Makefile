@@ -21,7 +21,14 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-setup-run: setup
+# `make run` needs only the agent extra (about 45 packages of the ~190 `make setup` installs).
+# --inexact leaves a full dev environment as it is, so `make test` after `make run` finds it whole;
+# a fresh clone gets only the agent's packages, and `make setup` adds the rest when needed.
+$(VENV)/.synced-run: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --inexact --extra agent
+	touch $@
+
+setup-run: $(VENV)/.synced-run
 	scripts/ensure-system-deps.sh run
 
 setup-test: setup
