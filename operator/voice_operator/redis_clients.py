@@ -1,6 +1,12 @@
-"""Connections to the pools' Redis servers (the operator reads their session registries)."""
+"""Connections to the pools' Redis servers (the operator reads their session registries).
+
+A pool's URL is either one server's or a Sentinel group's (docs/redis.md, "Connection"); the agent's
+store/redis_url.py builds both, so the operator follows a failover exactly as the agents do.
+"""
 
 import redis.asyncio as aioredis
+
+from voice_agent.store.redis_url import async_client, close_client
 
 
 class RedisClients:
@@ -13,7 +19,7 @@ class RedisClients:
     def get(self, url: str) -> "aioredis.Redis":
         client = self._clients.get(url)
         if client is None:
-            client = aioredis.Redis.from_url(
+            client = async_client(
                 url,
                 decode_responses=True,
                 socket_timeout=self.timeout_s,
@@ -26,4 +32,4 @@ class RedisClients:
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            await client.aclose()
+            await close_client(client)

@@ -42,6 +42,8 @@ DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "frontend" / "dist"
 class RedisHealth(BaseModel):
     enabled: bool
     healthy: bool
+    # Why not healthy, without secrets: e.g. the primary a Sentinel names is unreachable.
+    error: str | None = None
 
 
 class Health(BaseModel):
@@ -213,7 +215,9 @@ def create_app(
             version=__version__,
             active_sessions=manager.active,
             redis=RedisHealth(
-                enabled=settings.redis_enabled, healthy=healthy if settings.redis_enabled else False
+                enabled=settings.redis_enabled,
+                healthy=healthy if settings.redis_enabled else False,
+                error=None if healthy else getattr(store, "health_error", None),
             ),
         )
 

@@ -1,9 +1,10 @@
 """Redis session store: records with TTL, atomic allocation and fenced ownership (see docs/redis.md).
 
 One client per agent over a bounded connection pool; `REDIS_URL` carries AUTH (``redis://user:pw@``)
-and TLS (``rediss://...?ssl_ca_certs=/path/ca.crt``). Every operation is timed and counted, and
-every Redis failure surfaces as StoreUnavailable so callers can refuse new work with a clear 503
-while live calls carry on.
+and TLS (``rediss://...?ssl_ca_certs=/path/ca.crt``), or names a Sentinel group that finds the primary
+(``redis+sentinel://host:26379,.../service``, store/redis_url.py). Every operation is timed and
+counted, and every Redis failure surfaces as StoreUnavailable so callers can refuse new work with a
+clear 503 while live calls carry on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -28,13 +29,25 @@ from voice_agent.protocol.sessions import SessionRecord, utcnow
 from voice_agent.store import keys
 from voice_agent.store import redis_scripts as lua
 from voice_agent.store.base import OwnershipLost, StoreUnavailable
-from voice_agent.store.redis_metrics import LEASE_LAPSES, REDIS_ERRORS, REDIS_OP_SECONDS
+from voice_agent.store.redis_metrics import LEASE_LAPSES, REDIS_ERRORS, REDIS_OP_SECONDS, UNREPLICATED_WRITES
+from voice_agent.store.redis_url import (
+    async_client,
+    close_client,
+    close_sync_client,
+    is_sentinel,
+    primary_address,
+    sync_client,
+)
 
 log = logging.getLogger(__name__)
 
 TOMBSTONE_MS = 60_000
 LIST_LIMIT = 1000
 START_GRACE_MS = 10_000
+# Record writes wait this long for a replica's acknowledgement (docs/redis.md, "Durability"); one
+# that times out means no replica is in sync, and writes go unacknowledged for NO_REPLICA_RETRY_S.
+WAIT_TIMEOUT_MS = 100
+NO_REPLICA_RETRY_S = 5.0
 
 ClaimKind = Literal["mine", "claimed", "remote", "missing", "refused"]
 
@@ -65,18 +78,47 @@ def connect(url: str, max_connections: int = 64, timeout_s: float = 2.0, inbox: 
     relay would drop every link for nothing. A dead subscription shows as an error on its socket,
     or as the agent's own inbox no longer heard (pool/relay.py checks at every heartbeat).
     """
-    pool = BlockingConnectionPool.from_url(
+    return async_client(
         url,
+        blocking_timeout_s=timeout_s,
         max_connections=max_connections,
-        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         socket_keepalive=True,
         health_check_interval=0 if inbox else 5,
         decode_responses=True,
-        retry=Retry(NoBackoff(), 0 if inbox else 1),  # one fresh-connection retry covers a restarted server
+        # One fresh-connection retry covers a restarted server, and a promoted primary: a new
+        # connection asks the Sentinels where the primary is.
+        retry=Retry(NoBackoff(), 0 if inbox else 1),
     )
-    return Redis(connection_pool=pool)
+
+
+class _Replicated:
+    """A record-writing script whose write a replica acknowledges (WAIT on the same connection: WAIT
+    counts the writes of its own connection) before the caller is told it is done, so a failover
+    that promotes that replica keeps it."""
+
+    def __init__(self, store: RedisSessionStore, script: Any) -> None:
+        self._store = store
+        self._script = script
+
+    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        store = self._store
+        if store.wait_replicas <= 0 or time.monotonic() < store._no_replica_until:
+            if store.wait_replicas > 0:
+                UNREPLICATED_WRITES.inc()
+            return await self._script(keys=keys, args=args)
+        async with store.client.client() as conn:
+            reply = await self._script(keys=keys, args=args, client=conn)
+            acked = int(await conn.wait(store.wait_replicas, WAIT_TIMEOUT_MS))
+        if acked < store.wait_replicas:
+            UNREPLICATED_WRITES.inc()
+            store._no_replica_until = time.monotonic() + NO_REPLICA_RETRY_S
+            log.warning(
+                "no replica acknowledged a session write; writing without waiting for a while",
+                extra={"acked": acked, "retry_s": NO_REPLICA_RETRY_S},
+            )
+        return reply
 
 
 class RedisSessionStore:
@@ -84,13 +126,25 @@ class RedisSessionStore:
 
     enabled_backend = "redis"
 
-    def __init__(self, url: str, pool: str, agent_id: str, capacity: int, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: str,
+        agent_id: str,
+        capacity: int,
+        max_connections: int = 64,
+        wait_replicas: int | None = None,
+    ) -> None:
         self.pool = pool
         self.agent_id = agent_id
         self.capacity = capacity
         self.draining = False
         self._url = url
         self._registered = False
+        # A Sentinel group has replicas to promote, so its writes wait for one (docs/redis.md).
+        self.wait_replicas = (1 if is_sentinel(url) else 0) if wait_replicas is None else wait_replicas
+        self._no_replica_until = 0.0
+        self.health_error: str | None = None
         self.client = connect(url, max_connections)
         self._inbox_client = connect(url, 4, inbox=True)
         self._leases: dict[str, int] = {}
@@ -99,11 +153,11 @@ class RedisSessionStore:
         self._mine = keys.agent_sessions_key(pool, agent_id)
         self._index = keys.sessions_index_key(pool)
         self.inbox = keys.agent_inbox(pool, agent_id)
-        self._allocate = self.client.register_script(lua.ALLOCATE)
-        self._claim = self.client.register_script(lua.CLAIM)
-        self._save = self.client.register_script(lua.SAVE)
+        self._allocate = _Replicated(self, self.client.register_script(lua.ALLOCATE))
+        self._claim = _Replicated(self, self.client.register_script(lua.CLAIM))
+        self._save = _Replicated(self, self.client.register_script(lua.SAVE))
         self._release = self.client.register_script(lua.RELEASE)
-        self._end = self.client.register_script(lua.END)
+        self._end = _Replicated(self, self.client.register_script(lua.END))
         self._heartbeat = self.client.register_script(lua.HEARTBEAT)
 
     def _session(self, session_id: str) -> str:
@@ -127,16 +181,24 @@ class RedisSessionStore:
 
     async def close(self) -> None:
         for client in (self.client, self._inbox_client):
-            await client.aclose()
-            await client.connection_pool.disconnect()
+            await close_client(client)
 
     async def healthy(self, timeout_s: float = 0.5) -> bool:
-        """Bounded: a black-holed Redis must not make /health (a liveness probe) hang."""
+        """Bounded: a black-holed Redis must not make /health (a liveness probe) hang. Why it is not
+        healthy goes to `health_error` (no secrets: redis-py's messages name hosts, never passwords)."""
         try:
             async with asyncio.timeout(timeout_s), self._op("ping"):
-                return bool(await self.client.ping())
-        except (StoreUnavailable, TimeoutError):
+                ok = bool(await self.client.ping())
+        except StoreUnavailable as exc:
+            self.health_error = str(exc)
             return False
+        except TimeoutError:
+            primary = primary_address(self.client)
+            named = f" (the Sentinels name {primary} as primary)" if primary else ""
+            self.health_error = f"redis ping: no answer within {timeout_s:g} s{named}"
+            return False
+        self.health_error = None
+        return ok
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._leases
@@ -346,15 +408,11 @@ class Lease:
     """The renewal of one agent's alive key, callable from any thread (blocking, bounded by timeout_s)."""
 
     def __init__(self, store: RedisSessionStore, ttl_ms: int, timeout_s: float) -> None:
-        import redis as sync_redis
-
         self._store = store
         self.ttl_ms = ttl_ms
         self.timeout_s = timeout_s
         self._key = keys.agent_alive_key(store.pool, store.agent_id)
-        self._client = sync_redis.Redis.from_url(
-            store._url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
-        )
+        self._client = sync_client(store._url, timeout_s)
 
     def renew(self) -> None:
         started = time.perf_counter()
@@ -368,7 +426,7 @@ class Lease:
         self._store._lapsed(previous is None)
 
     def close(self) -> None:
-        self._client.close()
+        close_sync_client(self._client)
 
 
 def _record(data: str | None, owner: str | None, ended: str | None) -> SessionRecord | None:
@@ -389,11 +447,10 @@ def check_url(url: str, timeout_s: float = 5.0) -> str | None:
     """
     import ssl
 
-    import redis as sync_redis
     from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
     try:
-        client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = sync_client(url, timeout_s)
     except (ValueError, TypeError) as exc:
         return f"invalid URL ({exc})"
     try:
@@ -408,7 +465,9 @@ def check_url(url: str, timeout_s: float = 5.0) -> str | None:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
             return f"TLS handshake failed ({exc})"
+        if "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):  # a Sentinel refused us (its errors are folded)
+            return f"a Sentinel refused authentication (check sentinel_password in the URL): {exc}"
         log.warning("redis not reachable at start; running degraded until it is", extra={"error": str(exc)})
     finally:
-        client.close()
+        close_sync_client(client)
     return None

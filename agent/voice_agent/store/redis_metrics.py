@@ -25,3 +25,7 @@ LEASE_LAPSES = Counter(
     "voice_redis_lease_lapses_total",
     "Times this agent found its own lease (alive key) expired while it ran: the pool could take it for dead",
 )
+UNREPLICATED_WRITES = Counter(
+    "voice_redis_unreplicated_writes_total",
+    "Session writes to a Redis with replicas that no replica acknowledged: a failover could lose them",
+)

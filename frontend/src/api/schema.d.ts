@@ -182,6 +182,8 @@ export interface components {
         RedisHealth: {
             /** Enabled */
             enabled: boolean;
+            /** Error */
+            error?: string | null;
             /** Healthy */
             healthy: boolean;
         };
