@@ -21,11 +21,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-# `make run` needs only the agent extra (about 45 packages of the ~190 `make setup` installs).
-# --inexact leaves a full dev environment as it is, so `make test` after `make run` finds it whole;
-# a fresh clone gets only the agent's packages, and `make setup` adds the rest when needed.
+# `make run` needs only the agent extra (about 45 packages of the ~190 `make setup` installs). An
+# up-to-date full environment already has them and is left alone; otherwise only the agent extra is
+# synced, and the full environment's stamp goes (uv may rebuild the venv), so `make test` syncs again.
 $(VENV)/.synced-run: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --inexact --extra agent
+	@if [ $(VENV)/.synced -nt pyproject.toml ] && [ $(VENV)/.synced -nt uv.lock ]; then \
+	  echo "$(VENV): the full environment (make setup) is up to date"; \
+	else \
+	  rm -f $(VENV)/.synced && $(UV) sync --frozen --inexact --extra agent; \
+	fi
 	touch $@
 
 setup-run: $(VENV)/.synced-run
