@@ -76,6 +76,12 @@ def test_agent_image_carries_offline_models_and_web_ui() -> None:
     assert instructions(final, "ENTRYPOINT") == ['["python", "-m", "voice_agent"]']
 
 
+def test_agent_image_ships_libopus() -> None:
+    """The agent's own decoder (FEC, PLC) needs libopus; without it every call falls back to aiortc's."""
+    runs = " ".join(instructions(stages(ROOT / "Dockerfile.agent")[-1], "RUN"))
+    assert re.search(r"apt-get install [^&]*\blibopus0=\S+", runs), "libopus0 installed, version pinned"
+
+
 def test_operator_image_runs_the_operator() -> None:
     final = stages(ROOT / "Dockerfile.operator")[-1]
     assert instructions(final, "ENTRYPOINT") == ['["python", "-m", "voice_operator"]']

@@ -7,8 +7,10 @@ losses: decoding "nothing" extrapolates the voice (PLC), and decoding the *next*
 data recovers the lost one from the redundancy that WebRTC senders add under loss (in-band FEC).
 It also decodes straight to 16 kHz mono, which makes the resampler on this path unnecessary.
 
-The library is the one PyAV's wheel bundles (a locked dependency, so no system package is
-needed), else the system's libopus.
+The library is the one PyAV's wheel bundles (a locked dependency), else the system's libopus (the
+agent image installs it). Where neither loads, calls still work: `usable()` says so once, and the
+peer lets aiortc decode instead (FFmpeg's decoder, no FEC repair), counted in
+`voice_opus_fallbacks_total` (docs/api.md).
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import ctypes
 import ctypes.util
 import functools
 import glob
+import logging
 import os
+
+log = logging.getLogger(__name__)
 
 _MAX_FRAME_MS = 120  # the longest Opus packet
 OPUS_OK = 0
+_warned = False
 
 
 class OpusError(Exception):
@@ -44,6 +50,20 @@ def libopus() -> ctypes.CDLL:
         if hasattr(lib, "opus_decode"):
             return _declare(lib)
     raise OpusError("libopus not found: neither PyAV's bundled copy nor a system libopus (apt: libopus0)")
+
+
+def usable() -> bool:
+    """Whether libopus loads. A missing library must not fail every call: the caller falls back to
+    aiortc's decoder, and the operator hears it once in the logs (and from the metric per call)."""
+    global _warned
+    try:
+        libopus()
+    except OpusError as e:
+        if not _warned:
+            _warned = True
+            log.warning("libopus unavailable, aiortc decodes inbound audio (no FEC repair): %s", e)
+        return False
+    return True
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:

@@ -2,8 +2,9 @@
 
 Inbound Opus is decoded on arrival by our own libopus decoder, straight to 16 kHz mono in exact
 20 ms slices (the only rate the pipeline works at), with losses repaired by FEC and PLC
-(rtc_tuning.DecodingAudioBuffer). With a reorder buffer configured (VOICE_JITTER_PREFETCH_FRAMES
-> 0) aiortc decodes instead, and the frames are converted and crudely concealed here.
+(receive.DecodingAudioBuffer). With a reorder buffer configured (VOICE_JITTER_PREFETCH_FRAMES
+> 0), or without a loadable libopus, aiortc decodes instead, and the frames are converted and
+crudely concealed here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voice_agent.media import opus
 from voice_agent.media.audio import InboundConverter, LossConcealer
 from voice_agent.media.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
 from voice_agent.media.receive import (
@@ -171,13 +173,15 @@ class Peer:
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise SignalingError(ErrorCode.INVALID_SDP, "offer has no usable audio section")
-        if self._jitter_frames == 0:
+        if self._jitter_frames == 0 and opus.usable():
             types = opus_payload_types(sdp)
             for t in audio:
                 decoder = DecodingAudioBuffer(types, self._push)
                 if install_buffer(t.receiver, decoder):
                     self._decoders.append(decoder)
         else:
+            if self._jitter_frames == 0:
+                metrics.OPUS_FALLBACKS.inc()
             tune_receivers(self.pc, self._jitter_frames)
         self._start_reading()
         self.pc.addTrack(self.out_track)

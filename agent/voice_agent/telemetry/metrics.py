@@ -77,6 +77,10 @@ INBOUND_CONCEALED = Counter(
     "voice_inbound_concealed_frames_total",
     "Inbound frames lost on the network and repaired (Opus in-band FEC, else concealment)",
 )
+OPUS_FALLBACKS = Counter(
+    "voice_opus_fallbacks_total",
+    "Calls whose inbound audio aiortc decoded because libopus could not be loaded (no FEC repair)",
+)
 INBOUND_OVERFLOW = Counter(
     "voice_inbound_overflow_frames_total",
     "Inbound 20 ms frames dropped because the pipeline fell more than 5 s behind",
