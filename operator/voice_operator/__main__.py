@@ -11,6 +11,7 @@ import sys
 import kopf
 
 from voice_operator.config import ConfigError, OperatorConfig
+from voice_operator.logs import configure_logging
 from voice_operator.memo import OperatorMemo
 from voice_operator.registry import build_registry
 
@@ -46,12 +47,7 @@ def main() -> None:
     except ConfigError as e:
         print(f"voice-operator: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    kopf.configure(
-        verbose=config.log_level == "DEBUG",
-        quiet=config.log_level in {"WARNING", "ERROR"},
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-        log_refkey="k8s" if config.log_format == "json" else None,
-    )
+    configure_logging(config.log_level, config.log_format)
     kopf.run(
         registry=build_registry(config),
         memo=OperatorMemo(config=config),
