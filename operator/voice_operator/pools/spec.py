@@ -289,7 +289,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         raise SpecError("redis needs exactly one of url or secretRef")
     redis_tls = bool(redis.get("tls", False))
     if redis_tls and redis_url is not None and not redis_url.startswith(("rediss://", "rediss+sentinel://")):
-        raise SpecError("redis.tls requires a rediss:// (or rediss+sentinel://) url")
+        raise SpecError("redis.tls requires a rediss:// url (or rediss+sentinel://)")
 
     session = mapping(raw.get("session"), "spec.session")
     service = mapping(raw.get("service"), "spec.service")
