@@ -399,7 +399,15 @@ def liveness_block(results: Path) -> str:
     return out if before is None else out + " " + provenance("liveness-before", before)
 
 
+def backup_block(results: Path) -> str:
+    from bench.backup import report  # the benchmark's own table, not a copy
+
+    d = load("backup", results)
+    return report(d) + "\n\n" + provenance("backup", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
+    "backup": backup_block,
     "turntaking": turntaking_block,
     "liveness": liveness_block,
     "recognition": recognition_block,
