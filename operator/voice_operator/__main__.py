@@ -6,10 +6,12 @@ naming the setting.
 """
 
 import logging
+import socket
 import sys
 
 import kopf
 
+from voice_operator import constants as c
 from voice_operator.config import ConfigError, OperatorConfig
 from voice_operator.logs import configure_logging
 from voice_operator.memo import OperatorMemo
@@ -26,6 +28,9 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
     )
     # Only warnings become Kubernetes events automatically; the handlers post the useful ones.
     settings.posting.level = logging.WARNING
+    # kopf's own warnings (a handler that failed) come from the operator too, by the same name.
+    settings.posting.reporting_component = c.MANAGER
+    settings.posting.reporting_instance = socket.gethostname()
     # HA: replicas peer in a ClusterKopfPeering; without the peering CRD/object run standalone.
     settings.peering.name = config.peering
     settings.peering.clusterwide = True
