@@ -170,3 +170,11 @@ def test_metric_names_follow_prometheus_conventions() -> None:
         assert not NON_BASE_UNITS.search(exposed), f"{exposed}: use seconds and bytes"
         if family.type == "histogram":
             assert re.search(r"_(seconds|bytes|ratio)$", family.name), f"{family.name}: no base unit"
+
+
+def test_the_runbooks_links_lead_to_sections_that_exist() -> None:
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    for target in re.findall(r"\]\(([^)#]*)(?:#([^)]+))?\)", text):
+        path = f"docs/{target[0]}" if target[0] else "docs/runbooks.md"
+        assert (ROOT / path).is_file(), target
+        assert not target[1] or target[1] in heading_anchors(path), f"no section #{target[1]} in {path}"
