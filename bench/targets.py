@@ -114,6 +114,15 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "providers", "cancel_to_upstream_closed_ms.stt.p95", "<=", 50, "barge-in to STT socket closed (ms)"
     ),
+    Target(
+        "redis-failover",
+        "allocation_ms.p95",
+        "<=",
+        10_000,
+        "Redis primary killed: new sessions allocated again, p95 (ms)",
+    ),
+    Target("redis-failover", "allocation_ms.missing", "==", 0, "kills after which allocation never returned"),
+    Target("redis-failover", "acknowledged_lost", "==", 0, "acknowledged session records lost in failovers"),
     Target("redis", "store.save_ms.mean", "<", 1, "session save, mean (ms)"),
     Target("redis", "store.save_ms.p99", "<", 2, "session save, p99 (ms)"),
     Target("redis", "store.allocate_ms.p99", "<", 2, "allocation, one caller, p99 (ms)"),
