@@ -102,7 +102,14 @@ def redis_benchmark_allocate(server: RedisServer, n: int, clients: int) -> dict[
     data = record(history=0).model_dump_json()
     sid = "bench-__rand_int__"
     script_keys = [keys.agents_key(POOL), keys.session_key(POOL, sid), keys.sessions_index_key(POOL)]
-    script_args = [keys.agent_prefix(POOL), sid, data, str(now + 3_600_000), str(now)]
+    script_args = [
+        keys.agent_prefix(POOL),
+        sid,
+        data,
+        str(now + 3_600_000),
+        str(now),
+        keys.session_events(POOL),
+    ]
     args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-n", str(n), "-c", str(clients)]
     args += ["-r", "1000000000", "--csv", "EVALSHA", sha, "3", *script_keys, *script_args]
     server.client().config_resetstat()

@@ -399,7 +399,22 @@ def liveness_block(results: Path) -> str:
     return out if before is None else out + " " + provenance("liveness-before", before)
 
 
+def backup_block(results: Path) -> str:
+    from bench.backup import report  # the benchmark's own table, not a copy
+
+    d = load("backup", results)
+    return report(d) + "\n\n" + provenance("backup", d)
+
+
+def redis_failover_block(results: Path) -> str:
+    from bench.redis_failover import report  # the benchmark's own table, not a copy
+
+    d = load("redis-failover", results)
+    return report(d) + "\n\n" + provenance("redis-failover", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
+    "backup": backup_block,
     "turntaking": turntaking_block,
     "liveness": liveness_block,
     "recognition": recognition_block,
@@ -412,6 +427,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "ab-ice": ab_block("ice"),
     "turn": turn_block,
     "redis": redis_block,
+    "redis-failover": redis_failover_block,
     "operator": operator_block,
     "providers": providers_block,
     "soak": soak_block,

@@ -6,11 +6,14 @@ naming the setting.
 """
 
 import logging
+import socket
 import sys
 
 import kopf
 
+from voice_operator import constants as c
 from voice_operator.config import ConfigError, OperatorConfig
+from voice_operator.logs import configure_logging
 from voice_operator.memo import OperatorMemo
 from voice_operator.registry import build_registry
 
@@ -25,6 +28,9 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
     )
     # Only warnings become Kubernetes events automatically; the handlers post the useful ones.
     settings.posting.level = logging.WARNING
+    # kopf's own warnings (a handler that failed) come from the operator too, by the same name.
+    settings.posting.reporting_component = c.MANAGER
+    settings.posting.reporting_instance = socket.gethostname()
     # HA: replicas peer in a ClusterKopfPeering; without the peering CRD/object run standalone.
     settings.peering.name = config.peering
     settings.peering.clusterwide = True
@@ -46,12 +52,7 @@ def main() -> None:
     except ConfigError as e:
         print(f"voice-operator: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    kopf.configure(
-        verbose=config.log_level == "DEBUG",
-        quiet=config.log_level in {"WARNING", "ERROR"},
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-        log_refkey="k8s" if config.log_format == "json" else None,
-    )
+    configure_logging(config.log_level, config.log_format)
     kopf.run(
         registry=build_registry(config),
         memo=OperatorMemo(config=config),

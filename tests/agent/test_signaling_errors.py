@@ -12,8 +12,10 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from tests.support.procs import AgentProcess, running_agent
+from tests.support.prom import scrape
 from tests.support.ws import Signaling
 from voice_agent.protocol.signaling import CLOSE_ACTIONS, parse_event
+from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("signaling-errors")]
 
@@ -261,3 +263,38 @@ def test_the_close_table_in_the_docs_is_the_one_the_clients_follow() -> None:
     for code, action in CLOSE_ACTIONS.items():
         row = rows.get(str(code.value), "")
         assert row.rstrip(" |").split("|")[-1].strip().startswith(f"`{action.value}`"), (code, row)
+
+
+async def test_heard_latency_is_taken_once_per_reply_and_bad_reports_are_refused(agent: AgentProcess) -> None:
+    """`client_metrics`: a report before any reply, a second one for the same reply, and impossible
+    values are refused and never recorded; one report per reply lands in the pool's histogram."""
+    count = 'voice_client_voice_to_voice_seconds_count{pool="default"}'
+    refused = 'voice_errors_total{type="invalid_metric"}'
+    before = await scrape(agent.url)
+    client = VoiceClient(agent.url)
+    await client.create_session()
+    await client.connect()
+    await client.wait_media()
+
+    async def refused_now(value: object) -> None:
+        seen = len(client.events)
+        await client.send({"type": "client_metrics", "voice_to_voice_ms": value})
+        await client.wait_for(lambda e: e.get("code") == "invalid_metric", after=seen)
+
+    try:
+        await refused_now(420)  # nothing was said yet
+        await client.send({"type": "text", "text": "what time is it"})
+        await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30)
+        for bad in (-5, 0, 120_000, "soon"):
+            await refused_now(bad)
+        seen = len(client.events)
+        await client.send({"type": "client_metrics", "voice_to_voice_ms": 420})
+        await client.send({"type": "ping", "ts": "taken"})
+        await client.wait_for(lambda e: e.get("ts") == "taken", after=seen)
+        assert not [e for e in client.events[seen:] if e["type"] == "error"]
+        await refused_now(420)  # one reply, one report
+    finally:
+        await client.close()
+    after = await scrape(agent.url)
+    assert after[count] - before.get(count, 0) == 1
+    assert after[refused] - before.get(refused, 0) == 6

@@ -3,70 +3,24 @@ team would run it: every object is accepted, and a second apply changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
-import kmock
 import pytest
 import pytest_asyncio
-import yaml
 
-from tests.deploy.manifests import Obj, kubectl, named, render, rendered_yaml
-from tests.operator.cluster import Cluster
+from tests.deploy import kubeapi
+from tests.deploy.kubeapi import kubectl_run
+from tests.deploy.manifests import Obj, named, render, rendered_yaml
 from voice_operator.config import OperatorConfig
-
-# Kinds of other projects' CRDs the base uses (cert-manager); kmock must know them to accept them.
-FOREIGN = {"cert-manager.io/v1/issuers": "Issuer", "cert-manager.io/v1/certificates": "Certificate"}
-VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
 
 
 @pytest_asyncio.fixture()
 async def api_server(tmp_path: Path) -> AsyncIterator[Path]:
     """A kmock API server with our CRDs and cert-manager's kinds; yields a kubeconfig for it."""
-    async with Cluster(strict=False) as cluster, kmock.Server(cluster, host="127.0.0.1"):
-        cluster.install_crds()
-        for key, kind in FOREIGN.items():
-            cluster.resources[key] = kmock.ResourceInfo(
-                kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS
-            )
-        url = str(cluster.url).rstrip("/")
-        # kmock 0.8 answers /api/v1 discovery with groupVersion "/v1"; kubectl needs the real "v1".
-        async with aiohttp.ClientSession() as http, http.get(f"{url}/api/v1") as resp:
-            core = json.loads(await resp.text())
-        cluster["get /api/v1"] << {**core, "groupVersion": "v1"}
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-            "users": [{"name": "test", "user": {"token": "test"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-            "current-context": "kmock",
-        }
-        path = tmp_path / "kubeconfig"
-        path.write_text(yaml.safe_dump(config))
-        yield path
-
-
-async def kubectl_run(kubeconfig: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        kubectl(),
-        "--kubeconfig",
-        str(kubeconfig),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 120)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(), err.decode()
+    async with kubeapi.api_server(tmp_path, with_crds=True) as (_, kubeconfig):
+        yield kubeconfig
 
 
 async def apply(kubeconfig: Path, manifest: str) -> list[str]:

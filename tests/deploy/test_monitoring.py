@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 import voice_agent.telemetry.metrics
 import voice_operator.metrics
-from tests.deploy.manifests import MANIFESTS, Obj, named, render
+from tests.deploy.manifests import MANIFESTS, ROOT, Obj, named, render
 from voice_operator import constants as c
 from voice_operator.objects import pool_labels
 
@@ -133,3 +133,48 @@ def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar() -> None:
     cm = named(render("monitoring"), "ConfigMap", "voicepool-grafana-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["voicepool.json"]) == dashboard()
+
+
+RUNBOOKS = "https://github.com/voicepool/voicepool/blob/main/"
+NON_BASE_UNITS = re.compile(r"_(ms|millis|milliseconds|minutes|hours|kb|mb|kilobytes|megabytes)(_|$)")
+
+
+def heading_anchors(path: str) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation dropped, spaces to -."""
+    text = (ROOT / path).read_text()
+    headings = re.findall(r"^#{1,6} +(.+?) *$", text, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_a_runbook_section_that_exists() -> None:
+    for rule in alert_rules(render("monitoring")):
+        url = rule["annotations"].get("runbook_url", "")
+        assert url.startswith(RUNBOOKS), f"{rule['alert']}: runbook_url {url!r}"
+        path, _, anchor = url[len(RUNBOOKS) :].partition("#")
+        assert path.startswith("docs/") and (ROOT / path).is_file(), url
+        assert anchor in heading_anchors(path), f"{rule['alert']}: no section #{anchor} in {path}"
+
+
+def test_metric_names_follow_prometheus_conventions() -> None:
+    """Counters end in _total, nothing else does, durations are in seconds: except the five
+    webrtc_* names, kept as the contract they are (three gauges among them end in _total)."""
+    assert voice_agent.telemetry.metrics and voice_operator.metrics  # imported for their registrations
+    families = [f for f in REGISTRY.collect() if OURS.fullmatch(f.name) or OURS.fullmatch(f.name + "_total")]
+    assert len(families) >= 40
+    for family in families:
+        exposed = family.name + "_total" if family.type == "counter" else family.name
+        if exposed in WEBRTC_METRICS:
+            continue
+        if family.type != "counter":
+            assert not family.name.endswith("_total"), f"{family.type} {family.name} ends in _total"
+        assert not NON_BASE_UNITS.search(exposed), f"{exposed}: use seconds and bytes"
+        if family.type == "histogram":
+            assert re.search(r"_(seconds|bytes|ratio)$", family.name), f"{family.name}: no base unit"
+
+
+def test_the_runbooks_links_lead_to_sections_that_exist() -> None:
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    for target in re.findall(r"\]\(([^)#]*)(?:#([^)]+))?\)", text):
+        path = f"docs/{target[0]}" if target[0] else "docs/runbooks.md"
+        assert (ROOT / path).is_file(), target
+        assert not target[1] or target[1] in heading_anchors(path), f"no section #{target[1]} in {path}"

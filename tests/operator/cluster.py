@@ -12,6 +12,12 @@ adds in the test fixture (the operator itself is not patched in any way):
 * ownerReference garbage collection (the cascade a real cluster's garbage collector does);
 * core Namespace objects: kmock reads /api/v1/namespaces/NAME as "namespace NAME" and fails;
 * watches from a list's resourceVersion (kmock replays every object to every watch), typed lists;
+* protobuf bodies (kubectl's typed clients send Secrets so), read into JSON (protobuf.py);
+* field selectors on lists and watches (`kubectl describe` finds an object's events by them);
+* what `kubectl apply --server-side` and `kubectl wait` need: an apply patch creates a missing
+  object, a created CRD is served at once and reads Established, the core group version is "v1",
+  and /openapi/v3 says every kind takes the fieldValidation parameter (kubectl then leaves
+  validation to the server instead of downloading schemas kmock does not have);
 * cheap reaction matching: kmock scans every request ever recorded for each new one, so only the
   requests in flight stay recorded there; `log` keeps the full history for assertions.
 """
@@ -19,19 +25,27 @@ adds in the test fixture (the operator itself is not patched in any way):
 import copy
 import datetime
 import itertools
+import json
 import pathlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
 import yaml
 from kmock._internal import enums, parsing, rendering
 
+from tests.operator import protobuf
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
+CRDS = kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions")
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+STATEFULSETS = kmock.resource("apps/v1/statefulsets")
 
 
 _kmock_parse_path = parsing.parse_path
@@ -57,6 +71,40 @@ def crds() -> list[dict[str, Any]]:
     return [doc for doc in docs if doc.get("kind") == "CustomResourceDefinition"]
 
 
+def field_value(obj: Any, path: str) -> str:
+    """A field as a field selector reads it: absent fields are the empty string."""
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return "" if obj is None else str(obj)
+
+
+def selected(obj: Any, selector: str) -> bool:
+    """Whether an object matches a field selector (terms joined by commas; =, == or !=)."""
+    for term in filter(None, selector.split(",")):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if field_value(obj, key) == value:
+                return False
+        else:
+            key, _, value = term.partition("=")
+            if field_value(obj, key) != value.removeprefix("="):
+                return False
+    return True
+
+
+def openapi_operation(resource: kmock.resource, kind: str) -> dict[str, Any]:
+    """The PATCH of one kind in an OpenAPI v3 document, as much of it as kubectl reads."""
+    return {
+        "x-kubernetes-group-version-kind": {
+            "group": resource.group,
+            "version": resource.version,
+            "kind": kind,
+        },
+        "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "OK"}},
+    }
+
+
 def merge_diff(old: Any, new: Any) -> Any:
     """The JSON merge patch that turns `old` into `new` (None deletes a key)."""
     if not isinstance(old, dict) or not isinstance(new, dict):
@@ -79,25 +127,63 @@ class Cluster(kmock.KubernetesEmulator):
     _last_version: int = attrs.field(default=999, init=False)
     log: list[rendering.Request] = attrs.field(factory=list, init=False)
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self["get /openapi/v3"] << self._serve_openapi_root
+        self["get", re.compile(r"^/openapi/v3/.+")] << self._serve_openapi
+
     def install_crds(self) -> None:
         """Discovery for the built-in kinds and every CRD in crds/ (as `kubectl apply -f crds/`)."""
         self.resources.load_bundled()
         for crd in crds():
-            spec = crd["spec"]
-            for version in spec["versions"]:
-                key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
-                subresources = set((version.get("subresources") or {}).keys())
-                self.resources[key] = kmock.ResourceInfo(
-                    kind=spec["names"]["kind"],
-                    singular=spec["names"].get("singular"),
-                    namespaced=spec["scope"] == "Namespaced",
-                    verbs={"create", "delete", "get", "list", "patch", "update", "watch", "deletecollection"},
-                    shortnames=set(spec["names"].get("shortNames", [])),
-                    categories=set(spec["names"].get("categories", [])),
-                    subresources=subresources,
-                )
-                if "status" in subresources:
-                    self._status_subresources.add(kmock.resource(key))
+            self.install_crd(crd)
+
+    def install_crd(self, crd: dict[str, Any]) -> None:
+        """Serve a CRD's kinds (what the API server does once it is established)."""
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
+            subresources = set((version.get("subresources") or {}).keys())
+            self.resources[key] = kmock.ResourceInfo(
+                kind=spec["names"]["kind"],
+                singular=spec["names"].get("singular"),
+                namespaced=spec["scope"] == "Namespaced",
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch", "deletecollection"},
+                shortnames=set(spec["names"].get("shortNames", [])),
+                categories=set(spec["names"].get("categories", [])),
+                subresources=subresources,
+            )
+            if "status" in subresources:
+                self._status_subresources.add(kmock.resource(key))
+
+    def _group_versions(self) -> dict[str, list[tuple[kmock.resource, str]]]:
+        """OpenAPI v3 path of each served group version -> its resources and kinds."""
+        served: dict[str, list[tuple[kmock.resource, str]]] = {}
+        for res in self._get_resources():
+            kind = self.resources[res].kind if res in self.resources else None
+            path = f"apis/{res.group}/{res.version}" if res.group else f"api/{res.version}"
+            served.setdefault(path, []).append((res, kind or str(res.plural).capitalize()))
+        return served
+
+    async def _serve_openapi_root(self, request: rendering.Request) -> rendering.Payload:
+        paths = {gv: {"serverRelativeURL": f"/openapi/v3/{gv}"} for gv in self._group_versions()}
+        return {"paths": paths}
+
+    async def _serve_openapi(self, request: rendering.Request) -> rendering.Payload:
+        resources = self._group_versions().get(request.url.path.removeprefix("/openapi/v3/"), [])
+        paths = {
+            f"{api_path(f'{res.group}/{res.version}/{res.plural}', '{namespace}')}/{{name}}": {
+                "patch": openapi_operation(res, kind)
+            }
+            for res, kind in resources
+        }
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.30.0"}, "paths": paths}
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """kmock names the core group version "/v1"; clients want "v1"."""
+        payload: Any = await super()._serve_version(request)
+        payload["groupVersion"] = str(payload["groupVersion"]).lstrip("/")
+        return payload  # type: ignore[no-any-return]
 
     def _next_version(self) -> str:
         self._last_version = next(self._versions)
@@ -107,6 +193,9 @@ class Cluster(kmock.KubernetesEmulator):
         """As kmock's, but with a real list resourceVersion for the watch that follows."""
         payload: Any = await super()._serve_list(request)
         payload["metadata"]["resourceVersion"] = str(self._last_version)
+        selector = request.params.get("fieldSelector")
+        if selector:
+            payload["items"] = [item for item in payload["items"] if selected(item, selector)]
         res = request.resource
         if res is not None and res in self.resources:  # kubectl wants typed lists
             payload["kind"] = f"{self.resources[res].kind}List"
@@ -139,9 +228,13 @@ class Cluster(kmock.KubernetesEmulator):
                     if version > floor:
                         replayed[(meta.get("namespace"), meta.get("name"))] = version
                         events.append({"type": "ADDED", "object": obj.raw})
+            selector = request.params.get("fieldSelector") or ""
             for event in events:
-                yield event
+                if selected(event["object"], selector):
+                    yield event
             async for event in bus.stream(since=mark):
+                if not selected(event.get("object", {}), selector):
+                    continue
                 meta = event.get("object", {}).get("metadata", {})
                 key = (meta.get("namespace"), meta.get("name"))
                 if request.namespace is not None and key[0] != request.namespace:
@@ -175,7 +268,14 @@ class Cluster(kmock.KubernetesEmulator):
         meta["creationTimestamp"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         meta["resourceVersion"] = self._next_version()
         meta["generation"] = 1
-        return attrs.evolve(request, data=data)
+        if request.resource == STATEFULSETS:  # a default the API server writes and kubectl reads
+            data.setdefault("spec", {}).setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if request.resource == CRDS:
+            data["status"] = {
+                "conditions": [{"type": t, "status": "True"} for t in ("NamesAccepted", "Established")],
+                "acceptedNames": data.get("spec", {}).get("names", {}),
+            }
+        return attrs.evolve(request, data=data, action=enums.action.CREATE)
 
     def _prepare_patch(self, request: rendering.Request) -> rendering.Request:
         current = self._current(request)
@@ -204,13 +304,26 @@ class Cluster(kmock.KubernetesEmulator):
                 patch["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         return attrs.evolve(request, data=patch)
 
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.content_type == PROTOBUF:
+            # kmock reads JSON only: a protobuf body is read here and handed on as JSON.
+            decoded = protobuf.decode(await raw_request.read())
+            if decoded is None:
+                reason = f"the test API server reads no {PROTOBUF} body of this kind"
+                return await self._render_error(kmock.KubernetesError(415, "UnsupportedMediaType", reason))
+            raw_request._read_bytes = json.dumps(decoded).encode()
+        return await super().__call__(raw_request)
+
     async def _handle(self, request: rendering.Request) -> Any:
         before_uid = None
         original = request
         if request.resource is not None and request.action == enums.action.CREATE:
             request = self._prepare_create(request)
         elif request.resource is not None and request.action == enums.action.UPDATE:
-            request = self._prepare_patch(request)
+            if "apply-patch" in request.headers.get("Content-Type", "") and self._current(request) is None:
+                request = self._prepare_create(request)  # server-side apply creates what is missing
+            else:
+                request = self._prepare_patch(request)
         if request is not original:
             # kmock matches reactions to the recorded request by identity: record the rewritten one.
             self._replace_recorded(original, request)
@@ -226,6 +339,8 @@ class Cluster(kmock.KubernetesEmulator):
             self._replace_recorded(request, None)
         if before_uid is not None and self._current(request) is None:
             await self._collect_garbage({before_uid})
+        if request.resource == CRDS and request.action == enums.action.CREATE:
+            self.install_crd(request.data)
         return response
 
     def _replace_recorded(self, old: rendering.Request, new: rendering.Request | None) -> None:

@@ -5,7 +5,7 @@ import base64
 from tests.operator import samples
 from tests.operator.cluster import Cluster
 from tests.operator.expect import POOLS, condition, events_of, wait_owned, wait_status
-from tests.operator.harness import Kube, OperatorProcess, StartOperator, wait_for
+from tests.operator.harness import Kube, OperatorProcess, RedisServer, StartOperator, wait_for
 
 SECRETS = ("dg-key-0c1f9a", "el-key-77be2d", "redis-pass-5e8c1b", "turn-cred-a91d04")
 
@@ -72,16 +72,43 @@ async def test_invalid_spec_that_slipped_past_the_schema_is_reported_not_crashed
     """An object stored before a stricter CRD (kmock does not validate): the operator checks again."""
     op: OperatorProcess = start_operator()
     await op.wait_started()
-    await kube.create(POOLS, samples.pool("bad", replicas={"min": 5, "max": 2}))
+    bad = samples.pool("bad", replicas={"min": 5, "max": 2}, ice={"addresses": ["10.0.0.300"]})
+    await kube.create(POOLS, bad)
     await kube.create(POOLS, samples.pool("good"))
     body = await wait_status(
         cluster, "bad", "InvalidSpec", lambda b: condition(b, "Degraded").get("reason") == "InvalidSpec"
     )
-    assert "replicas.min must be >= 1 and <= replicas.max" in condition(body, "Degraded")["message"]
+    # Every problem, not only the first (docs/operator.md, Status).
+    message = condition(body, "Degraded")["message"]
+    assert "replicas.min must be >= 1 and <= replicas.max" in message
+    assert "spec.ice.addresses[0] must be an IP address or CIDR, got '10.0.0.300'" in message
     assert condition(body, "Ready")["status"] == "False"
     assert cluster.obj("apps/v1/deployments", "default", "bad") is None
     # Other pools are unaffected, and fixing the spec reconciles it.
     await wait_owned(cluster, "default", "good")
-    await kube.patch(POOLS, "default", "bad", {"spec": {"replicas": {"min": 1, "max": 2}}})
+    await kube.patch(POOLS, "default", "bad", {"spec": {"replicas": {"min": 1, "max": 2}, "ice": None}})
     await wait_owned(cluster, "default", "bad")
+    assert op.proc.poll() is None
+
+
+async def test_a_secret_deleted_or_changed_after_recovery_is_noticed_by_the_status_cycle(
+    cluster: Cluster, kube: Kube, start_operator: StartOperator, redis_server: RedisServer
+) -> None:
+    """Secrets change without an event the operator sees (it gets them by name, never watches them):
+    with no spec or Deployment change, the status timer alone must notice."""
+    op = start_operator()
+    await op.wait_started()
+    await kube.create("v1/secrets", secret("dg", **{"api-key": SECRETS[0]}))
+    stt = {"provider": "deepgram", "secretRef": {"name": "dg"}}
+    await kube.create(POOLS, samples.pool("keyed", redis={"url": redis_server.url}, providers={"stt": stt}))
+    await wait_for(lambda: degraded_reason(cluster, "keyed") == "AsExpected", 15, "the pool resolved")
+
+    await kube.delete("v1/secrets", "default", "dg")
+    await wait_for(lambda: degraded_reason(cluster, "keyed") == "SecretNotFound", 15, "the deletion noticed")
+    await wait_for(lambda: events_of(cluster, "keyed", "SecretNotFound"), 10, "a Warning event")
+
+    await kube.create("v1/secrets", secret("dg", **{"api-key": SECRETS[0]}))
+    await wait_for(lambda: degraded_reason(cluster, "keyed") == "AsExpected", 15, "recovered")
+    await kube.patch("v1/secrets", "default", "dg", {"data": {"api-key": None, "apikey": "eA=="}})
+    await wait_for(lambda: degraded_reason(cluster, "keyed") == "SecretKeyNotFound", 15, "the edit noticed")
     assert op.proc.poll() is None

@@ -60,6 +60,8 @@ def refusal(frame: str | bytes | None) -> SignalingError:
         {"type": "interrupt"},
         {"type": "ping", "ts": 17},
         {"type": "ping", "ts": None},
+        {"type": "client_metrics", "voice_to_voice_ms": 412.5},
+        {"type": "client_metrics", "voice_to_voice_ms": 30000},
         {"type": "end"},
     ],
 )
@@ -119,6 +121,15 @@ def test_a_ping_echoes_any_json_however_deep() -> None:
         ('{"type": "text", "text": 5}', ErrorCode.INVALID_MESSAGE),
         ('{"type": "text", "text": " \\n "}', ErrorCode.INVALID_MESSAGE),
         (json.dumps({"type": "text", "text": "x" * 2001}), ErrorCode.INVALID_MESSAGE),
+        ('{"type": "client_metrics"}', ErrorCode.MISSING_FIELD),
+        ('{"type": "client_metrics", "voice_to_voice_ms": -20}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": 0}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": 30001}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": 1e308}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": NaN}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": Infinity}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": "fast"}', ErrorCode.INVALID_METRIC),
+        ('{"type": "client_metrics", "voice_to_voice_ms": true}', ErrorCode.INVALID_METRIC),
         ('{"type": "ice-candidate", "candidate": 5, "sdpMid": "0"}', ErrorCode.INVALID_CANDIDATE),
         (
             '{"type": "ice-candidate", "candidate": "candidate:garbage", "sdpMid": "0"}',
@@ -259,7 +270,9 @@ def test_the_schema_names_both_directions_and_both_code_tables() -> None:
     defs = json_schema()["$defs"]
     client = set(defs["ClientMessage"]["discriminator"]["mapping"])
     server = set(defs["ServerEvent"]["discriminator"]["mapping"])
-    assert client == {"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"}
+    assert client == {"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"} | {
+        "client_metrics"
+    }
     assert server == {"session", "answer", "offer", "ice-candidate", "status", "transcript"} | {
         "ai_response",
         "metrics",

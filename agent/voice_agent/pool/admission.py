@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from voice_agent.pool import inbox
 from voice_agent.pool.registry import Registry
 from voice_agent.pool.relay import Relay
 from voice_agent.protocol.sessions import SessionRecord
@@ -125,7 +126,7 @@ class PooledAdmission:
         except StoreUnavailable:
             raise _unavailable() from None
         if owner and owner != self.settings.agent_id and self.relay is not None:
-            await self.relay.send(owner, "end", session_id, "", {})
+            await self.relay.send(owner, inbox.END, session_id, "", {})
         return owner is not None
 
     async def draining(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from voice_agent.pool import inbox
 from voice_agent.pool.registry import stop_task
 from voice_agent.protocol.signaling import AnyClientMessage, CloseCode, ErrorCode, error_event
 from voice_agent.sessions.admission import CallHost
@@ -273,7 +274,7 @@ class Relay:
         self, agent_id: str, kind: str, session_id: str, link: str, body: dict[str, Any]
     ) -> int:
         """Publish to an agent's inbox: how many received it (0: that agent is gone); StoreUnavailable."""
-        msg = {"k": kind, "s": session_id, "l": link, "f": self.agent_id, "t": time.time(), **body}
+        msg = inbox.message(kind, session_id, link, self.agent_id, body)
         return await self.store.publish(self.store.inbox_of(agent_id), msg)
 
     async def send(self, agent_id: str, kind: str, session_id: str, link: str, body: dict[str, Any]) -> bool:
@@ -397,5 +398,5 @@ class Relay:
             edge.conn.close_soon(int(msg.get("code", CloseCode.ENDED)), str(msg.get("reason", ""))[:100])
         elif kind == "assign":
             self._spawn(self.calls.adopt(sid))
-        elif kind == "end":
+        elif kind == inbox.END:
             self._spawn(self.calls.end_local(sid))

@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_TYPE = "unknown_type"
+    INVALID_METRIC = "invalid_metric"
     MISSING_FIELD = "missing_field"
     FRAME_TOO_LARGE = "frame_too_large"
     INVALID_SDP = "invalid_sdp"
@@ -115,6 +116,8 @@ MEDIA_STALL_S = 1.5
 
 MAX_TEXT_CHARS = 2000
 MAX_CANDIDATE_CHARS = 1024
+# A heard voice-to-voice over this is not a latency but a broken measurement (a tab in the background).
+MAX_HEARD_MS = 30_000
 MAX_SDP_BYTES = 32 * 1024
 MAX_SDP_CANDIDATES = 64
 # DTLS fails much later and much less clearly than this check when a fingerprint is mangled.
@@ -284,13 +287,25 @@ class Ping(_ClientMessage):
     ts: Any = None
 
 
+class ClientMetrics(_ClientMessage):
+    """One reply as the user heard it, timed in the page: the end of the user's speech on the mic
+    to the first audible block of the reply, on one audio clock. Only the client sees the last
+    stretch (network, jitter buffer, playout), so the agent's own figure stops short of it.
+    One report per reply the agent started (interrupted ones included); more, or an impossible
+    value, is refused and counted, never stored (docs/api.md, "Client metrics")."""
+
+    invalid = ErrorCode.INVALID_METRIC
+    type: Literal["client_metrics"]
+    voice_to_voice_ms: float = Field(gt=0, le=MAX_HEARD_MS, allow_inf_nan=False)
+
+
 class End(_ClientMessage):
     """End the session: the record is removed and the socket closes with 1000."""
 
     type: Literal["end"]
 
 
-AnyClientMessage = Offer | Answer | IceCandidate | Text | Interrupt | Ping | End
+AnyClientMessage = Offer | Answer | IceCandidate | Text | Interrupt | Ping | ClientMetrics | End
 ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
 _CLIENT = TypeAdapter[AnyClientMessage](ClientMessage)
 _MODELS: dict[str, type[_ClientMessage]] = {

@@ -207,7 +207,7 @@ def create_app(
             },
         )
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, response_model_exclude_none=True)
     async def health() -> Health:
         healthy = await store.healthy()
         return Health(

@@ -21,6 +21,7 @@ from voice_agent.protocol.sessions import Message, SessionRecord
 from voice_agent.protocol.signaling import (
     MEDIA_STALL_S,
     AnswerEvent,
+    ClientMetrics,
     CloseCode,
     ErrorCode,
     IceCandidate,
@@ -57,6 +58,10 @@ class ClientLink(Protocol):
     async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None: ...
 
 
+# Reports for replies older than this many are no longer taken: the client has fallen behind.
+MAX_UNREPORTED_REPLIES = 4
+
+
 class Call:
     def __init__(
         self,
@@ -87,6 +92,7 @@ class Call:
         self._dirty = asyncio.Event()
         self._closed = False
         self._peers_made = 0
+        self._unreported_replies = 0  # replies the client may still report as heard (ClientMetrics)
         self.started_at = time.monotonic()
         self.pipeline = Pipeline(
             record.id,
@@ -179,7 +185,10 @@ class Call:
     def emit(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "status":
-            self.record.is_ai_speaking = event["processing"] == "speaking"
+            speaking = event["processing"] == "speaking"
+            if speaking and not self.record.is_ai_speaking:
+                self._unreported_replies = min(self._unreported_replies + 1, MAX_UNREPORTED_REPLIES)
+            self.record.is_ai_speaking = speaking
             self._dirty.set()
         elif kind == "transcript" and event.get("final"):
             self.record.transcript = event["text"]
@@ -256,6 +265,14 @@ class Call:
 
     async def on_interrupt(self) -> None:
         await self.pipeline.interrupt()
+
+    def on_client_metrics(self, msg: ClientMetrics) -> None:
+        """A reply as the user heard it. Each reply the agent started may be reported once, so a
+        client cannot weigh the histogram beyond the replies it really heard."""
+        if self._unreported_replies <= 0:
+            raise SignalingError(ErrorCode.INVALID_METRIC, "no reply left to report: one report per reply")
+        self._unreported_replies -= 1
+        metrics.CLIENT_VOICE_TO_VOICE.labels(self.record.pool).observe(msg.voice_to_voice_ms / 1000)
 
     async def _audio_in(self, pcm: bytes) -> None:
         self._heard_at = time.monotonic()

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from voice_agent.protocol.signaling import (
     Answer,
     AnyClientMessage,
+    ClientMetrics,
     CloseCode,
     End,
     ErrorCode,
@@ -67,6 +68,8 @@ async def dispatch(call: Call, conn: ClientLink, msg: AnyClientMessage) -> bool:
             await call.on_interrupt()
         case Ping():
             conn.send(PongEvent(ts=msg.ts).wire())
+        case ClientMetrics():
+            call.on_client_metrics(msg)
         case End():
             return False
     return True

@@ -41,7 +41,6 @@ from voice_agent.store.redis_url import (
 
 log = logging.getLogger(__name__)
 
-TOMBSTONE_MS = 60_000
 LIST_LIMIT = 1000
 START_GRACE_MS = 10_000
 # Record writes wait this long for a replica's acknowledgement (docs/redis.md, "Durability"); one
@@ -152,6 +151,7 @@ class RedisSessionStore:
         self._prefix = keys.agent_prefix(pool)
         self._mine = keys.agent_sessions_key(pool, agent_id)
         self._index = keys.sessions_index_key(pool)
+        self._events = keys.session_events(pool)
         self.inbox = keys.agent_inbox(pool, agent_id)
         self._allocate = _Replicated(self, self.client.register_script(lua.ALLOCATE))
         self._claim = _Replicated(self, self.client.register_script(lua.CLAIM))
@@ -219,6 +219,7 @@ class RedisSessionStore:
                     _now_ms(),
                     "0" if record.status == "ended" else "1",
                     record.id,
+                    self._events,
                 ],
             )
         if result != "ok":
@@ -236,11 +237,9 @@ class RedisSessionStore:
     async def end(self, session_id: str) -> str | None:
         """Ends a session everywhere; returns its last owner ('' if none) or None if unknown."""
         self._leases.pop(session_id, None)
+        script_keys, args = lua.end_call(self.pool, session_id)
         async with self._op("end"):
-            owner = await self._end(
-                keys=[self._session(session_id), self._index, self._agents],
-                args=[self._prefix, session_id, TOMBSTONE_MS],
-            )
+            owner = await self._end(keys=script_keys, args=args)
         return None if owner is None else str(owner)
 
     async def list(self) -> list[SessionRecord]:
@@ -259,7 +258,14 @@ class RedisSessionStore:
         async with self._op("allocate"):
             reply = await self._allocate(
                 keys=[self._agents, self._session(record.id), self._index],
-                args=[self._prefix, record.id, record.model_dump_json(), _ms(record.expires_at), _now_ms()],
+                args=[
+                    self._prefix,
+                    record.id,
+                    record.model_dump_json(),
+                    _ms(record.expires_at),
+                    _now_ms(),
+                    self._events,
+                ],
             )
         if reply[0] != "ok":
             if reply[0] == "exists":
@@ -282,6 +288,7 @@ class RedisSessionStore:
                     self.capacity,
                     "1" if self.draining else "0",
                     _now_ms(),
+                    self._events,
                 ],
             )
         kind = str(reply[0])
@@ -463,10 +470,11 @@ def check_url(url: str, timeout_s: float = 5.0) -> str | None:
         return f"server refused: {exc}"
     except (ConnectionError, TimeoutError) as exc:
         cause = exc.__cause__ or exc.__context__
+        # A Sentinel's refusal comes folded into "no master found", with the client's repr.
+        if any(s in str(exc) for s in ("AuthenticationError", "WRONGPASS", "NOAUTH")):
+            return "a Sentinel refused authentication (check sentinel_password in the URL)"
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
             return f"TLS handshake failed ({exc})"
-        if "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):  # a Sentinel refused us (its errors are folded)
-            return f"a Sentinel refused authentication (check sentinel_password in the URL): {exc}"
         log.warning("redis not reachable at start; running degraded until it is", extra={"error": str(exc)})
     finally:
         close_sync_client(client)

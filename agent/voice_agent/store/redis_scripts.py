@@ -13,6 +13,8 @@ TTL runs out.
 
 from __future__ import annotations
 
+from voice_agent.store import keys
+
 _ALIVE = """
 local function alive(prefix, id)
   local a = prefix .. id
@@ -27,7 +29,7 @@ end
 """
 
 # KEYS: agents zset, session hash, sessions index. ARGV: agent prefix, session id, record JSON,
-# expires_at ms, now ms. -> {'ok', owner, epoch} | {'full'} | {'exists'}
+# expires_at ms, now ms, events channel. -> {'ok', owner, epoch} | {'full'} | {'exists'}
 ALLOCATE = (
     _ALIVE
     + """
@@ -56,12 +58,13 @@ rescore(agents, prefix, chosen)
 redis.call('HSET', skey, 'data', data, 'owner', chosen, 'epoch', 1, 'assigned_ms', now_ms)
 redis.call('PEXPIREAT', skey, expire_ms)
 redis.call('ZADD', index, expire_ms, sid)
+redis.call('PUBLISH', ARGV[6], sid)
 return {'ok', chosen, 1}
 """
 )
 
 # KEYS: session hash, agents zset. ARGV: agent prefix, me, session id, my capacity,
-# draining ('1'/'0'), now ms.
+# draining ('1'/'0'), now ms, events channel.
 # -> {'mine', epoch, data} | {'claimed', epoch, data} | {'remote', owner} | {'missing'} | {'refused', why}
 CLAIM = (
     _ALIVE
@@ -88,12 +91,13 @@ epoch = epoch + 1
 redis.call('HSET', skey, 'owner', me, 'epoch', epoch, 'assigned_ms', now_ms)
 redis.call('SADD', mine, sid)
 redis.call('ZADD', agents, redis.call('SCARD', mine), me)
+redis.call('PUBLISH', ARGV[7], sid)
 return {'claimed', epoch, redis.call('HGET', skey, 'data')}
 """
 )
 
 # KEYS: session hash, sessions index, my session set, agents zset.
-# ARGV: me, epoch, record JSON, expires_at ms, now ms, recreate ('1'/'0'), session id.
+# ARGV: me, epoch, record JSON, expires_at ms, now ms, recreate ('1'/'0'), session id, events channel.
 # -> 'ok' | 'fenced' (another agent owns it now) | 'ended' | 'missing'
 SAVE = """
 local skey, index, mine, agents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -112,6 +116,7 @@ end
 redis.call('HSET', skey, 'data', data)
 redis.call('PEXPIREAT', skey, expire_ms)
 redis.call('ZADD', index, expire_ms, sid)
+redis.call('PUBLISH', ARGV[8], sid)
 return 'ok'
 """
 
@@ -127,7 +132,8 @@ end
 return n
 """
 
-# KEYS: session hash, sessions index, agents zset. ARGV: agent prefix, session id, tombstone ms.
+# KEYS: session hash, sessions index, agents zset. ARGV: agent prefix, session id, tombstone ms,
+# events channel.
 # Ends a session for good, leaving a short tombstone so a late save cannot resurrect it.
 # -> previous owner ('' if none) | false when unknown or already ended
 END = (
@@ -145,9 +151,21 @@ redis.call('ZREM', index, sid)
 if owner ~= '' and redis.call('SREM', prefix .. owner .. ':sessions', sid) == 1 then
   rescore(agents, prefix, owner)
 end
+redis.call('PUBLISH', ARGV[4], sid)
 return owner
 """
 )
+
+
+# How long an ended session's tombstone stays (a late save from its call must find it).
+TOMBSTONE_MS = 60_000
+
+
+def end_call(pool: str, session_id: str) -> tuple[list[str], list[str | int]]:
+    """END's keys and arguments: the agents' store and the operator's sessions API end sessions alike."""
+    script_keys = [keys.session_key(pool, session_id), keys.sessions_index_key(pool), keys.agents_key(pool)]
+    return script_keys, [keys.agent_prefix(pool), session_id, TOMBSTONE_MS, keys.session_events(pool)]
+
 
 # KEYS: agent hash, alive key, my session set, agents zset, pools set.
 # ARGV: me, pool, url, capacity, draining, ttl ms, now ms, session key prefix, start grace ms,

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,6 +32,15 @@ class _SessionFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One log schema for the agent and the operator (docs/api.md, "Logs"): `ts`, `level`, `logger`,
+    `msg`, then the record's extras, `exc` last. The operator renames kopf's object reference and
+    drops its bookkeeping attributes (`rename`, `omit`), so one log pipeline parses both."""
+
+    def __init__(self, rename: Mapping[str, str] | None = None, omit: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._rename = dict(rename or {})
+        self._omit = _STD_ATTRS | frozenset(omit)
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -40,8 +50,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STD_ATTRS and value is not None:
-                out[key] = value
+            if key not in self._omit and value is not None:
+                out[self._rename.get(key, key)] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -38,6 +38,12 @@ VOICE_TO_VOICE = Histogram(
     "End of user speech -> first reply audio frame sent (agent side)",
     buckets=_LATENCY_BUCKETS,
 )
+CLIENT_VOICE_TO_VOICE = Histogram(
+    "voice_client_voice_to_voice_seconds",
+    "End of user speech -> first audible reply, timed in the client's page and reported by it",
+    ["pool"],
+    buckets=_LATENCY_BUCKETS,
+)
 TURNS = Counter("voice_turns_total", "Completed or interrupted turns", ["outcome"])
 PREEMPTIONS = Counter(
     "voice_preemptive_drafts_total", "Replies drafted during the end-of-turn silence, by fate", ["outcome"]

@@ -7,7 +7,7 @@
  * stop/start or a reconnect storm from crossing wires.
  */
 import { ApiError, createSession, deleteSession, sessionExists, type FetchLike, type SessionInfo } from '../api/client';
-import { signalingUrl } from '../config';
+import { isCrossOrigin, signalingUrl } from '../config';
 import { summarizeStats } from '../webrtc/stats';
 import {
   closeAction,
@@ -153,12 +153,20 @@ export function describeMediaError(error: unknown): Failure {
   }
 }
 
-export function describeApiError(error: unknown, base: string): Failure {
+export function describeApiError(
+  error: unknown,
+  base: string,
+  origin: string = typeof window === 'undefined' ? base : window.location.origin,
+): Failure {
   if (error instanceof ApiError) {
     if (error.kind === 'unreachable') {
+      // A browser reports an origin refused by the agent's CORS allowlist exactly as a network failure.
+      const check = isCrossOrigin(base, origin)
+        ? `that it is running and that its VOICE_CORS_ORIGINS allows this page's origin (${new URL(origin).origin})`
+        : 'that it is running';
       return {
         code: 'agent-unreachable',
-        message: `Cannot reach the voice agent at ${base}. Check that it is running, then try again.`,
+        message: `Cannot reach the voice agent at ${base}. Check ${check}, then try again.`,
       };
     }
     if (error.kind === 'busy' || error.kind === 'rate-limited') {

@@ -40,7 +40,23 @@ export interface components {
             type: "answer";
             sdp: string;
         };
-        ClientMessage: components["schemas"]["Offer"] | components["schemas"]["Answer"] | components["schemas"]["IceCandidate"] | components["schemas"]["Text"] | components["schemas"]["Interrupt"] | components["schemas"]["Ping"] | components["schemas"]["End"];
+        ClientMessage: components["schemas"]["Offer"] | components["schemas"]["Answer"] | components["schemas"]["IceCandidate"] | components["schemas"]["Text"] | components["schemas"]["Interrupt"] | components["schemas"]["Ping"] | components["schemas"]["ClientMetrics"] | components["schemas"]["End"];
+        /**
+         * ClientMetrics
+         * @description One reply as the user heard it, timed in the page: the end of the user's speech on the mic
+         *     to the first audible block of the reply, on one audio clock. Only the client sees the last
+         *     stretch (network, jitter buffer, playout), so the agent's own figure stops short of it.
+         *     One report per reply the agent started (interrupted ones included); more, or an impossible
+         *     value, is refused and counted, never stored (docs/api.md, "Client metrics").
+         */
+        ClientMetrics: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client_metrics";
+            voice_to_voice_ms: number;
+        };
         /**
          * CloseAction
          * @description What a client does after a close; docs/api.md ("Close codes") is the table in prose.
@@ -90,7 +106,7 @@ export interface components {
          * @description `code` of the `error` events the agent itself sends; providers add `<stage>_<kind>` codes.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_message" | "unknown_type" | "missing_field" | "frame_too_large" | "invalid_sdp" | "invalid_candidate" | "too_many_candidates" | "unexpected_answer" | "rate_limited" | "ice_failed" | "media_stalled" | "unknown_session" | "too_many_sockets" | "capacity" | "replaced" | "session_moved" | "owner_gone" | "relay_lost" | "going_away" | "internal";
+        ErrorCode: "invalid_json" | "invalid_message" | "unknown_type" | "invalid_metric" | "missing_field" | "frame_too_large" | "invalid_sdp" | "invalid_candidate" | "too_many_candidates" | "unexpected_answer" | "rate_limited" | "ice_failed" | "media_stalled" | "unknown_session" | "too_many_sockets" | "capacity" | "replaced" | "session_moved" | "owner_gone" | "relay_lost" | "going_away" | "internal";
         /** ErrorEvent */
         ErrorEvent: {
             /**

@@ -16,14 +16,13 @@ from voice_operator.config import OperatorConfig
 from voice_operator.events import post
 from voice_operator.kube import ApiError, Ref
 from voice_operator.metrics import forget_pool_metrics
-from voice_operator.pools.reconcile import reconcile_pool, refresh_pool
+from voice_operator.pools.reconcile import recheck_references, reconcile_pool, refresh_pool
+from voice_operator.pools.references import REFERENCE_REASONS
 from voice_operator.pools.state import PoolsMemo, PoolState
 
 log = logging.getLogger(__name__)
 POOLS = (c.GROUP, c.VERSION, c.POOL_PLURAL)
-REFERENCE_PROBLEMS = frozenset(
-    {"SecretNotFound", "SecretKeyNotFound", "TuningProfileNotFound", "ResourceConflict"}
-)
+REFERENCE_PROBLEMS = REFERENCE_REASONS | {"ResourceConflict"}
 DEPLOYMENTS = ("apps", "v1", "deployments")
 OWNED_DEPLOYMENTS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_NAME: "voice-agent"}
 
@@ -64,7 +63,7 @@ async def _reconcile(
         events = await reconcile_pool(
             memo.kube, state, body, cold=cold, scaler_address=memo.config.scaler_address
         )
-        post(body, events)
+        await post(memo.kube, body, events)
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
     if state.problems != before:  # logged once per change (the Degraded event comes with the status)
@@ -75,7 +74,7 @@ async def _reconcile(
 
 async def _refresh(state: PoolState, memo: PoolsMemo) -> None:
     deployment = one(memo.pool_deployments, (state.namespace, state.name))
-    post(state.body, await refresh_pool(memo.kube, memo.redis, state, deployment))
+    await post(memo.kube, state.body, await refresh_pool(memo.kube, memo.redis, state, deployment))
 
 
 async def pool_created(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: Any) -> None:
@@ -95,6 +94,8 @@ async def pool_tick(body: kopf.Body, memo: PoolsMemo, logger: kopf.Logger, **_: 
         # A missing Secret or profile may have appeared since: recover without waiting for resync.
         await _reconcile(body, state, memo, cold=False, logger=logger)
     else:
+        # A Secret deleted or edited since is noticed here, within one interval (no watch on Secrets).
+        await recheck_references(memo.kube, state)
         await _refresh(state, memo)
 
 

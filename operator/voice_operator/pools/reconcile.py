@@ -13,7 +13,7 @@ from voice_operator.fields import SpecError
 from voice_operator.kube import ApiError, KubeClient, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
 from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_load
-from voice_operator.pools.references import check_references
+from voice_operator.pools.references import REFERENCE_REASONS, check_references
 from voice_operator.pools.render import render_pool, replaced_autoscaler
 from voice_operator.pools.scaling import session_demand
 from voice_operator.pools.spec import PoolSpec, parse_pool_spec
@@ -48,7 +48,7 @@ async def reconcile_pool(
         try:
             spec = parse_pool_spec(body.get("spec") or {})
         except SpecError as e:
-            state.spec, state.problems = None, [Problem("InvalidSpec", str(e))]
+            state.spec, state.problems = None, [Problem("InvalidSpec", p) for p in e.problems]
             metrics.RECONCILES.labels(c.POOL_KIND, "invalid").inc()
             return []
         problems, redis_url = await check_references(kube, owner.namespace, spec)
@@ -96,6 +96,16 @@ async def delete_replaced_autoscaler(kube: KubeClient, owner: Owner, spec: PoolS
         return None
     metrics.OBJECT_WRITES.labels(kind, "delete").inc()
     return kind
+
+
+async def recheck_references(kube: KubeClient, state: PoolState) -> None:
+    """Read the pool's Secrets and profile again: they change or vanish without any event the operator
+    sees (it may get Secrets by name, never watch them). The next status shows what changed."""
+    if state.spec is None:
+        return
+    problems, redis_url = await check_references(kube, state.namespace, state.spec)
+    others = [p for p in state.problems if p.reason not in REFERENCE_REASONS]
+    state.problems, state.redis_url = problems + others, redis_url
 
 
 async def refresh_pool(

@@ -13,6 +13,9 @@ from voice_operator.kube import KubeClient, Ref
 from voice_operator.pools.spec import PoolSpec
 from voice_operator.pools.status import Problem
 
+# The reasons of the problems check_references finds (a pool's other problems come from elsewhere).
+REFERENCE_REASONS = frozenset({"SecretNotFound", "SecretKeyNotFound", "TuningProfileNotFound"})
+
 
 def _decode(secret: Mapping[str, Any], key: str) -> str | None:
     data = secret.get("data") or {}

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from voice_operator.fields import SpecError, mapping
+from voice_operator.fields import Problems, SpecError, mapping
 
 # bufferSessions as a percentage of the active sessions (scaling.py reads it).
 BUFFER_PERCENT = re.compile(r"^([0-9]{1,3})%$")
@@ -238,12 +238,18 @@ def _quantity(raw: Any, field: str) -> str:
 
 
 def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
+    """The spec with its defaults, or a SpecError naming every problem it has."""
+    problems = Problems()
+    return problems.check(lambda: _read_pool_spec(raw, problems))
+
+
+def _read_pool_spec(raw: Mapping[str, Any], problems: Problems) -> PoolSpec:
     image = raw.get("image")
     if not isinstance(image, str) or not image:
-        raise SpecError("spec.image is required")
+        problems.add("spec.image is required")
     engine = mapping(raw.get("autoscaling"), "spec.autoscaling").get("engine", "hpa")
     if engine not in ENGINES:
-        raise SpecError(f"spec.autoscaling.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        problems.add(f"spec.autoscaling.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     replicas = mapping(raw.get("replicas"), "spec.replicas")
     min_r = _int(replicas.get("min"), "spec.replicas.min", 1)
     max_r = _int(replicas.get("max"), "spec.replicas.max", 10)
@@ -251,18 +257,18 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     floor = 0 if engine == "keda" else 1
     if min_r < floor or min_r > max_r:
         hint = "" if floor == 0 else " (0 only with autoscaling.engine keda)"
-        raise SpecError(f"replicas.min must be >= {floor} and <= replicas.max{hint}")
+        problems.add(f"replicas.min must be >= {floor} and <= replicas.max{hint}")
     if max_r < 1:
-        raise SpecError("replicas.max must be >= 1")
+        problems.add("replicas.max must be >= 1")
     spa = _int(raw.get("sessionsPerAgent"), "spec.sessionsPerAgent", 2)
     if spa <= 0:
-        raise SpecError("sessionsPerAgent must be greater than 0")
+        problems.add("sessionsPerAgent must be greater than 0")
     buffer = raw.get("bufferSessions", 0)
     if isinstance(buffer, str):
         if not BUFFER_PERCENT.match(buffer):
-            raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
+            problems.add("bufferSessions must be a non-negative integer or a percentage such as '25%'")
     elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
-        raise SpecError("bufferSessions must be a non-negative integer or a percentage such as '25%'")
+        problems.add("bufferSessions must be a non-negative integer or a percentage such as '25%'")
 
     resources = mapping(raw.get("resources"), "spec.resources")
     requests = mapping(resources.get("requests") or {"cpu": "1", "memory": "2Gi"}, "spec.resources.requests")
@@ -273,7 +279,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         lim = mapping(limits, "spec.resources.limits")
         # Compared as written, like the CRD's CEL rule (self.limits == self.requests): 2 != "2".
         if dict(lim) != dict(requests):
-            raise SpecError("resources.limits must equal resources.requests (Guaranteed QoS)")
+            problems.add("resources.limits must equal resources.requests (Guaranteed QoS)")
 
     providers_raw = mapping(raw.get("providers"), "spec.providers")
     providers = []
@@ -282,7 +288,7 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         name = str(p.get("provider") or "local")
         secret = _secret(p.get("secretRef"), f"spec.providers.{role}.secretRef", "api-key")
         if name != "local" and secret is None:
-            raise SpecError(f"providers.{role}.secretRef is required for provider {name}")
+            problems.add(f"providers.{role}.secretRef is required for provider {name}")
         providers.append(
             Provider(
                 role=role,
@@ -297,10 +303,10 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
     redis_url = redis.get("url") or None
     redis_secret = _secret(redis.get("secretRef"), "spec.redis.secretRef", "url")
     if (redis_url is None) == (redis_secret is None):
-        raise SpecError("redis needs exactly one of url or secretRef")
+        problems.add("redis needs exactly one of url or secretRef")
     redis_tls = bool(redis.get("tls", False))
     if redis_tls and redis_url is not None and not redis_url.startswith(("rediss://", "rediss+sentinel://")):
-        raise SpecError("redis.tls requires a rediss:// (or rediss+sentinel://) url")
+        problems.add("redis.tls requires a rediss:// url (or rediss+sentinel://)")
 
     session = mapping(raw.get("session"), "spec.session")
     service = mapping(raw.get("service"), "spec.service")
@@ -315,18 +321,18 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         t = mapping(turn_raw, "spec.ice.turn")
         ref = mapping(t.get("secretRef"), "spec.ice.turn.secretRef")
         if not ref.get("name"):
-            raise SpecError("spec.ice.turn.secretRef.name is required")
+            problems.add("spec.ice.turn.secretRef.name is required")
         turn = TurnServer(
             urls=tuple(str(u) for u in t.get("urls", [])),
-            secret_name=str(ref["name"]),
+            secret_name=str(ref.get("name")),
             username_key=str(ref.get("usernameKey") or "username"),
             credential_key=str(ref.get("credentialKey") or "credential"),
         )
     host_network = raw.get("hostNetwork", False)
     if not isinstance(host_network, bool):
-        raise SpecError("spec.hostNetwork must be a boolean")
+        problems.add("spec.hostNetwork must be a boolean")
     return PoolSpec(
-        image=image,
+        image=str(image or ""),
         image_pull_policy=str(raw.get("imagePullPolicy") or "IfNotPresent"),
         min_replicas=min_r,
         max_replicas=max_r,
@@ -347,10 +353,10 @@ def parse_pool_spec(raw: Mapping[str, Any]) -> PoolSpec:
         service_annotations={str(k): str(v) for k, v in mapping(service.get("annotations"), "a").items()},
         ice_servers=servers,
         turn=turn,
-        host_candidates=_host_candidates(ice, host_network),
+        host_candidates=problems.read(lambda: _host_candidates(ice, host_network), HostCandidates()),
         host_network=host_network,
         tuning_profile=raw.get("tuningProfile") or None,
         tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
-        turn_taking=_turn_taking(raw.get("turn")),
+        turn_taking=problems.read(lambda: _turn_taking(raw.get("turn")), TurnTaking()),
         engine=engine,
     )

@@ -16,7 +16,7 @@ PROFILES = (c.GROUP, c.VERSION, c.PROFILE_PLURAL)
 
 async def _reconcile(body: kopf.Body, memo: OperatorMemo, cold: bool) -> None:
     try:
-        post(body, await reconcile_profile(memo.kube, memo.config, body, cold=cold))
+        await post(memo.kube, body, await reconcile_profile(memo.kube, memo.config, body, cold=cold))
         await refresh_profile(memo.kube, memo.config, body, spec_problem(body))
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e

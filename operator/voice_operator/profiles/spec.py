@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from voice_operator.fields import SpecError, mapping
+from voice_operator.fields import Problems, mapping
 
 SYSCTL_ALLOWLIST: frozenset[str] = frozenset(
     {
@@ -33,15 +33,21 @@ class ProfileSpec:
 
 
 def parse_profile_spec(raw: Mapping[str, Any]) -> ProfileSpec:
+    """The spec, or a SpecError naming every problem it has."""
+    problems = Problems()
+    return problems.check(lambda: _read_profile_spec(raw, problems))
+
+
+def _read_profile_spec(raw: Mapping[str, Any], problems: Problems) -> ProfileSpec:
     sysctls = mapping(raw.get("sysctls"), "spec.sysctls")
     if not sysctls:
-        raise SpecError("spec.sysctls must name at least one sysctl")
+        problems.add("spec.sysctls must name at least one sysctl")
     bad = sorted(k for k in sysctls if k not in SYSCTL_ALLOWLIST)
     if bad:
-        raise SpecError(f"sysctl keys not in the allowlist: {', '.join(bad)}")
+        problems.add(f"sysctl keys not in the allowlist: {', '.join(bad)}")
     for key, value in sysctls.items():
         if not isinstance(value, str) or not _SYSCTL_VALUE.match(value):
-            raise SpecError(f"sysctl {key} has an invalid value")
+            problems.add(f"sysctl {key} has an invalid value")
     return ProfileSpec(
         node_selector={
             str(k): str(v) for k, v in mapping(raw.get("nodeSelector"), "spec.nodeSelector").items()
