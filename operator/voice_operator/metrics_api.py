@@ -22,11 +22,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voice_operator import constants as c
 from voice_operator import metrics
 from voice_operator.config import OperatorConfig
-from voice_operator.kube import ApiError
+from voice_operator.front_proxy import parse_selector, peer_certificate, status_error
+from voice_operator.kube import ApiError, KubeClient
 from voice_operator.pools.load import RedisUnavailable, read_load
 from voice_operator.pools.lookup import PoolLookup
 from voice_operator.pools.scaling import session_demand
 from voice_operator.redis_clients import RedisClients
+from voice_operator.sessions.api import install as install_sessions_api
+from voice_operator.sessions.objects import PoolRef
+from voice_operator.sessions.store import PoolSource
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +38,7 @@ GROUP_VERSION = f"{c.EXTERNAL_METRICS_GROUP}/{c.EXTERNAL_METRICS_VERSION}"
 BASE = f"/apis/{GROUP_VERSION}"
 
 
-def parse_selector(raw: str) -> dict[str, str]:
-    """Equality-based label selectors only (what an HPA matchLabels turns into)."""
-    labels: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        key, sep, value = part.partition("==") if "==" in part else part.partition("=")
-        if not sep or not key.strip() or "!" in key:
-            raise ValueError(f"unsupported label selector term {part!r}")
-        labels[key.strip()] = value.strip()
-    return labels
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _peer_certificate(request: web.Request) -> bool:
-    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    return bool(ssl_object is not None and ssl_object.getpeercert())
-
-
-def status_error(code: int, reason: str, message: str) -> web.Response:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
-    body |= {"message": message, "reason": reason, "code": code}
-    return web.json_response(body, status=code)
 
 
 def metric_value_list(labels: Mapping[str, str], value: int, now: datetime.datetime) -> dict[str, Any]:
@@ -132,7 +114,7 @@ def external_metrics_app(config: OperatorConfig, pools: PoolLookup, redis: Redis
     async def only_the_aggregator(request: web.Request, handler: Handler) -> web.StreamResponse:
         """With a client CA set, metric reads need a client certificate it signed (the API server's
         front-proxy certificate); the TLS handshake has verified any certificate presented."""
-        if config.client_ca and request.path.startswith(BASE) and not _peer_certificate(request):
+        if config.client_ca and request.path.startswith(BASE) and peer_certificate(request) is None:
             metrics.METRIC_REQUESTS.labels("unauthorized").inc()
             return status_error(401, "Unauthorized", "a client certificate is required")
         return await handler(request)
@@ -153,7 +135,19 @@ def prometheus_app() -> web.Application:
     return app
 
 
-async def start_servers(cfg: OperatorConfig, pools: PoolLookup, redis: RedisClients) -> list[web.AppRunner]:
+def pool_refs(pools: PoolLookup) -> PoolSource:
+    """The pools as the sessions API sees them (it knows no pool spec, only where sessions are)."""
+
+    async def listed(namespace: str | None) -> list[PoolRef]:
+        found = await pools.all(namespace)
+        return [PoolRef(ns, name, t.redis_url, t.spec.expose_transcripts) for ns, name, t in found]
+
+    return listed
+
+
+async def start_servers(
+    cfg: OperatorConfig, pools: PoolLookup, redis: RedisClients, kube: KubeClient
+) -> list[web.AppRunner]:
     tls: ssl.SSLContext | None = None
     if cfg.tls_cert and cfg.tls_key:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -163,8 +157,10 @@ async def start_servers(cfg: OperatorConfig, pools: PoolLookup, redis: RedisClie
             tls.verify_mode = ssl.CERT_OPTIONAL
             tls.load_verify_locations(cfg.client_ca)
     runners = []
+    aggregated = external_metrics_app(cfg, pools, redis)
+    install_sessions_api(aggregated, kube, redis, pool_refs(pools))
     for app, port, ctx in (
-        (external_metrics_app(cfg, pools, redis), cfg.external_metrics_port, tls),
+        (aggregated, cfg.external_metrics_port, tls),
         (prometheus_app(), cfg.metrics_port, None),
     ):
         runner = web.AppRunner(app, access_log=None)

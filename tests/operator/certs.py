@@ -46,9 +46,13 @@ class Authority:
             .not_valid_after(now + datetime.timedelta(hours=1))
         )
 
-    def issue(self, common_name: str, server: bool = False) -> Issued:
+    def issue(self, common_name: str, server: bool = False, organization: str | None = None) -> Issued:
+        """`organization`: the subject's O, which Kubernetes reads as the user's group."""
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if organization:
+            names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        subject = x509.Name(names)
         builder = self._builder(subject, key.public_key(), self.cert.subject)
         if server:
             builder = builder.add_extension(

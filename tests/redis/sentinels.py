@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from tests.redis.servers import RedisServer, Tls
+from tests.redis.servers import RedisServer
 from tests.support.procs import free_port
 from voice_agent.store.redis_url import sync_client
 
@@ -29,12 +28,7 @@ class ReplicaServer(RedisServer):
     primary_port: int = 0
 
     def args(self) -> list[str]:
-        args = [*super().args(), "--replicaof", "127.0.0.1", str(self.primary_port)]
-        if self.password:
-            args += ["--masterauth", self.password]
-        if self.tls is not None:
-            args += ["--tls-replication", "yes"]
-        return args
+        return [*super().args(), "--replicaof", "127.0.0.1", str(self.primary_port)]
 
 
 @dataclass
@@ -45,26 +39,23 @@ class SentinelServer(RedisServer):
     quorum: int = 2
 
     def args(self) -> list[str]:
-        """The same password for the Sentinels themselves, their peers and the servers, as in the
-        cluster's redis-ha component; with TLS, every connection of the group is TLS."""
-        lines = ["bind 127.0.0.1", f"dir {self.workdir}", "protected-mode no", "loglevel warning"]
-        if self.tls is None:
-            lines.append(f"port {self.port}")
-        else:
-            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.cert}"]
-            lines += [f"tls-key-file {self.tls.key}", f"tls-ca-cert-file {self.tls.ca}"]
-            lines += ["tls-auth-clients no", "tls-replication yes"]
-        lines.append(f"sentinel monitor {SERVICE} 127.0.0.1 {self.monitor_port} {self.quorum}")
-        if self.password:
-            lines += [f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"]
-            lines.append(f"sentinel auth-pass {SERVICE} {self.password}")
-        lines += [
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {SERVICE} 10000",
-            f"sentinel parallel-syncs {SERVICE} 1",
-        ]
         conf = self.workdir / "sentinel.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.workdir}",
+                    "protected-mode no",
+                    "loglevel warning",
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.monitor_port} {self.quorum}",
+                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+                    f"sentinel failover-timeout {SERVICE} 10000",
+                    f"sentinel parallel-syncs {SERVICE} 1",
+                    "",
+                ]
+            )
+        )
         return ["redis-server", str(conf), "--sentinel"]
 
 
@@ -75,36 +66,22 @@ class SentinelGroup:
     workdir: Path
     replicas: int = 1
     sentinels: int = 3
-    password: str | None = None
-    tls: Tls | None = None
     primary: RedisServer = field(init=False)
     replica_servers: list[ReplicaServer] = field(default_factory=list)
     sentinel_servers: list[SentinelServer] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return self.url_with(self.password)
-
-    def url_with(self, sentinel_password: str | None) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinel_servers)
-        auth = f":{self.password}@" if self.password else ""
-        options = [f"sentinel_password={sentinel_password}"] if sentinel_password else []
-        if self.tls is not None:
-            options.append(f"ssl_ca_certs={self.tls.ca}")
-        scheme = "redis+sentinel" if self.tls is None else "rediss+sentinel"
-        query = "?" + "&".join(options) if options else ""
-        return f"{scheme}://{auth}{hosts}/{SERVICE}/0{query}"
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
     def start(self, timeout: float = 20.0) -> SentinelGroup:
-        secured = {"password": self.password, "tls": self.tls}
-        self.primary = RedisServer(self.workdir / "primary", **secured).start()
+        self.primary = RedisServer(self.workdir / "primary").start()
         for i in range(self.replicas):
-            replica = ReplicaServer(self.workdir / f"replica-{i}", primary_port=self.primary.port, **secured)
+            replica = ReplicaServer(self.workdir / f"replica-{i}", primary_port=self.primary.port)
             self.replica_servers.append(replica.start())
         for i in range(self.sentinels):
-            sentinel = SentinelServer(
-                self.workdir / f"sentinel-{i}", monitor_port=self.primary.port, **secured
-            )
+            sentinel = SentinelServer(self.workdir / f"sentinel-{i}", monitor_port=self.primary.port)
             self.sentinel_servers.append(sentinel.start())
         self.wait_settled(timeout)
         return self
@@ -168,9 +145,7 @@ class SentinelGroup:
         port = self.primary_port()
         promoted = next(r for r in self.replica_servers if r.port == port)
         old = self.primary
-        rejoined = ReplicaServer(
-            old.workdir, port=old.port, primary_port=promoted.port, password=self.password, tls=self.tls
-        ).start()
+        rejoined = ReplicaServer(old.workdir, port=old.port, primary_port=promoted.port).start()
         self.replica_servers = [r for r in self.replica_servers if r is not promoted] + [rejoined]
         self.primary = promoted
         self.wait_settled(timeout)
@@ -184,7 +159,7 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(workdir: Path, **kwargs: Any) -> Iterator[SentinelGroup]:
+def sentinel_group(workdir: Path, **kwargs: int) -> Iterator[SentinelGroup]:
     group = SentinelGroup(workdir, **kwargs)
     try:
         yield group.start()

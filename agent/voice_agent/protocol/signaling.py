@@ -381,13 +381,6 @@ class AiResponseEvent(_Wire):
     provider: str | None = Field(default=None, exclude_if=_absent, description="the LLM that answered")
 
 
-class AiInterruptedEvent(_Wire):
-    """The reply was cut short (barge-in, interrupt): `text` is what of it was played, as kept in history."""
-
-    type: Literal["ai_interrupted"] = "ai_interrupted"
-    text: str
-
-
 class TurnMetrics(BaseModel):
     stt_ms: float | None
     llm_first_token_ms: float | None
@@ -422,7 +415,6 @@ AnyServerEvent = (
     | StatusEvent
     | TranscriptEvent
     | AiResponseEvent
-    | AiInterruptedEvent
     | MetricsEvent
     | ErrorEvent
     | PongEvent

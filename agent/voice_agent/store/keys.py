@@ -17,8 +17,6 @@ Layout (``P`` = pool name, ``A`` = agent id, ``S`` = session id)::
     vp:{P}:sessions                  ZSET  member S, score = expires_at in ms (index for listing)
     vp:{P}:wake                      STR   a session request found the pool at zero agents; EX TTL,
                                            written by the operator's waker, counted as demand
-    vp:{P}:wake                      STR   a session request found the pool at zero agents; EX TTL,
-                                           written by the operator's waker, counted as demand
     vp:{P}:sessions:events           CHAN  S, published by every script that creates, saves, moves
                                            or ends session S (for watchers: the operator's sessions API)
 
@@ -73,10 +71,6 @@ def sessions_index_key(pool: str) -> str:
 
 def session_events(pool: str) -> str:
     return f"{_pool(pool)}:sessions:events"
-
-
-def wake_key(pool: str) -> str:
-    return f"{_pool(pool)}:wake"
 
 
 def wake_key(pool: str) -> str:

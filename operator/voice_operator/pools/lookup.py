@@ -5,6 +5,7 @@ index). A standby replica, paused by kopf peering, sees no events: it reads the 
 Redis URL) from the API itself and keeps that for LOOKUP_TTL_S.
 """
 
+import asyncio
 import dataclasses
 import time
 
@@ -16,6 +17,8 @@ from voice_operator.pools.spec import PoolSpec, parse_pool_spec
 from voice_operator.pools.state import PoolStates
 
 LOOKUP_TTL_S = 15.0
+# Which pools a namespace has, for the sessions API: a new pool's sessions list within this.
+LIST_TTL_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,17 @@ class PoolLookup:
         self._kube = kube
         self._states = states
         self._fetched: dict[tuple[str, str], tuple[float, MetricTarget]] = {}
+        self._listed: dict[str | None, tuple[float, list[tuple[str, str]]]] = {}
+
+    async def all(self, namespace: str | None) -> list[tuple[str, str, MetricTarget]]:
+        """Every pool of a namespace (None: of all) that can be acted on: (namespace, name, target)."""
+        listed = self._listed.get(namespace)
+        if listed is None or time.monotonic() - listed[0] >= LIST_TTL_S:
+            bodies = await self._kube.list(Ref(c.API_VERSION, c.POOL_KIND, namespace))
+            names = [(str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in bodies]
+            listed = self._listed[namespace] = (time.monotonic(), names)
+        targets = await asyncio.gather(*(self.get(ns, name) for ns, name in listed[1]))
+        return [(ns, name, t) for (ns, name), t in zip(listed[1], targets, strict=True) if t is not None]
 
     async def get(self, namespace: str, name: str) -> MetricTarget | None:
         """None for no pool of that name, or one whose spec cannot be acted on."""

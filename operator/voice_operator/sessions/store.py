@@ -1,0 +1,175 @@
+"""VoiceSessions in the pools' Redis: read with the agents' own key names (voice_agent/store/keys.py),
+ended with the agents' own END script, watched on the pools' session-events channels.
+
+A list is one ZRANGEBYSCORE of a pool's session index and one pipelined HMGET of the records;
+nothing is cached, so what kubectl shows is what Redis holds at that moment.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from voice_agent.pool import inbox
+from voice_agent.store import keys
+from voice_agent.store import redis_scripts as lua
+from voice_operator.redis_clients import RedisClients
+from voice_operator.sessions.objects import PoolRef, Session
+
+SENDER = "voicepool-operator"
+
+
+class SessionsUnavailable(Exception):
+    """A pool's Redis could not be read (the API answers 503 with this message)."""
+
+
+class PoolSource(Protocol):
+    def __call__(self, namespace: str | None) -> Awaitable[Sequence[PoolRef]]:
+        """The VoiceAgentPools of a namespace (None: of every namespace)."""
+        ...
+
+
+def _session(pool: PoolRef, session_id: str, row: Sequence[Any]) -> Session | None:
+    data, owner, ended = row
+    if data is None or ended == "1":
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    return Session(pool, session_id, str(owner or record.get("owner") or ""), record)
+
+
+class SessionReader:
+    def __init__(self, redis: RedisClients) -> None:
+        self._redis = redis
+        self.timeout_s = redis.timeout_s
+
+    def _client(self, pool: PoolRef) -> "aioredis.Redis":
+        if pool.redis_url is None:
+            raise SessionsUnavailable(f"the Redis URL of pool {pool.namespace}/{pool.name} is not resolved")
+        return self._redis.get(pool.redis_url)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, pool: PoolRef) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._redis.timeout_s):
+                yield
+        except (aioredis.RedisError, OSError, TimeoutError) as e:
+            raise SessionsUnavailable(
+                f"cannot read the sessions of pool {pool.namespace}/{pool.name}: {type(e).__name__}: {e}"
+            ) from e
+
+    async def pool_sessions(self, pool: PoolRef, ids: Iterable[str] | None = None) -> list[Session]:
+        """The pool's live sessions (or those of `ids` that are live), in the index's order."""
+        client = self._client(pool)
+        async with self._reading(pool):
+            if ids is None:
+                now_ms = int(time.time() * 1000)
+                found: Any = await client.zrangebyscore(keys.sessions_index_key(pool.pool_id), now_ms, "+inf")
+                ids = found
+            wanted = list(ids)
+            if not wanted:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                for sid in wanted:
+                    pipe.hmget(keys.session_key(pool.pool_id, sid), ["data", "owner", "ended"])
+                rows = await pipe.execute()
+        return [s for s in (_session(pool, sid, row) for sid, row in zip(wanted, rows, strict=True)) if s]
+
+    async def sessions(self, pools: Iterable[PoolRef]) -> list[Session]:
+        found = await asyncio.gather(*(self.pool_sessions(p) for p in pools))
+        return [s for batch in found for s in batch]
+
+    async def find(self, pools: Iterable[PoolRef], session_id: str) -> Session | None:
+        """A session id is unique in practice; the pools of the namespace are asked together."""
+        found = await asyncio.gather(*(self.pool_sessions(p, [session_id]) for p in pools))
+        return next((s for batch in found for s in batch), None)
+
+    async def end(self, session: Session) -> bool:
+        """Ends the session as an agent would (END), then tells its owner, which stops the call and
+        closes the client's socket with 1000; False when it had ended meanwhile."""
+        pool = session.pool
+        client = self._client(pool)
+        script_keys, args = lua.end_call(pool.pool_id, session.id)
+        async with self._reading(pool):
+            owner = await client.eval(lua.END, len(script_keys), *script_keys, *args)
+            if owner:
+                message = inbox.encode(inbox.message(inbox.END, session.id, "", SENDER))
+                await client.publish(keys.agent_inbox(pool.pool_id, str(owner)), message)
+        return owner is not None
+
+    def subscribe(self, pools: Sequence[PoolRef]) -> "SessionEvents":
+        return SessionEvents(self, pools)
+
+
+class SessionEvents:
+    """The ids of sessions that changed in some pools, from their events channels (one connection
+    per Redis server); `changes` yields (pool, session id) as the scripts publish them."""
+
+    def __init__(self, reader: SessionReader, pools: Sequence[PoolRef]) -> None:
+        self._reader = reader
+        self._pools = [p for p in pools if p.redis_url is not None]
+        self._queue: asyncio.Queue[tuple[PoolRef, str] | Exception] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> "SessionEvents":
+        by_url: dict[str, list[PoolRef]] = {}
+        for pool in self._pools:
+            by_url.setdefault(str(pool.redis_url), []).append(pool)
+        subscribed = []
+        for url, pools in by_url.items():
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._tasks.append(asyncio.create_task(self._listen(url, pools, ready)))
+            subscribed.append(ready)
+        await asyncio.gather(*subscribed)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _listen(self, url: str, pools: list[PoolRef], ready: "asyncio.Future[None]") -> None:
+        channels = {keys.session_events(p.pool_id): p for p in pools}
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=self._reader.timeout_s
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(*channels)
+            ready.set_result(None)
+            while True:
+                msg = await pubsub.get_message(timeout=30.0)
+                if msg is not None and msg.get("type") == "message":
+                    self._queue.put_nowait((channels[str(msg["channel"])], str(msg["data"])))
+        except (aioredis.RedisError, OSError) as e:
+            failure = SessionsUnavailable(f"the session events stopped: {type(e).__name__}: {e}")
+            if not ready.done():
+                ready.set_exception(failure)
+            self._queue.put_nowait(failure)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def next(self, timeout_s: float) -> list[tuple[PoolRef, str]]:
+        """The changes announced within timeout_s of the first (all of them, once one came); []."""
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            return []
+        items = [first]
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        for item in items:
+            if isinstance(item, Exception):
+                raise item
+        return [i for i in items if not isinstance(i, Exception)]
