@@ -72,13 +72,17 @@ async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkey
     # for every frame that came late while catching up.
     assert 0.025 <= track.stalled_s <= 0.05, track.stalled_s
 
-    now[0] += 0.5  # a long stall: no burst of 25 frames, the clock is re-anchored instead
-    before, stalled = now[0], track.stalled_s
+    now[0] += 0.5  # a long stall: no burst of 25 frames, the stream skips to the present instead
+    before, stalled, pts = now[0], track.stalled_s, track._pts
     await track.recv_pcm()
     assert track.late_resyncs == 1 and now[0] == before
     assert 0.45 <= track.stalled_s - stalled <= 0.5, "half a second stalled is half a second, not one frame"
+    # Stamped with when it is sent (the slot of now), not 20 ms after the last frame: a receiver sees
+    # a gap in the stream, not a frame 500 ms late.
+    assert track._pts == 285 * 960 and track._pts - pts == 25 * 960
     await track.recv_pcm()
-    assert abs(now[0] - (before + 0.02)) < 1e-6, "after re-anchoring, frames are paced again"
+    assert abs(now[0] - (100.0 + 286 * 0.02)) < 1e-6, "after the skip, frames are paced on the same grid"
+    assert track._pts == 286 * 960
 
 
 async def test_a_held_reply_resumes_at_the_exact_byte_it_paused_at(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,14 @@
 
 AIGeneratedAudioTrack hands aiortc one 20 ms frame per call, paced against an
 absolute clock: it never bursts (frames are never handed out faster than real time) and never
-drifts (each deadline is computed from the start, not from the previous frame). When the event
-loop stalls, the clock is re-anchored instead of catching up with a burst. With nothing to say it
-sends silence, so the RTP stream and the client's jitter buffer stay steady.
+drifts (each deadline is computed from the start, not from the previous frame). A short hiccup is
+caught up; after a longer stall of the event loop the stream skips to the present instead of
+bursting the backlog out, and its RTP timestamps skip with it: the frames after a stall are stamped
+with when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall
+was long, and the browser's jitter buffer, which sizes itself to the lateness it has seen, would hold
+every reply that much longer for many seconds after (its buffer had run dry during the stall either
+way). With nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay
+steady.
 
 Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
 chunk of an older turn that arrives late is discarded rather than played. `hold()` pauses the
@@ -210,8 +215,8 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
                 metrics.OUTPUT_STALLED.inc(stalled)
         self._behind = -wait
         if wait < -RESYNC_AFTER_S:
-            # Far behind (a stalled loop): re-anchor instead of bursting the backlog out.
-            self._start = now - self._pts / OUTPUT_RATE
+            # Far behind (a stalled loop): this frame takes the slot of now, its timestamp with it.
+            self._pts = round((now - self._start) * OUTPUT_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
             self.late_resyncs += 1
             self._behind = 0.0
 
