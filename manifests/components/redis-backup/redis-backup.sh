@@ -10,7 +10,8 @@
 #                                   with Redis stopped; what was there is moved aside, not deleted
 #   redis-backup.sh list            the snapshots in BACKUP_DIR, newest first
 #
-# POSIX sh: it runs in the Redis image (busybox) and in the AWS CLI image.
+# POSIX sh and the tools of coreutils, grep and sed: it runs in the Redis image (busybox) and in the
+# AWS CLI image.
 set -eu
 
 : "${REDIS_HOST:=redis.voicepool.svc}"
@@ -138,7 +139,8 @@ upload() {
   aws "$@" s3 cp --only-show-errors "$BACKUP_DIR/$name.sha256" "$uri/$name.sha256"
   aws "$@" s3 cp --only-show-errors "$BACKUP_DIR/$name" "$uri/$name"
   log "uploaded $name to $uri"
-  aws "$@" s3 ls "$uri/" | awk '{print $NF}' | grep -E "$NAME_RE" | sort -r | tail -n "+$((S3_KEEP + 1))" |
+  # Lines of `s3 ls` end with the object's name (no spaces in ours).
+  aws "$@" s3 ls "$uri/" | sed 's/.* //' | grep -E "$NAME_RE" | sort -r | tail -n "+$((S3_KEEP + 1))" |
     while read -r old; do
       aws "$@" s3 rm --only-show-errors "$uri/$old"
       aws "$@" s3 rm --only-show-errors "$uri/$old.sha256"
