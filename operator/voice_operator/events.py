@@ -2,7 +2,7 @@
 
 The operator writes its events itself rather than through kopf's poster, which puts the namespace
 of a cluster-scoped object's events ("default") into their involvedObject too: `kubectl describe
-ntp` selects on an empty involvedObject.namespace and found none of them (docs/operator.md, Events).
+ntp` selects on an empty involvedObject.namespace and found none of them (docs/operator.md, Status).
 """
 
 import datetime
