@@ -77,6 +77,7 @@ def test_objects_are_valid_and_spread_one_per_node(ha: list[Obj]) -> None:
     budgets = {p["metadata"]["name"]: p["spec"] for p in of_kind(ha, "PodDisruptionBudget")}
     assert budgets["redis"] == {"maxUnavailable": 1, "selector": {"matchLabels": REDIS}}
     assert budgets["redis-sentinel"] == {"maxUnavailable": 1, "selector": {"matchLabels": SENTINEL}}
+    assert named(ha, "Service", "redis-headless")["spec"]["publishNotReadyAddresses"] is True
     command = redis["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command == ["sh", "/etc/redis/scripts/redis-start.sh"]
 
