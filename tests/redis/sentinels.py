@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from tests.redis.servers import RedisServer
+from tests.redis.servers import RedisServer, Tls
 from tests.support.procs import free_port
 from voice_agent.store.redis_url import sync_client
 
@@ -28,7 +29,12 @@ class ReplicaServer(RedisServer):
     primary_port: int = 0
 
     def args(self) -> list[str]:
-        return [*super().args(), "--replicaof", "127.0.0.1", str(self.primary_port)]
+        args = [*super().args(), "--replicaof", "127.0.0.1", str(self.primary_port)]
+        if self.password:
+            args += ["--masterauth", self.password]
+        if self.tls is not None:
+            args += ["--tls-replication", "yes"]
+        return args
 
 
 @dataclass
@@ -39,23 +45,26 @@ class SentinelServer(RedisServer):
     quorum: int = 2
 
     def args(self) -> list[str]:
+        """The same password for the Sentinels themselves, their peers and the servers, as in the
+        cluster's redis-ha component; with TLS, every connection of the group is TLS."""
+        lines = ["bind 127.0.0.1", f"dir {self.workdir}", "protected-mode no", "loglevel warning"]
+        if self.tls is None:
+            lines.append(f"port {self.port}")
+        else:
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.cert}"]
+            lines += [f"tls-key-file {self.tls.key}", f"tls-ca-cert-file {self.tls.ca}"]
+            lines += ["tls-auth-clients no", "tls-replication yes"]
+        lines.append(f"sentinel monitor {SERVICE} 127.0.0.1 {self.monitor_port} {self.quorum}")
+        if self.password:
+            lines += [f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"]
+            lines.append(f"sentinel auth-pass {SERVICE} {self.password}")
+        lines += [
+            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {SERVICE} 10000",
+            f"sentinel parallel-syncs {SERVICE} 1",
+        ]
         conf = self.workdir / "sentinel.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    f"port {self.port}",
-                    "bind 127.0.0.1",
-                    f"dir {self.workdir}",
-                    "protected-mode no",
-                    "loglevel warning",
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.monitor_port} {self.quorum}",
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
-                    f"sentinel failover-timeout {SERVICE} 10000",
-                    f"sentinel parallel-syncs {SERVICE} 1",
-                    "",
-                ]
-            )
-        )
+        conf.write_text("\n".join(lines) + "\n")
         return ["redis-server", str(conf), "--sentinel"]
 
 
@@ -66,22 +75,36 @@ class SentinelGroup:
     workdir: Path
     replicas: int = 1
     sentinels: int = 3
+    password: str | None = None
+    tls: Tls | None = None
     primary: RedisServer = field(init=False)
     replica_servers: list[ReplicaServer] = field(default_factory=list)
     sentinel_servers: list[SentinelServer] = field(default_factory=list)
 
     @property
     def url(self) -> str:
+        return self.url_with(self.password)
+
+    def url_with(self, sentinel_password: str | None) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinel_servers)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        auth = f":{self.password}@" if self.password else ""
+        options = [f"sentinel_password={sentinel_password}"] if sentinel_password else []
+        if self.tls is not None:
+            options.append(f"ssl_ca_certs={self.tls.ca}")
+        scheme = "redis+sentinel" if self.tls is None else "rediss+sentinel"
+        query = "?" + "&".join(options) if options else ""
+        return f"{scheme}://{auth}{hosts}/{SERVICE}/0{query}"
 
     def start(self, timeout: float = 20.0) -> SentinelGroup:
-        self.primary = RedisServer(self.workdir / "primary").start()
+        secured = {"password": self.password, "tls": self.tls}
+        self.primary = RedisServer(self.workdir / "primary", **secured).start()
         for i in range(self.replicas):
-            replica = ReplicaServer(self.workdir / f"replica-{i}", primary_port=self.primary.port)
+            replica = ReplicaServer(self.workdir / f"replica-{i}", primary_port=self.primary.port, **secured)
             self.replica_servers.append(replica.start())
         for i in range(self.sentinels):
-            sentinel = SentinelServer(self.workdir / f"sentinel-{i}", monitor_port=self.primary.port)
+            sentinel = SentinelServer(
+                self.workdir / f"sentinel-{i}", monitor_port=self.primary.port, **secured
+            )
             self.sentinel_servers.append(sentinel.start())
         self.wait_settled(timeout)
         return self
@@ -145,7 +168,9 @@ class SentinelGroup:
         port = self.primary_port()
         promoted = next(r for r in self.replica_servers if r.port == port)
         old = self.primary
-        rejoined = ReplicaServer(old.workdir, port=old.port, primary_port=promoted.port).start()
+        rejoined = ReplicaServer(
+            old.workdir, port=old.port, primary_port=promoted.port, password=self.password, tls=self.tls
+        ).start()
         self.replica_servers = [r for r in self.replica_servers if r is not promoted] + [rejoined]
         self.primary = promoted
         self.wait_settled(timeout)
@@ -159,7 +184,7 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(workdir: Path, **kwargs: int) -> Iterator[SentinelGroup]:
+def sentinel_group(workdir: Path, **kwargs: Any) -> Iterator[SentinelGroup]:
     group = SentinelGroup(workdir, **kwargs)
     try:
         yield group.start()

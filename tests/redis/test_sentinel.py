@@ -21,7 +21,7 @@ from tests.redis.servers import agent_id_of, client_at, start_agents, stop_all
 from tests.support.procs import AgentProcess, free_port
 from tests.support.waits import until, wait_until
 from voice_agent.store import keys
-from voice_operator.pools.load import RedisUnavailable, read_pool_load
+from voice_operator.pools.load import RedisUnavailable, read_load, read_pool_load
 from voice_operator.redis_clients import RedisClients
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-sentinel")]
@@ -169,10 +169,12 @@ async def test_a_sentinel_naming_an_unreachable_primary_is_a_clear_error_not_a_h
             assert SERVICE in health["redis"]["error"]
             assert created.status_code == 503
 
-            # The pool status says the same (the operator reads the load through the same client).
-            with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{dead}"):
+            # The pool's status says the same: its RedisUnavailable condition carries this message.
+            with pytest.raises(
+                RedisUnavailable, match=f"cannot read session load from Redis: .*127.0.0.1:{dead}"
+            ):
                 async with asyncio.timeout(5):
-                    await read_pool_load(operator.get(url), "default", timeout_s=1.0)
+                    await read_load(operator, "voicepool", "pool", url)
         finally:
             await operator.close()
             agent.stop()

@@ -14,6 +14,7 @@ from voice_agent.store.redis_url import (
     is_sentinel,
     parse_sentinel,
 )
+from voice_operator.pools.deployment import agent_env
 from voice_operator.pools.spec import parse_pool_spec
 
 
@@ -93,3 +94,12 @@ def test_crd_and_operator_take_the_sentinel_schemes(redis: dict[str, object], ad
     assert (errors == []) is admitted, errors
     if admitted:
         assert parse_pool_spec(body["spec"]).redis_url == redis["url"]
+
+
+def test_the_pool_renders_the_sentinel_url_into_the_agents_env_as_given() -> None:
+    url = "redis+sentinel://s0:26379,s1:26379/voicepool/0"
+    env = agent_env("voicepool", "pool", parse_pool_spec(samples.pool(redis={"url": url})["spec"]))
+    assert [e for e in env if e["name"] == "REDIS_URL"] == [{"name": "REDIS_URL", "value": url}]
+    secret = samples.pool(redis={"secretRef": {"name": "redis-ha"}})["spec"]
+    [ref] = [e for e in agent_env("voicepool", "pool", parse_pool_spec(secret)) if e["name"] == "REDIS_URL"]
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "redis-ha", "key": "url"}

@@ -470,10 +470,11 @@ def check_url(url: str, timeout_s: float = 5.0) -> str | None:
         return f"server refused: {exc}"
     except (ConnectionError, TimeoutError) as exc:
         cause = exc.__cause__ or exc.__context__
+        # A Sentinel's refusal comes folded into "no master found", with the client's repr.
+        if any(s in str(exc) for s in ("AuthenticationError", "WRONGPASS", "NOAUTH")):
+            return "a Sentinel refused authentication (check sentinel_password in the URL)"
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
             return f"TLS handshake failed ({exc})"
-        if "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):  # a Sentinel refused us (its errors are folded)
-            return f"a Sentinel refused authentication (check sentinel_password in the URL): {exc}"
         log.warning("redis not reachable at start; running degraded until it is", extra={"error": str(exc)})
     finally:
         close_sync_client(client)
