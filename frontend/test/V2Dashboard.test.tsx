@@ -91,6 +91,24 @@ describe('DashboardView renders each state', () => {
     expect(props.onInterrupt).toHaveBeenCalledTimes(1);
   });
 
+  it('latency: the heard figure first, the agent\'s account beside it; an interrupted turn counts', () => {
+    view(
+      stateAfter(
+        ...live,
+        { type: 'agent', message: { type: 'transcript', text: 'tell me a story', final: true } },
+        { type: 'agent', message: { type: 'ai_response', text: 'Once upon a time there was a fox.', final: true } },
+        { type: 'heard', ms: 712 },
+        { type: 'agent', message: { type: 'ai_interrupted', text: 'Once upon a time...' } },
+      ),
+    );
+    expect(screen.getByTestId('latency-heard')).toHaveTextContent('712 ms');
+    expect(screen.getByTestId('latency-heard-median')).toHaveTextContent('712 ms');
+    expect(screen.getByText('Median heard, 1 turn')).toBeInTheDocument();
+    expect(screen.getByTestId('latency-v2v')).toHaveTextContent('--'); // no completed turn yet
+    const history = within(screen.getByRole('list', { name: 'Conversation history' }));
+    expect(history.getAllByRole('listitem').at(-1)).toHaveTextContent('Once upon a time... (interrupted)');
+  });
+
   it('reconnecting: tells the user the session is kept', () => {
     view(stateAfter(...live, { type: 'signaling', state: 'closed' }, { type: 'reconnect-scheduled', attempt: 2, delayMs: 1000 }));
     expect(screen.getByTestId('connection-status')).toHaveTextContent('Reconnecting');

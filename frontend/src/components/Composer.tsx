@@ -24,9 +24,9 @@ export function Composer({ disabled, onSend }: { disabled: boolean; onSend: (tex
         maxLength={2000}
         autoComplete="off"
       />
-      <button type="submit" className="button button-secondary" disabled={disabled || text.trim() === ''}>
+      <button type="submit" className="button button-secondary" aria-label="Send" disabled={disabled || text.trim() === ''}>
         <SendHorizontal size={16} aria-hidden="true" />
-        Send
+        <span className="button-label">Send</span>
       </button>
     </form>
   );

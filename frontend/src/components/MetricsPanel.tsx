@@ -19,24 +19,39 @@ function median(values: number[]): number | null {
   return sorted.length % 2 ? (sorted[mid] ?? null) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
-export function LatencyPanel({ turns }: { turns: TurnMetrics[] }) {
+/**
+ * The heard figure first (voice to voice as this page heard it, interrupted replies included: see
+ * src/audio/heard.ts), then the agent's own account of its latest completed turn beside it. The
+ * two differ by what only the page sees: network, jitter buffer and playout.
+ */
+export function LatencyPanel({ turns, heard = [] }: { turns: TurnMetrics[]; heard?: number[] }) {
   const last = turns.at(-1) ?? null;
-  const v2v = turns.map((t) => t.voice_to_voice_ms).filter((v): v is number => v !== null);
+  const lastHeard = heard.at(-1) ?? null;
   return (
     <section className="panel" aria-labelledby="latency-title">
       <h2 id="latency-title">
         <Gauge size={18} aria-hidden="true" /> Turn latency
       </h2>
-      {last === null ? (
+      {last === null && lastHeard === null ? (
         <p className="empty">Appears after the agent's first reply.</p>
       ) : (
-        <dl className="metrics" data-testid="latency">
-          <Metric label="Voice to voice" value={formatMs(last.voice_to_voice_ms)} testId="latency-v2v" />
-          <Metric label="Speech to text" value={formatMs(last.stt_ms)} />
-          <Metric label="LLM first token" value={formatMs(last.llm_first_token_ms)} />
-          <Metric label="TTS first audio" value={formatMs(last.tts_first_audio_ms)} />
-          <Metric label={`Median of ${v2v.length} turn${v2v.length === 1 ? '' : 's'}`} value={formatMs(median(v2v))} />
-        </dl>
+        <>
+          <dl className="metrics metrics-heard" data-testid="latency">
+            <Metric label="Heard, voice to voice" value={formatMs(lastHeard)} testId="latency-heard" />
+            <Metric
+              label={`Median heard, ${heard.length} turn${heard.length === 1 ? '' : 's'}`}
+              value={formatMs(median(heard))}
+              testId="latency-heard-median"
+            />
+          </dl>
+          <h3 className="metrics-caption">The agent's account of its last completed turn</h3>
+          <dl className="metrics" data-testid="latency-agent">
+            <Metric label="Speech to text" value={formatMs(last?.stt_ms)} />
+            <Metric label="LLM first token" value={formatMs(last?.llm_first_token_ms)} />
+            <Metric label="TTS first audio" value={formatMs(last?.tts_first_audio_ms)} />
+            <Metric label="Agent voice to voice" value={formatMs(last?.voice_to_voice_ms)} testId="latency-v2v" />
+          </dl>
+        </>
       )}
     </section>
   );

@@ -16,6 +16,8 @@ import {
   type AgentMessage,
   type ClientMessage,
 } from '../signaling/messages';
+import { HeardReporter, type HeardTurn } from '../audio/heard';
+import type { HeardMeterLike } from '../audio/heardMeter';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
 
@@ -62,6 +64,8 @@ export interface VoiceAgentDeps {
   playRemote: (stream: MediaStream | null) => void;
   random: () => number;
   now: () => number;
+  /** Times what the user hears (src/audio/heard.ts); left out where there is no Web Audio (unit tests). */
+  heardMeter?: () => HeardMeterLike;
 }
 
 export interface ControllerTuning {
@@ -122,6 +126,8 @@ export const MIC_CONSTRAINTS: MediaStreamConstraints = {
   video: false,
 };
 
+/** The largest heard figure the agent takes (docs/api.md, "Client metrics"). */
+const MAX_HEARD_MS = 30_000;
 type Failure = { code: VoiceErrorCode; message: string; retryAfterS?: number | null };
 type FailOptions = { endSession?: boolean };
 
@@ -238,6 +244,10 @@ export class VoiceSessionController {
 
   constructor(base: string, deps: VoiceAgentDeps, events: ControllerEvents, tuning: ControllerTuning = DEFAULT_TUNING) {
     this.base = base;
+  private heard: HeardMeterLike | null = null;
+  private readonly heardReporter = new HeardReporter((turn) => this.reportHeard(turn));
+  /** The agent's last processing status, to see each reply start (`speaking`) once. */
+  private agentProcessing: string | null = null;
     this.deps = deps;
     this.events = events;
     this.tuning = tuning;
@@ -292,6 +302,8 @@ export class VoiceSessionController {
   }
 
   interrupt(): void {
+    this.heard?.close();
+    this.heard = null;
     if (this.ws?.readyState === OPEN) this.send({ type: 'interrupt' });
   }
 
@@ -542,10 +554,38 @@ export class VoiceSessionController {
         this.rebuildPeer(run, false);
       })();
     }, this.tuning.mediaProbeMs);
+    if (message.type === 'status') this.onAgentStatus(message.processing);
   }
 
   /**
    * The agent streams audio all the time (silence between replies), so inbound packets that stop
+  // ---- what the user hears ----------------------------------------------------------------------
+
+  private heardMeter(): HeardMeterLike | null {
+    if (!this.heard && this.deps.heardMeter) {
+      this.heard = this.deps.heardMeter();
+      this.heard.onTurn = (turn) => this.heardReporter.heard(turn);
+    }
+    return this.heard;
+  }
+
+  private onAgentStatus(processing: string): void {
+    const now = this.heard?.now() ?? null;
+    if (processing === 'speaking' && this.agentProcessing !== 'speaking' && now !== null) {
+      this.heardReporter.replyStarted(now);
+    }
+    this.agentProcessing = processing;
+  }
+
+  /** One reply as heard: to the agent (docs/api.md, "Client metrics") and to the dashboard. */
+  private reportHeard(turn: HeardTurn): void {
+    const ms = Math.round(turn.ms);
+    if (!(ms > 0 && ms <= MAX_HEARD_MS)) return;
+    // Never queued: after a reconnect the agent may count its replies anew.
+    if (this.ws?.readyState === OPEN) this.ws.send(encodeClientMessage({ type: 'client_metrics', voice_to_voice_ms: ms }));
+    this.events.dispatch({ type: 'heard', ms });
+  }
+
    * while the call is up are a stall, whatever its cause: shown at once (media `stalled`), then
    * recovered if it does not end by itself: a fresh offer when the agent still answers on the
    * socket, else a new socket. Only audio that flowed and then stopped counts; a tick that comes
@@ -853,3 +893,6 @@ export class VoiceSessionController {
     this.publishMedia();
   }
 }
+    this.heardMeter()?.listen(this.localStream, this.remoteStream);
+    this.heardReporter.reset();
+    this.agentProcessing = null;

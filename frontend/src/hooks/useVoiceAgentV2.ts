@@ -5,6 +5,7 @@
  * only wires the two into React and guarantees teardown on unmount.
  */
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { HeardMeter } from '../audio/heardMeter';
 import { agentBaseUrl } from '../config';
 import {
   DEFAULT_TUNING,
@@ -65,6 +66,7 @@ export function browserDeps(): VoiceAgentDeps {
     playRemote: createAudioSink(),
     random: Math.random,
     now: () => Date.now(),
+    heardMeter: () => new HeardMeter(),
   };
 }
 

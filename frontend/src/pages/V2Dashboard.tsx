@@ -124,7 +124,7 @@ export function DashboardView(props: DashboardViewProps) {
         </section>
 
         <div className="side">
-          <LatencyPanel turns={state.turnMetrics} />
+          <LatencyPanel turns={state.turnMetrics} heard={state.heardMs} />
           <NetworkPanel stats={active ? network : null} />
         </div>
       </main>
