@@ -82,6 +82,37 @@ describe('voiceAgentReducer', () => {
     expect(dropped.history[0]).toMatchObject({ interrupted: true });
   });
 
+  it('shows an interrupted reply as the words that were played, marked interrupted', () => {
+    const written = run([
+      ...live,
+      agent({ type: 'transcript', text: 'tell me a story', final: true }),
+      agent({ type: 'ai_response', text: 'Once upon a time there was a fox.', final: true }),
+    ]);
+    const cut = run([agent({ type: 'ai_interrupted', text: 'Once upon a time...' })], written);
+    expect(cut.history.map((t) => [t.role, t.text, t.interrupted ?? false])).toEqual([
+      ['user', 'tell me a story', false],
+      ['agent', 'Once upon a time...', true],
+    ]);
+    // Still streaming when it was cut: closed with what was heard, not with what was written.
+    const streaming = run([...live, agent({ type: 'ai_response', text: 'Once upon a time there', final: false })]);
+    const early = run([agent({ type: 'ai_interrupted', text: 'Once...' })], streaming);
+    expect(early.history).toEqual([{ id: 1, role: 'agent', text: 'Once...', interrupted: true }]);
+    expect(early.aiResponseFinal).toBe(true);
+    // Nothing of it was heard: it is not kept, as the agent's history does not keep it.
+    expect(run([agent({ type: 'ai_interrupted', text: '' })], written).history).toHaveLength(1);
+    expect(run([agent({ type: 'ai_interrupted', text: '' })], streaming).history).toEqual([]);
+    // No reply to cut (the user's turn is the last one): nothing changes.
+    const asked = run([...live, agent({ type: 'transcript', text: 'hi', final: true })]);
+    expect(run([agent({ type: 'ai_interrupted', text: 'Hel...' })], asked).history).toEqual(asked.history);
+  });
+
+  it('keeps each reply\'s heard voice to voice, the latest last, bounded', () => {
+    const many = Array.from({ length: MAX_TURN_METRICS + 3 }, (_, i): VoiceAgentAction => ({ type: 'heard', ms: i }));
+    const s = run([...live, ...many]);
+    expect(s.heardMs).toHaveLength(MAX_TURN_METRICS);
+    expect(s.heardMs.at(-1)).toBe(MAX_TURN_METRICS + 2);
+  });
+
   it('follows the agent\'s processing status while active, idle otherwise', () => {
     for (const processing of ['listening', 'processing', 'speaking', 'idle'] as const) {
       expect(run([...live, agent({ type: 'status', processing })]).processingStatus).toBe(processing);

@@ -229,6 +229,7 @@ async def test_words_over_the_reply_cut_it_where_it_was_heard_and_are_answered()
         assert pipe.track.buffered_bytes == 0
         last = pipe.conversation.messages[-1]
         assert (last.role, last.content, last.interrupted) == ("assistant", "One two...", True)
+        assert {"type": "ai_interrupted", "text": "One two..."} in events, "the client is told what was heard"
         for pcm in [SILENT] * 25:
             await pipe.push_audio(pcm)
         await eventually(lambda: llm.calls == 2)

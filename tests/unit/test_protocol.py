@@ -275,6 +275,7 @@ def test_the_schema_names_both_directions_and_both_code_tables() -> None:
     }
     assert server == {"session", "answer", "offer", "ice-candidate", "status", "transcript"} | {
         "ai_response",
+        "ai_interrupted",
         "metrics",
         "error",
         "pong",

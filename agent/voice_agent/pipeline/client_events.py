@@ -1,5 +1,6 @@
-"""What the client is told about the call: transcripts, the reply as it is written, errors, the
-agent's status (listening, processing, speaking) and each completed turn's metrics.
+"""What the client is told about the call: transcripts, the reply as it is written (and, when it is
+cut short, what of it was heard), errors, the agent's status (listening, processing, speaking) and
+each completed turn's metrics.
 
 An observer; the shapes are the protocol's (docs/api.md). Reply text of a turn no longer in flight
 is not sent: a barge-in has already moved the client on.
@@ -61,6 +62,10 @@ class ClientEvents:
                 self._set_status("speaking")
             case TurnMetricsFrame(metrics=m):
                 self._emit({"type": "metrics", "turn": m.as_event()})
+            case TurnEndedFrame(text=text, interrupted=True):
+                # The reply's full text went out as it was written; the client shows what was heard.
+                self._emit({"type": "ai_interrupted", "text": text})
+                self._set_status("listening")
             case TurnEndedFrame():
                 self._set_status("listening")
             case MediaStateFrame(live=True) if self.status == "idle":

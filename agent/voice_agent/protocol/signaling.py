@@ -381,6 +381,13 @@ class AiResponseEvent(_Wire):
     provider: str | None = Field(default=None, exclude_if=_absent, description="the LLM that answered")
 
 
+class AiInterruptedEvent(_Wire):
+    """The reply was cut short (barge-in, interrupt): `text` is what of it was played, as kept in history."""
+
+    type: Literal["ai_interrupted"] = "ai_interrupted"
+    text: str
+
+
 class TurnMetrics(BaseModel):
     stt_ms: float | None
     llm_first_token_ms: float | None
@@ -415,6 +422,7 @@ AnyServerEvent = (
     | StatusEvent
     | TranscriptEvent
     | AiResponseEvent
+    | AiInterruptedEvent
     | MetricsEvent
     | ErrorEvent
     | PongEvent

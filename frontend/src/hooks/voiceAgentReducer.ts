@@ -63,6 +63,11 @@ export interface VoiceAgentState {
   aiResponseFinal: boolean;
   history: ConversationTurn[];
   turnMetrics: TurnMetrics[];
+  /**
+   * Voice to voice of each reply as heard in this page, in ms (src/audio/heard.ts): the end of the
+   * user's speech on the mic track to the reply's first audible block; interrupted replies too.
+   */
+  heardMs: number[];
   nextTurnId: number;
   /** Times the agent's audio stopped while the call was up (docs/reliability.md, "Liveness under load"). */
   mediaStalls: number;
@@ -80,6 +85,7 @@ export type VoiceAgentAction =
   | { type: 'protocol-error'; reason: string }
   | { type: 'fail'; code: VoiceErrorCode; message: string; retryAfterS?: number | null }
   | { type: 'local-text'; text: string }
+  | { type: 'heard'; ms: number }
   | { type: 'dismiss' };
 
 export const CLIENT_VERSION = 'v2';
@@ -105,6 +111,7 @@ export const initialVoiceAgentState: VoiceAgentState = {
   aiResponseFinal: true,
   history: [],
   turnMetrics: [],
+  heardMs: [],
   nextTurnId: 1,
   mediaStalls: 0,
 };
@@ -154,6 +161,31 @@ function closeOpenReply(state: VoiceAgentState): VoiceAgentState {
     aiResponseFinal: true,
     history: [...state.history, { id: state.nextTurnId, role: 'agent', text: state.aiResponse, interrupted: true }],
     nextTurnId: state.nextTurnId + 1,
+  };
+}
+
+/**
+ * The agent cut its reply short: what of it was played replaces the text it was written as, marked
+ * interrupted (as the agent's stored history keeps it; a reply nobody heard is not kept there).
+ */
+function cutReply(state: VoiceAgentState, heard: string): VoiceAgentState {
+  const text = heard.trim();
+  if (!state.aiResponseFinal && state.aiResponse) {
+    const closed = { ...state, aiResponse: text, aiResponseFinal: true };
+    if (text === '') return closed;
+    return {
+      ...closed,
+      history: [...state.history, { id: state.nextTurnId, role: 'agent', text, interrupted: true }],
+      nextTurnId: state.nextTurnId + 1,
+    };
+  }
+  const last = state.history.at(-1);
+  if (last?.role !== 'agent') return state;
+  const kept = state.history.slice(0, -1);
+  return {
+    ...state,
+    aiResponse: text,
+    history: text === '' ? kept : [...kept, { ...last, text, interrupted: true }],
   };
 }
 
@@ -233,6 +265,8 @@ function onAgentMessage(state: VoiceAgentState, message: AgentMessage): VoiceAge
       const done = { ...state, aiResponse: text, aiResponseFinal: true };
       return text.trim() === '' ? done : pushTurn(done, 'agent', text);
     }
+    case 'ai_interrupted':
+      return cutReply(state, message.text);
     case 'metrics':
       return { ...state, turnMetrics: [...state.turnMetrics, message.turn].slice(-MAX_TURN_METRICS) };
     case 'error':
@@ -336,6 +370,8 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
         },
         'idle',
       );
+    case 'heard':
+      return { ...state, heardMs: [...state.heardMs, action.ms].slice(-MAX_TURN_METRICS) };
     case 'local-text':
       return action.text.trim() === '' ? state : pushTurn(closeOpenReply(state), 'user', action.text.trim());
     case 'dismiss':

@@ -141,6 +141,10 @@ export function parseAgentMessage(raw: unknown): ParseResult {
       return typeof data.text === 'string'
         ? { ok: true, message: { type: data.type, text: data.text, final: data.final === true } }
         : bad('text missing');
+    case 'ai_interrupted':
+      return typeof data.text === 'string'
+        ? { ok: true, message: { type: 'ai_interrupted', text: data.text } }
+        : bad('text missing');
     case 'metrics': {
       const turn = parseTurn(data.turn);
       return turn ? { ok: true, message: { type: 'metrics', turn } } : bad('turn missing');

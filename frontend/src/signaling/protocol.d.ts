@@ -4,6 +4,18 @@ export type paths = Record<string, never>;
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AiInterruptedEvent
+         * @description The reply was cut short (barge-in, interrupt): `text` is what of it was played, as kept in history.
+         */
+        AiInterruptedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ai_interrupted";
+            text: string;
+        };
         /** AiResponseEvent */
         AiResponseEvent: {
             /**
@@ -222,7 +234,7 @@ export interface components {
             /** @default null */
             ts?: unknown;
         };
-        ServerEvent: components["schemas"]["SessionEvent"] | components["schemas"]["AnswerEvent"] | components["schemas"]["OfferEvent"] | components["schemas"]["IceCandidateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TranscriptEvent"] | components["schemas"]["AiResponseEvent"] | components["schemas"]["MetricsEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["PongEvent"];
+        ServerEvent: components["schemas"]["SessionEvent"] | components["schemas"]["AnswerEvent"] | components["schemas"]["OfferEvent"] | components["schemas"]["IceCandidateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TranscriptEvent"] | components["schemas"]["AiResponseEvent"] | components["schemas"]["AiInterruptedEvent"] | components["schemas"]["MetricsEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["PongEvent"];
         /** SessionEvent */
         SessionEvent: {
             /**
