@@ -8,6 +8,7 @@ spec.session.exposeTranscripts is true; otherwise the timeline counts words.
 
 import dataclasses
 import datetime
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -61,12 +62,12 @@ class Session:
     def status(self) -> str:
         return str(self.record.get("status") or "created")
 
-    @property
+    @functools.cached_property
     def history(self) -> list[Mapping[str, Any]]:
         history = self.record.get("history")
         return [m for m in history if isinstance(m, Mapping)] if isinstance(history, list) else []
 
-    @property
+    @functools.cached_property
     def turns(self) -> int:
         return sum(1 for m in self.history if m.get("role") == "user")
 
@@ -119,15 +120,18 @@ def human_duration(seconds: float) -> str:
     return f"{days // 365}y{days % 365}d" if days < 8 * 365 else f"{days // 365}y"
 
 
-def metadata(session: Session) -> dict[str, Any]:
-    return {
+def metadata(session: Session, uid: bool = True) -> dict[str, Any]:
+    """`uid` costs a SHA-1 per session: a Table row (what kubectl prints) goes without."""
+    meta = {
         "name": session.id,
         "namespace": session.pool.namespace,
-        "uid": str(uuid.uuid5(_UID_NAMESPACE, f"{session.pool.pool_id}/{session.id}")),
         "resourceVersion": "0",
         "creationTimestamp": rfc3339(session.time("created_at")),
         "labels": {c.POOL_LABEL: session.pool.name},
     }
+    if uid:
+        meta["uid"] = str(uuid.uuid5(_UID_NAMESPACE, f"{session.pool.pool_id}/{session.id}"))
+    return meta
 
 
 def _words(text: Any) -> int:
@@ -211,7 +215,7 @@ def table_row(session: Session, now: datetime.datetime) -> dict[str, Any]:
         "object": {
             "kind": "PartialObjectMetadata",
             "apiVersion": "meta.k8s.io/v1",
-            "metadata": metadata(session),
+            "metadata": metadata(session, uid=False),
         },
     }
 
