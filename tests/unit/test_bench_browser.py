@@ -1,0 +1,55 @@
+"""bench.browser's summary of the page's raw figures, and of the agent's account beside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.browser import report, summarize
+
+
+def raw(agent: bool = True) -> dict[str, Any]:
+    run = {
+        "run": 1,
+        "context": {"state": "running", "sampleRate": 48000, "baseLatency": 0.01, "outputLatency": 0},
+        "clock": [],
+        "receiver": {"jitterMs": 2.5, "jitterBufferMs": 60.0, "targetDelayMs": 55.0, "concealedPercent": 0.4},
+        "turns": [{"voiceToVoiceMs": 400.0}, {"voiceToVoiceMs": 500.0}, {"failed": "no reply"}],
+        "bargeIns": [{"bargeInMs": 150.0}, {"failed": "agent did not stop"}],
+    }
+    out: dict[str, Any] = {"runs": 1, "turnsPerRun": 3, "bargeInsPerRun": 2, "perRun": [run]}
+    if agent:
+        out["agent"] = {
+            "turnDecisions": {"complete": 3.0, "fallback": 1.0},
+            # Cumulative, as Prometheus has them: 1 turn by 0.2 s, 3 by 0.25 s, all 4 by 0.5 s.
+            "turnEndSilence": {"buckets": [[0.2, 1.0], [0.25, 3.0], [0.5, 4.0]], "sumS": 1.0, "count": 4.0},
+            "interruptions": {"real": 1.0},
+            "outputStalledS": 0.0125,
+            "outputLateFrames": 2.0,
+        }
+    return out
+
+
+def test_the_agents_account_is_summarized_beside_the_page_figures() -> None:
+    s = summarize(raw())
+    assert s["latency"]["voice_to_voice_ms"]["n"] == 2 and s["latency"]["failures"] == {"no reply": 1}
+    receiver = s["receiver"]
+    assert receiver["target_delay_ms"]["p50"] == 55.0 and receiver["arrival_jitter_ms"]["p50"] == 2.5
+    account = s["agent"]
+    assert account["turn_decisions"] == {"complete": 3.0, "fallback": 1.0}
+    # Half of 4 turns were taken by 0.25 s (3 of them): the median's bucket bound, in ms.
+    assert account["turn_end_silence_ms"] == {"n": 4.0, "mean": 250.0, "p50_at_most": 250.0}
+    assert account["output_stalled_ms"] == 12.5 and account["output_late_frames"] == 2.0
+
+    table = report({"configs": {"default": {"turn_detector": "adaptive", **s}}})
+    assert "| Agent: end-of-turn decisions by outcome | complete 3, fallback 1 |" in table
+    assert "| Agent: silence waited before taking the turn, mean | 250 ms |" in table
+    assert "jitterBufferTargetDelay" in table
+
+
+def test_results_from_before_the_agents_account_still_make_their_table() -> None:
+    s = summarize(raw(agent=False))
+    assert s["agent"] is None
+    del s["receiver"]["target_delay_ms"]
+    table = report({"configs": {"default": {"turn_detector": "adaptive", **s}}})
+    assert "Agent:" not in table and "jitterBufferTargetDelay" not in table
+    assert "Voice-to-voice" in table
