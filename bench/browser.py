@@ -72,6 +72,30 @@ def measure(env: dict[str, str], args: argparse.Namespace, out: Path) -> dict[st
     return raw
 
 
+def median_bound(buckets: list[list[float]], count: float) -> float | None:
+    """The smallest histogram bound (s) at or under which half the observations fall."""
+    return next((le for le, n in buckets if count and n >= count / 2), None)
+
+
+def agent_account(account: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the agent says took its turns (its /metrics after the runs): why a figure is what it is."""
+    if not account:
+        return None
+    silence = account["turnEndSilence"]
+    count = silence["count"]
+    return {
+        "turn_decisions": account["turnDecisions"],
+        "turn_end_silence_ms": {
+            "n": count,
+            "mean": round(silence["sumS"] / count * 1000, 1) if count else None,
+            "p50_at_most": None if (b := median_bound(silence["buckets"], count)) is None else b * 1000,
+        },
+        "interruptions": account["interruptions"],
+        "output_stalled_ms": round(account["outputStalledS"] * 1000, 1),
+        "output_late_frames": account["outputLateFrames"],
+    }
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     runs = raw["perRun"]
     turns = [t for r in runs for t in r["turns"]]
@@ -97,9 +121,12 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         # Per run, over the whole call: how long the browser held the reply before playing it.
         "receiver": {
             "jitter_buffer_ms": summary([r["jitterBufferMs"] for r in receivers]),
+            "target_delay_ms": summary([r["targetDelayMs"] for r in receivers]),
+            "arrival_jitter_ms": summary([r["jitterMs"] for r in receivers]),
             "concealed_percent": summary([r["concealedPercent"] for r in receivers]),
         },
         "audio_sample_rate_hz": sample_rates,
+        "agent": agent_account(raw.get("agent")),
     }
 
 
@@ -131,6 +158,14 @@ def _p(s: dict[str, Any]) -> str:
     return f"{s['p50']:g} / {s['p95']:g} / {s['p99']:g} ms" if s["n"] else "—"
 
 
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:g} ms"
+
+
+def _counts(c: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(c.items())) or "—"
+
+
 def report(d: dict[str, Any]) -> str:
     """The table for the console and docs/performance.md: one column per configuration."""
     configs: dict[str, Any] = d["configs"]
@@ -160,6 +195,28 @@ def report(d: dict[str, Any]) -> str:
             [_p(c["receiver"]["jitter_buffer_ms"]) for c in configs.values()],
         ),
     ]
+    if all("target_delay_ms" in c["receiver"] for c in configs.values()):
+        rows.append(
+            (
+                "Its target, averaged over a call (jitterBufferTargetDelay, per run)",
+                [_p(c["receiver"]["target_delay_ms"]) for c in configs.values()],
+            )
+        )
+    if all(c.get("agent") for c in configs.values()):
+        rows += [
+            (
+                "Agent: end-of-turn decisions by outcome",
+                [_counts(c["agent"]["turn_decisions"]) for c in configs.values()],
+            ),
+            (
+                "Agent: silence waited before taking the turn, mean",
+                [_ms(c["agent"]["turn_end_silence_ms"]["mean"]) for c in configs.values()],
+            ),
+            (
+                "Agent: its outbound audio behind its clock, summed",
+                [_ms(c["agent"]["output_stalled_ms"]) for c in configs.values()],
+            ),
+        ]
     lines = [
         "| In the page, p50 / p95 / p99 | " + " | ".join(head(n, c) for n, c in configs.items()) + " |",
         "|---|" + "---|" * len(configs),

@@ -84,6 +84,57 @@ function agentEnv(): Record<string, string> {
   );
 }
 
+/**
+ * The agent's own account of the runs, from its /metrics at the end: which end-of-turn outcome
+ * took each turn, the silence it waited, and what it made of each sound over a reply. It explains
+ * the page's figures; it is not one of them.
+ */
+interface AgentAccount {
+  turnDecisions: Record<string, number>;
+  /** Cumulative counts of voice_turn_end_silence_seconds by upper bound (s), and their sum. */
+  turnEndSilence: { buckets: [number, number][]; sumS: number; count: number };
+  interruptions: Record<string, number>;
+  /** How long the agent's outbound audio fell behind its 20 ms clock, and in how many frames. */
+  outputStalledS: number;
+  outputLateFrames: number;
+}
+
+/** Samples of one metric family, by the value of one label (summed over the other labels). */
+function byLabel(text: string, metric: string, label: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const line = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
+  for (const m of text.matchAll(line)) {
+    const value = new RegExp(`${label}="([^"]*)"`).exec(m[1] ?? '')?.[1];
+    if (value !== undefined) out[value] = (out[value] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+/** An unlabelled sample's value (0 when absent). */
+function plain(text: string, metric: string): number {
+  return Number(new RegExp(`^${metric} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+}
+
+async function agentAccount(url: string): Promise<AgentAccount> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const silence = 'voice_turn_end_silence_seconds';
+  const total = (name: string): number => Object.values(byLabel(text, name, 'detector')).reduce((a, b) => a + b, 0);
+  return {
+    turnDecisions: byLabel(text, 'voice_turn_decisions_total', 'outcome'),
+    turnEndSilence: {
+      buckets: Object.entries(byLabel(text, `${silence}_bucket`, 'le'))
+        .map(([le, n]): [number, number] => [Number(le), n])
+        .filter(([le]) => Number.isFinite(le))
+        .sort((a, b) => a[0] - b[0]),
+      sumS: total(`${silence}_sum`),
+      count: total(`${silence}_count`),
+    },
+    interruptions: byLabel(text, 'voice_interruptions_total', 'kind'),
+    outputStalledS: plain(text, 'voice_output_stalled_seconds_total'),
+    outputLateFrames: plain(text, 'voice_output_late_frames_total'),
+  };
+}
+
 let agent: AgentProcess;
 let browser: Browser;
 let phrases: Record<keyof typeof PHRASES, string>;
@@ -204,7 +255,8 @@ it(`times voice-to-voice and barge-in inside the page over ${RUNS} runs`, { time
     await context.close();
   }
   mkdirSync(dirname(OUT_FILE), { recursive: true });
-  const result = { runs: RUNS, turnsPerRun: TURNS, bargeInsPerRun: BARGE_INS, perRun: runs };
+  const account = await agentAccount(agent.url);
+  const result = { runs: RUNS, turnsPerRun: TURNS, bargeInsPerRun: BARGE_INS, perRun: runs, agent: account };
   writeFileSync(OUT_FILE, `${JSON.stringify(result, null, 2)}\n`);
   expect(runs).toHaveLength(RUNS);
 });
