@@ -83,6 +83,20 @@ def test_dashboard_shows_turn_taking_by_detector_outcome_and_kind() -> None:
     assert quantiles == {"0.5", "0.95"}
 
 
+def test_dashboard_shows_what_users_hear_beside_the_agents_figure() -> None:
+    """The page-reported voice-to-voice, p50 and p95 by pool, in the panel with the agent's own."""
+    for panel in dashboard()["panels"]:  # type: ignore[attr-defined]
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        if any("voice_client_voice_to_voice_seconds_bucket" in e for e in exprs):
+            break
+    else:
+        raise AssertionError("no panel shows voice_client_voice_to_voice_seconds")
+    for metric in ("voice_client_voice_to_voice_seconds", "voice_voice_to_voice_seconds"):
+        shown = [e for e in exprs if f"{metric}_bucket" in e]
+        assert {q for e in shown for q in re.findall(r"^histogram_quantile\((0\.\d+),", e)} == {"0.5", "0.95"}
+        assert all(re.search(r"sum by \([^)]*\bpool\b", e) for e in shown), shown
+
+
 def test_dashboard_and_alerts_reference_only_exported_metrics() -> None:
     exprs = [*dashboard_exprs(), *(r["expr"] for r in alert_rules(render("monitoring")))]
     unknown = {m for expr in exprs for m in OURS.findall(expr)} - exported_series()
