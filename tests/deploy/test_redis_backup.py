@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -220,3 +221,113 @@ def test_the_component_leaves_redis_and_its_policy_alone(overlay: str, tmp_path:
     plain = render(overlay)
     for kind, name in (("NetworkPolicy", "redis"), ("StatefulSet", "redis"), ("Service", "redis")):
         assert named(with_backups, kind, name) == named(plain, kind, name)
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool not found: apt-get install prometheus (scripts/ensure-system-deps.sh test)")
+    return found
+
+
+CRON = 'namespace="voicepool", cronjob="redis-backup"'
+NS = {"namespace": "voicepool"}
+
+
+def samples(value: int, from_s: int = 0) -> str:
+    """One sample a minute for 6 hours, absent before `from_s` (what kube-state-metrics reports)."""
+    start = from_s // 60
+    return f"_x{start} {value}x{360 - start}" if start else f"{value}x360"
+
+
+def job(name: str, started_s: int, failed: bool) -> list[dict[str, str]]:
+    """kube-state-metrics' series of one Job of the CronJob, from its start."""
+    labels = f'namespace="voicepool", job_name="{name}"'
+    return [
+        {"series": f"kube_job_status_start_time{{{labels}}}", "values": samples(started_s, started_s)},
+        {
+            "series": f'kube_job_failed{{{labels}, condition="true"}}',
+            "values": samples(int(failed), started_s),
+        },
+        {
+            "series": f'kube_job_owner{{{labels}, owner_kind="CronJob", owner_name="redis-backup"}}',
+            "values": samples(1, started_s),
+        },
+    ]
+
+
+def cronjob(last_success_s: int | None) -> list[dict[str, str]]:
+    """The CronJob made at time 0; its last success at `last_success_s` (None: never)."""
+    out = [{"series": f"kube_cronjob_created{{{CRON}}}", "values": samples(0)}]
+    if last_success_s is not None:
+        series = f"kube_cronjob_status_last_successful_time{{{CRON}}}"
+        out.append({"series": series, "values": samples(last_success_s, last_success_s)})
+    return out
+
+
+def test_alerts_fire_on_a_failed_or_stale_backup_and_only_then(backup: list[Obj], tmp_path: Path) -> None:
+    """The rules evaluated by Prometheus' own promtool over kube-state-metrics series."""
+    rule = named(backup, "PrometheusRule", "voicepool-redis-backup")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    annotations = {r["alert"]: r["annotations"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+    def fired(alert: str, summary: str) -> list[dict[str, object]]:
+        return [
+            {
+                "exp_labels": {**NS, "severity": "warning" if alert.endswith("Failed") else "critical"},
+                "exp_annotations": {**annotations[alert], "summary": summary},
+            }
+        ]
+
+    failed = fired("VoiceRedisBackupFailed", "The last Redis backup in voicepool failed")
+
+    def case(series: list[dict[str, str]], at: str, alert: str, expected: list[dict[str, object]]) -> Obj:
+        return {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}],
+        }
+
+    tests = [
+        # Hourly successes: nothing, either alert.
+        case(
+            cronjob(3 * 3600) + job("redis-backup-1", 3 * 3600, False), "3h50m", "VoiceRedisBackupStale", []
+        ),
+        case(
+            cronjob(3 * 3600) + job("redis-backup-1", 3 * 3600, False), "3h50m", "VoiceRedisBackupFailed", []
+        ),
+        # The newest Job failed after the last success: fires once `for` has passed, not before.
+        case(cronjob(3600) + job("redis-backup-2", 7200, True), "2h10m", "VoiceRedisBackupFailed", failed),
+        case(cronjob(3600) + job("redis-backup-2", 7200, True), "2h3m", "VoiceRedisBackupFailed", []),
+        # A failure followed by a success: resolved.
+        case(cronjob(9000) + job("redis-backup-2", 7200, True), "2h40m", "VoiceRedisBackupFailed", []),
+        # Never a success, and the first Job failed.
+        case(cronjob(None) + job("redis-backup-0", 600, True), "30m", "VoiceRedisBackupFailed", failed),
+        # Last success 4 hours ago: stale; 2 h 55 min ago: not yet.
+        case(
+            cronjob(3600),
+            "5h",
+            "VoiceRedisBackupStale",
+            fired("VoiceRedisBackupStale", "No Redis backup in voicepool succeeded for 4h 0m 0s"),
+        ),
+        case(cronjob(3600), "3h55m", "VoiceRedisBackupStale", []),
+        # None ever, 3 hours after the CronJob was made.
+        case(cronjob(None), "2h", "VoiceRedisBackupStale", []),
+        case(
+            cronjob(None),
+            "3h15m",
+            "VoiceRedisBackupStale",
+            fired("VoiceRedisBackupStale", "No Redis backup in voicepool succeeded for 3h 15m 0s"),
+        ),
+    ]
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    checked = subprocess.run(
+        [promtool(), "check", "rules", "rules.yaml"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    out = subprocess.run(
+        [promtool(), "test", "rules", "tests.yaml"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
