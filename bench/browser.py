@@ -111,12 +111,15 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "failures": dict(Counter(t["failed"] for t in turns if "failed" in t)),
             "overlapped": sum(1 for t in turns if t.get("overlapped")),
             "voice_to_voice_ms": summary(v2v),
+            # The browser's playout buffer over each timed turn: the share of it spent waiting there.
+            "buffer_ms": summary([t["bufferMs"] for t in turns if "bufferMs" in t]),
         },
         "barge_in": {
             "trials": len(barges),
             "failed": len(barges) - len(stops),
             "failures": dict(Counter(b["failed"] for b in barges if "failed" in b)),
             "barge_in_ms": summary(stops),
+            "buffer_ms": summary([b["bufferMs"] for b in barges if "bufferMs" in b]),
         },
         # Per run, over the whole call: how long the browser held the reply before playing it.
         "receiver": {
@@ -158,6 +161,10 @@ def _p(s: dict[str, Any]) -> str:
     return f"{s['p50']:g} / {s['p95']:g} / {s['p99']:g} ms" if s["n"] else "—"
 
 
+def _p50(s: dict[str, Any]) -> str:
+    return f"{s['p50']:g} ms" if s["n"] else "—"
+
+
 def _ms(v: float | None) -> str:
     return "—" if v is None else f"{v:g} ms"
 
@@ -190,6 +197,19 @@ def report(d: dict[str, Any]) -> str:
             [_p(c["barge_in"]["barge_in_ms"]) for c in configs.values()],
         ),
         ("Barge-ins missed", [failures(c["barge_in"]) for c in configs.values()]),
+        *(
+            [
+                (
+                    "Browser playout buffer during the timed turns / barge-ins, p50",
+                    [
+                        f"{_p50(c['latency']['buffer_ms'])} / {_p50(c['barge_in']['buffer_ms'])}"
+                        for c in configs.values()
+                    ],
+                )
+            ]
+            if all("buffer_ms" in c["latency"] for c in configs.values())
+            else []
+        ),
         (
             "Browser playout buffer over a call (jitterBufferDelay, per run)",
             [_p(c["receiver"]["jitter_buffer_ms"]) for c in configs.values()],

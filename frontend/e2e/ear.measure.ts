@@ -25,6 +25,7 @@ import {
   type ContextInfo,
   Ear,
   type ReceiverReading,
+  bufferBetween,
   firstLoud,
   lastLoud,
   latest,
@@ -55,6 +56,8 @@ const STILL_TALKING_S = 0.04;
 
 interface Turn {
   voiceToVoiceMs?: number;
+  /** The browser's playout buffer over the turn (its mean delay from the question to the reply heard). */
+  bufferMs?: number;
   /** The reply began before the user's speech ended (it talked over the user). */
   overlapped?: boolean;
   failed?: string;
@@ -62,6 +65,8 @@ interface Turn {
 
 interface BargeIn {
   bargeInMs?: number;
+  /** The browser's playout buffer while the interruption was spoken. */
+  bufferMs?: number;
   failed?: string;
 }
 
@@ -183,13 +188,19 @@ async function unlessTimedOut<T>(wait: Promise<T>): Promise<T | undefined> {
 
 async function turn(page: Page, ear: Ear): Promise<Turn> {
   await idle(page, ear);
+  const before = await ear.bufferTotals();
   const spoken = await ear.say('question');
   const reply = await unlessTimedOut(
     ear.until('the reply', () => firstLoud(ear.remote, spoken.onset), REPLY_TIMEOUT_MS),
   );
   if (reply === undefined) return { failed: 'no reply' };
+  const bufferMs = bufferBetween(before, await ear.bufferTotals());
   const ms = (reply - spoken.end) * 1000;
-  return { voiceToVoiceMs: Math.round(ms * 10) / 10, ...(ms < 0 ? { overlapped: true } : {}) };
+  return {
+    voiceToVoiceMs: Math.round(ms * 10) / 10,
+    ...(bufferMs !== undefined ? { bufferMs } : {}),
+    ...(ms < 0 ? { overlapped: true } : {}),
+  };
 }
 
 async function bargeIn(page: Page, ear: Ear): Promise<BargeIn> {
@@ -205,14 +216,17 @@ async function bargeIn(page: Page, ear: Ear): Promise<BargeIn> {
       ear.until('a second of the story', () => loudTimes(ear.remote, started).length >= enough, REPLY_TIMEOUT_MS),
     ));
   if (!heard) return { failed: 'the story was not heard' };
+  const before = await ear.bufferTotals();
   const cut = await ear.say('interruption');
   await ear.until('the agent audio up to the end of the interruption', () => latest(ear.remote) >= cut.end, 5_000);
+  const bufferMs = bufferBetween(before, await ear.bufferTotals());
+  const buffered = bufferMs !== undefined ? { bufferMs } : {};
   // Sounding just before the onset counts as speaking (a gap between two words is not a stop).
   const speaking = lastLoud(ear.remote, cut.onset - 0.25, cut.end);
   const last = lastLoud(ear.remote, cut.onset, cut.end);
-  if (speaking === undefined || last === undefined) return { failed: 'agent was not speaking' };
-  if (last + ear.blockS >= cut.end - STILL_TALKING_S) return { failed: 'agent did not stop' };
-  return { bargeInMs: Math.round((last + ear.blockS - cut.onset) * 10000) / 10 };
+  if (speaking === undefined || last === undefined) return { failed: 'agent was not speaking', ...buffered };
+  if (last + ear.blockS >= cut.end - STILL_TALKING_S) return { failed: 'agent did not stop', ...buffered };
+  return { bargeInMs: Math.round((last + ear.blockS - cut.onset) * 10000) / 10, ...buffered };
 }
 
 it(`times voice-to-voice and barge-in inside the page over ${RUNS} runs`, { timeout: 120_000 * RUNS }, async () => {

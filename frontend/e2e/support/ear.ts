@@ -171,6 +171,21 @@ export interface ReceiverReading {
   concealedPercent: number;
 }
 
+/** Running totals of the receiver's inbound-rtp stats: seconds of buffering summed over the samples played. */
+export interface BufferTotals {
+  delayS: number;
+  emitted: number;
+}
+
+/**
+ * How long the browser held the agent's audio, on average, between two readings (ms): the share
+ * of a timed moment that sat in its playout buffer. Undefined when nothing was played between.
+ */
+export function bufferBetween(a: BufferTotals | null, b: BufferTotals | null): number | undefined {
+  if (!a || !b || b.emitted <= a.emitted) return undefined;
+  return Math.round(((b.delayS - a.delayS) / (b.emitted - a.emitted)) * 10000) / 10;
+}
+
 declare global {
   interface Window {
     __ear: PageEar;
@@ -258,6 +273,14 @@ export class Ear {
       targetDelayMs: per(s.jitterBufferTargetDelay),
       concealedPercent: Math.round(((s.concealedSamples ?? NaN) / (s.totalSamplesReceived ?? NaN)) * 1000) / 10,
     };
+  }
+
+  /** The receiver's running playout-buffer totals; two readings give its mean over the span between. */
+  async bufferTotals(): Promise<BufferTotals | null> {
+    const s = await this.page.evaluate(() => window.__ear.receiver());
+    const delayS = s?.jitterBufferDelay;
+    const emitted = s?.jitterBufferEmittedCount;
+    return delayS === undefined || emitted === undefined ? null : { delayS, emitted };
   }
 
   /** Decodes a WAV into the page, ready for say(). */
