@@ -6,7 +6,10 @@ and the agent's audio are timed on the page's one audio clock: from the end of t
 the first sound of the reply, and from the onset of an interruption to the agent's audio going
 silent in the page. This is where the browser's playout buffer shows, which the Python probe of
 `bench.agent` leaves out. A turn with no reply, or a barge-in the agent was not speaking for or did
-not stop for, is a counted failure, never a figure.
+not stop for, is a counted failure, never a figure. Beside the figures: the browser's playout
+buffer over each of them, and the agent's own account of the run from its /metrics (which
+end-of-turn decision took each turn, how far its outbound audio fell behind its clock), so a slow
+figure says where its time went.
 
 The agent's default configuration is measured and, when the agent has a choice of end-of-turn
 detector (`turn_detector`, docs/configuration.md), the fixed-silence one beside it in the same run.
