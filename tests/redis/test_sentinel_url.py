@@ -36,7 +36,7 @@ def test_sentinel_url_names_sentinels_service_db_and_the_nodes_options() -> None
     assert (node["username"], node["password"], node["db"]) == ("vp", "s3cret", 2)
     assert node["health_check_interval"] == 5
     assert "host" not in node and "port" not in node
-    sentinels = _sentinel_kwargs(target, node)
+    sentinels = _sentinel_kwargs(target, node, None)
     assert sentinels["password"] == "spw"  # the Sentinels' own password, not the servers'
     assert "ssl" not in sentinels and "db" not in sentinels
 
@@ -46,10 +46,11 @@ def test_tls_sentinel_url_uses_tls_and_one_ca_for_sentinels_and_servers() -> Non
     assert target is not None and target.tls
     node = _node_kwargs(target)
     assert node["ssl_ca_certs"] == "/etc/ca.crt"
-    assert _sentinel_kwargs(target, node) | {"decode_responses": True} == {
+    assert _sentinel_kwargs(target, node, None) == {
         "ssl": True,
         "ssl_ca_certs": "/etc/ca.crt",
         "decode_responses": True,
+        "retry": None,
     }
 
 

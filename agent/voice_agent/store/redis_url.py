@@ -28,6 +28,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.connection import parse_url as parse_async_url
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import (
     MasterNotFoundError,
     Sentinel,
@@ -35,7 +36,9 @@ from redis.asyncio.sentinel import (
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry as SyncRetry
 
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 SENTINEL_PORT = 26379
@@ -126,9 +129,12 @@ def _node_kwargs(target: SentinelUrl, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def _sentinel_kwargs(target: SentinelUrl, node: dict[str, Any]) -> dict[str, Any]:
-    """The Sentinels' connections: the same timeouts, their own auth, the nodes' TLS settings."""
+def _sentinel_kwargs(target: SentinelUrl, node: dict[str, Any], retry: Any) -> dict[str, Any]:
+    """The Sentinels' connections: the same timeouts, their own auth, the nodes' TLS settings, and
+    `retry` (none: discovery goes on to the next Sentinel, where redis-py's default retries with
+    backoff would hold a start-up check or a health probe for many seconds per Sentinel)."""
     kwargs = {k: v for k, v in node.items() if k.startswith("socket_")}
+    kwargs["retry"] = retry
     kwargs.update(target.sentinel_auth)
     kwargs["decode_responses"] = True
     if target.tls:
@@ -205,7 +211,7 @@ def async_client(url: str, *, blocking_timeout_s: float | None = None, **kwargs:
         )
     node = _node_kwargs(target, **kwargs)
     manager = _Sentinels(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target, node)
+        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target, node, AsyncRetry(NoBackoff(), 0))
     )
     connection_class = _PrimarySSLConnection if target.tls else _PrimaryConnection
     pool: SentinelConnectionPool
@@ -248,11 +254,12 @@ def sync_client(url: str, timeout_s: float, **kwargs: Any) -> sync_redis.Redis:
     target = parse_sentinel(url)
     if target is None:
         return sync_redis.Redis.from_url(url, **options)
-    node = _node_kwargs(target, **options)
+    # One fresh-connection retry, as the agents' async client: a new connection asks the Sentinels.
+    node = _node_kwargs(target, **{"retry": SyncRetry(NoBackoff(), 1), **options})
     if target.tls:
         node["ssl"] = True
     manager = sync_redis.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target, node)
+        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target, node, SyncRetry(NoBackoff(), 0))
     )
     client: sync_redis.Redis = manager.master_for(target.service, **node)  # type: ignore[no-untyped-call]
     _SYNC_MANAGERS[client] = manager
