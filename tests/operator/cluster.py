@@ -17,7 +17,8 @@ adds in the test fixture (the operator itself is not patched in any way):
 * what `kubectl apply --server-side` and `kubectl wait` need: an apply patch creates a missing
   object, a created CRD is served at once and reads Established, the core group version is "v1",
   and /openapi/v3 says every kind takes the fieldValidation parameter (kubectl then leaves
-  validation to the server instead of downloading schemas kmock does not have);
+  validation to the server instead of downloading schemas kmock does not have) and holds the CRDs'
+  schemas (`kubectl explain`);
 * cheap reaction matching: kmock scans every request ever recorded for each new one, so only the
   requests in flight stay recorded there; `log` keeps the full history for assertions.
 """
@@ -124,6 +125,7 @@ def merge_diff(old: Any, new: Any) -> Any:
 class Cluster(kmock.KubernetesEmulator):
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
     _status_subresources: set[Any] = attrs.field(factory=set, init=False)
+    _schemas: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _last_version: int = attrs.field(default=999, init=False)
     log: list[rendering.Request] = attrs.field(factory=list, init=False)
 
@@ -155,6 +157,10 @@ class Cluster(kmock.KubernetesEmulator):
             )
             if "status" in subresources:
                 self._status_subresources.add(kmock.resource(key))
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if schema:
+                gvk = {"group": spec["group"], "version": version["name"], "kind": spec["names"]["kind"]}
+                self._schemas[kmock.resource(key)] = {**schema, "x-kubernetes-group-version-kind": [gvk]}
 
     def _group_versions(self) -> dict[str, list[tuple[kmock.resource, str]]]:
         """OpenAPI v3 path of each served group version -> its resources and kinds."""
@@ -177,7 +183,18 @@ class Cluster(kmock.KubernetesEmulator):
             }
             for res, kind in resources
         }
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.30.0"}, "paths": paths}
+        # A CRD's schema, for `kubectl explain` (keyed as the API server names it: reversed group).
+        schemas = {
+            ".".join([*reversed(res.group.split(".")), res.version, kind]): self._schemas[res]
+            for res, kind in resources
+            if res in self._schemas
+        }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.30.0"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """kmock names the core group version "/v1"; clients want "v1"."""
