@@ -8,7 +8,8 @@ for profile in "$@"; do
   case "$profile" in
     run)  need flite flite ;;
     test) need flite flite; need redis-server redis-server; need turnserver coturn; need openssl openssl
-          need chromium chromium; need sox sox; need promtool prometheus ;;
+          need chromium chromium; need sox sox; need promtool prometheus
+          need busybox busybox ;;
     *) echo "ensure-system-deps: unknown profile '$profile'" >&2; exit 2 ;;
   esac
 done

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ class Backups:
 
     server: RedisServer
     directory: Path
+    # The pods run the script with the image's shell: busybox in the Redis image.
+    shell: str = "sh"
 
     def env(self, **extra: str) -> dict[str, str]:
         secrets = self.directory.parent / "secrets"
@@ -54,7 +57,7 @@ class Backups:
     def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         """The script as a pod runs it (`sh redis-backup.sh ...`); the caller checks the outcome."""
         return subprocess.run(
-            ["sh", str(SCRIPT), *args],
+            [self.shell, str(SCRIPT), *args],
             env=self.env(**extra),
             capture_output=True,
             text=True,
@@ -70,6 +73,23 @@ class Backups:
     def snapshots(self) -> list[str]:
         """Newest first, as the script lists them."""
         return self.ok("list").stdout.split()
+
+
+def busybox_path(directory: Path) -> str:
+    """A PATH like the Redis image's: busybox applets for every tool the script uses, Redis' own
+    binaries beside them, nothing else."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise RuntimeError("busybox not found: apt-get install busybox (scripts/ensure-system-deps.sh test)")
+    directory.mkdir(parents=True, exist_ok=True)
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        (directory / applet).symlink_to(busybox)
+    for binary in ("redis-cli", "redis-server", "redis-check-rdb"):
+        found = shutil.which(binary)
+        assert found is not None, binary
+        (directory / binary).symlink_to(found)
+    return str(directory)
 
 
 def conversation(i: int) -> list[Message]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis.backups import POOL, Backups, conversation, write_sessions
+from tests.redis.backups import POOL, Backups, busybox_path, conversation, write_sessions
 from tests.redis.servers import RedisServer, client_at, make_tls, redis_server, start_agents, stop_all
 from voice_agent.store import keys
 
@@ -69,6 +69,20 @@ async def test_snapshot_lose_restore_and_an_agent_resumes_a_session(tmp_path: Pa
             await resumed.close()
             stop_all(agents)
         assert client.hget(keys.session_key(POOL, ids[7]), "epoch") == "2", "taken over once"
+
+
+async def test_the_script_runs_in_busybox_as_in_the_redis_image(backups: Backups, tmp_path: Path) -> None:
+    """Snapshot, prune and restore with busybox's shell and tools only (the pods' alpine image)."""
+    path = busybox_path(tmp_path / "busybox")
+    box = Backups(backups.server, backups.directory, shell=f"{path}/sh")
+    ids = await write_sessions(box.server.url, 5)
+    box.ok("snapshot", PATH=path)
+    box.ok("prune", PATH=path, BACKUP_KEEP="1")
+    assert box.ok("list", PATH=path).stdout.split() == [p.name for p in box.directory.glob("*.rdb")]
+    lose_everything(box.server)
+    box.ok("restore", PATH=path)
+    box.server.start()
+    assert all(box.server.client().exists(keys.session_key(POOL, sid)) for sid in ids)
 
 
 def test_prune_keeps_the_newest(backups: Backups) -> None:
