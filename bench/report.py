@@ -413,6 +413,13 @@ def redis_failover_block(results: Path) -> str:
     return report(d) + "\n\n" + provenance("redis-failover", d)
 
 
+def sessions_api_block(results: Path) -> str:
+    from bench.sessions_api import report  # the benchmark's own table, not a copy
+
+    d = load("sessions-api", results)
+    return report(d) + "\n\n" + provenance("sessions-api", d)
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "backup": backup_block,
     "turntaking": turntaking_block,
@@ -429,6 +436,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "redis": redis_block,
     "redis-failover": redis_failover_block,
     "operator": operator_block,
+    "sessions-api": sessions_api_block,
     "providers": providers_block,
     "soak": soak_block,
     "readme-measured": readme_block,

@@ -145,10 +145,11 @@ async def test_kubectl_lists_watches_describes_and_deletes_sessions(
             watch.terminate()
             await watch.wait()
 
-        # delete: the owning agent ends the call and the client sees 1000.
+        # delete: the owning agent ends the call and the client sees 1000. (`--`: an id may begin
+        # with "-", which kubectl would read as a flag.)
         await caller.connect(live)
         await caller.wait_for(lambda e: e["type"] == "session", timeout=15)
-        deleted = await kubectl("delete", "voicesession", live, "-n", "team-a")
+        deleted = await kubectl("delete", "voicesession", "-n", "team-a", "--", live)
         assert deleted.code == 0, deleted.err
         assert f'voicesession.sessions.voicepool.dev "{live}" deleted' in deleted.out
         assert await caller.wait_closed(10) == CloseCode.ENDED
