@@ -152,6 +152,8 @@ async def test_primary_killed_during_live_calls_pool_recovers_and_loses_no_ackno
         await again.close()
 
 
+# A group of its own (xdist joins it to the module's): it runs beside the failover test, not after it.
+@pytest.mark.xdist_group("unreachable")
 async def test_a_sentinel_naming_an_unreachable_primary_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens here
     with lone_sentinel(tmp_path / "sentinel", monitor_port=dead) as sentinel:
