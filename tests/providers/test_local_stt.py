@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any
+from unittest.mock import Mock
 
 import numpy as np
 import pytest
@@ -67,12 +68,13 @@ def test_gain_clips_instead_of_wrapping() -> None:
 
 async def test_start_creates_every_decoder_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[dict[str, Any]] = []
-    monkeypatch.setattr("pocketsphinx.Decoder", lambda **config: made.append(config) or object())
+    monkeypatch.setattr("pocketsphinx.Decoder", lambda **config: made.append(config) or Mock())
     stt = PocketSphinxSTT(decoders=3)
     await stt.start()
-    assert len(made) == 3
+    # Three for the pool, and the backchannel look's (no language model).
+    assert [config.get("lm", "default") for config in made] == ["default"] * 3 + [None]
     await stt.start()  # idempotent: the pool never grows past its size
-    assert len(made) == 3
+    assert len(made) == 4
 
 
 async def test_quiet_speech_is_heard_like_loud_speech() -> None:

@@ -8,7 +8,8 @@ for the words so far (EndOfTurnQueryFrame): the stage answers at once, upstream,
 PauseWords picks (end_of_turn.py), and reports them if they are news; newer words while the pause
 lasts go up with the next audio frame. The stage numbers turns.
 An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
-handed to the gate instead of reported: the gate decides whether it is a turn at all.
+handed to the gate instead of reported: the gate decides whether it is a turn at all. A stream that
+can tell a backchannel better when it knows (BackchannelAware: the offline recognizer) is told.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from voice_agent.pipeline.frames import (
     UserTurnFrame,
 )
 from voice_agent.pipeline.processor import UPSTREAM, Direction, FrameProcessor
+from voice_agent.providers.backchannel import BackchannelAware
 from voice_agent.providers.base import ProviderError, STTProvider, STTStream
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class STTProcessor(FrameProcessor):
             return
         if isinstance(frame, ClassifyUtteranceFrame):
             self._held = frame.utterance
+            if isinstance(self._stream, BackchannelAware):
+                self._stream.during_reply()
             return
         if isinstance(frame, UserStartedSpeakingFrame):
             self._held = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from voice_agent.providers.backchannel import BackchannelLook
 from voice_agent.providers.base import EndpointCallback, InterimCallback
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,13 @@ _ACTIVE_DB = 25.0  # slices this far below the loudest are pauses or noise, not 
 _QUIET_DBFS = -70.0  # no speech to measure below this: leave the level alone
 _ONSET_POWER = 32768**2 * 10 ** (ONSET_DBFS / 10)
 
+# An utterance that began during a reply gets a second look (providers/backchannel.py) while its
+# sound is no longer than a backchannel: its active slices (as for the level) span at most
+# BACKCHANNEL_MAX_MS. Its audio is kept for that, up to KEEP_MAX_MS (pre-roll and the silence
+# before the turn ends included).
+BACKCHANNEL_MAX_MS = 1000
+KEEP_MAX_MS = 4000
+
 
 def slice_powers(pcm: bytes | bytearray) -> list[float]:
     """Mean power of each whole 20 ms slice of s16 PCM."""
@@ -62,15 +70,27 @@ def slice_powers(pcm: bytes | bytearray) -> list[float]:
     return [float(p) for p in power]
 
 
-def speech_level_dbfs(powers: list[float]) -> float | None:
-    """Active speech level: mean power of the slices within 25 dB of the loudest, so pauses and
-    the pre-roll's quiet do not dilute it; None when there is nothing to measure."""
+def _active(powers: list[float]) -> list[int]:
+    """The slices within 25 dB of the loudest: the speech, not pauses or the pre-roll's quiet."""
     loudest = max(powers, default=0.0)
     if loudest <= 0:
+        return []
+    return [i for i, p in enumerate(powers) if p >= loudest * 10 ** (-_ACTIVE_DB / 10)]
+
+
+def speech_level_dbfs(powers: list[float]) -> float | None:
+    """Active speech level: mean power of the active slices; None when there is nothing to measure."""
+    active = [powers[i] for i in _active(powers)]
+    if not active:
         return None
-    active = [p for p in powers if p >= loudest * 10 ** (-_ACTIVE_DB / 10)]
     level = 10 * float(np.log10(sum(active) / len(active) / 32768**2))
     return level if level > _QUIET_DBFS else None
+
+
+def active_span_ms(powers: list[float]) -> int:
+    """From the first active slice to the end of the last: how long the sound lasted."""
+    active = _active(powers)
+    return (active[-1] - active[0] + 1) * 20 if active else 0
 
 
 def apply_gain(pcm: bytes | bytearray, gain: float) -> bytes:
@@ -113,8 +133,17 @@ class DecoderPool:
 class PocketSphinxStream:
     provider = "local"
 
-    def __init__(self, pool: DecoderPool, on_interim: InterimCallback, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        pool: DecoderPool,
+        on_interim: InterimCallback,
+        state: dict[str, Any],
+        look: BackchannelLook | None = None,
+    ) -> None:
         self._pool = pool
+        self._look = look
+        self._during_reply = False
+        self._kept = bytearray()  # the utterance's audio as received, for the second look
         self._state = state
         self._on_interim = on_interim
         self._decoder: Any = None
@@ -127,6 +156,7 @@ class PocketSphinxStream:
         self._last_interim = ""
         self._closed = False
         self._in_utt = False
+        self._cmn = CMN_INIT  # the mean the main decoder started from
 
     def _ready(self, settled: bool) -> bool:
         """True once decoding has begun: a decoder is ours and the utterance's level is known
@@ -152,7 +182,8 @@ class PocketSphinxStream:
             level = speech_level_dbfs(self._powers)
         if level is not None:
             self._gain = 10 ** (min(TARGET_DBFS - level, MAX_GAIN_DB) / 20)
-        decoder.set_cmn(self._state.get("cmn", CMN_INIT))
+        self._cmn = self._state.get("cmn", CMN_INIT)
+        decoder.set_cmn(self._cmn)
         decoder.start_utt()
         self._in_utt = True
 
@@ -165,6 +196,8 @@ class PocketSphinxStream:
         if self._closed:
             return
         self._pending += pcm
+        if len(self._kept) < KEEP_MAX_MS * 32:  # 32 bytes per ms
+            self._kept += pcm
         self._unmeasured += pcm
         whole = len(self._unmeasured) - len(self._unmeasured) % (2 * _SLICE)
         self._powers += slice_powers(self._unmeasured[:whole])
@@ -174,8 +207,7 @@ class PocketSphinxStream:
         self._decode_pending()
         self._frames += 1
         if self._frames % INTERIM_EVERY_FRAMES == 0:
-            hyp = self._decoder.hyp()
-            text = hyp.hypstr if hyp is not None else ""
+            text = self._words()
             if text and text != self._last_interim:
                 self._last_interim = text
                 self._on_interim(text)
@@ -185,8 +217,28 @@ class PocketSphinxStream:
         if self._closed or not self._ready(True):
             return None
         self._decode_pending()
+        return self._words()
+
+    def during_reply(self) -> None:
+        self._during_reply = True
+
+    def _words(self) -> str:
+        """The main decoder's best path so far, or, for a short utterance that began during a reply
+        and holds only a backchannel, that backchannel (the second look's, which a language model
+        did not talk out of it)."""
         hyp = self._decoder.hyp()
-        return hyp.hypstr.strip() if hyp is not None else ""
+        text: str = hyp.hypstr.strip() if hyp is not None else ""
+        if (
+            text
+            and self._during_reply
+            and self._look is not None
+            and len(self._kept) < KEEP_MAX_MS * 32
+            and active_span_ms(self._powers) <= BACKCHANNEL_MAX_MS
+        ):
+            heard = self._look.hear(apply_gain(self._kept, self._gain), self._cmn)
+            if heard is not None:
+                return heard
+        return text
 
     async def finish(self) -> str:
         if self._closed:
@@ -201,13 +253,12 @@ class PocketSphinxStream:
         # the start (pocketsphinx refreshes it only when a frame was left over), and the session's
         # adaptation would be lost.
         self._state["cmn"] = self._decoder.get_cmn(True)
-        hyp = self._decoder.hyp()
-        text: str = hyp.hypstr if hyp is not None else ""
+        text = self._words()
         level = speech_level_dbfs(self._powers)
         if text and level is not None:  # words, not a cough: the speaker's level
             self._state["level_dbfs"] = level
         await self.aclose()
-        return text.strip()
+        return text
 
     async def aclose(self) -> None:
         if self._closed:
@@ -231,11 +282,14 @@ class PocketSphinxSTT:
 
     def __init__(self, decoders: int = 2) -> None:
         self._pool = DecoderPool(decoders)
+        self._look: BackchannelLook | None = None  # made at start: without it, no second look
 
     async def start(self) -> None:
         """Create every decoder before the agent serves: creating one holds the GIL for ~0.5 s even
         in a worker thread, which would stall every live call's audio if it happened mid-call."""
         await self._pool.prewarm(self._pool.size)
+        if self._look is None:
+            self._look = await asyncio.to_thread(BackchannelLook.create, DECODER_CONFIG)
 
     async def close(self) -> None:
         return None
@@ -247,4 +301,4 @@ class PocketSphinxSTT:
         self, on_interim: InterimCallback, state: dict[str, Any], on_endpoint: EndpointCallback | None = None
     ) -> PocketSphinxStream:
         """pocketsphinx has no endpointing of its own: turns end by the local VAD."""
-        return PocketSphinxStream(self._pool, on_interim, state)
+        return PocketSphinxStream(self._pool, on_interim, state, self._look)

@@ -1,0 +1,145 @@
+"""A second, small-vocabulary look at a short utterance that began while the agent was speaking:
+is it only a backchannel or a hum ("uh-huh", "mm-hmm", "yeah")?
+
+The offline recognizer's language model all but rules these words out ("uh-huh" is about a
+thousand times less likely than "ahead", "mm-hmm" is not in it at all), so it hears them as
+whatever common words sound closest: "ahead", "got", "the flood", "am among". A cloud recognizer
+usually spells them right, and the barge-in gate's word lists (pipeline/barge_in.py) take it from
+there; this look is for the offline one. It decodes the same audio again with a grammar and no
+language model: any sequence of backchannels, hums, and the words people use to stop a speaker
+("wait", "stop", "no", "hold on", questions...), each as likely as the others, so a word that asks
+for something competes with the backchannels on its sound alone. Only when every word it hears is
+a backchannel or a hum does it say so; anything else, or nothing, leaves the main transcript as it
+was (docs/providers.md, "Offline recognizer").
+
+One decoder serves a process: it holds the acoustic model and a vocabulary of a few dozen words
+(about 6 MB, made in well under 0.1 s), and each look runs to its end without awaiting, so no two
+overlap. It is made at start-up like the main decoders, never mid-call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class BackchannelAware(Protocol):
+    """What an STTStream may also offer: told that its utterance began while the agent was speaking,
+    it transcribes a short one that is only a backchannel as that backchannel."""
+
+    def during_reply(self) -> None: ...
+
+
+# Pronunciations in the acoustic model's phones. The backchannels have the variants people (and
+# synthesizers) say: "uh-huh" with or without nasal ends, "mm-hmm" closed or open.
+BACKCHANNELS: dict[str, tuple[str, ...]] = {
+    "uh-huh": ("AH HH AH", "AH N HH AH N"),
+    "mm-hmm": ("M HH M", "AH M HH AH M"),
+    "yeah": ("Y AE", "Y EH"),
+    "yes": ("Y EH S",),
+    "yep": ("Y EH P",),
+    "okay": ("OW K EY",),
+    "right": ("R AY T",),
+    "sure": ("SH UH R", "SH ER"),
+    "alright": ("AO L R AY T",),
+    "hmm": ("HH M",),
+    "mm": ("M",),
+    "um": ("AH M",),
+    "uh": ("AH",),
+}
+# What a listener says to stop a speaker, and a few question words: the competition a backchannel
+# must beat (without it every short sound would be the nearest backchannel). Not "up" or "back":
+# short and generic, they matched a backchannel's end in most voices ("uh-huh up"). "okay" has no
+# variant without its first vowel, which made "hey" an "okay".
+INTERRUPTIONS: dict[str, tuple[str, ...]] = {
+    "wait": ("W EY T",),
+    "stop": ("S T AA P",),
+    "no": ("N OW",),
+    "nope": ("N OW P",),
+    "not": ("N AA T",),
+    "hold": ("HH OW L D",),
+    "hang": ("HH AE NG",),
+    "on": ("AA N", "AO N"),
+    "one": ("W AH N",),
+    "moment": ("M OW M AH N T",),
+    "what": ("W AH T", "HH W AH T"),
+    "that": ("DH AE T", "DH AH T"),
+    "why": ("W AY", "HH W AY"),
+    "how": ("HH AW",),
+    "where": ("W EH R", "HH W EH R"),
+    "when": ("W EH N", "HH W EH N"),
+    "sorry": ("S AA R IY",),
+    "excuse": ("IH K S K Y UW Z", "IH K S K Y UW S"),
+    "me": ("M IY",),
+    "pardon": ("P AA R D AH N",),
+    "hey": ("HH EY",),
+    "hello": ("HH AH L OW", "HH EH L OW"),
+    "listen": ("L IH S AH N",),
+    "cancel": ("K AE N S AH L",),
+    "enough": ("IH N AH F", "IY N AH F"),
+    "quiet": ("K W AY AH T",),
+    "pause": ("P AO Z",),
+    "repeat": ("R IH P IY T", "R IY P IY T"),
+    "again": ("AH G EH N", "AH G EY N"),
+    "help": ("HH EH L P",),
+    "never": ("N EH V ER",),
+    "mind": ("M AY N D",),
+    "go": ("G OW",),
+    "shut": ("SH AH T",),
+    "thanks": ("TH AE NG K S",),
+}
+# "uh-huh yeah mm" is a backchannel; five of them in a short sound were a longer word ("tomorrow").
+MAX_WORDS = 3
+_GRAMMAR = (
+    "#JSGF V1.0;\ngrammar short;\npublic <utterance> = <word>+;\n<word> = "
+    + " | ".join([*BACKCHANNELS, *INTERRUPTIONS])
+    + ";\n"
+)
+
+
+def decoder_config(base: dict[str, Any]) -> dict[str, Any]:
+    """The main decoder's front end and beams (same features, same speed), no language model and
+    no dictionary file: the words are added one by one."""
+    return {**base, "lm": None, "dict": "/dev/null"}
+
+
+class BackchannelLook:
+    """The second look: one pocketsphinx decoder with the grammar above, used synchronously."""
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+
+    @classmethod
+    def create(cls, base_config: dict[str, Any]) -> BackchannelLook:
+        """Blocking (a decoder's model is read from disk): call it from a thread at start-up."""
+        from pocketsphinx import Decoder
+
+        decoder = Decoder(**decoder_config(base_config))
+        words = {**BACKCHANNELS, **INTERRUPTIONS}
+        entries = [
+            (w if i == 0 else f"{w}({i + 1})", p) for w, prons in words.items() for i, p in enumerate(prons)
+        ]
+        for k, (word, phones) in enumerate(entries):
+            decoder.add_word(word, phones, k == len(entries) - 1)  # the search is rebuilt once, at the end
+        decoder.add_jsgf_string("short", _GRAMMAR)
+        decoder.activate_search("short")
+        return cls(decoder)
+
+    def hear(self, pcm: bytes, cmn: str) -> str | None:
+        """The backchannels in `pcm` (16 kHz s16, at the level the main decoder heard it), when
+        nothing else is heard in it; else None."""
+        decoder = self._decoder
+        decoder.set_cmn(cmn)
+        decoder.start_utt()
+        try:
+            decoder.process_raw(pcm, False, False)
+        finally:
+            decoder.end_utt()
+        hyp = decoder.hyp()
+        words = hyp.hypstr.split() if hyp is not None else []
+        if 0 < len(words) <= MAX_WORDS and all(w in BACKCHANNELS for w in words):
+            return " ".join(words)
+        return None
