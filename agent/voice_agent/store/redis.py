@@ -34,6 +34,7 @@ from voice_agent.store.redis_url import (
     async_client,
     close_client,
     close_sync_client,
+    describe,
     is_sentinel,
     primary_address,
     sync_client,
@@ -475,7 +476,10 @@ def check_url(url: str, timeout_s: float = 5.0) -> str | None:
             return "a Sentinel refused authentication (check sentinel_password in the URL)"
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc).lower():
             return f"TLS handshake failed ({exc})"
-        log.warning("redis not reachable at start; running degraded until it is", extra={"error": str(exc)})
+        log.warning(
+            "redis not reachable at start; running degraded until it is",
+            extra={"redis": describe(url), "error": str(exc)},
+        )
     finally:
         close_sync_client(client)
     return None
