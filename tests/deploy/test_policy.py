@@ -7,6 +7,7 @@ no privilege escalation, resources set, images pinned by tag; only the node tune
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from tests.deploy.manifests import TUNING_NAMESPACE, Obj, containers, named, of_kind, workloads
@@ -179,3 +180,16 @@ def test_operator_rbac_is_least_privilege(overlay: list[Obj]) -> None:
         ("kopf.dev", "clusterkopfpeerings", "patch"),
     }
     assert needed <= flat
+
+
+# The checks above that hold for any set of objects a platform team applies: an optional component's
+# tests run them over an overlay with the component (tests/deploy/test_redis_ha.py).
+WORKLOAD_CHECKS: list[Callable[[list[Obj]], None]] = [
+    test_only_the_tuner_is_privileged_or_on_the_host,
+    test_containers_run_non_root_hardened,
+    test_resources_set_everywhere,
+    test_images_are_pinned_by_tag,
+    test_secrets_only_by_reference,
+    test_only_the_operator_mounts_an_api_token,
+    test_pod_security_admission_levels,
+]

@@ -30,24 +30,14 @@ def ha(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     return render_with_components(str(request.param), ["components/redis-ha"], tmp_path_factory.mktemp("ha"))
 
 
-# The policy checks every deployment passes (tests/deploy/test_policy.py), over this component too.
-POLICY: list[Callable[[list[Obj]], None]] = [
-    test_policy.test_only_the_tuner_is_privileged_or_on_the_host,
-    test_policy.test_containers_run_non_root_hardened,
-    test_policy.test_resources_set_everywhere,
-    test_policy.test_images_are_pinned_by_tag,
-    test_policy.test_secrets_only_by_reference,
-    test_policy.test_only_the_operator_mounts_an_api_token,
-    test_policy.test_pod_security_admission_levels,
-]
-# ... and the network checks every overlay passes (tests/deploy/test_network.py).
+# The network checks every overlay passes (tests/deploy/test_network.py), over this component too.
 NETWORK: list[Callable[[list[Obj]], None]] = [
     test_network.test_default_deny_both_directions,
     test_network.test_every_workload_is_covered_by_its_own_policy,
 ]
 
 
-@pytest.mark.parametrize("check", POLICY, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", test_policy.WORKLOAD_CHECKS, ids=lambda c: c.__name__)
 def test_component_meets_every_deployment_policy(ha: list[Obj], check: Callable[[list[Obj]], None]) -> None:
     examples = render("examples")
     check(ha + examples + operator_rendered(examples))
