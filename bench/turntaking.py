@@ -501,7 +501,7 @@ PARTS: dict[str, Callable[[Sequence[Side], bool], Awaitable[dict[str, list[dict[
 }
 
 
-async def warm(sides: Sequence[Side]) -> None:
+async def warm(sides: Sequence[Side], decoders: int) -> None:
     """As many calls as the agent has speech decoders ask at once, before anything is measured:
     creating a decoder is a cost of an agent's start, not of a call."""
     utt = corpus.question(corpus.QUESTIONS[0], corpus.VOICES[0])
@@ -511,7 +511,7 @@ async def warm(sides: Sequence[Side]) -> None:
             await ask(probe, utt, first=True)
 
     for side in sides:
-        await asyncio.gather(*(one(side) for _ in range(STT_DECODERS)))
+        await asyncio.gather(*(one(side) for _ in range(decoders)))
         side.call_s, side.errors = 0.0, Counter()
 
 
@@ -519,14 +519,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     agent: dict[str, dict[str, Any]] = {mode: {} for mode in MODES}
     loads: dict[str, dict[str, Any]] = {}
-    agent_env = {"voice_stt_decoders": str(STT_DECODERS)}
+    agent_env = {"voice_stt_decoders": str(args.decoders)}
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         sides = [
             Side(mode, stack.enter_context(running_agent(Path(d), **AGENT_ENV, **agent_env, **env)))
             for mode, env in MODES.items()
         ]
         started = time.monotonic()
-        await warm(sides)
+        await warm(sides, args.decoders)
         print(f"agents warm in {time.monotonic() - started:.0f}s", flush=True)
         for part, measure in PARTS.items():
             if part not in args.parts:
@@ -830,6 +830,12 @@ def main() -> int:
     ap.add_argument("--parts", nargs="+", default=[*PARTS, "load"], choices=[*PARTS, "load"])
     ap.add_argument("--calls", type=int, default=LOAD_CALLS)
     ap.add_argument("--seconds", type=float, default=45.0)
+    ap.add_argument(
+        "--decoders",
+        type=int,
+        default=STT_DECODERS,
+        help="speech decoders per agent (one call at a time needs 2; the load part needs the default)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.calls, args.seconds = 5, 10.0
