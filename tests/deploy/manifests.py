@@ -127,10 +127,10 @@ def containers(spec: Obj) -> list[Obj]:
     return [*spec.get("initContainers", []), *spec.get("containers", [])]
 
 
-def crd_schemas() -> dict[tuple[str, str], Obj]:
-    """(apiVersion, kind) -> openAPIV3Schema, from crds/*.yaml."""
+def crd_schemas(directory: Path = CRD_DIR) -> dict[tuple[str, str], Obj]:
+    """(apiVersion, kind) -> openAPIV3Schema, from crds/*.yaml (or another directory of CRDs)."""
     schemas: dict[tuple[str, str], Obj] = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue

@@ -6,7 +6,9 @@ x-kubernetes-validations rule evaluated with cel-python on the node it is attach
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import celpy
@@ -17,6 +19,9 @@ from celpy.adapter import json_to_cel
 from tests.deploy.manifests import Obj, crd_schemas
 
 K8S_VERSION = "1.34.0"
+
+# Other projects' CRDs whose kinds the operator renders: their schemas, kept in the repository.
+FOREIGN_CRD_DIR = Path(__file__).parent / "foreign"
 
 # Kinds of other projects' CRDs with no schema available offline: checked for shape only.
 FOREIGN_KINDS = {
@@ -55,12 +60,42 @@ def cel_violations(schema: Obj, obj: Obj) -> list[str]:
     return problems
 
 
-def custom_resource_problems(obj: Obj) -> list[str]:
-    """Problems of an object of one of our CRDs' kinds; empty when the API server would accept it."""
-    schema = crd_schemas()[(obj["apiVersion"], obj["kind"])]
+@functools.cache
+def foreign_schemas() -> dict[tuple[str, str], Obj]:
+    return crd_schemas(FOREIGN_CRD_DIR)
+
+
+def unknown_fields(schema: Obj, value: Any, path: str = "") -> Iterator[str]:
+    """Fields a structural schema does not know: the API server drops them silently (kubectl
+    --validate=strict refuses them), so a misspelt field would otherwise go unnoticed."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in value.items():
+            if key in schema["properties"]:
+                yield from unknown_fields(schema["properties"][key], sub, f"{path}.{key}")
+            elif key != "metadata" or path:
+                yield f"{path}.{key}: unknown field"
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, sub in enumerate(value):
+            yield from unknown_fields(schema["items"], sub, f"{path}[{i}]")
+
+
+def schema_problems(schema: Obj, obj: Obj) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
     return problems or cel_violations(schema, obj)
+
+
+def custom_resource_problems(obj: Obj) -> list[str]:
+    """Problems of an object of one of our CRDs' kinds; empty when the API server would accept it."""
+    return schema_problems(crd_schemas()[(obj["apiVersion"], obj["kind"])], obj)
+
+
+def foreign_resource_problems(obj: Obj) -> list[str]:
+    """Problems of an object of another project's CRD we keep the schema of (tests/deploy/foreign)."""
+    schema = foreign_schemas()[(obj["apiVersion"], obj["kind"])]
+    return schema_problems(schema, obj) or list(unknown_fields(schema, obj))
 
 
 def problems(obj: Obj) -> list[str]:
@@ -68,6 +103,8 @@ def problems(obj: Obj) -> list[str]:
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
     if key in crd_schemas():
         return custom_resource_problems(obj)
+    if key in foreign_schemas():
+        return foreign_resource_problems(obj)
     if key in FOREIGN_KINDS:
         meta = obj.get("metadata", {})
         return [] if meta.get("name") and meta.get("namespace") and "spec" in obj else ["incomplete object"]

@@ -87,4 +87,11 @@ def test_operator_accepts_its_deployment_env(tmp_path: Path) -> None:
         "health": config.health_port,
         "metrics": config.metrics_port,
         "metrics-api": config.external_metrics_port,
+        "scaler": config.scaler_port,
+        "waker": config.waker_port,
     }
+    service = named(render("overlays/prod"), "Service", "voicepool-operator")
+    # The ScaledObjects' scalerAddress reaches the scaler through this Service.
+    host, port = config.scaler_address.rsplit(":", 1)
+    assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["scaler"] == int(port)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.manifests import Obj, named, operator_rendered, render
+from tests.deploy.manifests import Obj, named, of_kind, operator_rendered, render
 from tests.deploy.schemas import custom_resource_problems, problems
+from voice_operator import constants as c
 from voice_operator.pools.spec import parse_pool_spec
 from voice_operator.profiles.spec import parse_profile_spec
 
@@ -93,6 +94,43 @@ def test_host_network_example_renders_one_hardened_agent_per_node() -> None:
     env = {e["name"]: e for e in agent["env"]}
     assert env["VOICE_ICE_ANNOUNCED_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
     assert "docker0" in env["VOICE_ICE_EXCLUDE_INTERFACES"]["value"].split(",")
+
+
+def test_keda_example_scales_to_zero_through_a_scaledobject_keda_accepts(examples: list[Obj]) -> None:
+    pool = named(examples, "VoiceAgentPool", "on-demand")
+    spec = parse_pool_spec(pool["spec"])
+    assert (spec.engine, spec.min_replicas) == ("keda", 0)
+    assert spec.buffer_sessions == "50%", "a buffer of whole sessions would keep an agent up"
+    rendered = operator_rendered([pool])
+    assert not of_kind(rendered, "HorizontalPodAutoscaler")
+    scaled = named(rendered, "ScaledObject", "on-demand")
+    assert problems(scaled) == []
+    assert scaled["spec"]["minReplicaCount"] == 0
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "external" and trigger["metadata"] == {"scalerAddress": c.SCALER_ADDRESS}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda s: s.pop("triggers"), "'triggers' is a required property"),
+        (lambda s: s.update(triggers=[]), "should be non-empty"),
+        (lambda s: s.update(minReplicaCount=5, maxReplicaCount=2), "minReplicaCount must be less than"),
+        (lambda s: s.update(pollingInterval=0), "less than the minimum of 1"),
+        (lambda s: s.update(pollinginterval=5), ".spec.pollinginterval: unknown field"),
+        (lambda s: s["triggers"][0].pop("metadata"), "'metadata' is a required property"),
+    ],
+)
+def test_scaledobject_schema_refuses_what_keda_would(
+    examples: list[Obj], mutate: Callable[[Obj], Any], expected: str
+) -> None:
+    """The ScaledObject check above is only worth something if KEDA's schema bites."""
+    scaled = named(
+        operator_rendered([named(examples, "VoiceAgentPool", "on-demand")]), "ScaledObject", "on-demand"
+    )
+    mutate(scaled["spec"])
+    found = problems(scaled)
+    assert any(expected in p for p in found), found
 
 
 def test_dev_overlay_pool_is_a_valid_single_agent_pool() -> None:

@@ -10,6 +10,7 @@ import yaml
 from tests.deploy.manifests import (
     CRD_DIR,
     KUSTOMIZATIONS,
+    OVERLAYS,
     Obj,
     named,
     of_kind,
@@ -100,6 +101,25 @@ def test_overlays_differ_where_they_should() -> None:
     turn = next(o for o in prod if o["kind"] == "Service" and o["metadata"]["name"] == "turn")
     assert turn["spec"]["type"] == "LoadBalancer"
     assert [o["metadata"]["name"] for o in of_kind(dev, "VoiceAgentPool")] == ["offline"]
+
+
+def test_external_metrics_apiservice_is_an_optional_component(tmp_path: Path) -> None:
+    """Only one provider may hold external.metrics.k8s.io per cluster: the base does not take it."""
+    external = "v1beta1.external.metrics.k8s.io"
+    assert external not in {o["metadata"]["name"] for o in of_kind(render("base"), "APIService")}
+    objs = render_with_components("base", ["components/external-metrics"], tmp_path)
+    apiservice = named(objs, "APIService", external)
+    binding = named(objs, "ClusterRoleBinding", "voicepool-hpa-external-metrics")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}
+    ]
+    assert (
+        problems(apiservice) == []
+        and problems(named(objs, "ClusterRole", "voicepool-external-metrics-reader")) == []
+    )
+    # The overlays serve the default engine (hpa), so they include it.
+    for overlay in OVERLAYS:
+        assert external in {o["metadata"]["name"] for o in of_kind(render(overlay), "APIService")}
 
 
 def test_redis_tls_component_switches_redis_to_tls_only(tmp_path: Path) -> None:
