@@ -8,6 +8,7 @@
  */
 import { ApiError, createSession, deleteSession, sessionExists, type FetchLike, type SessionInfo } from '../api/client';
 import { isCrossOrigin, signalingUrl } from '../config';
+import { prepareSparePeer, spareFits, type SparePeer } from '../webrtc/sparePeer';
 import { summarizeStats } from '../webrtc/stats';
 import {
   closeAction,
@@ -45,6 +46,8 @@ export interface PeerLike {
   ontrack: RTCPeerConnection['ontrack'];
   onconnectionstatechange: RTCPeerConnection['onconnectionstatechange'];
   addTrack(track: MediaStreamTrack, ...streams: MediaStream[]): RTCRtpSender;
+  /** Optional: only the peer prepared while idle (src/webrtc/sparePeer.ts) uses it. */
+  addTransceiver?(kind: 'audio', init?: RTCRtpTransceiverInit): RTCRtpTransceiver;
   createOffer(options?: RTCOfferOptions): Promise<RTCSessionDescriptionInit>;
   createAnswer(options?: RTCAnswerOptions): Promise<RTCSessionDescriptionInit>;
   setLocalDescription(description?: RTCLocalSessionDescriptionInit): Promise<void>;
@@ -64,6 +67,8 @@ export interface VoiceAgentDeps {
   playRemote: (stream: MediaStream | null) => void;
   random: () => number;
   now: () => number;
+  /** Whether this site may use the microphone without asking; null where the browser will not say. */
+  micPermission?: () => Promise<PermissionState | null>;
   /** Times what the user hears (src/audio/heard.ts); left out where there is no Web Audio (unit tests). */
   heardMeter?: () => HeardMeterLike;
 }
@@ -118,6 +123,8 @@ export interface ControllerEvents {
 }
 
 const OPEN = 1;
+/** The largest heard figure the agent takes (docs/api.md, "Client metrics"). */
+const MAX_HEARD_MS = 30_000;
 /** The agent ended the session (docs/api.md, "Close codes"); 4409 also says stop, for another reason. */
 export const CLOSE_ENDED = 1000;
 
@@ -126,8 +133,6 @@ export const MIC_CONSTRAINTS: MediaStreamConstraints = {
   video: false,
 };
 
-/** The largest heard figure the agent takes (docs/api.md, "Client metrics"). */
-const MAX_HEARD_MS = 30_000;
 type Failure = { code: VoiceErrorCode; message: string; retryAfterS?: number | null };
 type FailOptions = { endSession?: boolean };
 
@@ -233,6 +238,15 @@ export class VoiceSessionController {
   private reconnectAttempts = 0;
   private replacements = 0;
   private peerRebuilds = 0;
+  private heard: HeardMeterLike | null = null;
+  /** The browser said this site may use the microphone without asking (read while idle). */
+  private micGranted = false;
+  /** Made while idle for the next call; `adopted`: the one the current peer came from, until its offer is out. */
+  private spare: SparePeer | null = null;
+  private adopted: SparePeer | null = null;
+  private readonly heardReporter = new HeardReporter((turn) => this.reportHeard(turn));
+  /** The agent's last processing status, to see each reply start (`speaking`) once. */
+  private agentProcessing: string | null = null;
   private iceRestarted = false;
   private keptPeerOnResume = false;
   private lastHeard = 0;
@@ -244,10 +258,6 @@ export class VoiceSessionController {
 
   constructor(base: string, deps: VoiceAgentDeps, events: ControllerEvents, tuning: ControllerTuning = DEFAULT_TUNING) {
     this.base = base;
-  private heard: HeardMeterLike | null = null;
-  private readonly heardReporter = new HeardReporter((turn) => this.reportHeard(turn));
-  /** The agent's last processing status, to see each reply start (`speaking`) once. */
-  private agentProcessing: string | null = null;
     this.deps = deps;
     this.events = events;
     this.tuning = tuning;
@@ -264,26 +274,41 @@ export class VoiceSessionController {
       });
       return;
     }
+    // A microphone this site may already use opens while the session is asked for; one that asks
+    // the user first never gets a session before it is allowed.
+    const early = this.micGranted ? createSession(this.deps.fetch, this.base) : undefined;
+    early?.catch(() => undefined); // awaited (or discarded) below
     let stream: MediaStream;
     try {
       stream = await this.deps.getUserMedia(MIC_CONSTRAINTS);
     } catch (error) {
+      this.discardSession(early);
       if (run === this.run) this.fail(describeMediaError(error));
       return;
     }
     if (run !== this.run) {
+      this.discardSession(early);
       stopTracks(stream);
       return;
     }
     this.localStream = stream;
     this.publishMedia();
-    await this.openNewSession(run, false);
+    await this.openNewSession(run, false, early);
   }
 
-  /** Ends the conversation: tells the agent, releases the microphone, closes everything. */
+  private discardSession(pending: Promise<SessionInfo> | undefined): void {
+    void pending?.then((info) => deleteSession(this.deps.fetch, this.base, info.id)).catch(() => undefined);
+  }
+
+  /**
+   * Ends the conversation: tells the agent, releases the microphone, closes everything, the peer
+   * prepared for a next call too (a page with a live peer connection is not kept in the
+   * back/forward cache; prepare makes another when the page is idle again).
+   */
   stop(): void {
     this.endRemoteSession();
     this.teardown();
+    this.dropSpare();
     this.events.dispatch({ type: 'stop' });
   }
 
@@ -291,6 +316,28 @@ export class VoiceSessionController {
   dispose(): void {
     this.endRemoteSession();
     this.teardown();
+    this.heard?.close();
+    this.heard = null;
+    this.dropSpare();
+  }
+
+  private dropSpare(): void {
+    this.spare?.pc.close();
+    this.spare = null;
+  }
+
+  /**
+   * Makes, while the page is idle, what a call needs that no session does: the audio context of
+   * the heard figure and a peer connection with its offer and candidates (src/webrtc/sparePeer.ts).
+   * No request leaves the page, so a visitor who never clicks costs the agent nothing.
+   */
+  prepare(): void {
+    this.heardMeter()?.prepare();
+    this.spare ??= prepareSparePeer(this.deps.createPeerConnection);
+    void this.deps.micPermission?.().then(
+      (state) => (this.micGranted = state === 'granted'),
+      () => undefined,
+    );
   }
 
   sendText(text: string): boolean {
@@ -302,17 +349,16 @@ export class VoiceSessionController {
   }
 
   interrupt(): void {
-    this.heard?.close();
-    this.heard = null;
     if (this.ws?.readyState === OPEN) this.send({ type: 'interrupt' });
   }
 
   // ---- session and signaling -------------------------------------------------------------------
 
-  private async openNewSession(run: number, replaced: boolean): Promise<void> {
+  /** `pending`: the session already asked for (see start). */
+  private async openNewSession(run: number, replaced: boolean, pending?: Promise<SessionInfo>): Promise<void> {
     let info: SessionInfo;
     try {
-      info = await createSession(this.deps.fetch, this.base);
+      info = await (pending ?? createSession(this.deps.fetch, this.base));
     } catch (error) {
       if (run !== this.run) return;
       const transient =
@@ -516,8 +562,36 @@ export class VoiceSessionController {
       return;
     }
     const message = parsed.message;
+    if (message.type === 'status') this.onAgentStatus(message.processing);
     this.events.dispatch({ type: 'agent', message });
     await this.applyToPeer(run, message);
+  }
+
+  // ---- what the user hears ----------------------------------------------------------------------
+
+  private heardMeter(): HeardMeterLike | null {
+    if (!this.heard && this.deps.heardMeter) {
+      this.heard = this.deps.heardMeter();
+      this.heard.onTurn = (turn) => this.heardReporter.heard(turn);
+    }
+    return this.heard;
+  }
+
+  private onAgentStatus(processing: string): void {
+    const now = this.heard?.now() ?? null;
+    if (processing === 'speaking' && this.agentProcessing !== 'speaking' && now !== null) {
+      this.heardReporter.replyStarted(now);
+    }
+    this.agentProcessing = processing;
+  }
+
+  /** One reply as heard: to the agent (docs/api.md, "Client metrics") and to the dashboard. */
+  private reportHeard(turn: HeardTurn): void {
+    const ms = Math.round(turn.ms);
+    if (!(ms > 0 && ms <= MAX_HEARD_MS)) return;
+    // Never queued: after a reconnect the agent may count its replies anew.
+    if (this.ws?.readyState === OPEN) this.ws.send(encodeClientMessage({ type: 'client_metrics', voice_to_voice_ms: ms }));
+    this.events.dispatch({ type: 'heard', ms });
   }
 
   // ---- WebRTC ----------------------------------------------------------------------------------
@@ -554,38 +628,10 @@ export class VoiceSessionController {
         this.rebuildPeer(run, false);
       })();
     }, this.tuning.mediaProbeMs);
-    if (message.type === 'status') this.onAgentStatus(message.processing);
   }
 
   /**
    * The agent streams audio all the time (silence between replies), so inbound packets that stop
-  // ---- what the user hears ----------------------------------------------------------------------
-
-  private heardMeter(): HeardMeterLike | null {
-    if (!this.heard && this.deps.heardMeter) {
-      this.heard = this.deps.heardMeter();
-      this.heard.onTurn = (turn) => this.heardReporter.heard(turn);
-    }
-    return this.heard;
-  }
-
-  private onAgentStatus(processing: string): void {
-    const now = this.heard?.now() ?? null;
-    if (processing === 'speaking' && this.agentProcessing !== 'speaking' && now !== null) {
-      this.heardReporter.replyStarted(now);
-    }
-    this.agentProcessing = processing;
-  }
-
-  /** One reply as heard: to the agent (docs/api.md, "Client metrics") and to the dashboard. */
-  private reportHeard(turn: HeardTurn): void {
-    const ms = Math.round(turn.ms);
-    if (!(ms > 0 && ms <= MAX_HEARD_MS)) return;
-    // Never queued: after a reconnect the agent may count its replies anew.
-    if (this.ws?.readyState === OPEN) this.ws.send(encodeClientMessage({ type: 'client_metrics', voice_to_voice_ms: ms }));
-    this.events.dispatch({ type: 'heard', ms });
-  }
-
    * while the call is up are a stall, whatever its cause: shown at once (media `stalled`), then
    * recovered if it does not end by itself: a fresh offer when the agent still answers on the
    * socket, else a new socket. Only audio that flowed and then stopped counts; a tick that comes
@@ -672,12 +718,17 @@ export class VoiceSessionController {
   private createPeer(run: number): void {
     const session = this.session;
     if (!session) return;
-    const pc = this.deps.createPeerConnection({ iceServers: session.ice_servers });
+    const spare = this.spare && spareFits(this.spare, session.ice_servers) ? this.spare : null;
+    if (spare) this.spare = null;
+    this.adopted = spare;
+    const pc = spare?.pc ?? this.deps.createPeerConnection({ iceServers: session.ice_servers });
     this.pc = pc;
     this.iceRestarted = false;
     this.remoteCandidates = [];
     const stream = this.localStream;
-    stream?.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
+    const [micTrack] = stream?.getAudioTracks() ?? [];
+    if (spare && micTrack) void spare.sender.replaceTrack(micTrack).catch(() => undefined);
+    else stream?.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     const current = (): boolean => run === this.run && this.pc === pc;
     pc.ontrack = (event: RTCTrackEvent) => {
       if (!current()) return;
@@ -752,6 +803,15 @@ export class VoiceSessionController {
   private async negotiate(run: number, iceRestart: boolean): Promise<void> {
     const pc = this.pc;
     if (!pc) return;
+    const spare = this.adopted;
+    this.adopted = null;
+    if (spare?.pc === pc && !iceRestart && (await spare.offered)) {
+      if (run !== this.run || this.pc !== pc) return;
+      // The offer made while idle, with the candidates gathered since (a local description has them).
+      this.send({ type: 'offer', sdp: pc.localDescription?.sdp ?? '' });
+      if (spare.gathered) this.send({ type: 'ice-candidate', candidate: null, sdpMid: null, sdpMLineIndex: null });
+      return;
+    }
     try {
       const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
       if (run !== this.run || this.pc !== pc) return;
@@ -858,6 +918,7 @@ export class VoiceSessionController {
   }
 
   private publishMedia(): void {
+    this.heardMeter()?.listen(this.localStream, this.remoteStream);
     this.events.media({ localStream: this.localStream, remoteStream: this.remoteStream, peer: this.pc });
   }
 
@@ -890,9 +951,8 @@ export class VoiceSessionController {
     this.reconnectAttempts = 0;
     this.replacements = 0;
     this.peerRebuilds = 0;
+    this.heardReporter.reset();
+    this.agentProcessing = null;
     this.publishMedia();
   }
 }
-    this.heardMeter()?.listen(this.localStream, this.remoteStream);
-    this.heardReporter.reset();
-    this.agentProcessing = null;

@@ -67,6 +67,10 @@ export function browserDeps(): VoiceAgentDeps {
     random: Math.random,
     now: () => Date.now(),
     heardMeter: () => new HeardMeter(),
+    micPermission: async () => {
+      if (typeof navigator === 'undefined' || !navigator.permissions) return null;
+      return (await navigator.permissions.query({ name: 'microphone' as PermissionName })).state;
+    },
   };
 }
 
@@ -103,6 +107,18 @@ export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAge
       controllerRef.current = null;
     };
   }, []);
+
+  useEffect(() => {
+    // Between calls the page is idle: what the next click needs and no session does is made now.
+    if (state.active) return undefined;
+    const prepare = (): void => controller().prepare();
+    if (typeof window.requestIdleCallback === 'function') {
+      const id = window.requestIdleCallback(prepare, { timeout: 1000 });
+      return () => window.cancelIdleCallback(id);
+    }
+    const id = setTimeout(prepare, 0);
+    return () => clearTimeout(id);
+  }, [state.active, controller]);
 
   const startConversation = useCallback(() => controller().start(), [controller]);
   const stopConversation = useCallback(() => controller().stop(), [controller]);
