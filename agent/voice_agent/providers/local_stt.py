@@ -93,6 +93,10 @@ def active_span_ms(powers: list[float]) -> int:
     return (active[-1] - active[0] + 1) * 20 if active else 0
 
 
+def _gain_to_target(level_dbfs: float) -> float:
+    return float(10 ** (min(TARGET_DBFS - level_dbfs, MAX_GAIN_DB) / 20))
+
+
 def apply_gain(pcm: bytes | bytearray, gain: float) -> bytes:
     if gain == 1.0:
         return bytes(pcm)
@@ -181,7 +185,7 @@ class PocketSphinxStream:
         if level is None:
             level = speech_level_dbfs(self._powers)
         if level is not None:
-            self._gain = 10 ** (min(TARGET_DBFS - level, MAX_GAIN_DB) / 20)
+            self._gain = _gain_to_target(level)
         self._cmn = self._state.get("cmn", CMN_INIT)
         decoder.set_cmn(self._cmn)
         decoder.start_utt()
@@ -235,7 +239,12 @@ class PocketSphinxStream:
             and len(self._kept) < KEEP_MAX_MS * 32
             and active_span_ms(self._powers) <= BACKCHANNEL_MAX_MS
         ):
-            heard = self._look.hear(apply_gain(self._kept, self._gain), self._cmn)
+            # At the sound's own level, not the session's: the look is short enough to measure
+            # whole, and its grammar is more level-sensitive than the main decoder (6 dB either way
+            # lost some backchannels).
+            level = speech_level_dbfs(self._powers)
+            gain = self._gain if level is None else _gain_to_target(level)
+            heard = self._look.hear(apply_gain(self._kept, gain), self._cmn)
             if heard is not None:
                 return heard
         return text
