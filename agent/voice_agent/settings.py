@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     reconnect_grace_s: float = Field(15.0, ge=0)
     connect_timeout_s: float = Field(120.0, gt=0)
     drain_timeout_s: float = Field(300.0, ge=0)
+    # While draining, move each call at its next turn boundary to an agent of the pool with room.
+    drain_migrate: bool = True
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     max_messages_per_s: float = Field(50.0, gt=0)
     message_burst: int = Field(200, ge=1)

@@ -1,4 +1,7 @@
-"""SIGTERM drain: the agent goes unready, takes no new sessions, keeps its live call, then exits cleanly."""
+"""SIGTERM drain: the agent goes unready, takes no new sessions, keeps its live call, then exits cleanly.
+
+These agents do not move calls (`VOICE_DRAIN_MIGRATE=false`): the calls stay until they end or the
+drain times out. Moving them is test_migrate.py."""
 
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
     tmp = tmp_path_factory.mktemp("drain")
     with redis_server(tmp / "redis") as server:
-        agents = start_agents(tmp, server, 2, prefix="dr", voice_drain_timeout_s="60")
+        agents = start_agents(
+            tmp, server, 2, prefix="dr", voice_drain_timeout_s="60", voice_drain_migrate="false"
+        )
         try:
             yield server, agents
         finally:
@@ -92,7 +97,9 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServe
     """Two agents whose drain gives live calls a second, as a rollout with a short grace would."""
     tmp = tmp_path_factory.mktemp("drain-quick")
     with redis_server(tmp / "redis") as server:
-        agents = start_agents(tmp, server, 2, prefix="dq", voice_drain_timeout_s="1")
+        agents = start_agents(
+            tmp, server, 2, prefix="dq", voice_drain_timeout_s="1", voice_drain_migrate="false"
+        )
         try:
             yield server, agents
         finally:

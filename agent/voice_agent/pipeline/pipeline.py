@@ -125,6 +125,17 @@ class Pipeline:
     def status(self) -> str:
         return self.events.status
 
+    @property
+    def at_turn_boundary(self) -> bool:
+        """Neither side is speaking and no turn is on its way: the user is not talking (the VAD), no
+        transcript is pending, no reply is being made or played. A call stopped here loses nothing."""
+        return (
+            self.status in ("idle", "listening")
+            and not self.vad.speaking
+            and not self.stt.finalizing
+            and self.turns.active_turn is None
+        )
+
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         if not self._started:

@@ -156,6 +156,11 @@ class STTProcessor(FrameProcessor):
         if turn is not None:
             await self.push(turn)
 
+    @property
+    def finalizing(self) -> bool:
+        """An utterance has ended and its transcript (the user's next turn) is still on its way."""
+        return bool(self._finalizers)
+
     def _new_turn(self) -> int:
         self.last_turn += 1
         return self.last_turn

@@ -133,6 +133,12 @@ class PooledAdmission:
         if self.registry is not None:
             await self.registry.set_draining()
 
+    async def room_elsewhere(self) -> int:
+        try:
+            return await self.store.room_elsewhere()
+        except StoreUnavailable:
+            return 0  # unknown is no room: the calls stay, as they would without a pool
+
     @property
     def relayed(self) -> int:
         return self.relay.active_edges if self.relay is not None else 0

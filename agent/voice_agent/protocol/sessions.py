@@ -39,6 +39,9 @@ class SessionRecord(BaseModel):
     owner: str = ""
     pool: str = ""
     history: list[Message] = Field(default_factory=list)
+    # Set by a draining agent as it moves the call away; the agent that resumes it measures the
+    # silence the move caused from here to its media coming up (docs/api.md, "Metrics").
+    moved_at: datetime | None = None
 
     @classmethod
     def new(cls, session_id: str, ttl_s: int, owner: str, pool: str) -> SessionRecord:

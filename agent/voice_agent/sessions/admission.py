@@ -105,6 +105,10 @@ class Admission(Protocol):
     async def draining(self) -> None:
         """This agent stops taking sessions: tell whoever places them."""
 
+    async def room_elsewhere(self) -> int:
+        """Calls a draining agent may move now: free slots on the other agents of its pool (0 alone)."""
+        ...
+
     @property
     def relayed(self) -> int:
         """Client sockets this agent relays to other agents (a drain waits for them too)."""
@@ -157,6 +161,9 @@ class LocalAdmission:
 
     async def draining(self) -> None:
         return None
+
+    async def room_elsewhere(self) -> int:
+        return 0
 
     @property
     def relayed(self) -> int:

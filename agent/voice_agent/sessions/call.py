@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from voice_agent.media.peer import Peer, local_candidates
 from voice_agent.pipeline.pipeline import Pipeline, PipelineConfig
-from voice_agent.protocol.sessions import Message, SessionRecord
+from voice_agent.protocol.sessions import Message, SessionRecord, utcnow
 from voice_agent.protocol.signaling import (
     MEDIA_STALL_S,
     AnswerEvent,
@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 SAVE_RETRY_MAX_S = 2.0
 MEDIA_WATCH_S = 0.25
+# What a client whose call is suspended with its socket open is told, by why.
+_SUSPENDED = {
+    ErrorCode.GOING_AWAY: "this agent is shutting down; reconnect to resume",
+    ErrorCode.SESSION_MOVED: "this agent is going away and handed your call on; reconnect now to resume it",
+}
 
 
 class ClientLink(Protocol):
@@ -76,6 +81,8 @@ class Call:
         # A call starts without media whatever the stored record says: a peer never outlives the
         # process that made it, so a resumed session must offer again.
         record.peer_connections = {}
+        # A call a draining agent moved here: the gap is timed to this call's media coming up.
+        self._moved_at, record.moved_at = record.moved_at, None
         self.settings = settings
         self.store = store
         self._on_gone = on_gone
@@ -150,8 +157,17 @@ class Call:
             log.info("client gone; suspending call", extra={"after_s": delay})
             await self.close(status="disconnected")
 
-    async def close(self, status: str = "ended", save: bool = True) -> None:
-        """`save=False` when ownership was lost: the record belongs to another agent now."""
+    async def move(self) -> None:
+        """Hand the call on (a draining agent, at a turn boundary): suspended here, its client told to
+        reconnect at once, and resumed, history included, by whichever agent its reconnect reaches."""
+        self.record.moved_at = utcnow()
+        await self.close("disconnected", told=ErrorCode.SESSION_MOVED)
+
+    async def close(
+        self, status: str = "ended", save: bool = True, told: ErrorCode = ErrorCode.GOING_AWAY
+    ) -> None:
+        """`save=False` when ownership was lost: the record belongs to another agent now. `told` is the
+        cause a client still connected to a suspended call hears before its socket closes 1012."""
         if self._closed:
             return
         self._closed = True
@@ -162,15 +178,10 @@ class Call:
             await self.peer.close()
             self.peer = None
         await self.pipeline.stop()
-        if self.conn is not None and status == "ended":
-            await self.conn.aclose(CloseCode.ENDED, "ended")
-        elif self.conn is not None:
-            # Suspended with its client still here (drain timeout, shutdown): the session goes on
-            # wherever the client reconnects, so the socket must not say "ended".
-            going = error_event(ErrorCode.GOING_AWAY, "this agent is shutting down; reconnect to resume")
-            self.conn.send(going)
-            await self.conn.aclose(CloseCode.RECONNECT, "suspended")
-        self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is not None and status == "ended":
+            await conn.aclose(CloseCode.ENDED, "ended")
+            conn = None
         self.record.status = status  # type: ignore[assignment]
         self.record.is_ai_speaking = False
         duration = time.monotonic() - self.started_at
@@ -180,6 +191,15 @@ class Call:
             with contextlib.suppress(Exception):
                 await self.store.save(self.record)
         await self._on_gone(self)
+        if conn is not None:
+            # Suspended with its client still here (moved, drain timeout, shutdown): the session goes
+            # on wherever the client reconnects, so the socket must not say "ended". Told only once
+            # the record is saved and released: a reconnect that came sooner would find this agent
+            # still holding the session and be relayed back to it.
+            conn.send(error_event(told, _SUSPENDED[told]))
+            await conn.aclose(
+                CloseCode.RECONNECT, "moved" if told == ErrorCode.SESSION_MOVED else "suspended"
+            )
 
     # --- events to the client -----------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
@@ -308,6 +328,11 @@ class Call:
         if state == "connected":
             self._heard_at = time.monotonic()
             self.pipeline.media_started()
+            if self._moved_at is not None:
+                gap = (utcnow() - self._moved_at).total_seconds()
+                self._moved_at = None
+                metrics.MIGRATION_GAP.observe(max(0.0, gap))
+                log.info("moved call's media up", extra={"gap_ms": round(gap * 1000)})
         elif state in ("failed", "closed"):
             self.pipeline.media_stopped()
         if state == "failed":

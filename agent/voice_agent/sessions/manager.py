@@ -24,6 +24,12 @@ from voice_agent.telemetry.loop import LoopMonitor
 log = logging.getLogger(__name__)
 
 DRAIN_POLL_S = 0.1
+# A turn boundary must hold this long before a call is moved: a typed question or a transcript on its
+# way is a frame or two from starting its turn, and this is far longer than that takes.
+MOVE_SETTLE_S = 0.2
+# A moved call counts against the room elsewhere until its client's reconnect has claimed a slot
+# there (a reconnect through the balancer takes milliseconds; ten times this is a client gone).
+MOVE_CLAIM_S = 2.0
 
 __all__ = ["CallManager", "CapacityError", "RemoteOwner"]
 
@@ -41,6 +47,9 @@ class CallManager:
         self._lock = asyncio.Lock()
         self.sockets: dict[str, int] = {}
         self.loop_monitor = LoopMonitor()
+        self._quiet_since: dict[str, float] = {}
+        self._moved_at: list[float] = []
+        self._no_room: set[str] = set()
 
     async def start(self) -> None:
         self.loop_monitor.start()
@@ -152,7 +161,8 @@ class CallManager:
         return sum(1 for c in self.calls.values() if c.conn is not None) + self.admission.relayed
 
     async def drain(self, timeout_s: float) -> None:
-        """SIGTERM: refuse new sessions, let live calls finish (up to timeout_s), then suspend the rest.
+        """SIGTERM: refuse new sessions, move live calls elsewhere at their turn boundaries or let them
+        finish (up to timeout_s), then suspend the rest.
 
         A call whose client is not connected is suspended at once: its client will reconnect,
         and should land on (and resume at) an agent that is not going away.
@@ -164,11 +174,47 @@ class CallManager:
         while time.monotonic() < deadline:
             idle = [c for c in self.calls.values() if c.conn is None]
             await asyncio.gather(*(c.close("disconnected") for c in idle))
+            if self.settings.drain_migrate:
+                await self._migrate()
             if self.busy == 0:
                 break
             await asyncio.sleep(DRAIN_POLL_S)
         log.info("drained", extra={"left": self.busy})
         await self.close()
+
+    async def _migrate(self) -> None:
+        """Move the calls at a turn boundary to the pool's other agents, as many as they have room for.
+
+        A call mid-utterance or mid-reply waits for its boundary; with no room elsewhere (or no
+        pool) calls stay, as they would without migration, until room appears or the drain times out.
+        """
+        now = time.monotonic()
+        ready: list[Call] = []
+        for sid, call in list(self.calls.items()):
+            if call.conn is None or not call.pipeline.at_turn_boundary:
+                self._quiet_since.pop(sid, None)
+            elif now - self._quiet_since.setdefault(sid, now) >= MOVE_SETTLE_S:
+                ready.append(call)
+        if not ready:
+            return
+        self._moved_at = [t for t in self._moved_at if now - t < MOVE_CLAIM_S]
+        room = await self.admission.room_elsewhere() - len(self._moved_at)
+        for call in ready[: max(0, room)]:
+            self._quiet_since.pop(call.id, None)
+            try:
+                await call.move()
+            except Exception:
+                log.exception("moving a call failed", extra={"session_id": call.id})
+                metrics.MIGRATIONS.labels("failed").inc()
+                continue
+            self._moved_at.append(time.monotonic())
+            metrics.MIGRATIONS.labels("moved").inc()
+            log.info("call moved", extra={"session_id": call.id})
+        for call in ready[max(0, room) :]:
+            if call.id not in self._no_room:
+                self._no_room.add(call.id)
+                metrics.MIGRATIONS.labels("no_room").inc()
+                log.info("no room elsewhere for a call; it stays", extra={"session_id": call.id})
 
     async def close(self) -> None:
         """Shutdown: calls are suspended, not ended, so their records stay resumable elsewhere."""

@@ -158,6 +158,7 @@ class RedisSessionStore:
         self._claim = _Replicated(self, self.client.register_script(lua.CLAIM))
         self._save = _Replicated(self, self.client.register_script(lua.SAVE))
         self._release = self.client.register_script(lua.RELEASE)
+        self._room = self.client.register_script(lua.ROOM)
         self._end = _Replicated(self, self.client.register_script(lua.END))
         self._heartbeat = self.client.register_script(lua.HEARTBEAT)
 
@@ -316,6 +317,11 @@ class RedisSessionStore:
                 keys=[self._mine, self._agents, self._session(session_id)],
                 args=[self.agent_id, session_id, epoch],
             )
+
+    async def room_elsewhere(self) -> int:
+        """Free slots on the pool's other agents that take sessions: where a draining agent's calls can go."""
+        async with self._op("room"):
+            return int(await self._room(keys=[self._agents], args=[self._prefix, self.agent_id]))
 
     # --- registry -----------------------------------------------------------------------------
     async def heartbeat(self, url: str, ttl_ms: int, running: Iterable[str]) -> builtins.list[str]:

@@ -21,6 +21,12 @@ local function alive(prefix, id)
   return redis.call('EXISTS', a .. ':alive') == 1
      and redis.call('PUBSUB', 'NUMSUB', a .. ':inbox')[2] > 0
 end
+local function takes_more(prefix, id, load)
+  local info = redis.call('HMGET', prefix .. id, 'capacity', 'draining')
+  if info[2] == '1' then return 0 end
+  if redis.call('PUBSUB', 'NUMSUB', prefix .. id .. ':inbox')[2] == 0 then return 0 end
+  return math.max(0, (tonumber(info[1]) or 0) - load)
+end
 local function rescore(agents, prefix, id)
   local n = redis.call('SCARD', prefix .. id .. ':sessions')
   if redis.call('ZSCORE', agents, id) then redis.call('ZADD', agents, n, id) end
@@ -43,13 +49,9 @@ for i = 1, #members, 2 do
   local id, load = members[i], tonumber(members[i + 1])
   if redis.call('EXISTS', prefix .. id .. ':alive') == 0 then
     redis.call('ZREM', agents, id)
-  else
-    local info = redis.call('HMGET', prefix .. id, 'capacity', 'draining')
-    if info[2] ~= '1' and load < (tonumber(info[1]) or 0)
-       and redis.call('PUBSUB', 'NUMSUB', prefix .. id .. ':inbox')[2] > 0 then
-      chosen = id
-      break
-    end
+  elseif takes_more(prefix, id, load) > 0 then
+    chosen = id
+    break
   end
 end
 if not chosen then return {'full'} end
@@ -60,6 +62,25 @@ redis.call('PEXPIREAT', skey, expire_ms)
 redis.call('ZADD', index, expire_ms, sid)
 redis.call('PUBLISH', ARGV[6], sid)
 return {'ok', chosen, 1}
+"""
+)
+
+# KEYS: agents zset. ARGV: agent prefix, me. Read only.
+# -> the free slots of the pool's other agents that ALLOCATE or CLAIM would use (alive, listening on
+# their inbox, not draining): how many calls a draining agent can move away right now.
+ROOM = (
+    _ALIVE
+    + """
+local agents, prefix, me = KEYS[1], ARGV[1], ARGV[2]
+local members = redis.call('ZRANGE', agents, 0, -1, 'WITHSCORES')
+local free = 0
+for i = 1, #members, 2 do
+  local id, load = members[i], tonumber(members[i + 1])
+  if id ~= me and redis.call('EXISTS', prefix .. id .. ':alive') == 1 then
+    free = free + takes_more(prefix, id, load)
+  end
+end
+return free
 """
 )
 

@@ -127,3 +127,16 @@ MEDIA_STALLS = Counter(
     "voice_media_stalls_total",
     "Calls whose client's audio stopped arriving while media and signaling were up",
 )
+
+# Drain by migration (docs/deploy.md, "Rolling a pool").
+MIGRATIONS = Counter(
+    "voice_migrations_total",
+    "Calls a draining agent moved (moved), could not move for want of room elsewhere (no_room, once per "
+    "call), or failed to move (failed)",
+    ["outcome"],
+)
+MIGRATION_GAP = Histogram(
+    "voice_migration_gap_seconds",
+    "From a draining agent moving a call to its media up on the agent that resumed it (observed there)",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0),
+)
