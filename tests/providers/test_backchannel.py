@@ -143,3 +143,10 @@ async def test_the_stt_stage_tells_the_stream_when_the_gate_classifies_its_utter
     assert isinstance(provider.streams[1], BackchannelAware)
     await stage.on_system(ClassifyUtteranceFrame(2), UPSTREAM)
     assert [s.told for s in provider.streams] == [False, True], "only the utterance under way"
+
+
+async def test_the_look_hears_the_sound_at_its_own_level_not_the_sessions(stt: PocketSphinxSTT) -> None:
+    """The session's level is its last speaker's: a quieter listener's backchannel is still one."""
+    quieter = apply_gain(said("uh-huh", "rms"), 10 ** (-8 / 20))
+    heard, _ = await transcribe(stt, quieter, during_reply=True)
+    assert heard and set(heard.split()) <= set(BACKCHANNELS), heard
