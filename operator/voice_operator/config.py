@@ -4,6 +4,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from voice_operator import constants as c
+
 
 class ConfigError(ValueError):
     """Bad configuration: the message names the setting."""
@@ -57,6 +59,10 @@ class OperatorConfig:
     metrics_port: int = 9090
     external_metrics_port: int = 6443
     health_port: int = 8080
+    # KEDA's external scaler (gRPC) and the waker of pools at zero (HTTP): docs/operator.md.
+    scaler_port: int = c.SCALER_PORT
+    scaler_address: str = c.SCALER_ADDRESS
+    waker_port: int = 8081
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
@@ -106,6 +112,9 @@ class OperatorConfig:
             metrics_port=_int(env, "VOICE_OPERATOR_METRICS_PORT", 9090, maximum=65535),
             external_metrics_port=_int(env, "VOICE_OPERATOR_EXTERNAL_METRICS_PORT", 6443, maximum=65535),
             health_port=_int(env, "VOICE_OPERATOR_HEALTH_PORT", 8080, maximum=65535),
+            scaler_port=_int(env, "VOICE_OPERATOR_SCALER_PORT", c.SCALER_PORT, maximum=65535),
+            scaler_address=env.get("VOICE_OPERATOR_SCALER_ADDRESS") or c.SCALER_ADDRESS,
+            waker_port=_int(env, "VOICE_OPERATOR_WAKER_PORT", 8081, maximum=65535),
             tls_cert=cert,
             tls_key=key,
             client_ca=client_ca,

@@ -35,6 +35,11 @@ DEMAND_METRIC: Final = "voicepool_session_demand"
 EXTERNAL_METRICS_GROUP: Final = "external.metrics.k8s.io"
 EXTERNAL_METRICS_VERSION: Final = "v1beta1"
 
+# Where KEDA reaches the operator's external scaler (gRPC), as the manifests install it; the
+# operator's VOICE_OPERATOR_SCALER_ADDRESS overrides it.
+SCALER_PORT: Final = 9000
+SCALER_ADDRESS: Final = f"voicepool-operator.voicepool.svc:{SCALER_PORT}"
+
 PRESTOP_SLEEP_S: Final = 5
 GRACE_MARGIN_S: Final = 15
 

@@ -30,6 +30,7 @@ KINDS: Mapping[str, tuple[str, bool]] = {
     "ServiceAccount": ("serviceaccounts", True),
     "PodDisruptionBudget": ("poddisruptionbudgets", True),
     "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
+    "ScaledObject": ("scaledobjects", True),
     "Secret": ("secrets", True),
     "Pod": ("pods", True),
     "Namespace": ("namespaces", False),

@@ -10,6 +10,7 @@ from voice_operator.kube import KubeClient
 from voice_operator.memo import OperatorMemo
 from voice_operator.metrics_api import start_servers
 from voice_operator.pools.lookup import PoolLookup
+from voice_operator.pools.scaler import start_scaler
 from voice_operator.pools.state import PoolsMemo
 from voice_operator.redis_clients import RedisClients
 
@@ -35,12 +36,15 @@ async def on_startup(settings: kopf.OperatorSettings, memo: PoolsMemo, **indexes
     memo.pool_states, memo.pool_deployments = indexes["pool_states"], indexes["pool_deployments"]
     memo.kube = KubeClient(lambda: login(settings))
     memo.redis = RedisClients(timeout_s=config.redis_timeout_s)
+    memo.scaler = await start_scaler(config, PoolLookup(memo.kube, memo.pool_states), memo.redis)
     memo.servers = await start_servers(config, PoolLookup(memo.kube, memo.pool_states), memo.redis, memo.kube)
 
 
 async def on_cleanup(memo: OperatorMemo, **_: Any) -> None:
     for runner in memo.get("servers", []):
         await runner.cleanup()
+    if "scaler" in memo:
+        await memo.scaler.stop()
     if "redis" in memo:
         await memo.redis.close()
     if "kube" in memo:

@@ -92,7 +92,7 @@ class OperatorProcess:
 
     def _spawn(self) -> None:
         self.spawns += 1
-        self.ports = {"metrics": free_port(), "external": free_port(), "health": free_port()}
+        self.ports = {name: free_port() for name in ("metrics", "external", "health", "scaler", "waker")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "voice_operator"],
@@ -105,6 +105,15 @@ class OperatorProcess:
     @property
     def external_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['external']}"
+
+    @property
+    def scaler_address(self) -> str:
+        """KEDA's view of the operator: its external scaler (gRPC, plaintext)."""
+        return f"127.0.0.1:{self.ports['scaler']}"
+
+    @property
+    def waker_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['waker']}"
 
     @property
     def metrics_url(self) -> str:
@@ -192,6 +201,8 @@ def operator_env(kubeconfig: pathlib.Path, ports: dict[str, int], **extra: str) 
         VOICE_OPERATOR_METRICS_PORT=str(ports["metrics"]),
         VOICE_OPERATOR_EXTERNAL_METRICS_PORT=str(ports["external"]),
         VOICE_OPERATOR_HEALTH_PORT=str(ports["health"]),
+        VOICE_OPERATOR_SCALER_PORT=str(ports["scaler"]),
+        VOICE_OPERATOR_WAKER_PORT=str(ports["waker"]),
         VOICE_OPERATOR_STATUS_INTERVAL="0.5",
         VOICE_OPERATOR_LOG_FORMAT="plain",
         PYTHONUNBUFFERED="1",

@@ -84,7 +84,9 @@ def test_a_port_in_use_is_fatal_not_retried(tmp_path: pathlib.Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        ports = {"metrics": taken.getsockname()[1], "external": free_port(), "health": free_port()}
+        ports = {"metrics": taken.getsockname()[1]} | {
+            name: free_port() for name in ("external", "health", "scaler", "waker")
+        }
         env = operator_env(write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9"), ports)
         result = subprocess.run(
             [sys.executable, "-m", "voice_operator"],

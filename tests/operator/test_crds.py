@@ -99,6 +99,8 @@ def test_minimal_pool_is_defaulted_like_the_operator_defaults_it() -> None:
 def test_full_pool_and_profile_are_admitted() -> None:
     assert crdschema.admit(samples.cloud_pool())[1] == []
     assert crdschema.admit(samples.pool(bufferSessions="25%"))[1] == []
+    scale_to_zero = samples.pool(autoscaling={"engine": "keda"}, replicas={"min": 0, "max": 3})
+    assert crdschema.admit(scale_to_zero)[1] == []
     assert crdschema.admit(samples.host_network_pool())[1] == []
     for announce in ({"address": "203.0.113.7"}, {"address": "2001:db8::7"}, {"fromNode": True}):
         assert crdschema.admit(samples.pool(ice={"announce": announce}))[1] == []
@@ -112,6 +114,13 @@ INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
         "replicas.min must be less than or equal to replicas.max",
     ),
     ("min>default max", {"replicas": {"min": 11}}, "replicas.min must be less than or equal to replicas.max"),
+    ("zero agents with the HPA", {"replicas": {"min": 0, "max": 2}}, "needs autoscaling.engine keda"),
+    (
+        "zero agents, engine hpa",
+        {"autoscaling": {"engine": "hpa"}, "replicas": {"min": 0}},
+        "needs autoscaling.engine keda",
+    ),
+    ("unknown engine", {"autoscaling": {"engine": "knative"}}, "autoscaling.engine: 'knative'"),
     ("zero sessions", {"sessionsPerAgent": 0}, "sessionsPerAgent must be greater than 0"),
     ("negative sessions", {"sessionsPerAgent": -3}, "sessionsPerAgent must be greater than 0"),
     (
@@ -277,6 +286,9 @@ SPECS = st.fixed_dictionaries(
     optional={
         "replicas": st.fixed_dictionaries(
             {}, optional={"min": st.integers(-2, 12), "max": st.integers(-2, 12)}
+        ),
+        "autoscaling": st.fixed_dictionaries(
+            {}, optional={"engine": st.sampled_from(["hpa", "keda", "knative"])}
         ),
         "sessionsPerAgent": st.integers(-2, 50),
         "bufferSessions": st.one_of(

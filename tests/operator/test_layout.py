@@ -4,6 +4,8 @@ import ast
 import graphlib
 import pathlib
 
+import pytest
+
 from tests.operator.cluster import ROOT
 
 PACKAGE = ROOT / "operator" / "voice_operator"
@@ -80,11 +82,12 @@ def test_desired_state_is_pure_and_reconcilers_leave_kopf_to_the_handlers() -> N
         assert users == {"registry"}, f"{kind}.handlers is registered by registry.py alone, not {users}"
 
 
-def test_the_metrics_api_only_reads() -> None:
-    """It may look pools up and read their load; reconciling and status writes are not in reach."""
+@pytest.mark.parametrize("server", ["metrics_api", "pools.scaler"])
+def test_the_metrics_api_and_the_external_scaler_only_read(server: str) -> None:
+    """They may look pools up and read their load; reconciling and status writes are not in reach."""
     graph = imports()
     modules = set(graph)
-    reach, todo = set(), ["metrics_api"]
+    reach, todo = set(), [server]
     while todo:
         for used in ours(graph[todo.pop()], modules) - reach:
             reach.add(used)

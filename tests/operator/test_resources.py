@@ -9,7 +9,7 @@ from tests.operator import samples
 from voice_operator import constants as c
 from voice_operator.objects import Owner, desired_hash
 from voice_operator.pools.deployment import render_deployment
-from voice_operator.pools.render import render_pool
+from voice_operator.pools.render import render_pool, replaced_autoscaler
 from voice_operator.pools.spec import PoolSpec, parse_pool_spec
 from voice_operator.profiles.render import (
     APPLY_SCRIPT,
@@ -406,6 +406,43 @@ def test_hpa_scales_the_deployment_on_the_external_session_demand_metric() -> No
     ]
     assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def keda_spec(**changes: Any) -> PoolSpec:
+    return cloud_spec(autoscaling={"engine": "keda"}, **changes)
+
+
+def test_keda_pool_renders_a_scaledobject_in_place_of_the_hpa() -> None:
+    objects = render_pool(POOL_OWNER, keda_spec(replicas={"min": 0, "max": 8}), "scaler.example:9000")
+    assert [o["kind"] for o in objects][-1] == "ScaledObject"
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
+    scaled = objects[-1]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["metadata"]["ownerReferences"][0]["uid"] == "uid-pool"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cloud"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 8)
+    # The scaler answers for the pool the ScaledObject names: the trigger only says where it is.
+    assert spec["triggers"] == [
+        {
+            "type": "external",
+            "metricType": "AverageValue",
+            "metadata": {"scalerAddress": "scaler.example:9000"},
+        }
+    ]
+    # KEDA's HPA keeps the pace of the operator's own.
+    assert (
+        spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        == rendered()["HorizontalPodAutoscaler"]["spec"]["behavior"]
+    )
+    assert render_pool(POOL_OWNER, keda_spec())[-1]["spec"]["triggers"][0]["metadata"] == {
+        "scalerAddress": c.SCALER_ADDRESS
+    }
+
+
+def test_each_engine_replaces_the_others_object() -> None:
+    assert replaced_autoscaler(keda_spec()) == ("autoscaling/v2", "HorizontalPodAutoscaler")
+    assert replaced_autoscaler(cloud_spec()) == ("keda.sh/v1alpha1", "ScaledObject")
 
 
 def test_serviceaccount_has_no_token() -> None:

@@ -37,6 +37,23 @@ def test_minimal_pool_gets_the_documented_defaults() -> None:
     assert spec.turn_taking == TurnTaking("adaptive", 200, 1600, 500, "classify", 700)
     assert spec.secret_names() == []
     assert spec.host_candidates == HostCandidates() and spec.host_network is False
+    assert spec.engine == "hpa"
+
+
+def test_only_keda_scales_a_pool_to_zero() -> None:
+    spec = parse_pool_spec(
+        samples.pool(autoscaling={"engine": "keda"}, replicas={"min": 0, "max": 3})["spec"]
+    )
+    assert (spec.engine, spec.min_replicas, spec.max_replicas) == ("keda", 0, 3)
+    assert parse_pool_spec(samples.pool(autoscaling={"engine": "keda"})["spec"]).min_replicas == 1
+    with pytest.raises(SpecError, match=r"replicas.min must be >= 1 .*0 only with autoscaling.engine keda"):
+        parse_pool_spec(samples.pool(replicas={"min": 0, "max": 3})["spec"])
+    with pytest.raises(SpecError, match=r"replicas\.max must be >= 1"):
+        parse_pool_spec(samples.pool(autoscaling={"engine": "keda"}, replicas={"min": 0, "max": 0})["spec"])
+    with pytest.raises(SpecError, match=r"spec\.autoscaling\.engine must be one of hpa, keda, got 'knative'"):
+        parse_pool_spec(samples.pool(autoscaling={"engine": "knative"})["spec"])
+    with pytest.raises(SpecError, match=r"spec\.autoscaling"):
+        parse_pool_spec(samples.pool(autoscaling="keda")["spec"])
 
 
 def test_cloud_pool_collects_every_secret_reference() -> None:

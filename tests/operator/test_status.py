@@ -57,6 +57,21 @@ def cond(st: dict[str, Any], kind: str) -> dict[str, Any]:
     return dict(found)
 
 
+def test_a_pool_scaled_to_zero_is_ready_and_wakes_on_a_session_request() -> None:
+    spec = parse_pool_spec(
+        samples.pool(autoscaling={"engine": "keda"}, replicas={"min": 0, "max": 3})["spec"]
+    )
+    idle = status(spec=spec, deployment=deployment(0, 0), load=load())
+    assert cond(idle, "Ready")["status"] == "True" and cond(idle, "Ready")["reason"] == "ScaledToZero"
+    assert (idle["demand"], idle["desiredReplicas"], idle["capacity"]) == (0, 0, 0)
+    # The waker recorded a session request: one agent wanted, and none ready yet is not Ready.
+    woken = status(spec=spec, deployment=deployment(0, 0, want=1), load=PoolLoad((), waking=True))
+    assert cond(woken, "Ready")["reason"] == "AgentsNotReady"
+    assert cond(woken, "Scaling")["reason"] == "ScalingUp"
+    # A pool of the HPA never has zero agents on purpose.
+    assert cond(status(deployment=deployment(0, 0)), "Ready")["status"] == "False"
+
+
 def test_ready_pool_reports_sessions_capacity_and_demand() -> None:
     st = status()
     assert st["replicas"] == 2 and st["readyReplicas"] == 2

@@ -60,7 +60,10 @@ async def _reconcile(
 ) -> None:
     before = list(state.problems)
     try:
-        await post(memo.kube, body, await reconcile_pool(memo.kube, state, body, cold=cold))
+        events = await reconcile_pool(
+            memo.kube, state, body, cold=cold, scaler_address=memo.config.scaler_address
+        )
+        await post(memo.kube, body, events)
     except ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {e}", delay=5) from e
     if state.problems != before:  # logged once per change (the Degraded event comes with the status)

@@ -5,6 +5,7 @@ The key layout belongs to the agent: every name comes from voice_agent.store.key
   agent_key(P, A)           HASH  capacity, draining ("0"/"1"), url, ...
   agent_alive_key(P, A)     STR   heartbeat with a TTL; gone = the agent is dead, its count stale
   agent_inbox(P, A)         CHAN  the agent process subscribes while it runs
+  wake_key(P)               STR   the operator's waker: a session request while no agent was up
 An agent is alive, as the agents' own allocation script decides it, when its heartbeat key exists
 and its inbox has a subscriber (a killed process loses its subscription at once).
 """
@@ -39,6 +40,9 @@ class AgentLoad:
 @dataclasses.dataclass(frozen=True)
 class PoolLoad:
     agents: tuple[AgentLoad, ...]
+    # A session request found no agent up within the wake's TTL (pools/scaler.py): one session of
+    # demand, so that a pool at zero wakes for it.
+    waking: bool = False
 
     @property
     def live(self) -> tuple[AgentLoad, ...]:
@@ -48,6 +52,11 @@ class PoolLoad:
     def active_sessions(self) -> int:
         """Sessions on live agents (draining ones still carry their calls)."""
         return sum(a.active for a in self.live)
+
+    @property
+    def wanted_sessions(self) -> int:
+        """What the autoscaler is fed: the live sessions, or one for a request waiting for an agent."""
+        return max(self.active_sessions, 1 if self.waking else 0)
 
     @property
     def free_capacity(self) -> int:
@@ -75,13 +84,17 @@ def parse_agent(agent_id: str, sessions: float, fields: Mapping[str, str | None]
 
 
 async def read_pool_load(client: "aioredis.Redis", pool: str, timeout_s: float = 2.0) -> PoolLoad:
-    """One ZRANGE plus one pipelined round trip for all agents of the pool."""
+    """One pipelined round trip for the agents and the wake, one more for all agents of the pool."""
     try:
         async with asyncio.timeout(timeout_s):
-            reply: Any = await client.zrange(keys.agents_key(pool), 0, -1, withscores=True)
-            members: Sequence[tuple[str, float]] = reply
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zrange(keys.agents_key(pool), 0, -1, withscores=True)
+                pipe.exists(keys.wake_key(pool))
+                reply: Any = await pipe.execute()
+            members: Sequence[tuple[str, float]] = reply[0]
+            waking = bool(reply[1])
             if not members:
-                return PoolLoad(())
+                return PoolLoad((), waking)
             async with client.pipeline(transaction=False) as pipe:
                 for agent_id, _ in members:
                     pipe.hmget(keys.agent_key(pool, agent_id), ["capacity", "draining"])
@@ -97,7 +110,7 @@ async def read_pool_load(client: "aioredis.Redis", pool: str, timeout_s: float =
         fields = {"capacity": capacity, "draining": draining}
         alive = bool(results[2 * i + 1]) and keys.agent_inbox(pool, agent_id) in listening
         agents.append(parse_agent(str(agent_id), sessions, fields, alive))
-    return PoolLoad(tuple(sorted(agents, key=lambda a: a.id)))
+    return PoolLoad(tuple(sorted(agents, key=lambda a: a.id)), waking)
 
 
 async def read_load(redis: RedisClients, namespace: str, name: str, url: str | None) -> PoolLoad:

@@ -14,9 +14,9 @@ from voice_operator.kube import ApiError, KubeClient, Obj, Ref
 from voice_operator.objects import Owner, pool_selector
 from voice_operator.pools.load import PoolLoad, RedisUnavailable, read_load
 from voice_operator.pools.references import REFERENCE_REASONS, check_references
-from voice_operator.pools.render import render_pool
+from voice_operator.pools.render import render_pool, replaced_autoscaler
 from voice_operator.pools.scaling import session_demand
-from voice_operator.pools.spec import parse_pool_spec
+from voice_operator.pools.spec import PoolSpec, parse_pool_spec
 from voice_operator.pools.state import PoolState
 from voice_operator.pools.status import Problem, pool_status, transition_events
 from voice_operator.redis_clients import RedisClients
@@ -38,9 +38,10 @@ def write_events(outcomes: Mapping[str, Outcome]) -> list[Event]:
 
 
 async def reconcile_pool(
-    kube: KubeClient, state: PoolState, body: Mapping[str, Any], *, cold: bool
+    kube: KubeClient, state: PoolState, body: Mapping[str, Any], *, cold: bool, scaler_address: str
 ) -> list[Event]:
-    """Bring the owned objects in line with the spec. `cold`: the pool is new, create first."""
+    """Bring the owned objects in line with the spec. `cold`: the pool is new, create first.
+    `scaler_address`: where KEDA reaches the operator's external scaler (the keda engine's trigger)."""
     owner = Owner.from_body(body)
     assert owner.namespace is not None
     with metrics.RECONCILE_SECONDS.labels(c.POOL_KIND).time():
@@ -52,10 +53,11 @@ async def reconcile_pool(
             return []
         problems, redis_url = await check_references(kube, owner.namespace, spec)
         outcomes: dict[str, Outcome] = {}
-        objects = render_pool(owner, spec)
+        objects = render_pool(owner, spec, scaler_address)
         results = await asyncio.gather(
             *(ensure(kube, o, lookup=not cold) for o in objects), return_exceptions=True
         )
+        replaced = None if cold else await delete_replaced_autoscaler(kube, owner, spec)
         for obj, result in zip(objects, results, strict=True):
             if isinstance(result, ConflictError):
                 problems.append(Problem("ResourceConflict", str(result)))
@@ -68,7 +70,32 @@ async def reconcile_pool(
                     state.deployment = result[1]
         state.spec, state.redis_url, state.problems = spec, redis_url, problems
         metrics.RECONCILES.labels(c.POOL_KIND, "degraded" if problems else "ok").inc()
-        return write_events(outcomes)
+        events = write_events(outcomes)
+        if replaced is not None:
+            events.append(
+                Event("Normal", "Updated", f"deleted {replaced}: the pool scales with {spec.engine}")
+            )
+        return events
+
+
+async def delete_replaced_autoscaler(kube: KubeClient, owner: Owner, spec: PoolSpec) -> str | None:
+    """Switching engines leaves one autoscaler: the other engine's object goes if this pool owns it
+    (one read per reconcile; a cluster without KEDA answers 404). Returns the deleted kind."""
+    api_version, kind = replaced_autoscaler(spec)
+    ref = Ref(api_version, kind, owner.namespace, owner.name)
+    try:
+        existing = await kube.get(ref)
+        owners = ((existing or {}).get("metadata") or {}).get("ownerReferences") or []
+        if not any(r.get("uid") == owner.uid for r in owners):
+            return None
+        await kube.delete(ref)
+    except ApiError as e:
+        # A cluster where the operator may not read the other kind (no KEDA, RBAC without it) has
+        # none of ours to delete: not a reason to fail the reconcile.
+        log.warning("cannot check for a %s of %s/%s to delete: %s", kind, owner.namespace, owner.name, e)
+        return None
+    metrics.OBJECT_WRITES.labels(kind, "delete").inc()
+    return kind
 
 
 async def recheck_references(kube: KubeClient, state: PoolState) -> None:
@@ -109,7 +136,7 @@ async def refresh_pool(
         if load is not None and state.spec is not None:
             metrics.POOL_ACTIVE.labels(state.namespace, state.name).set(load.active_sessions)
             metrics.POOL_DEMAND.labels(state.namespace, state.name).set(
-                session_demand(load.active_sessions, state.spec.buffer_sessions)
+                session_demand(load.wanted_sessions, state.spec.buffer_sessions)
             )
             await sync_deletion_costs(kube, state, load)
         if not status_changed(previous, status):

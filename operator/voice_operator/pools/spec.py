@@ -10,6 +10,8 @@ from voice_operator.fields import Problems, SpecError, mapping
 
 # bufferSessions as a percentage of the active sessions (scaling.py reads it).
 BUFFER_PERCENT = re.compile(r"^([0-9]{1,3})%$")
+# spec.autoscaling.engine: what scales the agents' Deployment (docs/operator.md, "Autoscaling engines").
+ENGINES = ("hpa", "keda")
 # A Linux interface name (IFNAMSIZ - 1 characters); the agent reads the lists comma-separated.
 _INTERFACE = re.compile(r"^[^,\s]{1,15}$")
 
@@ -116,6 +118,7 @@ class PoolSpec:
     tuning_profile: str | None
     tolerations: tuple[Mapping[str, Any], ...]
     turn_taking: TurnTaking
+    engine: str = "hpa"
     # spec.session.exposeTranscripts: what was said shows in `kubectl describe voicesession`.
     expose_transcripts: bool = False
 
@@ -254,11 +257,19 @@ def _read_pool_spec(raw: Mapping[str, Any], problems: Problems) -> PoolSpec:
     image = raw.get("image")
     if not isinstance(image, str) or not image:
         problems.add("spec.image is required")
+    engine = mapping(raw.get("autoscaling"), "spec.autoscaling").get("engine", "hpa")
+    if engine not in ENGINES:
+        problems.add(f"spec.autoscaling.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     replicas = mapping(raw.get("replicas"), "spec.replicas")
     min_r = _int(replicas.get("min"), "spec.replicas.min", 1)
     max_r = _int(replicas.get("max"), "spec.replicas.max", 10)
-    if min_r < 1 or min_r > max_r:
-        problems.add("replicas.min must be >= 1 and <= replicas.max")
+    # The HPA cannot scale to zero; KEDA can (it activates the pool on demand).
+    floor = 0 if engine == "keda" else 1
+    if min_r < floor or min_r > max_r:
+        hint = "" if floor == 0 else " (0 only with autoscaling.engine keda)"
+        problems.add(f"replicas.min must be >= {floor} and <= replicas.max{hint}")
+    if max_r < 1:
+        problems.add("replicas.max must be >= 1")
     spa = _int(raw.get("sessionsPerAgent"), "spec.sessionsPerAgent", 2)
     if spa <= 0:
         problems.add("sessionsPerAgent must be greater than 0")
@@ -357,6 +368,7 @@ def _read_pool_spec(raw: Mapping[str, Any], problems: Problems) -> PoolSpec:
         tuning_profile=raw.get("tuningProfile") or None,
         tolerations=tuple(mapping(t, "spec.tolerations[]") for t in (raw.get("tolerations") or [])),
         turn_taking=problems.read(lambda: _turn_taking(raw.get("turn")), TurnTaking()),
+        engine=engine,
         expose_transcripts=problems.read(
             lambda: _flag(session.get("exposeTranscripts"), "spec.session.exposeTranscripts"), False
         ),

@@ -59,7 +59,7 @@ def pool_status(
         conds.append(condition("Ready", False, "InvalidSpec", "the spec cannot be reconciled", generation))
         conds.append(condition("Scaling", False, "InvalidSpec", "the spec cannot be reconciled", generation))
     else:
-        demand = session_demand(active, spec.buffer_sessions) if load is not None else None
+        demand = session_demand(load.wanted_sessions, spec.buffer_sessions) if load is not None else None
         desired = (
             desired_replicas(demand, spec) if demand is not None else _int(previous.get("desiredReplicas"))
         )
@@ -71,6 +71,10 @@ def pool_status(
             conds.append(
                 condition("Ready", False, "DeploymentMissing", "agents are not deployed yet", generation)
             )
+        elif spec.min_replicas == 0 and dspec_replicas == 0 and replicas == 0:
+            # Scaled to zero on purpose (engine keda): the first session request wakes the pool.
+            msg = "no agent up while there is no demand; a session request starts one"
+            conds.append(condition("Ready", True, "ScaledToZero", msg, generation))
         elif ready >= want:
             msg = f"{ready}/{replicas} agents ready, capacity {status['capacity']} sessions"
             conds.append(condition("Ready", True, "AgentsReady", msg, generation))
