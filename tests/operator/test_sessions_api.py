@@ -115,6 +115,11 @@ async def test_kubectl_lists_watches_describes_and_deletes_sessions(
         told = await kubectl("describe", "voicesession", chatty, "-n", "team-a")
         assert f'turn 1: caller: "{SAID}"' in told.out and REPLY in told.out
 
+        # explain reads the group's OpenAPI v3 document.
+        explained = await kubectl("explain", "voicesessions.status.timeline")
+        assert explained.code == 0, explained.err
+        assert "What was said appears only" in " ".join(explained.out.split())
+
         # Unknown id and a namespace alice may not see: kubectl's own messages.
         # (kubectl get/describe/delete of a missing object then look the namespace up under /api/v1,
         # which the aggregator serves in a cluster and this operator, pointed at directly, does not:

@@ -127,16 +127,26 @@ def _meta_schemas() -> dict[str, Any]:
     }
 
 
+def _operation(action: str, description: str, kind: str = KIND) -> dict[str, Any]:
+    """An operation as kubectl explain finds a resource's kind by it (the GVK on the operation)."""
+    return {
+        "description": description,
+        "operationId": f"{action}{kind}",
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION, "kind": kind},
+        "responses": {"200": {"description": "OK"}},
+    }
+
+
 def _paths() -> dict[str, Any]:
     base = f"/apis/{GROUP_VERSION}"
-    ops = {"get": {"description": "read", "operationId": f"read{KIND}"}}
     return {
-        f"{base}/{PLURAL}": {"get": {"description": "list all namespaces", "operationId": f"list{KIND}All"}},
-        f"{base}/namespaces/{{namespace}}/{PLURAL}": {
-            "get": {"description": "list", "operationId": f"list{KIND}"}
+        f"{base}/{PLURAL}": {"get": _operation("list", "list in all namespaces", f"{KIND}List")},
+        f"{base}/namespaces/{{namespace}}/{PLURAL}": {"get": _operation("list", "list", f"{KIND}List")},
+        f"{base}/namespaces/{{namespace}}/{PLURAL}/{{name}}": {
+            "get": _operation("get", "read"),
+            "delete": _operation("delete", "end the call"),
         },
-        f"{base}/namespaces/{{namespace}}/{PLURAL}/{{name}}": ops
-        | {"delete": {"description": "end the call", "operationId": f"delete{KIND}"}},
     }
 
 
