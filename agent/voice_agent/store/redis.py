@@ -145,6 +145,7 @@ class RedisSessionStore:
         self.wait_replicas = (1 if is_sentinel(url) else 0) if wait_replicas is None else wait_replicas
         self._no_replica_until = 0.0
         self.health_error: str | None = None
+        self._last_error: str | None = None
         self.client = connect(url, max_connections)
         self._inbox_client = connect(url, 4, inbox=True)
         self._leases: dict[str, int] = {}
@@ -172,7 +173,8 @@ class RedisSessionStore:
             yield
         except RedisError as exc:
             REDIS_ERRORS.labels(name).inc()
-            raise StoreUnavailable(f"redis {name} failed: {type(exc).__name__}: {exc}") from exc
+            self._last_error = f"redis {name} failed: {type(exc).__name__}: {exc}"
+            raise StoreUnavailable(self._last_error) from exc
         finally:
             REDIS_OP_SECONDS.labels(name).observe(time.perf_counter() - started)
 
@@ -195,11 +197,14 @@ class RedisSessionStore:
             self.health_error = str(exc)
             return False
         except TimeoutError:
+            # A loaded agent may not finish asking the Sentinels within the probe: the heartbeat's
+            # last failure (every second) says what is wrong.
             primary = primary_address(self.client)
             named = f" (the Sentinels name {primary} as primary)" if primary else ""
-            self.health_error = f"redis ping: no answer within {timeout_s:g} s{named}"
+            last = f"; last error: {self._last_error}" if self._last_error else ""
+            self.health_error = f"redis ping: no answer within {timeout_s:g} s{named}{last}"
             return False
-        self.health_error = None
+        self.health_error = self._last_error = None
         return ok
 
     def holds(self, session_id: str) -> bool:
