@@ -202,6 +202,19 @@ class EdgeLink:
         self.done = False
         # Set once the owner has been sent `open`: from then on an audit may ask it about the link.
         self.opened = False
+        # The owner's call as its events say (a draining edge hands the socket off when it is quiet).
+        self.status = ""
+        self.heard_at = time.monotonic()
+
+    def relay_event(self, event: dict[str, Any]) -> None:
+        self.heard_at = time.monotonic()
+        if event.get("type") == "status":
+            self.status = str(event.get("processing", ""))
+        self.conn.send(event)
+
+    def quiet_for(self, now: float) -> float:
+        """How long the call's signaling has been quiet at a turn boundary (0 while a turn goes on)."""
+        return now - self.heard_at if self.status in ("idle", "listening") else 0.0
 
     async def forward(self, msg: AnyClientMessage) -> bool:
         if self.done:
@@ -265,6 +278,15 @@ class Relay:
             link.stop()
         if self._reader is not None:
             await stop_task(self._reader)
+
+    def hand_off_quiet(self, settle_s: float) -> int:
+        """Draining: close the relayed sockets whose calls (running elsewhere) are quiet at a turn
+        boundary; each client reconnects at once to a ready agent, its media to the owner untouched."""
+        now = time.monotonic()
+        quiet = [e for e in self.edges.values() if e.quiet_for(now) >= settle_s]
+        for edge in quiet:
+            edge.lost(ErrorCode.GOING_AWAY, "this agent is shutting down; reconnect to go on")
+        return len(quiet)
 
     @property
     def active_edges(self) -> int:
@@ -390,7 +412,7 @@ class Relay:
         elif kind == "links":
             self._audit(str(msg["f"]), list(msg.get("edge", [])), list(msg.get("owner", [])))
         elif kind == "ev" and (edge := self.edges.get(link)) is not None:
-            edge.conn.send(msg["e"])
+            edge.relay_event(msg["e"])
         elif kind == "ev":  # the socket of this link is gone from here: the owner's call must not wait on it
             self._spawn(self.send(str(msg["f"]), "bye", "", link, {}))
         elif kind == "close" and (edge := self.edges.pop(link, None)) is not None:

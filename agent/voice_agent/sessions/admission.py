@@ -109,6 +109,11 @@ class Admission(Protocol):
         """Calls a draining agent may move now: free slots on the other agents of its pool (0 alone)."""
         ...
 
+    def hand_off_relayed(self, settle_s: float) -> int:
+        """Draining: close the relayed sockets whose calls have been quiet at a turn boundary for
+        settle_s, so their clients go on through a ready agent; how many were closed."""
+        ...
+
     @property
     def relayed(self) -> int:
         """Client sockets this agent relays to other agents (a drain waits for them too)."""
@@ -163,6 +168,9 @@ class LocalAdmission:
         return None
 
     async def room_elsewhere(self) -> int:
+        return 0
+
+    def hand_off_relayed(self, settle_s: float) -> int:
         return 0
 
     @property

@@ -187,7 +187,11 @@ class CallManager:
 
         A call mid-utterance or mid-reply waits for its boundary; with no room elsewhere (or no
         pool) calls stay, as they would without migration, until room appears or the drain times out.
+        Sockets relayed to calls on other agents go too, when their call is quiet: only the socket
+        moves (to a ready agent), the call and its media stay where they are.
         """
+        if handed := self.admission.hand_off_relayed(MOVE_SETTLE_S):
+            log.info("relayed sockets handed off", extra={"count": handed})
         now = time.monotonic()
         ready: list[Call] = []
         for sid, call in list(self.calls.items()):
