@@ -115,6 +115,14 @@ describe('DashboardView renders each state', () => {
     expect(screen.getByTestId('status-detail')).toHaveTextContent('Attempt 2 in 1.0 s; your session is kept.');
   });
 
+  it('starting an agent: the pool was at zero, the page says so and keeps asking', () => {
+    view(stateAfter({ type: 'start' }, { type: 'agent-starting', attempt: 3, delayMs: 2000 }));
+    expect(screen.getByTestId('connection-status')).toHaveTextContent('Starting an agent');
+    expect(screen.getByTestId('status-detail')).toHaveTextContent('one is starting');
+    expect(screen.getByTestId('status-detail')).toHaveTextContent('Asking again in 2 s.');
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
   it('fatal error: an alert with a retry action', async () => {
     const props = view(stateAfter({ type: 'start' }, { type: 'fail', code: 'agent-unreachable', message: 'Cannot reach the voice agent at http://x.' }));
     const alert = screen.getByRole('alert');

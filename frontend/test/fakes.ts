@@ -54,8 +54,9 @@ export class FakeAgent {
   sessions = new Set<string>();
   requests: string[] = [];
   down = false;
-  /** Refuse POST /v2/sessions with this status (503 full, 429 rate limited, 401 token) and Retry-After. */
-  refuse: { status: number; retryAfter?: number } | null = null;
+  /** Refuse POST /v2/sessions with this status (503 full, 429 rate limited, 401 token) and Retry-After;
+   * `code: 'agent_starting'` is the operator's waker answering for a pool at zero agents. */
+  refuse: { status: number; retryAfter?: number; code?: string } | null = null;
   private counter = 0;
 
   readonly fetch = vi.fn(async (url: string, init?: RequestInit): Promise<Response> => {
@@ -65,9 +66,10 @@ export class FakeAgent {
     if (this.down) throw new TypeError('Failed to fetch');
     if (method === 'POST' && path === '/v2/sessions') {
       if (this.refuse !== null) {
-        const { status, retryAfter } = this.refuse;
+        const { status, retryAfter, code } = this.refuse;
         const headers: Record<string, string> = retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) };
-        return new Response(JSON.stringify({ detail: `refused (${status})` }), { status, headers });
+        const body = { detail: `refused (${status})`, ...(code === undefined ? {} : { code }) };
+        return new Response(JSON.stringify(body), { status, headers });
       }
       this.counter += 1;
       const id = `s${this.counter}`;

@@ -62,6 +62,10 @@ describe('API client', () => {
   it('classifies failures: unreachable, busy with Retry-After, other HTTP errors', async () => {
     await expect(createSession(async () => Promise.reject(new TypeError('Failed to fetch')), 'http://a')).rejects.toMatchObject({ kind: 'unreachable' });
     await expect(createSession(json({ detail: 'full' }, 503, { 'Retry-After': '5' }), 'http://a')).rejects.toMatchObject({ kind: 'busy', retryAfterS: 5 });
+    // The operator's waker: the pool is at zero agents and one is starting.
+    await expect(
+      createSession(json({ detail: 'starting an agent', code: 'agent_starting' }, 503, { 'Retry-After': '2' }), 'http://a'),
+    ).rejects.toMatchObject({ kind: 'starting', retryAfterS: 2 });
     await expect(createSession(json({ detail: 'slow down' }, 429, { 'Retry-After': '3' }), 'http://a')).rejects.toMatchObject({ kind: 'rate-limited', retryAfterS: 3 });
     await expect(createSession(json({ detail: 'missing or invalid bearer token' }, 401), 'http://a')).rejects.toMatchObject({ kind: 'unauthorized' });
     await expect(createSession(json({ detail: 'boom' }, 500), 'http://a')).rejects.toMatchObject({ kind: 'http', status: 500 });

@@ -178,6 +178,50 @@ describe('VoiceSessionController: failures at start', () => {
   });
 });
 
+describe('VoiceSessionController: a pool scaled to zero', () => {
+  // Date too: the bound on waiting is measured with deps.now.
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('waits for an agent to start when the pool is at zero, never sooner than Retry-After', async () => {
+    const d = drive();
+    d.agent.refuse = { status: 503, retryAfter: 2, code: 'agent_starting' };
+    await d.controller.start();
+    await settle();
+    expect(d.state()).toMatchObject({ connectionStatus: 'connecting', starting: { attempt: 1, delayMs: 2000 }, error: null });
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(d.agent.requests.filter((r) => r === 'POST /v2/sessions')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    await settle();
+    expect(d.agent.requests.filter((r) => r === 'POST /v2/sessions')).toHaveLength(2);
+    expect(d.state().starting).toEqual({ attempt: 2, delayMs: 2000 });
+    // An agent is up: the next request gets a session and the conversation goes on as usual.
+    d.agent.refuse = null;
+    await vi.advanceTimersByTimeAsync(2000);
+    await settle();
+    expect(d.state()).toMatchObject({ sessionId: 's1', starting: null, signaling: 'opening', notice: null });
+  });
+
+  it('gives up with a clear error when no agent starts within the bound', async () => {
+    const d = drive({ agentStartTimeoutMs: 5000 });
+    d.agent.refuse = { status: 503, retryAfter: 0, code: 'agent_starting' };
+    await d.controller.start();
+    await settle();
+    // Retry-After 0 is still paced (agentStartMinDelayMs).
+    expect(d.state().starting).toEqual({ attempt: 1, delayMs: 1000 });
+    await vi.advanceTimersByTimeAsync(10_000);
+    await settle();
+    expect(d.agent.requests.filter((r) => r === 'POST /v2/sessions')).toHaveLength(6);
+    expect(d.state()).toMatchObject({ connectionStatus: 'error', errorCode: 'agent-not-started', starting: null });
+    expect(d.state().error).toBe('No voice agent started within 5 s. Try again later.');
+    expect(d.mic.stop).toHaveBeenCalled();
+  });
+});
+
 describe('VoiceSessionController: recovery', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });

@@ -63,6 +63,17 @@ BACKOFF_BASE_S, BACKOFF_MAX_S, BACKOFF_JITTER = 0.5, 8.0, 0.2
 RENEGOTIATE_ON = {ErrorCode.MEDIA_STALLED, ErrorCode.ICE_FAILED}
 
 
+def _agent_starting(resp: httpx.Response) -> bool:
+    """The operator's waker answered: no agent of the pool is up yet and one is starting."""
+    if resp.status_code != 503:
+        return False
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("code") == "agent_starting"
+
+
 @dataclass
 class ReceivedFrame:
     at: float
@@ -204,9 +215,18 @@ class VoiceClient:
         self._dropped = False
 
     # --- HTTP ---------------------------------------------------------------------------------
-    async def create_session(self) -> dict[str, Any]:
+    async def create_session(self, wait_for_agent_s: float = 0.0) -> dict[str, Any]:
+        """`wait_for_agent_s`: how long to keep asking while a pool scaled to zero starts an agent
+        (503 with code agent_starting from the operator's waker, docs/operator.md), each time after
+        its Retry-After, as the browser client does."""
+        deadline = time.monotonic() + wait_for_agent_s
         async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=10) as http:
-            resp = await http.post("/v2/sessions")
+            while True:
+                resp = await http.post("/v2/sessions")
+                delay = max(1.0, float(resp.headers.get("Retry-After") or 0))
+                if not (_agent_starting(resp) and time.monotonic() + delay <= deadline):
+                    break
+                await asyncio.sleep(delay)
             resp.raise_for_status()
             self.session = resp.json()
         return self.session

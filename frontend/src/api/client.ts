@@ -36,7 +36,19 @@ export type SessionLookupContract = [
   SessionsApi['post']['responses'][401],
 ];
 
-export type ApiErrorKind = 'unreachable' | 'busy' | 'rate-limited' | 'unauthorized' | 'not-found' | 'http' | 'invalid';
+export type ApiErrorKind =
+  | 'unreachable'
+  | 'busy'
+  | 'starting'
+  | 'rate-limited'
+  | 'unauthorized'
+  | 'not-found'
+  | 'http'
+  | 'invalid';
+
+/** The code of a 503 from the operator's waker: the pool had no agent up and one is starting
+ * (docs/operator.md, "Scale to zero"); the client retries after Retry-After. */
+export const AGENT_STARTING = 'agent_starting';
 
 export class ApiError extends Error {
   readonly kind: ApiErrorKind;
@@ -90,7 +102,24 @@ async function request(fetchFn: FetchLike, url: string, init: RequestInit): Prom
   }
 }
 
+async function bodyCode(response: Response): Promise<unknown> {
+  try {
+    const body: unknown = await response.clone().json();
+    return typeof body === 'object' && body !== null ? (body as { code?: unknown }).code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function failure(response: Response, what: string): Promise<ApiError> {
+  if (response.status === 503 && (await bodyCode(response)) === AGENT_STARTING) {
+    return new ApiError(
+      'starting',
+      'No voice agent is running yet; one is starting.',
+      503,
+      parseRetryAfter(response.headers.get('Retry-After')),
+    );
+  }
   if (response.status === 503) {
     return new ApiError(
       'busy',

@@ -94,6 +94,10 @@ export interface ControllerTuning {
   mediaStallMs: number;
   /** After a stall: how long audio may take to come back by itself before the peer or socket is renewed. */
   mediaRecoverMs: number;
+  /** A pool scaled to zero: how long to keep asking for a session while an agent starts. */
+  agentStartTimeoutMs: number;
+  /** The least time between those requests, whatever Retry-After says. */
+  agentStartMinDelayMs: number;
 }
 
 export const DEFAULT_TUNING: ControllerTuning = {
@@ -109,6 +113,10 @@ export const DEFAULT_TUNING: ControllerTuning = {
   mediaWatchMs: 250,
   mediaStallMs: 1500,
   mediaRecoverMs: 3000,
+  // A cold start is KEDA's polling interval, scheduling, the image and the agent's own start
+  // (docs/operator.md, "Scale to zero"); two minutes covers a pull of a cached image with room.
+  agentStartTimeoutMs: 120_000,
+  agentStartMinDelayMs: 1000,
 };
 
 export interface MediaHandles {
@@ -237,6 +245,9 @@ export class VoiceSessionController {
   private remoteCandidates: RTCIceCandidateInit[] = [];
   private reconnectAttempts = 0;
   private replacements = 0;
+  /** When the first request found no agent up (a pool at zero), and how often it was asked since. */
+  private startingSince: number | null = null;
+  private startingAttempts = 0;
   private peerRebuilds = 0;
   private heard: HeardMeterLike | null = null;
   /** The browser said this site may use the microphone without asking (read while idle). */
@@ -361,6 +372,10 @@ export class VoiceSessionController {
       info = await (pending ?? createSession(this.deps.fetch, this.base));
     } catch (error) {
       if (run !== this.run) return;
+      if (error instanceof ApiError && error.kind === 'starting') {
+        this.waitForAgent(run, replaced, error.retryAfterS);
+        return;
+      }
       const transient =
         error instanceof ApiError && (error.kind === 'unreachable' || error.kind === 'busy' || error.kind === 'rate-limited');
       if (replaced && transient) this.scheduleReconnect(run, (error.retryAfterS ?? 0) * 1000);
@@ -372,9 +387,32 @@ export class VoiceSessionController {
       return;
     }
     this.session = info;
+    this.startingSince = null;
+    this.startingAttempts = 0;
     this.closePeer();
     this.events.dispatch({ type: 'session-ready', sessionId: info.id, replaced });
     this.connectSignaling(run);
+  }
+
+  /** The pool had no agent up and is starting one: ask again after Retry-After, until the bound. */
+  private waitForAgent(run: number, replaced: boolean, retryAfterS: number | null): void {
+    const now = this.deps.now();
+    this.startingSince ??= now;
+    const { agentStartTimeoutMs, agentStartMinDelayMs } = this.tuning;
+    const delayMs = Math.max(agentStartMinDelayMs, (retryAfterS ?? 0) * 1000);
+    if (now + delayMs - this.startingSince > agentStartTimeoutMs) {
+      this.fail({
+        code: 'agent-not-started',
+        message: `No voice agent started within ${Math.round(agentStartTimeoutMs / 1000)} s. Try again later.`,
+      });
+      return;
+    }
+    this.startingAttempts += 1;
+    this.events.dispatch({ type: 'agent-starting', attempt: this.startingAttempts, delayMs });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.openNewSession(run, replaced);
+    }, delayMs);
   }
 
   private replaceSession(run: number): void {
@@ -950,6 +988,8 @@ export class VoiceSessionController {
     this.outbox = [];
     this.reconnectAttempts = 0;
     this.replacements = 0;
+    this.startingSince = null;
+    this.startingAttempts = 0;
     this.peerRebuilds = 0;
     this.heardReporter.reset();
     this.agentProcessing = null;

@@ -20,6 +20,7 @@ export type VoiceErrorCode =
   | 'unsupported'
   | 'agent-unreachable'
   | 'agent-busy'
+  | 'agent-not-started'
   | 'session-failed'
   | 'signaling-lost'
   | 'media-failed'
@@ -58,6 +59,8 @@ export interface VoiceAgentState {
   /** Seconds the agent asked us to wait (503 Retry-After), if any. */
   retryAfterS: number | null;
   reconnect: { attempt: number; delayMs: number } | null;
+  /** The pool had no agent up (scaled to zero) and one is starting: the session request is retried. */
+  starting: { attempt: number; delayMs: number } | null;
   /** Calm, informational message, e.g. that a new session replaced a lost one. */
   notice: string | null;
   aiResponseFinal: boolean;
@@ -80,6 +83,7 @@ export type VoiceAgentAction =
   | { type: 'session-ready'; sessionId: string; replaced: boolean }
   | { type: 'signaling'; state: SignalingState }
   | { type: 'reconnect-scheduled'; attempt: number; delayMs: number }
+  | { type: 'agent-starting'; attempt: number; delayMs: number }
   | { type: 'media'; state: MediaState }
   | { type: 'agent'; message: AgentMessage }
   | { type: 'protocol-error'; reason: string }
@@ -107,6 +111,7 @@ export const initialVoiceAgentState: VoiceAgentState = {
   errorFatal: false,
   retryAfterS: null,
   reconnect: null,
+  starting: null,
   notice: null,
   aiResponseFinal: true,
   history: [],
@@ -302,6 +307,7 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
           errorFatal: false,
           retryAfterS: null,
           reconnect: null,
+          starting: null,
           notice: null,
           interimTranscript: '',
         },
@@ -316,6 +322,7 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
           signaling: 'idle',
           media: 'none',
           reconnect: null,
+          starting: null,
           interimTranscript: '',
           errorFatal: false,
           error: state.errorFatal ? null : state.error,
@@ -329,6 +336,7 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
       return finish({
         ...state,
         sessionId: action.sessionId,
+        starting: null,
         notice: action.replaced ? SESSION_REPLACED_NOTICE : state.notice,
       });
     case 'signaling': {
@@ -343,6 +351,8 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
     }
     case 'reconnect-scheduled':
       return finish({ ...state, reconnect: { attempt: action.attempt, delayMs: action.delayMs } });
+    case 'agent-starting':
+      return finish({ ...state, starting: { attempt: action.attempt, delayMs: action.delayMs } });
     case 'media':
       return finish({
         ...state,
@@ -362,6 +372,7 @@ export function voiceAgentReducer(state: VoiceAgentState, action: VoiceAgentActi
           signaling: 'idle',
           media: 'none',
           reconnect: null,
+          starting: null,
           interimTranscript: '',
           error: action.message,
           errorCode: action.code,

@@ -37,6 +37,7 @@ const ERROR_TITLES: Record<VoiceErrorCode, string> = {
   unsupported: 'Audio not supported here',
   'agent-unreachable': 'Agent unreachable',
   'agent-busy': 'Agents are busy',
+  'agent-not-started': 'No agent started',
   'session-failed': 'Could not start a session',
   'signaling-lost': 'Connection lost',
   'media-failed': 'Audio connection failed',

@@ -18,6 +18,15 @@ export function getStatusInfo(state: VoiceAgentState): StatusInfo {
   if (state.connectionStatus === 'disconnected') {
     return { label: 'Not connected', detail: 'Press Start to talk with the agent.', tone: 'neutral', icon: 'offline' };
   }
+  if (state.starting) {
+    const seconds = (state.starting.delayMs / 1000).toFixed(0);
+    return {
+      label: 'Starting an agent',
+      detail: `No agent was running, so one is starting (this takes a little while). Asking again in ${seconds} s.`,
+      tone: 'progress',
+      icon: 'connecting',
+    };
+  }
   if (state.reconnect) {
     const seconds = (state.reconnect.delayMs / 1000).toFixed(1);
     return {
