@@ -9,8 +9,10 @@ from tests.operator import samples
 from voice_agent.protocol.sessions import Message, SessionRecord
 from voice_operator.fields import SpecError
 from voice_operator.pools.spec import parse_pool_spec
+from voice_operator.redis_clients import RedisClients
 from voice_operator.sessions import discovery
 from voice_operator.sessions import objects as o
+from voice_operator.sessions.store import SessionReader
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -97,3 +99,14 @@ def test_expose_transcripts_is_off_unless_set() -> None:
     assert parse_pool_spec(samples.pool(session={"exposeTranscripts": True})["spec"]).expose_transcripts
     with pytest.raises(SpecError, match="exposeTranscripts must be a boolean"):
         parse_pool_spec(samples.pool(session={"exposeTranscripts": "yes"})["spec"])
+
+
+def test_a_record_is_parsed_again_only_when_redis_returns_another() -> None:
+    reader = SessionReader(RedisClients())
+    pool = o.PoolRef("team-a", "alpha", "redis://x")
+    data = SessionRecord.new("abc", 600, "", "team-a.alpha").model_dump_json()
+    first = reader._session(pool, "abc", [data, "agent-1", None])
+    assert first is not None and reader._session(pool, "abc", [data, "agent-1", None]) is first
+    moved = reader._session(pool, "abc", [data, "agent-2", None])
+    assert moved is not first and moved is not None and moved.owner == "agent-2"
+    assert reader._session(pool, "abc", [None, "agent-2", "1"]) is None

@@ -83,7 +83,7 @@ def resource_version() -> str:
 
 
 def created_ms(session: o.Session) -> float:
-    stamp = session.time("created_at")
+    stamp = session.created
     return stamp.timestamp() * 1000 if stamp else 0.0
 
 

@@ -58,7 +58,7 @@ class Session:
     owner: str
     record: Mapping[str, Any]
 
-    @property
+    @functools.cached_property
     def status(self) -> str:
         return str(self.record.get("status") or "created")
 
@@ -71,11 +71,19 @@ class Session:
     def turns(self) -> int:
         return sum(1 for m in self.history if m.get("role") == "user")
 
-    @property
+    @functools.cached_property
     def voice_to_voice_ms(self) -> float | None:
         last = (self.record.get("metrics") or {}).get("last_turn")
         value = last.get("voice_to_voice_ms") if isinstance(last, Mapping) else None
         return float(value) if isinstance(value, int | float) else None
+
+    @functools.cached_property
+    def created(self) -> datetime.datetime | None:
+        return self.time("created_at")
+
+    @functools.cached_property
+    def created_rfc3339(self) -> str | None:
+        return rfc3339(self.created)
 
     def time(self, field: str) -> datetime.datetime | None:
         raw = self.record.get(field)
@@ -126,7 +134,7 @@ def metadata(session: Session, uid: bool = True) -> dict[str, Any]:
         "name": session.id,
         "namespace": session.pool.namespace,
         "resourceVersion": "0",
-        "creationTimestamp": rfc3339(session.time("created_at")),
+        "creationTimestamp": session.created_rfc3339,
         "labels": {c.POOL_LABEL: session.pool.name},
     }
     if uid:
@@ -200,7 +208,7 @@ def voice_session_list(sessions: Iterable[Session], resource_version: str) -> di
 
 
 def table_row(session: Session, now: datetime.datetime) -> dict[str, Any]:
-    created = session.time("created_at")
+    created = session.created
     v2v = session.voice_to_voice_ms
     return {
         "cells": [

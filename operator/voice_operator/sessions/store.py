@@ -51,6 +51,26 @@ class SessionReader:
     def __init__(self, redis: RedisClients) -> None:
         self._redis = redis
         self.timeout_s = redis.timeout_s
+        # Each session's last parse, reused while Redis returns the very same record and owner:
+        # Redis is read on every request, only an unchanged record is not parsed again.
+        self._parsed: dict[tuple[str, str], tuple[str, Any, Session]] = {}
+
+    def _session(self, pool: PoolRef, session_id: str, row: Sequence[Any]) -> Session | None:
+        key = (pool.pool_id, session_id)
+        known = self._parsed.get(key)
+        if known is not None and known[0] == row[0] and known[1] == row[1] and known[2].pool == pool:
+            return known[2]
+        session = _session(pool, session_id, row)
+        if session is None:
+            self._parsed.pop(key, None)
+        else:
+            self._parsed[key] = (row[0], row[1], session)
+        return session
+
+    def _forget_others(self, pool: PoolRef, live: set[str]) -> None:
+        gone = [k for k in self._parsed if k[0] == pool.pool_id and k[1] not in live]
+        for key in gone:
+            del self._parsed[key]
 
     def _client(self, pool: PoolRef) -> "aioredis.Redis":
         if pool.redis_url is None:
@@ -84,7 +104,9 @@ class SessionReader:
                 )
                 width = len(FIELDS) + 1
                 rows = [flat[i : i + width] for i in range(0, len(flat), width)]
-                return [s for s in (_session(pool, row[0], row[1:]) for row in rows) if s]
+                listed = [s for s in (self._session(pool, row[0], row[1:]) for row in rows) if s]
+                self._forget_others(pool, {s.id for s in listed})
+                return listed
             wanted = list(ids)
             if not wanted:
                 return []
@@ -92,7 +114,9 @@ class SessionReader:
                 for sid in wanted:
                     pipe.hmget(keys.session_key(pool.pool_id, sid), list(FIELDS))
                 found = await pipe.execute()
-        return [s for s in (_session(pool, sid, row) for sid, row in zip(wanted, found, strict=True)) if s]
+        return [
+            s for s in (self._session(pool, sid, row) for sid, row in zip(wanted, found, strict=True)) if s
+        ]
 
     async def sessions(self, pools: Iterable[PoolRef]) -> list[Session]:
         found = await asyncio.gather(*(self.pool_sessions(p) for p in pools))
