@@ -8,9 +8,9 @@ usually spells them right, and the barge-in gate's word lists (pipeline/barge_in
 there; this look is for the offline one. It decodes the same audio again with a grammar and no
 language model: any sequence of backchannels, hums, and the words people use to stop a speaker
 ("wait", "stop", "no", "hold on", questions...), each as likely as the others, so a word that asks
-for something competes with the backchannels on its sound alone. Only when every word it hears is
-a backchannel or a hum does it say so; anything else, or nothing, leaves the main transcript as it
-was (docs/providers.md, "Offline recognizer").
+for something competes with the backchannels on its sound alone. While the sound is short its
+hypotheses are this look's; its final transcript is this look's only when every word heard is a
+backchannel or a hum, else the main decoder's (docs/providers.md, "The offline recognizer").
 
 One decoder serves a process: it holds the acoustic model and a vocabulary of a few dozen words
 (about 6 MB, made in well under 0.1 s), and each look runs to its end without awaiting, so no two
@@ -128,9 +128,8 @@ class BackchannelLook:
         decoder.activate_search("short")
         return cls(decoder)
 
-    def hear(self, pcm: bytes, cmn: str) -> str | None:
-        """The backchannels in `pcm` (16 kHz s16, at the level the main decoder heard it), when
-        nothing else is heard in it; else None."""
+    def hear(self, pcm: bytes, cmn: str) -> list[str]:
+        """The words of the grammar in `pcm` (16 kHz s16, at the recognizer's speech level)."""
         decoder = self._decoder
         decoder.set_cmn(cmn)
         decoder.start_utt()
@@ -139,7 +138,8 @@ class BackchannelLook:
         finally:
             decoder.end_utt()
         hyp = decoder.hyp()
-        words = hyp.hypstr.split() if hyp is not None else []
-        if 0 < len(words) <= MAX_WORDS and all(w in BACKCHANNELS for w in words):
-            return " ".join(words)
-        return None
+        return hyp.hypstr.split() if hyp is not None else []
+
+
+def only_backchannels(words: list[str]) -> bool:
+    return 0 < len(words) <= MAX_WORDS and all(w in BACKCHANNELS for w in words)

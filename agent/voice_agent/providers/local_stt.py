@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_agent.providers.backchannel import BackchannelLook
+from voice_agent.providers.backchannel import BackchannelLook, only_backchannels
 from voice_agent.providers.base import EndpointCallback, InterimCallback
 
 log = logging.getLogger(__name__)
@@ -226,10 +226,12 @@ class PocketSphinxStream:
     def during_reply(self) -> None:
         self._during_reply = True
 
-    def _words(self) -> str:
-        """The main decoder's best path so far, or, for a short utterance that began during a reply
-        and holds only a backchannel, that backchannel (the second look's, which a language model
-        did not talk out of it)."""
+    def _words(self, final: bool = False) -> str:
+        """The main decoder's best path so far; for a short utterance that began during a reply,
+        the second look's words instead (providers/backchannel.py): the main decoder's language
+        model is what turns a backchannel into other words, and a hypothesis that does so twice
+        running cuts the reply. Its final transcript stays the main decoder's unless the look
+        heard only backchannels: the look knows few words."""
         hyp = self._decoder.hyp()
         text: str = hyp.hypstr.strip() if hyp is not None else ""
         if (
@@ -245,8 +247,8 @@ class PocketSphinxStream:
             level = speech_level_dbfs(self._powers)
             gain = self._gain if level is None else _gain_to_target(level)
             heard = self._look.hear(apply_gain(self._kept, gain), self._cmn)
-            if heard is not None:
-                return heard
+            if heard and (not final or only_backchannels(heard)):
+                return " ".join(heard)
         return text
 
     async def finish(self) -> str:
@@ -262,7 +264,7 @@ class PocketSphinxStream:
         # the start (pocketsphinx refreshes it only when a frame was left over), and the session's
         # adaptation would be lost.
         self._state["cmn"] = self._decoder.get_cmn(True)
-        text = self._words()
+        text = self._words(final=True)
         level = speech_level_dbfs(self._powers)
         if text and level is not None:  # words, not a cough: the speaker's level
             self._state["level_dbfs"] = level
