@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { drive, settle, type Driven } from './controller';
 import { FakePeer } from './fakes';
 
@@ -32,6 +32,10 @@ function withSparePeers(iceServers: RTCIceServer[] = []): Driven & { made: Trans
 }
 
 describe('VoiceSessionController: what is prepared while the page is idle', () => {
+  // jsdom has no WebRTC; a browser's transceivers exist, which is what lets a spare peer be made.
+  beforeEach(() => vi.stubGlobal('RTCRtpTransceiver', function RTCRtpTransceiver() {}));
+  afterEach(() => vi.unstubAllGlobals());
+
   it('a peer with its offer and candidates, no request to the agent; the click adds the mic and sends that offer', async () => {
     const d = withSparePeers();
     d.controller.prepare();

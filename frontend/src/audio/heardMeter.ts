@@ -89,10 +89,18 @@ export class HeardMeter implements HeardMeterLike {
     node.port.onmessage = (event: MessageEvent<number[]>) => this.read(event.data);
     this.node = node;
     [mic, remote].forEach((stream, input) => {
-      if (!stream || stream.getAudioTracks().length === 0) return;
-      const source = context.createMediaStreamSource(stream);
-      source.connect(node, 0, input);
-      this.sources.push(source);
+      const track = stream?.getAudioTracks()[0];
+      if (!stream || !track) return;
+      const connect = (): void => {
+        if (generation !== this.generation) return;
+        const source = context.createMediaStreamSource(stream);
+        source.connect(node, 0, input);
+        this.sources.push(source);
+      };
+      // A remote track tapped while still muted (no packet yet) gave only silence in Chromium's
+      // Web Audio here, so it is tapped once its first packets arrive.
+      if (track.muted) track.addEventListener('unmute', connect, { once: true });
+      else connect();
     });
   }
 

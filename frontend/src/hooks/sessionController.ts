@@ -313,8 +313,8 @@ export class VoiceSessionController {
 
   /**
    * Ends the conversation: tells the agent, releases the microphone, closes everything, the peer
-   * prepared for a next call too (a page with a live peer connection is not kept in the
-   * back/forward cache; prepare makes another when the page is idle again).
+   * prepared while idle too (a page with a live peer connection is not kept in the back/forward
+   * cache).
    */
   stop(): void {
     this.endRemoteSession();

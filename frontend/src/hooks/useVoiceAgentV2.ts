@@ -109,8 +109,8 @@ export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAge
   }, []);
 
   useEffect(() => {
-    // Between calls the page is idle: what the next click needs and no session does is made now.
-    if (state.active) return undefined;
+    // Once loaded the page is idle until the click: what the click needs and no session does is
+    // made now. Only for the first call: a page that ended one holds no peer connection after it.
     const prepare = (): void => controller().prepare();
     if (typeof window.requestIdleCallback === 'function') {
       const id = window.requestIdleCallback(prepare, { timeout: 1000 });
@@ -118,7 +118,7 @@ export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAge
     }
     const id = setTimeout(prepare, 0);
     return () => clearTimeout(id);
-  }, [state.active, controller]);
+  }, [controller]);
 
   const startConversation = useCallback(() => controller().start(), [controller]);
   const stopConversation = useCallback(() => controller().stop(), [controller]);

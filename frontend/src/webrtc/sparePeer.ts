@@ -17,11 +17,15 @@ export interface SparePeer {
   gathered: boolean;
 }
 
-/** Null where the peer cannot take a transceiver (the unit tests' stand-ins) or cannot be made. */
+/**
+ * Null where the browser has no transceivers (no WebRTC here, or a page under test with stand-in
+ * peers, which must not see a peer it did not ask for) or the peer cannot take one.
+ */
 export function prepareSparePeer(
   create: (config: RTCConfiguration) => PeerLike,
   iceServers: RTCIceServer[] = [],
 ): SparePeer | null {
+  if (typeof RTCRtpTransceiver === 'undefined') return null;
   let pc: PeerLike;
   try {
     pc = create({ iceServers });
