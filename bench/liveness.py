@@ -22,7 +22,9 @@ What it measures (docs/reliability.md, "Liveness under load"):
 `python -m bench.liveness [--minutes 10] [--calls 12] [--quick]`. Results: bench/results/liveness.json;
 `--agents-from COMMIT --name liveness-before` runs the agents of an older commit against the same
 load (clients, balancer and watcher stay this checkout's), for the before/after table.
-`python -m bench.liveness balance PORT REDIS_URL` is the balancer process on its own.
+`python -m bench.liveness balance PORT REDIS_URL` is the balancer process on its own; a line
+`out HOST:PORT` on its stdin takes that agent out of the rotation (answered on stdout), as Kubernetes
+removes a terminating pod's endpoints.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from tests.redis.servers import RedisServer, agent_id_of, redis_server, start_ag
 from tests.support.procs import AgentProcess, free_port, wait_http
 from tests.support.prom import scrape
 from tests.support.speech import synth
+from tests.support.waits import until
 from voice_agent.protocol.signaling import CloseAction
 from voice_agent.store import keys
 from voice_agent.telemetry.loop import LoopMonitor
@@ -67,6 +70,8 @@ PHRASES = ["what time is it", "hello there", "please tell me a joke", "what day 
 TURN_TIMEOUT_S = 20.0
 WATCH_EVERY_S = 0.1
 SCRAPE_EVERY_S = 5.0
+# A draining agent's metrics are read this often until it exits, so its last moves are counted.
+DRAIN_SCRAPE_S = 0.5
 # The figure the targets hold: a client told within this long of the agent going quiet.
 SILENCE_TARGET_S = 2.0
 LOADGEN_NICE = -5
@@ -123,6 +128,7 @@ async def balance(port: int, redis_url: str, pool: str = POOL) -> None:
     rotation after PROBE_FAILURES failures in a row, back in after one success."""
     failures: dict[tuple[str, int], int] = {}
     ready: list[tuple[str, int]] = []
+    removed: set[tuple[str, int]] = set()
     turn = itertools.count()
     store = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
 
@@ -141,8 +147,21 @@ async def balance(port: int, redis_url: str, pool: str = POOL) -> None:
                 agents = [str(a) for a in await store.zrange(keys.agents_key(pool), 0, -1)]
                 urls = [str(await store.hget(keys.agent_key(pool, a), "url") or "") for a in agents]
                 await asyncio.gather(*(probe(http, url) for url in urls if url))
-                ready[:] = sorted(a for a, n in failures.items() if n < PROBE_FAILURES)
+                ready[:] = sorted(a for a, n in failures.items() if n < PROBE_FAILURES and a not in removed)
                 await asyncio.sleep(PROBE_EVERY_S)
+
+    async def commands() -> None:
+        """`out HOST:PORT`: out of the rotation at once and for good (a terminating pod's endpoint is
+        removed whatever its probe says); existing connections stay, as with kube-proxy."""
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            verb, _, target = line.strip().partition(" ")
+            host, _, agent_port = target.rpartition(":")
+            if verb == "out" and agent_port.isdigit():
+                removed.add((host, int(agent_port)))
+                ready[:] = [a for a in ready if a not in removed]
+                print(f"out {target}", flush=True)
+            else:
+                print(f"unknown command {line.strip()!r}", flush=True)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not ready:
@@ -157,24 +176,42 @@ async def balance(port: int, redis_url: str, pool: str = POOL) -> None:
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
     refresher = asyncio.create_task(refresh())
+    commander = asyncio.create_task(commands())
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     async with server:
-        await asyncio.gather(server.serve_forever(), refresher)
+        await asyncio.gather(server.serve_forever(), refresher, commander)
+
+
+@dataclass
+class Balancer:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def take_out(self, agent_url: str) -> None:
+        """The agent leaves the rotation before this returns: the balancer has answered."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        target = agent_url.removeprefix("http://").rstrip("/")
+        self.proc.stdin.write(f"out {target}\n".encode())
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().decode().strip()
+        if answer != f"out {target}":
+            raise RuntimeError(f"the balancer did not take {target} out: {answer!r}")
 
 
 @contextlib.contextmanager
-def balancer(server: RedisServer, workdir: Path) -> Iterator[str]:
+def balancer(server: RedisServer, workdir: Path) -> Iterator[Balancer]:
     port = free_port()
     out = open(workdir / "balancer.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.liveness", "balance", str(port), server.url],
-        stdout=out,
-        stderr=subprocess.STDOUT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=out,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", 20, proc)
-        yield url
+        yield Balancer(url, proc)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -277,6 +314,7 @@ class Pool:
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     generation: int = 0
+    lb: Balancer | None = None
 
     def start(self, count: int) -> list[str]:
         prefix = f"gen{self.generation}"
@@ -298,17 +336,29 @@ class Pool:
             with contextlib.suppress(httpx.HTTPError):
                 self.metrics[agent_id] = await scrape(proc.url)
 
-    async def replace(self, old: str, drain_timeout_s: float) -> dict[str, float]:
-        """One step of a rollout: a new agent up, then the old one drained and gone."""
+    async def replace(self, old: str, drain_timeout_s: float, take_out: bool = False) -> dict[str, float]:
+        """One step of a rollout: a new agent up, then the old one drained and gone. `take_out`: the
+        balancer drops the old agent at SIGTERM, as Kubernetes removes its endpoint (without it, the
+        readiness probes find it unready within PROBE_FAILURES seconds). The old agent is read
+        while it drains, its last figures (its moves) kept."""
         t0 = time.monotonic()
         await asyncio.to_thread(self.start, 1)
         up = time.monotonic() - t0
         await self.scrape()
         proc = self.agents[old]
         self.watcher.stopping(old)
+        if take_out:
+            assert self.lb is not None, "the balancer is started with the pool"
+            await asyncio.to_thread(self.lb.take_out, proc.url)
+        sigterm = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
+        waiting = asyncio.create_task(asyncio.to_thread(proc.proc.wait, drain_timeout_s + EXIT_SLACK_S))
+        while not waiting.done():
+            with contextlib.suppress(httpx.HTTPError):
+                self.metrics[old] = await scrape(proc.url)
+            await asyncio.wait({waiting}, timeout=DRAIN_SCRAPE_S)
         try:
-            await asyncio.to_thread(proc.proc.wait, drain_timeout_s + EXIT_SLACK_S)
+            waiting.result()
             exited = 1.0
         except subprocess.TimeoutExpired:  # a drain that never ends is a finding, not a crash
             log(f"{old} still running {drain_timeout_s + EXIT_SLACK_S:g} s after SIGTERM; killed")
@@ -317,6 +367,7 @@ class Pool:
         return {
             "new_agent_up_s": round(up, 1),
             "old_agent_gone_s": round(time.monotonic() - t0 - up, 1),
+            "exit_after_sigterm_s": round(time.monotonic() - sigterm, 2),
             "exited_by_itself": exited,
         }
 
@@ -338,35 +389,66 @@ class Call:
     cut: int = 0
 
 
-async def open_call(url: str) -> Call:
-    client = VoiceClient(url, record=False, resume=True)
+async def open_call(url: str, kind: type[VoiceClient] = VoiceClient) -> Call:
+    client = kind(url, record=False, resume=True)
     await client.create_session()
     await client.connect()
     await client.wait_media(timeout=60)
     return Call(client)
 
 
-async def converse(call: Call, index: int, of: int, every_s: float, until: float) -> None:
+@dataclass
+class Deadline:
+    """When the calls stop asking; moved earlier by SIGUSR1 to the load generator (a run that ends
+    when its scenario does, not after a fixed time)."""
+
+    at: float
+
+
+def _final(e: dict[str, Any]) -> bool:
+    return e["type"] == "ai_response" and e.get("final") is True
+
+
+async def _reply(client: VoiceClient, mark: int, across_closes: bool) -> bool:
+    """Whether the question asked at event `mark` was answered within TURN_TIMEOUT_S; `across_closes`:
+    the answer may come over the socket the client reconnects (a moved call's)."""
+    deadline = time.monotonic() + TURN_TIMEOUT_S
+    while True:
+        try:
+            await client.wait_for(_final, max(0.0, deadline - time.monotonic()), mark)
+            return True
+        except TimeoutError:
+            if not across_closes or client.stopped or time.monotonic() >= deadline:
+                return False
+        try:  # closed: wait for the reconnect, then for the answer on the new socket
+            await until(
+                lambda: client.ws is not None and client.close_code is None,
+                max(0.0, deadline - time.monotonic()),
+                "a reconnected socket",
+            )
+        except TimeoutError:
+            return False
+
+
+async def converse(
+    call: Call, index: int, of: int, every_s: float, until_: Deadline, across_closes: bool = False
+) -> None:
     """A spoken question every `every_s`, staggered across calls; a turn a reconnect cut is counted apart."""
     await asyncio.sleep(every_s * index / of)
     n = 0
-    while time.monotonic() + every_s / 2 < until:
+    while time.monotonic() + every_s / 2 < until_.at:
         started = time.monotonic()
         client = call.client
         pcm, rate = synth(PHRASES[(index + n) % len(PHRASES)])
         n += 1
         mark, closes = len(client.events), len(client.closes)
         client.say(pcm, rate)
-        try:
-            await client.wait_for(
-                lambda e: e["type"] == "ai_response" and e.get("final") is True, TURN_TIMEOUT_S, mark
-            )
+        if await _reply(client, mark, across_closes):
             call.ok += 1
-        except TimeoutError:
-            if len(client.closes) > closes or client.close_code is not None:
-                call.cut += 1
-            else:
-                call.failed += 1
+        elif len(client.closes) > closes or client.close_code is not None:
+            call.cut += 1
+        else:
+            call.failed += 1
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
 
 
@@ -475,42 +557,59 @@ async def pool_under_load(
         pool = Pool(tmp, server, watcher, env)
         try:
             await asyncio.to_thread(pool.start, agents)
-            with balancer(server, tmp) as url, burners(burn_s, burn):
-                yield pool, url, t0
+            with balancer(server, tmp) as pool.lb, burners(burn_s, burn):
+                yield pool, pool.lb.url, t0
         finally:
             pool.stop()
 
 
-async def load(url: str, calls: int, every_s: float, seconds: float) -> dict[str, Any]:
+async def load(
+    url: str,
+    calls: int,
+    every_s: float,
+    seconds: float,
+    kind: type[VoiceClient] = VoiceClient,
+    extra: Callable[[list[Call]], dict[str, Any]] | None = None,
+    across_closes: bool = False,
+) -> dict[str, Any]:
     """The calls, in a process of their own: they stand for browsers on other machines, so they run
-    ahead of the burners (LOADGEN_NICE) and see the agents' stalls rather than their own."""
+    ahead of the burners (LOADGEN_NICE) and see the agents' stalls rather than their own. SIGUSR1 ends
+    the run early (each call finishes its question); `extra` adds figures read from the calls;
+    `across_closes`: a question's answer may come after a close, on the reconnected socket."""
     logging.getLogger("voice_agent.telemetry.loop").setLevel(logging.ERROR)  # its lag is in the results
     own_lag = LoopMonitor(keep=True)
     own_lag.start()
     for phrase in PHRASES:
         synth(phrase)
-    live = list(await asyncio.gather(*(open_call(url) for _ in range(calls))))
+    live = list(await asyncio.gather(*(open_call(url, kind) for _ in range(calls))))
     print(CALLS_UP, flush=True)
-    until = time.monotonic() + seconds
+    end = Deadline(time.monotonic() + seconds)
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, lambda: setattr(end, "at", time.monotonic())
+    )
     try:
-        await asyncio.gather(*(converse(c, i, len(live), every_s, until) for i, c in enumerate(live)))
+        await asyncio.gather(
+            *(converse(c, i, len(live), every_s, end, across_closes) for i, c in enumerate(live))
+        )
     finally:
         await asyncio.gather(*(c.client.close() for c in live), return_exceptions=True)
     await own_lag.stop()
     lag = own_lag.samples or [0.0]
     return {
         **client_figures(live),
+        **(extra(live) if extra is not None else {}),
         "load_generator_nice": os.getpriority(os.PRIO_PROCESS, 0),
         "load_generator_lag_ms": {"p99": round(pct(lag, 99) * 1000, 1), "max": round(max(lag) * 1000, 1)},
     }
 
 
-def start_load(url: str, opts: argparse.Namespace, out: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def start_load(
+    url: str, opts: argparse.Namespace, out: Path, log_path: Path, module: str = "bench.liveness"
+) -> subprocess.Popen[bytes]:
+    """`module`'s `load` command: this one's, or a benchmark's that reuses `load` with its own client."""
     args = ["load", url, str(opts.calls), str(opts.every_s), str(opts.minutes * 60), str(out)]
     with open(log_path, "wb") as errors:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bench.liveness", *args], stdout=subprocess.PIPE, stderr=errors
-        )
+        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=errors)
 
 
 def calls_up(proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -710,16 +809,21 @@ def report(d: dict[str, Any], before: dict[str, Any] | None = None) -> str:
     return "\n".join(out)
 
 
+def load_command(argv: list[str], **kw: Any) -> None:
+    """`load URL CALLS EVERY_S SECONDS OUT` (start_load's command line): the calls, their figures to OUT."""
+    url, calls, every_s, seconds, out = argv
+    with contextlib.suppress(PermissionError):  # a negative nice needs root
+        os.setpriority(os.PRIO_PROCESS, 0, LOADGEN_NICE)
+    figures = asyncio.run(load(url, int(calls), float(every_s), float(seconds), **kw))
+    Path(out).write_text(json.dumps(figures))
+
+
 def main() -> int:
     if sys.argv[1:2] == ["balance"]:
         asyncio.run(balance(int(sys.argv[2]), sys.argv[3]))
         return 0
     if sys.argv[1:2] == ["load"]:
-        url, calls, every_s, seconds, out = sys.argv[2:7]
-        with contextlib.suppress(PermissionError):  # a negative nice needs root
-            os.setpriority(os.PRIO_PROCESS, 0, LOADGEN_NICE)
-        figures = asyncio.run(load(url, int(calls), float(every_s), float(seconds)))
-        Path(out).write_text(json.dumps(figures))
+        load_command(sys.argv[2:7])
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
