@@ -64,6 +64,8 @@ def test_status_schema_holds_every_field_the_operator_writes() -> None:
         "replicas",
         "readyReplicas",
         "activeSessions",
+        "drainingAgents",
+        "movingSessions",
         "capacity",
         "desiredReplicas",
         "observedGeneration",

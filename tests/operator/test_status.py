@@ -106,6 +106,23 @@ def test_rollout_in_progress_says_rolling_out() -> None:
     assert (cond(st, "Scaling")["status"], cond(st, "Scaling")["reason"]) == ("True", "RollingOut")
 
 
+def test_a_rollout_shows_the_draining_agents_and_the_calls_they_still_have_to_move() -> None:
+    agents = (
+        AgentLoad("old", 3, 4, True, True),
+        AgentLoad("new", 1, 4, False, True),
+        AgentLoad("gone", 2, 4, True, False),  # a dead agent's count is stale: it moves nothing
+    )
+    st = status(deployment=deployment(3, 3, updated=1, want=2), load=PoolLoad(agents))
+    assert (st["drainingAgents"], st["movingSessions"]) == (1, 3)
+    assert cond(st, "Scaling")["message"] == "1/3 agents updated; 1 draining, 3 calls to move"
+    moved = status(deployment=deployment(3, 3, updated=2, want=2), load=PoolLoad(agents[1:]))
+    assert (moved["drainingAgents"], moved["movingSessions"]) == (0, 0)
+    assert cond(moved, "Scaling")["message"] == "2/3 agents updated"
+    # Redis unreadable mid-rollout: the last known figures stay.
+    blind = status(load=None, previous=st, problems=[Problem("RedisUnavailable", "cannot read")])
+    assert (blind["drainingAgents"], blind["movingSessions"]) == (1, 3)
+
+
 def test_missing_deployment_and_unready_agents_are_not_ready() -> None:
     assert cond(status(deployment=None), "Ready")["reason"] == "DeploymentMissing"
     st = status(deployment=deployment(2, 0))

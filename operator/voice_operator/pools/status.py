@@ -43,12 +43,19 @@ def pool_status(
     updated = _int(dstatus.get("updatedReplicas"))
     # With Redis unreadable keep the last known session numbers rather than reporting zero load.
     active = load.active_sessions if load is not None else _int(previous.get("activeSessions"))
+    # A rollout in progress, as the agents see it: draining agents and the calls they still hold,
+    # each moved to another agent at its next turn boundary (docs/deploy.md, "Rolling a pool").
+    draining = [a for a in load.live if a.draining] if load is not None else None
+    draining_agents = len(draining) if draining is not None else _int(previous.get("drainingAgents"))
+    moving = sum(a.active for a in draining) if draining is not None else _int(previous.get("movingSessions"))
 
     status: dict[str, Any] = {
         "replicas": replicas,
         "readyReplicas": ready,
         "updatedReplicas": updated,
         "activeSessions": active,
+        "drainingAgents": draining_agents,
+        "movingSessions": moving,
         "selector": selector_string(pool_selector(name)),
     }
     if generation is not None:
@@ -85,9 +92,10 @@ def pool_status(
 
         target = dspec_replicas or spec.min_replicas
         if updated < replicas or replicas > target:
-            conds.append(
-                condition("Scaling", True, "RollingOut", f"{updated}/{replicas} agents updated", generation)
-            )
+            msg = f"{updated}/{replicas} agents updated"
+            if draining_agents:
+                msg += f"; {draining_agents} draining, {moving} calls to move"
+            conds.append(condition("Scaling", True, "RollingOut", msg, generation))
         elif desired and desired != target:
             direction = "ScalingUp" if desired > target else "ScalingDown"
             msg = f"demand {status['demand']} sessions wants {desired} agents, have {target}"
