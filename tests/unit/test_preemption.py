@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
-from voice_agent.pipeline.preemption import Preemption, PreemptiveLLM, PreemptiveTTS
+from voice_agent.pipeline.context import Conversation
+from voice_agent.pipeline.frames import TranscriptionFrame, UserPausedFrame, UserResumedFrame
+from voice_agent.pipeline.observer import FrameBus
+from voice_agent.pipeline.preemption import Preemption, PreemptionObserver, PreemptiveLLM, PreemptiveTTS
+from voice_agent.pipeline.turns import TurnTracker
 from voice_agent.protocol.sessions import Message
 from voice_agent.providers.base import Served
 
@@ -111,3 +115,22 @@ async def test_barge_in_while_replaying_stops_the_provider() -> None:
     await stream.aclose()
     await settle()
     assert llm.closed == 1
+
+
+async def test_words_that_change_during_the_pause_are_drafted_again() -> None:
+    llm, tts, pre = make()
+    observer = PreemptionObserver(pre, TurnTracker(FrameBus()), Conversation())
+    observer.on_frame(TranscriptionFrame(text="what time", final=False))
+    observer.on_frame(UserPausedFrame(at=0.0))
+    await settle()
+    # The recognizer's answer at the end-of-turn decision, still within the pause.
+    observer.on_frame(TranscriptionFrame(text="what time is it", final=False))
+    await settle()
+    assert pre.text == "what time is it"
+    assert [m[-1].content for m in llm.calls] == ["what time", "what time is it"]
+    assert tts.texts[-1] == "You said what time is it."
+
+    observer.on_frame(UserResumedFrame())
+    observer.on_frame(TranscriptionFrame(text="what time is it in", final=False))
+    await settle()
+    assert pre.text is None and len(llm.calls) == 2, "no pause, no draft: words while speaking wait"

@@ -208,7 +208,12 @@ class Preemption:
 
 class PreemptionObserver:
     """Drafts on a pause (the latest interim words, while no turn is in flight), drops the draft when
-    the user speaks on, and at the turn's start keeps it only for the very same words."""
+    the user speaks on, and at the turn's start keeps it only for the very same words.
+
+    A pause shorter than the end-of-turn decision's (the defaults, docs/configuration.md) lets the
+    draft's provider work run while the decision is still waiting. Words that change during the
+    pause (the recognizer's answer to the decision's query, a later interim) are drafted again, so
+    the draft follows what the final transcript will most likely say rather than stale words."""
 
     frame_types = (
         TranscriptionFrame,
@@ -228,6 +233,9 @@ class PreemptionObserver:
         match frame:
             case TranscriptionFrame(final=False, text=text):
                 self._last_interim = text
+                drafted = self._preemption.text
+                if drafted is not None and text and text != drafted and self._turns.active_turn is None:
+                    self._preemption.start(self._conversation.messages, text)
             case UserPausedFrame():
                 if self._turns.active_turn is None and self._last_interim:
                     self._preemption.start(self._conversation.messages, self._last_interim)
