@@ -399,6 +399,13 @@ def liveness_block(results: Path) -> str:
     return out if before is None else out + " " + provenance("liveness-before", before)
 
 
+def rollout_block(results: Path) -> str:
+    from bench.rollout import report  # the benchmark's own table, not a copy
+
+    d = load("rollout", results)
+    return report(d) + "\n\n" + provenance("rollout", d)
+
+
 def backup_block(results: Path) -> str:
     from bench.backup import report  # the benchmark's own table, not a copy
 
@@ -424,6 +431,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "backup": backup_block,
     "turntaking": turntaking_block,
     "liveness": liveness_block,
+    "rollout": rollout_block,
     "recognition": recognition_block,
     "browser": browser_block,
     "loss": loss_block,

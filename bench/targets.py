@@ -205,6 +205,10 @@ TARGETS: tuple[Target, ...] = (
         "longest silence a client sat in before it was told anything (s)",
     ),
     Target("liveness", "contradicting_closes", "==", 0, "closes whose code contradicts docs/api.md"),
+    Target("rollout", "dropped_calls", "==", 0, "calls dropped in a 3-agent rollout with 30 live calls"),
+    Target("rollout", "unanswered", "==", 0, "questions left unanswered during that rollout"),
+    Target("rollout", "gap_ms.p95", "<=", 500, "audio gap per moved call, p95 (ms, client)"),
+    Target("rollout", "exit_after_sigterm_s.max", "<=", 15, "an old agent's exit after SIGTERM (s)"),
     Target("recognition", "gap_points.call.all", "<=", 5, "word accuracy: call below file (points)"),
     Target(
         "recognition", "gap_points.call.first", "<=", 5, "word accuracy: first utterance below file (points)"
