@@ -9,6 +9,7 @@ block says which results file, commit, machine and date its figures come from.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import statistics
@@ -355,39 +356,16 @@ def soak_block(results: Path) -> str:
     return table(head, [list(r) for r in rows_of(d)]) + "\n\n" + provenance("soak", d)
 
 
-def sizing_block(results: Path) -> str:
-    from bench.sizing import report  # the benchmark's own table and rule, not a copy
+def own_table(area: str, module: str) -> Callable[[Path], str]:
+    """A block that is the benchmark's own table (`bench.<module>.report`, not a copy) and its
+    provenance; imported when the block is written, so a block needs only its own module's deps."""
 
-    d = load("sizing", results)
-    return report(d) + "\n\n" + provenance("sizing", d)
+    def render(results: Path) -> str:
+        report = importlib.import_module(f"bench.{module}").report
+        d = load(area, results)
+        return str(report(d)) + "\n\n" + provenance(area, d)
 
-
-def loss_block(results: Path) -> str:
-    from bench.loss import report  # the benchmark's own table, not a copy
-
-    d = load("loss", results)
-    return report(d) + "\n\n" + provenance("loss", d)
-
-
-def browser_block(results: Path) -> str:
-    from bench.browser import report  # the benchmark's own table, not a copy
-
-    d = load("browser", results)
-    return report(d) + "\n\n" + provenance("browser", d)
-
-
-def recognition_block(results: Path) -> str:
-    from bench.recognition import report  # the benchmark's own table, not a copy
-
-    d = load("recognition", results)
-    return report(d) + "\n\n" + provenance("recognition", d)
-
-
-def turntaking_block(results: Path) -> str:
-    from bench.turntaking import report  # the evaluation's own table, not a copy
-
-    d = load("turntaking", results)
-    return report(d) + "\n\n" + provenance("turntaking", d)
+    return render
 
 
 def liveness_block(results: Path) -> str:
@@ -399,52 +377,24 @@ def liveness_block(results: Path) -> str:
     return out if before is None else out + " " + provenance("liveness-before", before)
 
 
-def rollout_block(results: Path) -> str:
-    from bench.rollout import report  # the benchmark's own table, not a copy
-
-    d = load("rollout", results)
-    return report(d) + "\n\n" + provenance("rollout", d)
-
-
-def backup_block(results: Path) -> str:
-    from bench.backup import report  # the benchmark's own table, not a copy
-
-    d = load("backup", results)
-    return report(d) + "\n\n" + provenance("backup", d)
-
-
-def redis_failover_block(results: Path) -> str:
-    from bench.redis_failover import report  # the benchmark's own table, not a copy
-
-    d = load("redis-failover", results)
-    return report(d) + "\n\n" + provenance("redis-failover", d)
-
-
-def sessions_api_block(results: Path) -> str:
-    from bench.sessions_api import report  # the benchmark's own table, not a copy
-
-    d = load("sessions-api", results)
-    return report(d) + "\n\n" + provenance("sessions-api", d)
-
-
 GENERATORS: dict[str, Callable[[Path], str]] = {
-    "backup": backup_block,
-    "turntaking": turntaking_block,
+    "backup": own_table("backup", "backup"),
+    "turntaking": own_table("turntaking", "turntaking"),
     "liveness": liveness_block,
-    "rollout": rollout_block,
-    "recognition": recognition_block,
-    "browser": browser_block,
-    "loss": loss_block,
-    "sizing": sizing_block,
+    "rollout": own_table("rollout", "rollout"),
+    "recognition": own_table("recognition", "recognition"),
+    "browser": own_table("browser", "browser"),
+    "loss": own_table("loss", "loss"),
+    "sizing": own_table("sizing", "sizing"),
     "agent": agent_block,
     "agent-capacity": capacity_block,
     "ab-architecture": ab_block("architecture"),
     "ab-ice": ab_block("ice"),
     "turn": turn_block,
     "redis": redis_block,
-    "redis-failover": redis_failover_block,
+    "redis-failover": own_table("redis-failover", "redis_failover"),
     "operator": operator_block,
-    "sessions-api": sessions_api_block,
+    "sessions-api": own_table("sessions-api", "sessions_api"),
     "providers": providers_block,
     "soak": soak_block,
     "readme-measured": readme_block,
