@@ -125,6 +125,19 @@ def start_agents(
     return agents
 
 
+@contextlib.contextmanager
+def running_pool(
+    tmp: Path, count: int, prefix: str = "agent", ready_s: float = 30.0, **env: str
+) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
+    """A Redis and `count` agents on it (start_agents), all stopped on the way out."""
+    with redis_server(tmp / "redis") as server:
+        agents = start_agents(tmp, server, count, prefix, ready_s, **env)
+        try:
+            yield server, agents
+        finally:
+            stop_all(agents)
+
+
 def stop_all(agents: list[AgentProcess]) -> None:
     for agent in agents:
         with contextlib.suppress(Exception):

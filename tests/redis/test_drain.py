@@ -18,9 +18,7 @@ from tests.redis.servers import (
     agent_id_of,
     client_at,
     owned_session,
-    redis_server,
-    start_agents,
-    stop_all,
+    running_pool,
 )
 from tests.support.procs import AgentProcess
 from tests.support.waits import until, wait_until
@@ -34,14 +32,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-drain")]
 @pytest.fixture
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
     tmp = tmp_path_factory.mktemp("drain")
-    with redis_server(tmp / "redis") as server:
-        agents = start_agents(
-            tmp, server, 2, prefix="dr", voice_drain_timeout_s="60", voice_drain_migrate="false"
-        )
-        try:
-            yield server, agents
-        finally:
-            stop_all(agents)
+    with running_pool(tmp, 2, "dr", voice_drain_timeout_s="60", voice_drain_migrate="false") as pool:
+        yield pool
 
 
 async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_clean(
@@ -96,14 +88,8 @@ async def test_sigterm_drains_keeps_live_call_refuses_new_sessions_and_exits_cle
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
     """Two agents whose drain gives live calls a second, as a rollout with a short grace would."""
     tmp = tmp_path_factory.mktemp("drain-quick")
-    with redis_server(tmp / "redis") as server:
-        agents = start_agents(
-            tmp, server, 2, prefix="dq", voice_drain_timeout_s="1", voice_drain_migrate="false"
-        )
-        try:
-            yield server, agents
-        finally:
-            stop_all(agents)
+    with running_pool(tmp, 2, "dq", voice_drain_timeout_s="1", voice_drain_migrate="false") as pool:
+        yield pool
 
 
 async def test_a_call_suspended_at_the_drain_timeout_is_told_to_reconnect_and_resumes_elsewhere(

@@ -14,9 +14,7 @@ from tests.redis.servers import (
     agent_id_of,
     client_at,
     owned_session,
-    redis_server,
-    start_agents,
-    stop_all,
+    running_pool,
 )
 from tests.support import waits
 from tests.support.procs import AgentProcess
@@ -30,12 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-failover")]
 @pytest.fixture
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
     tmp = tmp_path_factory.mktemp("failover")
-    with redis_server(tmp / "redis") as server:
-        agents = start_agents(tmp, server, 2, prefix="fo")
-        try:
-            yield server, agents
-        finally:
-            stop_all(agents)
+    with running_pool(tmp, 2, "fo") as pool:
+        yield pool
 
 
 def stored_history(server: RedisServer, session_id: str) -> list[dict[str, object]]:

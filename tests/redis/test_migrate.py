@@ -21,9 +21,7 @@ from tests.redis.servers import (
     agent_id_of,
     client_at,
     owned_session,
-    redis_server,
-    start_agents,
-    stop_all,
+    running_pool,
 )
 from tests.support.procs import AgentProcess
 from tests.support.prom import scrape
@@ -43,12 +41,8 @@ AGENT_START_S = 90.0
 @pytest.fixture
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProcess]]:
     tmp = tmp_path_factory.mktemp("migrate")
-    with redis_server(tmp / "redis") as server:
-        agents = start_agents(tmp, server, 2, "mg", AGENT_START_S, voice_drain_timeout_s=str(DRAIN_TIMEOUT_S))
-        try:
-            yield agents
-        finally:
-            stop_all(agents)
+    with running_pool(tmp, 2, "mg", AGENT_START_S, voice_drain_timeout_s=str(DRAIN_TIMEOUT_S)) as (_, agents):
+        yield agents
 
 
 def _final_reply(e: dict[str, Any]) -> bool:
@@ -145,14 +139,8 @@ async def test_a_call_mid_reply_is_moved_only_once_the_reply_has_ended(pair: lis
 def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, list[AgentProcess]]]:
     """Two agents of one session each, and a drain short enough to see the timeout's path."""
     tmp = tmp_path_factory.mktemp("migrate-full")
-    with redis_server(tmp / "redis") as server:
-        agents = start_agents(
-            tmp, server, 2, "mf", AGENT_START_S, voice_max_sessions="1", voice_drain_timeout_s="6"
-        )
-        try:
-            yield server, agents
-        finally:
-            stop_all(agents)
+    with running_pool(tmp, 2, "mf", AGENT_START_S, voice_max_sessions="1", voice_drain_timeout_s="6") as pool:
+        yield pool
 
 
 async def test_with_no_room_elsewhere_the_call_stays_until_the_drain_timeout(
