@@ -121,6 +121,43 @@ async def test_a_held_reply_resumes_at_the_exact_byte_it_paused_at(monkeypatch: 
     assert sum(n for _, _, n in played) == len(sent)
 
 
+def test_a_rewind_gives_back_what_the_listener_lost_across_chunks_and_only_while_held() -> None:
+    from voice_agent.media.track import REWIND_KEEP_BYTES, AIGeneratedAudioTrack
+
+    track = AIGeneratedAudioTrack("s", count_metrics=False, encode=False)
+    played: list[tuple[int, int, int]] = []
+    track.on_played = lambda turn, index, n: played.append((turn, index, n))
+    speech = (np.arange(FRAME_BYTES * 9 // 2) % 30011 + 1).astype("<i2").tobytes()
+    cut = FRAME_BYTES * 2 + 300  # a chunk boundary inside the third frame
+    track.enqueue(1, 0, speech[:cut])
+    track.enqueue(1, 1, speech[cut:])
+    sent = b"".join(track._take() for _ in range(4))
+    assert sent == speech[: FRAME_BYTES * 4]
+
+    assert track.rewind(1, FRAME_BYTES) == 0, "nothing steps back unless the turn is held"
+    track.hold(1)
+    assert track.rewind(2, FRAME_BYTES) == 0, "a late answer for another turn changes nothing"
+    # 30 ms at 48 kHz: back over the chunk boundary, into the first sentence.
+    assert track.rewind_ms(1, 30.0) == 2880
+    track.resume(1)
+    again = track._take()
+    assert again == speech[FRAME_BYTES * 4 - 2880 : FRAME_BYTES * 5 - 2880], "plays on from the heard byte"
+    by_index = {i: sum(n for _, j, n in played if j == i) for i in (0, 1)}
+    assert by_index == {0: cut, 1: FRAME_BYTES * 5 - 2880 - cut}, "what was heard stays exact"
+
+    track.hold(1)
+    assert track.rewind(1, 10 * len(speech)) == FRAME_BYTES * 5 - 2880, "never before the turn's first byte"
+    assert track.rewind(1, 3) == 0, "whole samples only, and nothing left to give back"
+    track.interrupt(2)
+    for index in range(3 * REWIND_KEEP_BYTES // FRAME_BYTES):
+        track.enqueue(2, index, speech[:FRAME_BYTES])
+    while track.speaking:
+        track._take()
+    track.hold(2)
+    kept = track.rewind(2, REWIND_KEEP_BYTES * 3)
+    assert REWIND_KEEP_BYTES <= kept <= REWIND_KEEP_BYTES + FRAME_BYTES, "it keeps about a second, no more"
+
+
 def test_a_hold_ends_with_its_turn_and_never_pauses_the_next_one() -> None:
     from voice_agent.media.track import AIGeneratedAudioTrack
 

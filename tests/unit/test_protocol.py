@@ -62,6 +62,8 @@ def refusal(frame: str | bytes | None) -> SignalingError:
         {"type": "ping", "ts": None},
         {"type": "client_metrics", "voice_to_voice_ms": 412.5},
         {"type": "client_metrics", "voice_to_voice_ms": 30000},
+        {"type": "held", "turn": 3, "unheard_ms": 87.5},
+        {"type": "held", "turn": 0, "unheard_ms": 0},
         {"type": "end"},
     ],
 )
@@ -130,6 +132,11 @@ def test_a_ping_echoes_any_json_however_deep() -> None:
         ('{"type": "client_metrics", "voice_to_voice_ms": Infinity}', ErrorCode.INVALID_METRIC),
         ('{"type": "client_metrics", "voice_to_voice_ms": "fast"}', ErrorCode.INVALID_METRIC),
         ('{"type": "client_metrics", "voice_to_voice_ms": true}', ErrorCode.INVALID_METRIC),
+        ('{"type": "held", "turn": 1}', ErrorCode.MISSING_FIELD),
+        ('{"type": "held", "turn": -1, "unheard_ms": 80}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "held", "turn": 1, "unheard_ms": -1}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "held", "turn": 1, "unheard_ms": 1001}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "held", "turn": 1, "unheard_ms": NaN}', ErrorCode.INVALID_MESSAGE),
         ('{"type": "ice-candidate", "candidate": 5, "sdpMid": "0"}', ErrorCode.INVALID_CANDIDATE),
         (
             '{"type": "ice-candidate", "candidate": "candidate:garbage", "sdpMid": "0"}',
@@ -271,11 +278,13 @@ def test_the_schema_names_both_directions_and_both_code_tables() -> None:
     client = set(defs["ClientMessage"]["discriminator"]["mapping"])
     server = set(defs["ServerEvent"]["discriminator"]["mapping"])
     assert client == {"offer", "answer", "ice-candidate", "text", "interrupt", "ping", "end"} | {
-        "client_metrics"
+        "client_metrics",
+        "held",
     }
     assert server == {"session", "answer", "offer", "ice-candidate", "status", "transcript"} | {
         "ai_response",
         "ai_interrupted",
+        "playback",
         "metrics",
         "error",
         "pong",

@@ -2,19 +2,23 @@
 
 AIGeneratedAudioTrack hands aiortc one 20 ms frame per call, paced against an
 absolute clock: it never bursts (frames are never handed out faster than real time) and never
-drifts (each deadline is computed from the start, not from the previous frame). A short hiccup is
-caught up; after a longer stall of the event loop the stream skips to the present instead of
-bursting the backlog out, and its RTP timestamps skip with it: the frames after a stall are stamped
-with when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall
-was long, and the browser's jitter buffer, which sizes itself to the lateness it has seen, would hold
-every reply that much longer for many seconds after (its buffer had run dry during the stall either
-way). With nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay
-steady.
+drifts (each deadline is computed from the start, not from the previous frame). A frame that comes
+late (a busy event loop, a process waiting for a CPU) is not caught up by a burst: the stream skips
+to the present, and its RTP timestamps skip with it, so the frames after a stall are stamped with
+when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall was
+long, and the browser's jitter buffer, which sizes itself to the worst lateness it has seen and
+forgets it only over tens of seconds, would hold every reply that much longer. Silence skips at the
+first late frame (a gap in silence is inaudible, and most stalls come while the user speaks: the
+recognizer's work); speech skips once a frame is RESYNC_AFTER_S late, so a hiccup the browser's
+buffer absorbs plays on without a gap (docs/performance.md, "Timestamps after a stall"). With
+nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay steady.
 
 Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
 chunk of an older turn that arrives late is discarded rather than played. `hold()` pauses the
 reply without losing it (user sound that may be only a cough): silence goes out, the buffer and
-its offsets stay as they are, and `resume()` plays on from the exact byte where it stopped.
+its offsets stay as they are, and `resume()` plays on from the exact byte where it stopped. What
+the listener never heard of it (still in their playout buffer when they went silent at the hold)
+is given back with `rewind()` while it is held: the track keeps the last second it sent for that.
 """
 
 from __future__ import annotations
@@ -36,10 +40,15 @@ from voice_agent.telemetry import metrics
 SAMPLES_PER_FRAME = OUTPUT_RATE // 50
 FRAME_BYTES = frame_bytes(OUTPUT_RATE)
 TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
-RESYNC_AFTER_S = 0.1
 SILENCE_WARMUP_FRAMES = 3
 LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
+# Speech this late skips to the present (see the module docstring): about what a browser's buffer
+# holds on a quiet link, so a shorter hiccup plays on without a gap; silence skips once it is late.
+RESYNC_AFTER_S = 0.04
+RESYNC_SILENCE_AFTER_S = LATE_AFTER_S
 _SILENCE = bytes(FRAME_BYTES)
+# What a hold can give back: a listener's playout buffer holds far less (docs/api.md, `held`).
+REWIND_KEEP_BYTES = OUTPUT_RATE * 2
 # Bound once: recv runs 50 times a second per call, and a label lookup is a dict walk under a lock.
 _SILENCE_SENT = metrics.OUTPUT_FRAMES.labels("silence")
 _SPEECH_SENT = metrics.OUTPUT_FRAMES.labels("speech")
@@ -123,6 +132,8 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         self._count_metrics = count_metrics
         self._clock = clock
         self._chunks: deque[_Chunk] = deque()
+        self._sent: deque[_Chunk] = deque()  # chunks sent in full, newest last, for `rewind`
+        self._sent_bytes = 0
         self._floor_turn = 0
         self._start: float | None = None
         self._pts = 0
@@ -146,6 +157,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
     def interrupt(self, new_floor_turn: int) -> None:
         self._floor_turn = max(self._floor_turn, new_floor_turn)
         self._chunks.clear()
+        self._forget_sent()
         self._speaking_turn = None
         self._held_turn = None  # a hold belongs to the turn it paused; the next turn starts unheld
 
@@ -159,6 +171,47 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
     def resume(self, turn: int) -> None:
         if self._held_turn == turn:
             self._held_turn = None
+
+    def rewind(self, turn: int, nbytes: int) -> int:
+        """Step back `nbytes` (whole samples) in the held `turn`, so that `resume` plays again what
+        the listener lost when they went silent; `on_played` is told of the bytes taken back, so what
+        the user heard stays exact. Returns the bytes stepped back: fewer at the turn's first byte or
+        at the end of what the track keeps, none unless `turn` is held."""
+        if self._held_turn != turn or nbytes <= 0:
+            return 0
+        left = nbytes - nbytes % 2
+        while left > 0:
+            head = self._chunks[0] if self._chunks else None
+            if head is not None and head.turn == turn and head.offset > 0:
+                n = min(left, head.offset)
+                head.offset -= n
+                left -= n
+                if self.on_played is not None:
+                    self.on_played(turn, head.index, -n)
+                continue
+            if not self._sent or self._sent[-1].turn != turn:
+                break
+            chunk = self._sent.pop()
+            self._sent_bytes -= len(chunk.pcm)
+            chunk.offset = len(chunk.pcm)
+            self._chunks.appendleft(chunk)
+        return nbytes - nbytes % 2 - left
+
+    def rewind_ms(self, turn: int, ms: float) -> int:
+        """`rewind` by a duration of audio; returns the bytes stepped back."""
+        return self.rewind(turn, round(ms * OUTPUT_RATE / 1000) * 2)
+
+    def _forget_sent(self) -> None:
+        self._sent.clear()
+        self._sent_bytes = 0
+
+    def _keep_sent(self, chunk: _Chunk) -> None:
+        if self._sent and self._sent[-1].turn != chunk.turn:
+            self._forget_sent()  # only the held turn is ever stepped back in
+        self._sent.append(chunk)
+        self._sent_bytes += len(chunk.pcm)
+        while self._sent_bytes - len(self._sent[0].pcm) >= REWIND_KEEP_BYTES:
+            self._sent_bytes -= len(self._sent.popleft().pcm)
 
     @property
     def held(self) -> int | None:
@@ -214,7 +267,8 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
                 metrics.OUTPUT_LATE_FRAMES.inc()
                 metrics.OUTPUT_STALLED.inc(stalled)
         self._behind = -wait
-        if wait < -RESYNC_AFTER_S:
+        speech_next = bool(self._chunks) and self._held_turn is None
+        if wait < -(RESYNC_AFTER_S if speech_next else RESYNC_SILENCE_AFTER_S):
             # Far behind (a stalled loop): this frame takes the slot of now, its timestamp with it.
             self._pts = round((now - self._start) * OUTPUT_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
             self.late_resyncs += 1
@@ -235,7 +289,7 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
             if self.on_played is not None:
                 self.on_played(chunk.turn, chunk.index, n)
             if chunk.offset >= len(chunk.pcm):
-                self._chunks.popleft()
+                self._keep_sent(self._chunks.popleft())
         if len(out) < FRAME_BYTES:
             out += _SILENCE[: FRAME_BYTES - len(out)]
         if self._count_metrics:

@@ -1,6 +1,7 @@
 """What the client is told about the call: transcripts, the reply as it is written (and, when it is
-cut short, what of it was heard), errors, the agent's status (listening, processing, speaking) and
-each completed turn's metrics.
+cut short, what of it was heard), errors, the agent's status (listening, processing, speaking), the
+reply's audio held, resumed or cut (the moment the barge-in gate decides, so the client silences its
+own playout buffer at once) and each completed turn's metrics.
 
 An observer; the shapes are the protocol's (docs/api.md). Reply text of a turn no longer in flight
 is not sent: a barge-in has already moved the client on.
@@ -14,10 +15,13 @@ from typing import Any
 from voice_agent.pipeline.frames import (
     BotStartedSpeakingFrame,
     Frame,
+    HoldFrame,
+    InterruptionFrame,
     LLMDoneFrame,
     LLMTextFrame,
     MediaStateFrame,
     ProviderErrorFrame,
+    ResumeFrame,
     TranscriptionFrame,
     TurnEndedFrame,
     TurnMetricsFrame,
@@ -39,12 +43,16 @@ class ClientEvents:
         TurnEndedFrame,
         TurnMetricsFrame,
         MediaStateFrame,
+        HoldFrame,
+        ResumeFrame,
+        InterruptionFrame,
     )
 
     def __init__(self, emit: EventSink, turns: TurnTracker) -> None:
         self._emit = emit
         self._turns = turns
         self.status = "idle"
+        self._held: int | None = None  # the turn the client was told is held
 
     def on_frame(self, frame: Frame) -> None:
         match frame:
@@ -62,14 +70,28 @@ class ClientEvents:
                 self._set_status("speaking")
             case TurnMetricsFrame(metrics=m):
                 self._emit({"type": "metrics", "turn": m.as_event()})
+            case HoldFrame(turn=turn):
+                self._held = turn
+                self._emit({"type": "playback", "state": "held", "turn": turn})
+            case ResumeFrame(turn=turn):
+                self._resumed(turn)
+            case InterruptionFrame(turn=turn):
+                self._held = None
+                self._emit({"type": "playback", "state": "cut", "turn": turn})
             case TurnEndedFrame(text=text, interrupted=True):
                 # The reply's full text went out as it was written; the client shows what was heard.
                 self._emit({"type": "ai_interrupted", "text": text})
                 self._set_status("listening")
-            case TurnEndedFrame():
+            case TurnEndedFrame(turn=turn):
+                self._resumed(turn)  # a turn that ends while held lifts its hold (output.py)
                 self._set_status("listening")
             case MediaStateFrame(live=True) if self.status == "idle":
                 self._set_status("listening")
+
+    def _resumed(self, turn: int) -> None:
+        if self._held == turn:
+            self._held = None
+            self._emit({"type": "playback", "state": "resumed", "turn": turn})
 
     def _reply(self, text: str, final: bool, provider: str | None) -> None:
         event: dict[str, Any] = {"type": "ai_response", "text": text, "final": final}

@@ -118,6 +118,8 @@ MAX_TEXT_CHARS = 2000
 MAX_CANDIDATE_CHARS = 1024
 # A heard voice-to-voice over this is not a latency but a broken measurement (a tab in the background).
 MAX_HEARD_MS = 30_000
+# More audio than this unplayed in a client is not a playout buffer; the agent keeps no more to replay.
+MAX_UNHEARD_MS = 1_000
 MAX_SDP_BYTES = 32 * 1024
 MAX_SDP_CANDIDATES = 64
 # DTLS fails much later and much less clearly than this check when a fingerprint is mangled.
@@ -299,13 +301,23 @@ class ClientMetrics(_ClientMessage):
     voice_to_voice_ms: float = Field(gt=0, le=MAX_HEARD_MS, allow_inf_nan=False)
 
 
+class Held(_ClientMessage):
+    """The answer to a `playback` event `held`: the client went silent, and `unheard_ms` of the reply
+    it had already received or was still receiving (its playout buffer and output latency) was never
+    played. The agent plays on from what was heard, not from what it had sent, when it resumes."""
+
+    type: Literal["held"]
+    turn: int = Field(ge=0)
+    unheard_ms: float = Field(ge=0, le=MAX_UNHEARD_MS, allow_inf_nan=False)
+
+
 class End(_ClientMessage):
     """End the session: the record is removed and the socket closes with 1000."""
 
     type: Literal["end"]
 
 
-AnyClientMessage = Offer | Answer | IceCandidate | Text | Interrupt | Ping | ClientMetrics | End
+AnyClientMessage = Offer | Answer | IceCandidate | Text | Interrupt | Ping | ClientMetrics | Held | End
 ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
 _CLIENT = TypeAdapter[AnyClientMessage](ClientMessage)
 _MODELS: dict[str, type[_ClientMessage]] = {
@@ -388,6 +400,20 @@ class AiInterruptedEvent(_Wire):
     text: str
 
 
+PlaybackState = Literal["held", "resumed", "cut"]
+
+
+class PlaybackEvent(_Wire):
+    """The reply's audio at the agent, sent the moment it changes, so the client silences what it
+    already buffered instead of playing it over the user: `held` (user sound that may be only a
+    cough: silence at once, answer with `held`), `resumed` (it was not an interruption: play again),
+    `cut` (the reply is over: stay silent until the next one speaks)."""
+
+    type: Literal["playback"] = "playback"
+    state: PlaybackState
+    turn: int
+
+
 class TurnMetrics(BaseModel):
     stt_ms: float | None
     llm_first_token_ms: float | None
@@ -423,6 +449,7 @@ AnyServerEvent = (
     | TranscriptEvent
     | AiResponseEvent
     | AiInterruptedEvent
+    | PlaybackEvent
     | MetricsEvent
     | ErrorEvent
     | PongEvent

@@ -24,6 +24,7 @@ from voice_agent.protocol.signaling import (
     ClientMetrics,
     CloseCode,
     ErrorCode,
+    Held,
     IceCandidate,
     IceCandidateEvent,
     Offer,
@@ -293,6 +294,11 @@ class Call:
             raise SignalingError(ErrorCode.INVALID_METRIC, "no reply left to report: one report per reply")
         self._unreported_replies -= 1
         metrics.CLIENT_VOICE_TO_VOICE.labels(self.record.pool).observe(msg.voice_to_voice_ms / 1000)
+
+    def on_held(self, msg: Held) -> None:
+        """The client went silent at a hold: what it had not played yet is played again at the resume.
+        A late answer (the turn resumed or ended already) changes nothing."""
+        self.pipeline.track.rewind_ms(msg.turn, msg.unheard_ms)
 
     async def _audio_in(self, pcm: bytes) -> None:
         self._heard_at = time.monotonic()

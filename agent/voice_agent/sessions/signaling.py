@@ -24,6 +24,7 @@ from voice_agent.protocol.signaling import (
     CloseCode,
     End,
     ErrorCode,
+    Held,
     IceCandidate,
     Interrupt,
     Offer,
@@ -70,6 +71,8 @@ async def dispatch(call: Call, conn: ClientLink, msg: AnyClientMessage) -> bool:
             conn.send(PongEvent(ts=msg.ts).wire())
         case ClientMetrics():
             call.on_client_metrics(msg)
+        case Held():
+            call.on_held(msg)
         case End():
             return False
     return True

@@ -52,7 +52,7 @@ export interface components {
             type: "answer";
             sdp: string;
         };
-        ClientMessage: components["schemas"]["Offer"] | components["schemas"]["Answer"] | components["schemas"]["IceCandidate"] | components["schemas"]["Text"] | components["schemas"]["Interrupt"] | components["schemas"]["Ping"] | components["schemas"]["ClientMetrics"] | components["schemas"]["End"];
+        ClientMessage: components["schemas"]["Offer"] | components["schemas"]["Answer"] | components["schemas"]["IceCandidate"] | components["schemas"]["Text"] | components["schemas"]["Interrupt"] | components["schemas"]["Ping"] | components["schemas"]["ClientMetrics"] | components["schemas"]["Held"] | components["schemas"]["End"];
         /**
          * ClientMetrics
          * @description One reply as the user heard it, timed in the page: the end of the user's speech on the mic
@@ -128,6 +128,21 @@ export interface components {
             type: "error";
             code: components["schemas"]["ErrorCode"] | string;
             message: string;
+        };
+        /**
+         * Held
+         * @description The answer to a `playback` event `held`: the client went silent, and `unheard_ms` of the reply
+         *     it had already received or was still receiving (its playout buffer and output latency) was never
+         *     played. The agent plays on from what was heard, not from what it had sent, when it resumes.
+         */
+        Held: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "held";
+            turn: number;
+            unheard_ms: number;
         };
         /**
          * IceCandidate
@@ -224,6 +239,23 @@ export interface components {
             /** @default null */
             ts?: unknown;
         };
+        /**
+         * PlaybackEvent
+         * @description The reply's audio at the agent, sent the moment it changes, so the client silences what it
+         *     already buffered instead of playing it over the user: `held` (user sound that may be only a
+         *     cough: silence at once, answer with `held`), `resumed` (it was not an interruption: play again),
+         *     `cut` (the reply is over: stay silent until the next one speaks).
+         */
+        PlaybackEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "playback";
+            /** @enum {string} */
+            state: "held" | "resumed" | "cut";
+            turn: number;
+        };
         /** PongEvent */
         PongEvent: {
             /**
@@ -234,7 +266,7 @@ export interface components {
             /** @default null */
             ts?: unknown;
         };
-        ServerEvent: components["schemas"]["SessionEvent"] | components["schemas"]["AnswerEvent"] | components["schemas"]["OfferEvent"] | components["schemas"]["IceCandidateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TranscriptEvent"] | components["schemas"]["AiResponseEvent"] | components["schemas"]["AiInterruptedEvent"] | components["schemas"]["MetricsEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["PongEvent"];
+        ServerEvent: components["schemas"]["SessionEvent"] | components["schemas"]["AnswerEvent"] | components["schemas"]["OfferEvent"] | components["schemas"]["IceCandidateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TranscriptEvent"] | components["schemas"]["AiResponseEvent"] | components["schemas"]["AiInterruptedEvent"] | components["schemas"]["PlaybackEvent"] | components["schemas"]["MetricsEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["PongEvent"];
         /** SessionEvent */
         SessionEvent: {
             /**
