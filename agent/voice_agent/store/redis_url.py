@@ -38,12 +38,23 @@ from redis.asyncio.sentinel import (
 )
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry as SyncRetry
 
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 SENTINEL_PORT = 26379
 _SENTINEL_AUTH = {"sentinel_username": "username", "sentinel_password": "password"}
 _PLACEHOLDER_HOST = "primary.invalid"
+# A connection's handshake is HELLO (and AUTH/SELECT) only: no CLIENT SETINFO, no CLIENT
+# MAINT_NOTIFICATIONS (a managed-cloud feature). Servers before 7.2 answer both with an error, and
+# redis-py pipelines SETINFO unread: an event loop that stalls past the health-check interval mid-
+# handshake sends a health-check PING whose read takes that error, and the command that opened the
+# connection (a session's save) fails with "unknown subcommand 'SETINFO'", which no retry covers. What
+# SETINFO sets is only a label in CLIENT LIST.
+_PLAIN_HANDSHAKE: dict[str, Any] = {
+    "driver_info": None,
+    "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ def _sentinel_kwargs(target: SentinelUrl, node: dict[str, Any], retry: Any) -> d
     backoff would hold a start-up check or a health probe for many seconds per Sentinel)."""
     kwargs = {k: v for k, v in node.items() if k.startswith("socket_")}
     kwargs["retry"] = retry
+    kwargs.update(_PLAIN_HANDSHAKE)
     kwargs.update(target.sentinel_auth)
     kwargs["decode_responses"] = True
     if target.tls:
@@ -202,6 +214,7 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 def async_client(url: str, *, blocking_timeout_s: float | None = None, **kwargs: Any) -> aioredis.Redis:
     """A client for either URL form. `blocking_timeout_s`: a pool whose callers wait up to that long
     for a free connection (None: one that refuses past max_connections). `kwargs` are redis-py's."""
+    kwargs = {**_PLAIN_HANDSHAKE, **kwargs}
     target = parse_sentinel(url)
     if target is None:
         if blocking_timeout_s is None:
@@ -249,6 +262,7 @@ def sync_client(url: str, timeout_s: float, **kwargs: Any) -> sync_redis.Redis:
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         "decode_responses": True,
+        **_PLAIN_HANDSHAKE,
         **kwargs,
     }
     target = parse_sentinel(url)
