@@ -149,6 +149,9 @@ async def test_kubectl_lists_watches_describes_and_deletes_sessions(
         finally:
             watch.terminate()
             await watch.wait()
+        # A list answers from a copy kept by the pools' events: it has the newcomer at once.
+        relisted = await kubectl("get", "voicesessions", "-n", "team-a")
+        assert {r.split()[0] for r in relisted.out.splitlines()[1:]} == {live, quiet, chatty, newcomer}
 
         # delete: the owning agent ends the call and the client sees 1000. (`--`: an id may begin
         # with "-", which kubectl would read as a flag.)
@@ -160,6 +163,8 @@ async def test_kubectl_lists_watches_describes_and_deletes_sessions(
         assert await caller.wait_closed(10) == CloseCode.ENDED
         gone = await kubectl("get", "--raw", f"{BASE}/namespaces/team-a/voicesessions/{live}")
         assert "(NotFound)" in gone.err
+        after = await kubectl("get", "voicesessions", "-n", "team-a")
+        assert {r.split()[0] for r in after.out.splitlines()[1:]} == {quiet, chatty, newcomer}
         await caller.close()
 
         await front_proxy_headers_name_the_user(ids, op.ports["external"])

@@ -2,6 +2,7 @@
 pool field that lets what was said show."""
 
 import datetime
+import json
 
 import pytest
 
@@ -58,6 +59,15 @@ def test_the_timeline_counts_words_unless_the_pool_allows_transcripts() -> None:
     told = o.voice_session(session(transcripts=True, transcript="thanks"))
     assert 'turn 1: agent, interrupted: "it is noon"' in told["status"]["timeline"]
     assert told["status"]["transcript"] == "thanks"
+
+
+def test_rows_encoded_once_make_the_table_a_list_would_build() -> None:
+    """Only Age is written per list: rows encoded earlier still show the age at the list's time."""
+    sessions = [session(), session(transcripts=True, history=[], status="connected"), session(created_at="x")]
+    rows = [o.EncodedRow.of(s) for s in sessions]
+    later = NOW + datetime.timedelta(hours=2)
+    assert json.loads(o.table_json(rows, "7", later)) == o.table(sessions, "7", later)
+    assert json.loads(o.table_json([], "7", NOW)) == o.table([], "7", NOW)
 
 
 def test_a_record_of_another_shape_still_lists() -> None:

@@ -23,6 +23,7 @@ from voice_operator.redis_clients import RedisClients
 from voice_operator.sessions import discovery
 from voice_operator.sessions import objects as o
 from voice_operator.sessions.access import Authorizer
+from voice_operator.sessions.cache import SessionCache
 from voice_operator.sessions.store import PoolSource, SessionReader, SessionsUnavailable
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class SessionsApi:
     def __init__(self, kube: KubeClient, redis: RedisClients, pools: PoolSource) -> None:
         self.authorizer = Authorizer(kube)
         self.reader = SessionReader(redis)
+        self.cache = SessionCache(self.reader)
         self.pools = pools
 
     async def authorize(
@@ -133,7 +135,11 @@ class SessionsApi:
         if name is not None:
             found = await self.reader.find(pools, name)
             return self.listed(request, [found] if found else [])
-        return self.listed(request, await self.reader.sessions(pools))
+        if wants_table(request):
+            rows = await self.cache.rows(pools)
+            body = o.table_json(rows, resource_version(), datetime.datetime.now(datetime.UTC))
+            return web.Response(body=body, content_type="application/json")
+        return self.listed(request, await self.cache.sessions(pools))
 
     def listed(self, request: web.Request, sessions: Iterable[o.Session]) -> web.Response:
         version = resource_version()
@@ -266,7 +272,11 @@ def install(app: web.Application, kube: KubeClient, redis: RedisClients, pools: 
                 return status_error(503, "ServiceUnavailable", str(e))
         return await handler(request)
 
+    async def close_cache(_: web.Application) -> None:
+        await api.cache.close()
+
     app.middlewares.append(verified_callers_only)
+    app.on_cleanup.append(close_cache)
     for path in (
         "/apis",
         f"/apis/{o.GROUP}",

@@ -9,6 +9,7 @@ spec.session.exposeTranscripts is true; otherwise the timeline counts words.
 import dataclasses
 import datetime
 import functools
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -207,8 +208,12 @@ def voice_session_list(sessions: Iterable[Session], resource_version: str) -> di
     }
 
 
-def table_row(session: Session, now: datetime.datetime) -> dict[str, Any]:
+def age(session: Session, now: datetime.datetime) -> str:
     created = session.created
+    return human_duration((now - created).total_seconds()) if created else ""
+
+
+def table_row(session: Session, now: datetime.datetime) -> dict[str, Any]:
     v2v = session.voice_to_voice_ms
     return {
         "cells": [
@@ -218,7 +223,7 @@ def table_row(session: Session, now: datetime.datetime) -> dict[str, Any]:
             session.status,
             session.turns,
             f"{round(v2v)}ms" if v2v is not None else "",
-            human_duration((now - created).total_seconds()) if created else "",
+            age(session, now),
         ],
         "object": {
             "kind": "PartialObjectMetadata",
@@ -240,6 +245,36 @@ def table(sessions: Iterable[Session], resource_version: str, now: datetime.date
         ],
         "rows": [table_row(s, now) for s in sessions],
     }
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedRow:
+    """A session's Table row as JSON, written once per change of the session: a list joins these and
+    writes only the Age cell, the one that changes with the clock (`head` ends where Age goes)."""
+
+    session: Session
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, session: Session) -> "EncodedRow":
+        row = table_row(session, datetime.datetime.now(datetime.UTC))
+        cells = _compact(row["cells"][:-1])
+        return cls(session, b'{"cells":' + cells[:-1] + b",", b'],"object":' + _compact(row["object"]) + b"}")
+
+    def encode(self, now: datetime.datetime) -> bytes:
+        return self.head + _compact(age(self.session, now)) + self.tail
+
+
+def table_json(rows: Iterable[EncodedRow], resource_version: str, now: datetime.datetime) -> bytes:
+    """table() of these rows' sessions as JSON (compact: kubectl decodes every byte of a long list),
+    from rows already encoded."""
+    empty = _compact(table((), resource_version, now))
+    return empty[: -len(b"[]}")] + b"[" + b",".join(r.encode(now) for r in rows) + b"]}"
 
 
 def qualified(name: str | None = None) -> str:

@@ -7,6 +7,7 @@ nothing is cached, so what kubectl shows is what Redis holds at that moment.
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -20,6 +21,8 @@ from voice_operator.redis_clients import RedisClients
 from voice_operator.sessions.objects import PoolRef, Session
 
 SENDER = "voicepool-operator"
+# How long a delete waits for the owning agent to stop the call before ending the session anyway.
+OWNER_STOP_S = 1.0
 # What is read of a session's hash (voice_agent/store/keys.py, session_key).
 FIELDS = ("data", "owner", "ended")
 
@@ -72,13 +75,13 @@ class SessionReader:
         for key in gone:
             del self._parsed[key]
 
-    def _client(self, pool: PoolRef) -> "aioredis.Redis":
+    def client(self, pool: PoolRef) -> "aioredis.Redis":
         if pool.redis_url is None:
             raise SessionsUnavailable(f"the Redis URL of pool {pool.namespace}/{pool.name} is not resolved")
         return self._redis.get(pool.redis_url)
 
     @contextlib.asynccontextmanager
-    async def _reading(self, pool: PoolRef) -> AsyncIterator[None]:
+    async def reading(self, pool: PoolRef) -> AsyncIterator[None]:
         try:
             async with asyncio.timeout(self._redis.timeout_s):
                 yield
@@ -94,8 +97,8 @@ class SessionReader:
         reply, where a pipeline of an HMGET per session costs a reply each to parse); the index may
         still name a session that expired, whose fields come back empty and are skipped.
         """
-        client = self._client(pool)
-        async with self._reading(pool):
+        client = self.client(pool)
+        async with self.reading(pool):
             if ids is None:
                 record = keys.session_key(pool.pool_id, "*")
                 fields = [f"{record}->{field}" for field in FIELDS]
@@ -128,17 +131,45 @@ class SessionReader:
         return next((s for batch in found for s in batch), None)
 
     async def end(self, session: Session) -> bool:
-        """Ends the session as an agent would (END), then tells its owner, which stops the call and
-        closes the client's socket with 1000; False when it had ended meanwhile."""
+        """Ends the session as its owner ends one itself: the call stops first (its client's socket
+        closes with 1000), then END; False when it had ended meanwhile.
+
+        Ended the other way round, a save the call makes before it hears the news is refused as
+        ended, which the call takes for another agent taking the session over, and its client hears
+        4409 (replaced, do not reconnect) instead of 1000. So a holder whose inbox is heard is told
+        first and given OWNER_STOP_S to save the call as ended; END follows either way, and a session
+        held by no live agent is ended at once.
+        """
         pool = session.pool
-        client = self._client(pool)
-        script_keys, args = lua.end_call(pool.pool_id, session.id)
-        async with self._reading(pool):
+        client = self.client(pool)
+        told = ""
+        async with self.reading(pool):
+            owner = str(await client.hget(keys.session_key(pool.pool_id, session.id), "owner") or "")
+            if owner and await client.sismember(keys.agent_sessions_key(pool.pool_id, owner), session.id):
+                async with self.subscribe([pool]) as events:
+                    if await self._tell_end(client, pool, owner, session.id):
+                        told = owner
+                        await self._stopped(pool, session.id, events)
+            script_keys, args = lua.end_call(pool.pool_id, session.id)
             owner = await client.eval(lua.END, len(script_keys), *script_keys, *args)
-            if owner:
-                message = inbox.encode(inbox.message(inbox.END, session.id, "", SENDER))
-                await client.publish(keys.agent_inbox(pool.pool_id, str(owner)), message)
+            if owner and owner != told:  # held elsewhere by now: that agent stops the call
+                await self._tell_end(client, pool, str(owner), session.id)
         return owner is not None
+
+    async def _tell_end(self, client: "aioredis.Redis", pool: PoolRef, owner: str, session_id: str) -> bool:
+        """True when the owner's inbox has a listener (a live agent heard it)."""
+        message = inbox.encode(inbox.message(inbox.END, session_id, "", SENDER))
+        return bool(await client.publish(keys.agent_inbox(pool.pool_id, owner), message))
+
+    async def _stopped(self, pool: PoolRef, session_id: str, events: "SessionEvents") -> None:
+        """Until the session's record says ended (its call saved it so) or it is gone, up to
+        OWNER_STOP_S: an owner that holds the session without a call for it saves nothing."""
+        deadline = time.monotonic() + OWNER_STOP_S
+        while (left := deadline - time.monotonic()) > 0:
+            if any(sid == session_id for _, sid in await events.next(left)):
+                found = await self.pool_sessions(pool, [session_id])
+                if not found or found[0].status == "ended":
+                    return
 
     def subscribe(self, pools: Sequence[PoolRef]) -> "SessionEvents":
         return SessionEvents(self, pools)
