@@ -8,7 +8,9 @@ at the operator with a client certificate, as in tests/operator/test_sessions_ap
 * list: `kubectl get voicesessions -n bench` over 1,000 live sessions, end to end (kubectl's process
   start to its exit, discovery cached as on a laptop after the first call). The sessions are records
   written by the agents' own store code (allocation script, as an agent creating a session does),
-  owned by registered agents, not 1,000 running calls;
+  owned by registered agents, not 1,000 running calls. Beside it, taken in turn with it: the same
+  kubectl on a namespace with no session, and on the operator's own 1,000-row reply answered by a
+  trivial TLS server (kubectl's own floor for that list: TLS, decoding and printing the rows);
 * watch: `kubectl get -w` running; a session allocated the same way; from the allocation to its row
   in kubectl's output;
 * delete: real agents and a real voice client connected to its session; from `kubectl delete
@@ -22,19 +24,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import pathlib
+import ssl
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import kmock
+from aiohttp import web
 
 from bench.common import summary, table, write
 from tests.operator import samples
 from tests.operator.cluster import Cluster
 from tests.operator.expect import POOLS
-from tests.operator.harness import Kube, RedisServer, launch_operator, wait_for, write_kubeconfig
+from tests.operator.harness import (
+    Kube,
+    OperatorProcess,
+    RedisServer,
+    launch_operator,
+    wait_for,
+    write_kubeconfig,
+)
 from tests.operator.sessions import (
     Identities,
     Kubectl,
@@ -48,6 +62,7 @@ from voice_agent.protocol.signaling import CloseCode
 from voice_agent.store.redis import RedisSessionStore
 from voice_agent.testing.client import VoiceClient
 from voice_operator import constants as c
+from voice_operator.sessions import objects as o
 
 SESSIONS = 1000
 STORE_AGENTS = 10
@@ -81,17 +96,65 @@ async def allocate(store: RedisSessionStore, turns: int = 3) -> str:
     return record.id
 
 
-async def bench_list(
-    kubectl: Kubectl, n: int, namespace: str = "bench", sessions: int = SESSIONS
-) -> list[float]:
-    times = []
-    for _ in range(n + 1):
-        result = await kubectl("get", "voicesessions", "-n", namespace)
-        assert result.code == 0, result.err
-        rows = max(0, result.out.count("\n") - 1)
-        assert rows == sessions, f"{rows} rows"
-        times.append(result.seconds * 1000)
-    return times[1:]  # the first fills kubectl's discovery cache
+# kubectl's own request for a list (what `kubectl get` sends for any resource).
+TABLE_ACCEPT = (
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+    "application/json"
+)
+
+
+async def bench_lists(lists: list[tuple[Kubectl, str, int]], n: int) -> list[list[float]]:
+    """Each (kubectl, namespace, rows expected) n times, taken in turn so that a change in the
+    machine's load touches them alike."""
+    times: list[list[float]] = [[] for _ in lists]
+    for i in range(n + 1):
+        for (kubectl, namespace, sessions), taken in zip(lists, times, strict=True):
+            result = await kubectl("get", "voicesessions", "-n", namespace)
+            assert result.code == 0, result.err
+            rows = max(0, result.out.count("\n") - 1)
+            assert rows == sessions, f"{rows} rows"
+            if i:  # the first fills kubectl's discovery cache
+                taken.append(result.seconds * 1000)
+    return times
+
+
+@contextlib.asynccontextmanager
+async def canned(ids: Identities, op: OperatorProcess, workdir: pathlib.Path) -> AsyncIterator[Kubectl]:
+    """kubectl against a trivial TLS server answering what the operator answered once (discovery and
+    the 1,000-row Table, byte for byte): the list's cost with the operator's work taken out."""
+    base = f"https://127.0.0.1:{op.ports['external']}"
+    me = ids.front_proxy.issue("oncall")
+    client_tls = ssl.create_default_context(cafile=str(ids.serving.path))
+    client_tls.load_cert_chain(str(me.cert), str(me.key))
+    paths = ["/apis", f"/apis/{o.GROUP}", f"/apis/{o.GROUP_VERSION}"]
+    listing = f"/apis/{o.GROUP_VERSION}/namespaces/bench/{o.PLURAL}"
+    answers: dict[str, bytes] = {}
+    async with aiohttp.ClientSession() as http:
+        for path in [*paths, listing]:
+            async with http.get(base + path, ssl=client_tls, headers={"Accept": TABLE_ACCEPT}) as resp:
+                assert resp.status == 200, (path, resp.status)
+                answers[path] = await resp.read()
+
+    async def answer(request: web.Request) -> web.Response:
+        body = answers.get(request.path.rstrip("/"))
+        if body is None:
+            return web.Response(status=404)
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(str(ids.server.cert), str(ids.server.key))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    try:
+        (workdir / "canned").mkdir()
+        port = runner.addresses[0][1]
+        yield Kubectl(workdir / "canned", f"https://127.0.0.1:{port}", ids.serving.path, me)
+    finally:
+        await runner.cleanup()
 
 
 async def bench_watch(kubectl: Kubectl, store: RedisSessionStore, n: int) -> list[float]:
@@ -181,8 +244,11 @@ async def run(lists: int, watches: int, deletes: int) -> dict[str, Any]:
                     kubectl = ids.kubectl(workdir, op, "oncall")
                     await wait_served(kubectl, "bench")
                     log("list ...")
-                    list_ms = await bench_list(kubectl, lists)
-                    empty_ms = await bench_list(kubectl, lists, "empty", 0)
+                    async with canned(ids, op, workdir) as floor:
+                        list_ms, empty_ms, canned_ms = await bench_lists(
+                            [(kubectl, "bench", SESSIONS), (kubectl, "empty", 0), (floor, "bench", SESSIONS)],
+                            lists,
+                        )
                     log("watch ...")
                     watch_ms = await bench_watch(kubectl, stores[0], watches)
                     log("delete ...")
@@ -199,6 +265,7 @@ async def run(lists: int, watches: int, deletes: int) -> dict[str, Any]:
         "sessions": SESSIONS,
         "list_ms": summary(list_ms),
         "list_empty_ms": summary(empty_ms),
+        "list_canned_ms": summary(canned_ms),
         "watch_ms": summary(watch_ms),
         "delete_ms": summary(delete_ms),
         "delete_failures": delete_failures,
@@ -228,6 +295,17 @@ def report(d: dict[str, Any]) -> str:
                 d["list_empty_ms"],
                 None,
             ),
+            *(
+                [
+                    row(
+                        "The same 1,000 rows from a trivial server (kubectl's own floor)",
+                        d["list_canned_ms"],
+                        None,
+                    )
+                ]
+                if "list_canned_ms" in d
+                else []
+            ),
             row("A new session appears in `kubectl get -w` after it starts", d["watch_ms"], t["watch"]),
             row("`kubectl delete voicesession` to the call ended at the client", d["delete_ms"], t["delete"]),
             f"| Deletes whose call did not end at the client with 1000 within 10 s | "
@@ -249,6 +327,7 @@ def main() -> None:
         for name, key, t in (
             ("kubectl get, p50/p95 ms", "list_ms", "list"),
             ("kubectl get of no session, p50/p95 ms", "list_empty_ms", "list"),
+            ("kubectl get, the reply canned, p50/p95 ms", "list_canned_ms", "list"),
             ("get -w, new session, p50/p95 ms", "watch_ms", "watch"),
             ("delete to client closed, p50/p95 ms", "delete_ms", "delete"),
         )

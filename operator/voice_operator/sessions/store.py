@@ -1,8 +1,8 @@
 """VoiceSessions in the pools' Redis: read with the agents' own key names (voice_agent/store/keys.py),
 ended with the agents' own END script, watched on the pools' session-events channels.
 
-A list is one ZRANGEBYSCORE of a pool's session index and one pipelined HMGET of the records;
-nothing is cached, so what kubectl shows is what Redis holds at that moment.
+A pool's sessions are one SORT of its session index that fetches the records with it, a few
+sessions one pipelined HMGET; cache.py keeps what lists answer from current with these reads.
 """
 
 import asyncio
