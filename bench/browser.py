@@ -11,10 +11,19 @@ buffer over each of them, and the agent's own account of the run from its /metri
 end-of-turn decision took each turn, how far its outbound audio fell behind its clock), so a slow
 figure says where its time went.
 
+Each timed turn is also read off the dashboard: the heard figure the app itself measured and
+shows for that turn (src/audio/heard.ts), against this independent measurement of the same turn.
+A dashboard that says something other than what was heard is a bug in the app, not noise.
+
+Click to connected is timed too (`frontend/e2e/start.measure.ts`): fresh pages that sit idle, as a
+visitor reading them would, before "Start conversation" is clicked; the steps between (microphone,
+session, socket, offer, answer, ICE) say where the time went.
+
 The agent's default configuration is measured and, when the agent has a choice of end-of-turn
 detector (`turn_detector`, docs/configuration.md), the fixed-silence one beside it in the same run.
 
-`python -m bench.browser [--runs N] [--turns N] [--barge-ins N]`; results in bench/results/browser.json.
+`python -m bench.browser [--runs N] [--turns N] [--barge-ins N] [--start-runs N]`; results in
+bench/results/browser.json.
 """
 
 from __future__ import annotations
@@ -75,6 +84,57 @@ def measure(env: dict[str, str], args: argparse.Namespace, out: Path) -> dict[st
     return raw
 
 
+def measure_start(runs: int, out: Path) -> dict[str, Any]:
+    """Click to connected over fresh pages against a fresh agent as configured; the page-side JSON."""
+    full = {**os.environ, "RUNS": str(runs), "START_OUT": str(out)}
+    subprocess.run(["npm", "run", "--silent", "e2e:start"], cwd=FRONTEND, env=full, check=True)
+    raw: dict[str, Any] = json.loads(out.read_text())
+    return raw
+
+
+# The page's steps after the click, in the order they happen (frontend/e2e/start.measure.ts).
+START_STEPS = [
+    "sessionAsked",
+    "micAsked",
+    "micOpen",
+    "sessionReady",
+    "socketAsked",
+    "socketOpen",
+    "offerSent",
+    "answer",
+    "iceConnected",
+    "peerConnected",
+]
+
+
+def summarize_start(raw: dict[str, Any]) -> dict[str, Any]:
+    runs: list[dict[str, float]] = raw["runs"]
+    return {
+        "pages": len(runs),
+        "idle_before_click_ms": raw["idleMs"],
+        "click_to_connected_ms": summary([r["clickToConnected"] for r in runs]),
+        # p50 of each step's time after the click: where the time to connected goes.
+        "steps_p50_ms": {
+            step: summary([r[step] for r in runs if step in r])["p50"]
+            for step in START_STEPS
+            if any(step in r for r in runs)
+        },
+    }
+
+
+def dashboard_agreement(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dashboard's heard figure against this measurement of the same turn; missing: a turn
+    heard here that the dashboard never showed a figure for."""
+    heard = [t for t in turns if "voiceToVoiceMs" in t]
+    pairs = [(t["dashboardMs"], t["voiceToVoiceMs"]) for t in heard if "dashboardMs" in t]
+    return {
+        "missing": len(heard) - len(pairs),
+        "difference_ms": summary([round(abs(d - v), 1) for d, v in pairs]),
+        # Signed, dashboard minus heard: which way they differ.
+        "signed_ms": summary([round(d - v, 1) for d, v in pairs]),
+    }
+
+
 def median_bound(buckets: list[list[float]], count: float) -> float | None:
     """The smallest histogram bound (s) at or under which half the observations fall."""
     return next((le for le, n in buckets if count and n >= count / 2), None)
@@ -116,6 +176,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "voice_to_voice_ms": summary(v2v),
             # The browser's playout buffer over each timed turn: the share of it spent waiting there.
             "buffer_ms": summary([t["bufferMs"] for t in turns if "bufferMs" in t]),
+            "dashboard": dashboard_agreement(turns),
         },
         "barge_in": {
             "trials": len(barges),
@@ -150,6 +211,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raw = measure(env, args, Path(d) / f"{name}.json")
             detector = env.get("VOICE_TURN_DETECTOR", field.default if field is not None else None)
             configs[name] = {"env": env, "turn_detector": detector, **summarize(raw)}
+        start = None
+        if args.start_runs:
+            print(f"click to connected, {args.start_runs} pages ...", flush=True)
+            start = summarize_start(measure_start(args.start_runs, Path(d) / "start.json"))
     failed = sum(c["latency"]["failed"] + c["barge_in"]["failed"] for c in configs.values())
     return {
         "runs": args.runs,
@@ -157,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "barge_ins_per_run": args.barge_ins,
         "failed": failed,
         "configs": configs,
+        **({"start": start} if start else {}),
     }
 
 
@@ -184,6 +250,9 @@ def report(d: dict[str, Any]) -> str:
         detector = c.get("turn_detector")
         return f"{name} (detector {detector})" if detector else name
 
+    def agreement(dashboard: dict[str, Any]) -> str:
+        return f"{_p(dashboard['difference_ms'])} ({dashboard['missing']})"
+
     def failures(part: dict[str, Any]) -> str:
         why = ", ".join(f"{reason}: {n}" for reason, n in sorted(part["failures"].items()))
         return f"{part['failed']}" + (f" ({why})" if why else "")
@@ -195,6 +264,16 @@ def report(d: dict[str, Any]) -> str:
             [_p(c["latency"]["voice_to_voice_ms"]) for c in configs.values()],
         ),
         ("Turns without a reply", [failures(c["latency"]) for c in configs.values()]),
+        *(
+            [
+                (
+                    "The dashboard's heard figure apart from this one, same turn (turns it showed none)",
+                    [agreement(c["latency"]["dashboard"]) for c in configs.values()],
+                )
+            ]
+            if all("dashboard" in c["latency"] for c in configs.values())
+            else []
+        ),
         (
             f"Barge-in: speech onset → agent silent, {any_config['barge_in']['trials']} trials",
             [_p(c["barge_in"]["barge_in_ms"]) for c in configs.values()],
@@ -240,6 +319,17 @@ def report(d: dict[str, Any]) -> str:
                 [_ms(c["agent"]["output_stalled_ms"]) for c in configs.values()],
             ),
         ]
+    start = d.get("start")
+    if start:
+        others = ["—"] * (len(configs) - 1)
+        steps = ", ".join(f"{k} {v:g}" for k, v in start["steps_p50_ms"].items())
+        rows += [
+            (
+                f"Click → connected, {start['pages']} fresh pages idle {start['idle_before_click_ms']:g} ms",
+                [_p(start["click_to_connected_ms"]), *others],
+            ),
+            ("Its steps, p50 ms after the click", [steps, *others]),
+        ]
     lines = [
         "| In the page, p50 / p95 / p99 | " + " | ".join(head(n, c) for n, c in configs.items()) + " |",
         "|---|" + "---|" * len(configs),
@@ -253,6 +343,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="fresh pages (sessions) per configuration")
     ap.add_argument("--turns", type=int, default=6, help="questions timed per page")
     ap.add_argument("--barge-ins", type=int, default=3, help="interruptions timed per page")
+    ap.add_argument("--start-runs", type=int, default=20, help="fresh pages timed from click to connected")
     ap.add_argument("--no-build", action="store_true", help="measure frontend/dist as it is, not rebuilt")
     args = ap.parse_args()
     res = run(args)

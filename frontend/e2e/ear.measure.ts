@@ -10,7 +10,8 @@
  * not stop for, is a counted failure with its reason, never a time.
  *
  * `npm run e2e:ear` (build first: `npm run build`); RUNS, TURNS, BARGE_INS set the counts, EAR_OUT
- * the JSON's path. Every VOICE_* variable in the environment is passed to the agent, so one
+ * the JSON's path, EAR_LOGS the directory under test-results/ for the agent's log and the speech
+ * (`ear` by default; emptied first, so two runs at once each need their own). Every VOICE_* variable in the environment is passed to the agent, so one
  * configuration or another is measured by the same script.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR, freshOutputDir, requireDist } from './support/agent';
 import { expectMediaOnLoopback, launchChromium, observePeers } from './support/browser';
-import { waitConnected } from './support/dashboard';
+import { shownHeard, waitConnected } from './support/dashboard';
 import {
   type ClockReading,
   type ContextInfo,
@@ -53,6 +54,8 @@ const STORY_HEARD_S = 1.0;
 const REPLY_TIMEOUT_MS = 15_000;
 /** The agent still sounding this close to the end of the interruption never stopped for it. */
 const STILL_TALKING_S = 0.04;
+/** How long after the reply is heard here the dashboard may take to show its own figure for the turn. */
+const DASHBOARD_WAIT_MS = 3_000;
 
 interface Turn {
   voiceToVoiceMs?: number;
@@ -60,6 +63,11 @@ interface Turn {
   bufferMs?: number;
   /** The reply began before the user's speech ended (it talked over the user). */
   overlapped?: boolean;
+  /**
+   * The figure the dashboard showed for this turn (the app's own heard measurement, read off its
+   * Turn latency panel), or absent when it showed none within DASHBOARD_WAIT_MS of the reply.
+   */
+  dashboardMs?: number;
   failed?: string;
 }
 
@@ -146,7 +154,7 @@ let phrases: Record<keyof typeof PHRASES, string>;
 
 beforeAll(async () => {
   requireDist();
-  const out = freshOutputDir('ear');
+  const out = freshOutputDir(process.env.EAR_LOGS ?? 'ear');
   phrases = Object.fromEntries(
     Object.entries(PHRASES).map(([name, text]) => {
       const dir = resolve(out, name);
@@ -186,20 +194,38 @@ async function unlessTimedOut<T>(wait: Promise<T>): Promise<T | undefined> {
   }
 }
 
+/** The dashboard's heard figure once it has counted more than `counted` turns; undefined if it never does. */
+async function dashboardFigure(page: Page, counted: number): Promise<number | undefined> {
+  const shown = await unlessTimedOut(
+    pollUntil(
+      'the dashboard to show this turn\'s heard figure',
+      async () => {
+        const now = await shownHeard(page);
+        return now.turns > counted ? now : undefined;
+      },
+      { timeoutMs: DASHBOARD_WAIT_MS, intervalMs: 50 },
+    ),
+  );
+  return shown?.ms;
+}
+
 async function turn(page: Page, ear: Ear): Promise<Turn> {
   await idle(page, ear);
   const before = await ear.bufferTotals();
+  const counted = (await shownHeard(page)).turns;
   const spoken = await ear.say('question');
   const reply = await unlessTimedOut(
     ear.until('the reply', () => firstLoud(ear.remote, spoken.onset), REPLY_TIMEOUT_MS),
   );
   if (reply === undefined) return { failed: 'no reply' };
   const bufferMs = bufferBetween(before, await ear.bufferTotals());
+  const dashboardMs = await dashboardFigure(page, counted);
   const ms = (reply - spoken.end) * 1000;
   return {
     voiceToVoiceMs: Math.round(ms * 10) / 10,
     ...(bufferMs !== undefined ? { bufferMs } : {}),
     ...(ms < 0 ? { overlapped: true } : {}),
+    ...(dashboardMs !== undefined ? { dashboardMs } : {}),
   };
 }
 

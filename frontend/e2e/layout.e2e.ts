@@ -9,7 +9,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR, requireDist } from './support/agent';
 import { launchChromium } from './support/browser';
-import { shownText, waitConnected, waitTurn } from './support/dashboard';
+import { parseShownMs, shownText, waitConnected, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { speechWav } from './support/speech';
 import { pollUntil } from './support/wait';
@@ -111,11 +111,7 @@ describe('the heard figure', () => {
     await waitTurn(page, 'agent', 0, 45_000);
     const heard = await pollUntil(
       'the heard figure on the dashboard',
-      async () => {
-        const match = /^(\d+) ms$|^([\d.]+) s$/.exec((await shownText(page, 'latency-heard')) ?? '');
-        if (!match) return undefined;
-        return match[1] !== undefined ? Number(match[1]) : Number(match[2]) * 1000;
-      },
+      async () => parseShownMs(await shownText(page, 'latency-heard')),
       { timeoutMs: 20_000 },
     );
     // At least the agent's end-of-turn silence; within what the agent takes (docs/api.md, Client metrics).

@@ -4,7 +4,8 @@
  * reading it would, then "Start conversation" is clicked. Times are read inside the page on
  * performance.now(), from the click event to the dashboard showing Connected, with the steps
  * between (microphone, session request, socket open, peer connected) so a change shows where it
- * saved. `npm run e2e:start` (RUNS=20 by default); figures in test-results/measure/start.json.
+ * saved. `npm run e2e:start` (build first: `npm run build`; RUNS=20 by default); figures in
+ * test-results/measure/start.json, or at START_OUT (`python -m bench.browser` reads them there).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -132,7 +133,8 @@ it(`measures click -> connected over ${RUNS} page loads`, { timeout: 30_000 * RU
       return [k, { n: values.length, p50: percentile(values, 50), p95: percentile(values, 95), min: Math.min(...values), max: Math.max(...values) }];
     }),
   );
-  writeFileSync(resolve(OUT, `start${SPARE ? '' : '-nospare'}${GRANTED ? '-granted' : ''}.json`), `${JSON.stringify({ idleMs: IDLE_MS, spare: SPARE, granted: GRANTED, runs, summary }, null, 2)}\n`);
+  const file = process.env.START_OUT ?? resolve(OUT, `start${SPARE ? '' : '-nospare'}${GRANTED ? '-granted' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify({ idleMs: IDLE_MS, spare: SPARE, granted: GRANTED, runs, summary }, null, 2)}\n`);
   console.warn(JSON.stringify(summary));
   expect(runs).toHaveLength(RUNS);
 });

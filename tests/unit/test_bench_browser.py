@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.browser import report, summarize
+from bench.browser import report, summarize, summarize_start
 
 
 def raw(agent: bool = True) -> dict[str, Any]:
@@ -14,8 +14,9 @@ def raw(agent: bool = True) -> dict[str, Any]:
         "clock": [],
         "receiver": {"jitterMs": 2.5, "jitterBufferMs": 60.0, "targetDelayMs": 55.0, "concealedPercent": 0.4},
         "turns": [
-            {"voiceToVoiceMs": 400.0, "bufferMs": 40.0},
-            {"voiceToVoiceMs": 500.0, "bufferMs": 60.0},
+            {"voiceToVoiceMs": 400.0, "bufferMs": 40.0, "dashboardMs": 412},
+            {"voiceToVoiceMs": 500.0, "bufferMs": 60.0, "dashboardMs": 494},
+            {"voiceToVoiceMs": 450.0},
             {"failed": "no reply"},
         ],
         "bargeIns": [
@@ -38,7 +39,7 @@ def raw(agent: bool = True) -> dict[str, Any]:
 
 def test_the_agents_account_is_summarized_beside_the_page_figures() -> None:
     s = summarize(raw())
-    assert s["latency"]["voice_to_voice_ms"]["n"] == 2 and s["latency"]["failures"] == {"no reply": 1}
+    assert s["latency"]["voice_to_voice_ms"]["n"] == 3 and s["latency"]["failures"] == {"no reply": 1}
     receiver = s["receiver"]
     assert receiver["target_delay_ms"]["p50"] == 55.0 and receiver["arrival_jitter_ms"]["p50"] == 2.5
     account = s["agent"]
@@ -62,3 +63,39 @@ def test_results_from_before_the_agents_account_still_make_their_table() -> None
     table = report({"configs": {"default": {"turn_detector": "adaptive", **s}}})
     assert "Agent:" not in table and "jitterBufferTargetDelay" not in table and "timed turns" not in table
     assert "Voice-to-voice" in table
+
+
+def test_the_dashboards_figure_is_compared_with_the_pages_own_turn_by_turn() -> None:
+    dashboard = summarize(raw())["latency"]["dashboard"]
+    # 412 against 400 and 494 against 500: apart by 12 and 6 ms, the dashboard once above, once below.
+    assert dashboard["difference_ms"]["n"] == 2 and dashboard["difference_ms"]["p50"] == 9.0
+    assert dashboard["signed_ms"]["mean"] == 3.0
+    # A turn heard in the page that the dashboard showed nothing for is counted, not dropped.
+    assert dashboard["missing"] == 1
+    table = report({"configs": {"default": {"turn_detector": "adaptive", **summarize(raw())}}})
+    row = "| The dashboard's heard figure apart from this one, same turn (turns it showed none) | 9 / "
+    assert row in table and "ms (1) |" in table
+
+
+def test_click_to_connected_gets_its_rows_under_the_default_column() -> None:
+    runs = [
+        {
+            "clickToConnected": 140.0 + i,
+            "sessionAsked": 1.0,
+            "micOpen": 30.0,
+            "sessionReady": 25.0 + i,
+            "answer": 90.0,
+        }
+        for i in range(4)
+    ]
+    start = summarize_start({"idleMs": 1500, "runs": runs})
+    assert start["pages"] == 4 and start["click_to_connected_ms"]["p50"] == 141.5
+    # In the order the page takes them, whatever order the page recorded them in.
+    assert list(start["steps_p50_ms"]) == ["sessionAsked", "micOpen", "sessionReady", "answer"]
+    s = summarize(raw())
+    table = report({"configs": {"default": s, "fixed": s}, "start": start})
+    assert "| Click → connected, 4 fresh pages idle 1500 ms | 141.5 / " in table
+    assert (
+        "| Its steps, p50 ms after the click | sessionAsked 1, micOpen 30, sessionReady 26.5, answer 90 | — |"
+        in table
+    )

@@ -19,6 +19,23 @@ export async function shownText(page: Page, testId: string): Promise<string | un
   return (await page.getByTestId(testId).allInnerTexts())[0];
 }
 
+/** A duration as the dashboard prints it (src/pages/statusInfo.ts, formatMs), in ms; undefined for '--'. */
+export function parseShownMs(text: string | undefined): number | undefined {
+  const match = /^(\d+) ms$|^([\d.]+) s$/.exec(text ?? '');
+  if (!match) return undefined;
+  return match[1] !== undefined ? Number(match[1]) : Math.round(Number(match[2]) * 1000);
+}
+
+/**
+ * The heard figure the dashboard shows now (Turn latency: the last one, in ms) and how many turns
+ * it has counted ("Median heard, N turns"), so a reader can tell a new figure from the last one.
+ */
+export async function shownHeard(page: Page): Promise<{ turns: number; ms: number | undefined }> {
+  const ms = parseShownMs(await shownText(page, 'latency-heard'));
+  const label = (await page.locator('[data-testid="latency"] dt').allInnerTexts()).find((t) => t.startsWith('Median heard'));
+  return { turns: Number(/(\d+) turns?$/.exec(label ?? '')?.[1] ?? 0), ms };
+}
+
 export async function turns(page: Page, role: Role): Promise<string[]> {
   return page.getByTestId(`turn-${role}`).allInnerTexts();
 }
