@@ -98,6 +98,59 @@ describe('VoiceSessionController: what is prepared while the page is idle', () =
     expect(d.state().errorCode).toBe('mic-unavailable');
   });
 
+  it('a microphone already allowed does not hold up signaling: the prepared offer goes out, the track when it opens', async () => {
+    let openMic: () => void = () => undefined;
+    const d = withSparePeers();
+    d.deps.micPermission = async () => 'granted';
+    d.deps.getUserMedia = vi.fn(
+      () =>
+        new Promise<MediaStream>((resolve) => {
+          openMic = () => resolve(d.mic.stream);
+        }),
+    );
+    d.controller.prepare();
+    await settle();
+    const started = d.controller.start();
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    const spare = d.made[0] as TransceiverPeer;
+    expect(d.agent.socket.types()).toContain('offer'); // before the microphone answered
+    expect(spare.replaced).toEqual([]);
+    openMic();
+    await started;
+    await settle();
+    expect(d.made).toHaveLength(1);
+    expect(spare.replaced).toEqual(d.mic.stream.getAudioTracks());
+    expect(spare.offers).toHaveLength(1);
+  });
+
+  it('a peer of the session\'s own (other ICE servers) waits for the microphone before its offer', async () => {
+    let openMic: () => void = () => undefined;
+    const d = withSparePeers([{ urls: 'turn:turn.test:3478', username: 'u', credential: 'c' }]);
+    d.deps.micPermission = async () => 'granted';
+    d.deps.getUserMedia = vi.fn(
+      () =>
+        new Promise<MediaStream>((resolve) => {
+          openMic = () => resolve(d.mic.stream);
+        }),
+    );
+    d.controller.prepare();
+    await settle();
+    const started = d.controller.start();
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    expect(d.made).toHaveLength(1); // only the spare: no peer without the track
+    expect(d.agent.socket.types()).not.toContain('offer');
+    openMic();
+    await started;
+    await settle();
+    const own = d.made[1] as TransceiverPeer;
+    expect(own.tracks).toEqual(d.mic.stream.getAudioTracks());
+    expect(d.agent.socket.types()).toContain('offer');
+  });
+
   it('a microphone that will ask first gets no session until it is allowed', async () => {
     let allowMic: () => void = () => undefined;
     const d = drive({}, { micPermission: async () => 'prompt' });

@@ -255,6 +255,10 @@ export class VoiceSessionController {
   /** Made while idle for the next call; `adopted`: the one the current peer came from, until its offer is out. */
   private spare: SparePeer | null = null;
   private adopted: SparePeer | null = null;
+  /** The adopted spare's sender while the microphone is still opening (it takes the track then). */
+  private micSender: RTCRtpSender | null = null;
+  /** Signaling opened before the microphone, and the session's peer cannot be made without it. */
+  private peerAwaitsMic = false;
   private readonly heardReporter = new HeardReporter((turn) => this.reportHeard(turn));
   /** The agent's last processing status, to see each reply start (`speaking`) once. */
   private agentProcessing: string | null = null;
@@ -278,33 +282,53 @@ export class VoiceSessionController {
     this.teardown();
     const run = this.run;
     this.events.dispatch({ type: 'start' });
-    if (!this.deps.getUserMedia) {
+    const getUserMedia = this.deps.getUserMedia;
+    if (!getUserMedia) {
       this.fail({
         code: 'unsupported',
         message: 'This browser cannot capture audio here. Use a current browser over https or on localhost.',
       });
       return;
     }
-    // A microphone this site may already use opens while the session is asked for; one that asks
-    // the user first never gets a session before it is allowed.
+    // A microphone this site may already use opens while the session is asked for, and signaling
+    // does not wait for it: the socket opens and the peer prepared while idle sends its offer, the
+    // track going in when the microphone is open (a peer of the session's own waits for it). One
+    // that asks the user first never gets a session before it is allowed.
     const early = this.micGranted ? createSession(this.deps.fetch, this.base) : undefined;
     early?.catch(() => undefined); // awaited (or discarded) below
+    const ahead = early ? this.openNewSession(run, false, early) : undefined;
     let stream: MediaStream;
     try {
-      stream = await this.deps.getUserMedia(MIC_CONSTRAINTS);
+      stream = await getUserMedia(MIC_CONSTRAINTS);
     } catch (error) {
-      this.discardSession(early);
+      // Ends a session already open (fail) or, still being asked for, once it comes (openNewSession).
+      if (!ahead) this.discardSession(early);
       if (run === this.run) this.fail(describeMediaError(error));
       return;
     }
     if (run !== this.run) {
-      this.discardSession(early);
+      if (!ahead) this.discardSession(early);
       stopTracks(stream);
       return;
     }
     this.localStream = stream;
     this.publishMedia();
-    await this.openNewSession(run, false, early);
+    if (ahead) {
+      this.micOpened(run, stream);
+      await ahead;
+    } else {
+      await this.openNewSession(run, false, early);
+    }
+  }
+
+  /** The microphone opened after signaling went ahead: into the peer's sender, or a peer made now. */
+  private micOpened(run: number, stream: MediaStream): void {
+    const [track] = stream.getAudioTracks();
+    if (this.micSender && track) void this.micSender.replaceTrack(track).catch(() => undefined);
+    if (this.peerAwaitsMic) {
+      this.peerAwaitsMic = false;
+      if (this.ws?.readyState === OPEN) this.rebuildPeer(run, false);
+    }
   }
 
   private discardSession(pending: Promise<SessionInfo> | undefined): void {
@@ -749,6 +773,11 @@ export class VoiceSessionController {
       }
     }
     this.closePeer();
+    const session = this.session;
+    if (!this.localStream && !(session && this.spare && spareFits(this.spare, session.ice_servers))) {
+      this.peerAwaitsMic = true; // its offer must carry the track: made when the microphone opens
+      return;
+    }
     this.createPeer(run);
     void this.negotiate(run, false);
   }
@@ -766,6 +795,7 @@ export class VoiceSessionController {
     const stream = this.localStream;
     const [micTrack] = stream?.getAudioTracks() ?? [];
     if (spare && micTrack) void spare.sender.replaceTrack(micTrack).catch(() => undefined);
+    else if (spare) this.micSender = spare.sender; // the offer goes out now, the track when the mic opens
     else stream?.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     const current = (): boolean => run === this.run && this.pc === pc;
     pc.ontrack = (event: RTCTrackEvent) => {
@@ -942,6 +972,7 @@ export class VoiceSessionController {
     this.clearMediaTimer();
     const pc = this.pc;
     this.pc = null;
+    this.micSender = null;
     this.keptPeerOnResume = false;
     if (pc) {
       pc.ontrack = null;
@@ -993,6 +1024,7 @@ export class VoiceSessionController {
     this.peerRebuilds = 0;
     this.heardReporter.reset();
     this.agentProcessing = null;
+    this.peerAwaitsMic = false;
     this.publishMedia();
   }
 }
