@@ -8,6 +8,8 @@ import pytest
 
 from voice_agent.media.track import _SILENCE, FRAME_BYTES, SILENCE_WARMUP_FRAMES, OpusFrameEncoder, OpusPacket
 
+TONE = (np.sin(np.arange(FRAME_BYTES // 2) / 4) * 12000).astype("<i2").tobytes()
+
 
 def decode_all(packets: list[bytes]) -> np.ndarray:
     dec = av.CodecContext.create("libopus", "r")
@@ -63,6 +65,7 @@ async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkey
     assert abs(now[0] - (100.0 + 250 * 0.02)) < 1e-6, "5 s of frames take exactly 5 s: no drift"
 
     assert track.stalled_s == 0.0
+    track.enqueue(1, 0, TONE * 50)  # a second of speech: a short hiccup in it is caught up
     now[0] += 0.05  # a 50 ms hiccup: the next frames catch up, then pacing resumes on the same grid
     for _ in range(10):
         await track.recv_pcm()
@@ -83,6 +86,46 @@ async def test_pacing_holds_an_absolute_clock_and_reanchors_after_a_stall(monkey
     await track.recv_pcm()
     assert abs(now[0] - (100.0 + 286 * 0.02)) < 1e-6, "after the skip, frames are paced on the same grid"
     assert track._pts == 286 * 960
+
+
+async def test_silence_skips_to_the_present_at_its_first_late_frame_speech_only_when_far_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catching up stamps frames late, and the browser's buffer grows to the worst lateness it saw:
+    silence (a held reply's too) is never caught up, speech only within RESYNC_AFTER_S."""
+    import voice_agent.media.track as output
+    from voice_agent.media.track import RESYNC_AFTER_S, AIGeneratedAudioTrack
+
+    now = [100.0]
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+
+    monkeypatch.setattr(output.asyncio, "sleep", fake_sleep)
+    track = AIGeneratedAudioTrack("s", clock=lambda: now[0], count_metrics=False)
+    for _ in range(11):
+        await track.recv_pcm()
+
+    def late_by(seconds: float) -> None:
+        """The next frame comes `seconds` after its slot."""
+        now[0] = track._start + (track._pts + 960) / 48000 + seconds  # type: ignore[operator]
+
+    late_by(0.03)  # silence, 30 ms late: the next frame takes the slot of now
+    await track.recv_pcm()
+    assert track.late_resyncs == 1 and track._pts == 12 * 960, "no silent frame is sent to catch up"
+
+    track.enqueue(1, 0, TONE * 50)
+    late_by(0.03)  # speech, as late: caught up, no gap in the words
+    await track.recv_pcm()
+    assert track.late_resyncs == 1 and track._pts == 13 * 960
+    late_by(RESYNC_AFTER_S + 0.01)  # speech further behind than a browser's buffer holds: skipped
+    await track.recv_pcm()
+    assert track.late_resyncs == 2 and track._pts == 16 * 960
+
+    track.hold(1)  # a held reply sends silence: it skips like silence
+    late_by(0.03)
+    await track.recv_pcm()
+    assert track.late_resyncs == 3 and track._pts == 18 * 960
 
 
 async def test_a_held_reply_resumes_at_the_exact_byte_it_paused_at(monkeypatch: pytest.MonkeyPatch) -> None:

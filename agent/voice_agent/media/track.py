@@ -2,14 +2,16 @@
 
 AIGeneratedAudioTrack hands aiortc one 20 ms frame per call, paced against an
 absolute clock: it never bursts (frames are never handed out faster than real time) and never
-drifts (each deadline is computed from the start, not from the previous frame). A short hiccup is
-caught up; after a longer stall of the event loop the stream skips to the present instead of
-bursting the backlog out, and its RTP timestamps skip with it: the frames after a stall are stamped
-with when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall
-was long, and the browser's jitter buffer, which sizes itself to the lateness it has seen, would hold
-every reply that much longer for many seconds after (its buffer had run dry during the stall either
-way). With nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay
-steady.
+drifts (each deadline is computed from the start, not from the previous frame). A frame that comes
+late (a busy event loop, a process waiting for a CPU) is not caught up by a burst: the stream skips
+to the present, and its RTP timestamps skip with it, so the frames after a stall are stamped with
+when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall was
+long, and the browser's jitter buffer, which sizes itself to the worst lateness it has seen and
+forgets it only over tens of seconds, would hold every reply that much longer. Silence skips at the
+first late frame (a gap in silence is inaudible, and most stalls come while the user speaks: the
+recognizer's work); speech skips once a frame is RESYNC_AFTER_S late, so a hiccup the browser's
+buffer absorbs plays on without a gap (docs/performance.md, "Timestamps after a stall"). With
+nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay steady.
 
 Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
 chunk of an older turn that arrives late is discarded rather than played. `hold()` pauses the
@@ -38,9 +40,12 @@ from voice_agent.telemetry import metrics
 SAMPLES_PER_FRAME = OUTPUT_RATE // 50
 FRAME_BYTES = frame_bytes(OUTPUT_RATE)
 TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
-RESYNC_AFTER_S = 0.1
 SILENCE_WARMUP_FRAMES = 3
 LATE_AFTER_S = 0.02  # a frame produced a whole frame period after its slot counts as late
+# Speech this late skips to the present (see the module docstring): about what a browser's buffer
+# holds on a quiet link, so a shorter hiccup plays on without a gap; silence skips once it is late.
+RESYNC_AFTER_S = 0.04
+RESYNC_SILENCE_AFTER_S = LATE_AFTER_S
 _SILENCE = bytes(FRAME_BYTES)
 # What a hold can give back: a listener's playout buffer holds far less (docs/api.md, `held`).
 REWIND_KEEP_BYTES = OUTPUT_RATE * 2
@@ -262,8 +267,9 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
                 metrics.OUTPUT_LATE_FRAMES.inc()
                 metrics.OUTPUT_STALLED.inc(stalled)
         self._behind = -wait
-        if wait < -RESYNC_AFTER_S:
-            # Far behind (a stalled loop): this frame takes the slot of now, its timestamp with it.
+        speech_next = bool(self._chunks) and self._held_turn is None
+        if wait < -(RESYNC_AFTER_S if speech_next else RESYNC_SILENCE_AFTER_S):
+            # Further behind than it may be: this frame takes the slot of now, its timestamp with it.
             self._pts = round((now - self._start) * OUTPUT_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
             self.late_resyncs += 1
             self._behind = 0.0
