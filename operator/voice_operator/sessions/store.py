@@ -142,9 +142,8 @@ class SessionReader:
         """
         pool = session.pool
         client = self.client(pool)
-        told = ""
+        told, owner = "", session.owner
         async with self.reading(pool):
-            owner = str(await client.hget(keys.session_key(pool.pool_id, session.id), "owner") or "")
             if owner and await client.sismember(keys.agent_sessions_key(pool.pool_id, owner), session.id):
                 async with self.subscribe([pool]) as events:
                     if await self._tell_end(client, pool, owner, session.id):
