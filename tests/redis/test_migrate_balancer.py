@@ -7,14 +7,22 @@ reconnect reaches the agent that has room and the conversation goes on there (do
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from bench.liveness import open_call, pool_under_load
+from tests.redis.servers import RedisServer
+from tests.support.procs import AgentProcess
+from tests.support.prom import scrape
 from tests.support.waits import until
 from voice_agent.protocol.signaling import CloseAction, ErrorCode
 from voice_agent.testing.client import VoiceClient
@@ -23,6 +31,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redis-migrate-balancer")
 
 DRAIN_TIMEOUT_S = 60.0
 EXIT_WITHIN_S = 15.0
+# Redis frozen this long at a time, thawed only briefly: each command waits up to a freeze, well
+# within the agents' 2 s socket timeout, so nothing fails, it is only slow.
+FREEZE_S, THAW_S = 1.0, 0.02
 
 
 def _final_reply(e: dict[str, Any]) -> bool:
@@ -76,4 +87,92 @@ async def test_a_call_moved_off_an_agent_out_of_rotation_is_answered_on_the_othe
             assert len(client.closes) == 1, "one close, the move's: the reconnect landed on a ready agent"
             assert client.new_sessions == 0 and not client.stopped
         finally:
+            await client.close()
+
+
+@contextlib.contextmanager
+def frozen_redis(server: RedisServer) -> Iterator[None]:
+    """A Redis that stalls (SIGSTOP), thawed for a moment now and then: every store write is slow."""
+    assert server.proc is not None
+    pid, stop = server.proc.pid, threading.Event()
+
+    def cycle() -> None:
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            stop.wait(FREEZE_S)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(THAW_S)
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(FREEZE_S * 3)
+        os.kill(pid, signal.SIGCONT)
+
+
+def _exit_after(agent: AgentProcess, since: float, timeout_s: float) -> float:
+    """Seconds from `since` to the agent's exit (a clean one)."""
+    assert agent.proc.wait(timeout_s) == 0, agent.logs()[-3000:]
+    return time.monotonic() - since
+
+
+async def _knock(agent_url: str, session_id: str, codes: list[int | None]) -> None:
+    """A socket for the session straight to the agent (a client whose socket dropped, a relayed
+    reconnect), kept open until the agent closes it."""
+    url = agent_url.replace("http://", "ws://") + f"/ws/v2/{session_id}"
+    async with websockets.connect(url) as ws:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _ in ws:
+                pass
+        codes.append(ws.close_code)
+
+
+async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_get_it_moved_again(
+    tmp_path: Path,
+) -> None:
+    """Redis is slow while the draining owner moves a call, so the move's save and release take a
+    while; a socket for the session reaches the owner in between. It waits for the close and is
+    answered as the session then stands. Attached to the closing call, it would be served by nothing,
+    the call "moved" again at every poll of the drain, and the agent held until its drain timeout."""
+    env = {"voice_drain_timeout_s": f"{DRAIN_TIMEOUT_S:g}"}
+    async with pool_under_load(tmp_path, 2, burn_s=0, burn=0, env=env) as (pool, url, _):
+        call = await open_call(url)
+        client = call.client
+        knocks: list[asyncio.Task[None]] = []
+        codes: list[int | None] = []
+        try:
+            await _ask(client, "remember the word pineapple")
+            await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "listening", 30)
+            session_id, owner_id = str(client.session["id"]), str(client.session["owner"])
+            owner = pool.agents[owner_id]
+            assert pool.lb is not None
+            await asyncio.to_thread(pool.lb.take_out, owner.url)
+            pool.watcher.stopping(owner_id)
+
+            with frozen_redis(pool.server):
+                sigterm = time.monotonic()
+                owner.proc.send_signal(signal.SIGTERM)
+                exited = asyncio.create_task(asyncio.to_thread(_exit_after, owner, sigterm, DRAIN_TIMEOUT_S))
+                await until(lambda: '"call closed"' in owner.logs(), 20.0, "the move's close")
+                knocks.append(asyncio.create_task(_knock(owner.url, session_id, codes)))
+                await until(lambda: bool(client.closes), 20.0, "the moved call's close")
+            await until(lambda: bool(codes), 20.0, "the knocking socket answered")
+            # Try again (this draining agent takes no session), or reconnect (relayed to the agent the
+            # moved call's own reconnect reached first, then handed off by the drain).
+            assert codes[0] in (1012, 1013), codes
+
+            await until(lambda: client.renegotiations > 0, 30.0, "media renegotiated with the new owner")
+            await client.wait_media(timeout=30)
+            assert "pineapple" in await _ask(client, "repeat what I said")
+            # Long before its drain timeout, though every store write of its drain was slow.
+            assert await exited < DRAIN_TIMEOUT_S / 2, owner.logs()[-3000:]
+            assert owner.logs().count('"call moved"') == 1, owner.logs()[-3000:]
+            other = next(p for a, p in pool.agents.items() if a != owner_id)
+            assert (await scrape(other.url)).get("voice_migration_gap_seconds_count") == 1
+        finally:
+            for task in knocks:
+                task.cancel()
             await client.close()

@@ -9,7 +9,6 @@ suspended (peer closed, tasks cancelled) and the record stays resumable until it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +43,9 @@ from voice_agent.telemetry.logs import session_id_var
 log = logging.getLogger(__name__)
 
 SAVE_RETRY_MAX_S = 2.0
+# How long a suspension keeps trying to write the call's last state. It must end: a call still closing
+# holds its session here, and a client that reconnects meanwhile waits for it (manager.open_call).
+SUSPEND_SAVE_S = 3.0
 MEDIA_WATCH_S = 0.25
 # What a client whose call is suspended with its socket open is told, by why.
 _SUSPENDED = {
@@ -63,6 +65,11 @@ class ClientLink(Protocol):
 
     async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None: ...
 
+
+# A draining agent moves a call mid-turn only after waiting this long for a turn boundary, and cuts a
+# reply being played only after MOVE_ANY_S (Call.ready_to_move).
+MOVE_PATIENCE_S = 3.0
+MOVE_ANY_S = 8.0
 
 # Reports for replies older than this many are no longer taken: the client has fallen behind.
 MAX_UNREPORTED_REPLIES = 4
@@ -84,6 +91,11 @@ class Call:
         record.peer_connections = {}
         # A call a draining agent moved here: the gap is timed to this call's media coming up.
         self._moved_at, record.moved_at = record.moved_at, None
+        # Moved mid-turn (Call.ready_to_move): the question was recorded and its reply never finished;
+        # it is asked again here once the client hears this agent, so the user still gets the answer.
+        self._ask_again: str | None = None
+        if self._moved_at is not None and record.history and record.history[-1].role == "user":
+            self._ask_again = record.history.pop().content
         self.settings = settings
         self.store = store
         self._on_gone = on_gone
@@ -99,6 +111,8 @@ class Call:
         self._stalled = False
         self._dirty = asyncio.Event()
         self._closed = False
+        self._gone = asyncio.Event()  # set once closed, saved and released
+        self._asking: asyncio.Task[None] | None = None
         self._peers_made = 0
         self._unreported_replies = 0  # replies the client may still report as heard (ClientMetrics)
         self.started_at = time.monotonic()
@@ -158,11 +172,42 @@ class Call:
             log.info("client gone; suspending call", extra={"after_s": delay})
             await self.close(status="disconnected")
 
-    async def move(self) -> None:
-        """Hand the call on (a draining agent, at a turn boundary): suspended here, its client told to
-        reconnect at once, and resumed, history included, by whichever agent its reconnect reaches."""
+    @property
+    def closing(self) -> bool:
+        """Closed or on its way: never handed a socket again, never moved again."""
+        return self._closed
+
+    async def wait_gone(self) -> None:
+        """Until a closing call has saved and released its session (bounded by the close's own bounds)."""
+        await self._gone.wait()
+
+    def ready_to_move(self, waited_s: float) -> bool:
+        """Whether a draining agent may move the call now, `waited_s` into its drain.
+
+        A turn boundary loses nothing. A call that has none within MOVE_PATIENCE_S (replies late, the
+        next question already coming) moves at the next moment its user is not speaking while a turn is
+        being answered: the question is in the history and no reply was recorded, so the agent that
+        takes the call over asks it again (Call.__init__). A reply being played is cut for that only
+        after MOVE_ANY_S; a user who is speaking is never cut (their words would be lost)."""
+        pipeline = self.pipeline
+        if pipeline.at_turn_boundary:
+            return True
+        if waited_s < MOVE_PATIENCE_S or pipeline.vad.speaking or pipeline.stt.finalizing:
+            return False
+        history = self.record.history
+        if pipeline.turns.active_turn is None or not history or history[-1].role != "user":
+            return False
+        return pipeline.status != "speaking" or waited_s >= MOVE_ANY_S
+
+    async def move(self) -> bool:
+        """Hand the call on (a draining agent, when ready_to_move): suspended here, its client told to
+        reconnect at once, and resumed, history included, by whichever agent its reconnect reaches.
+        False when the call was already closing: nothing was moved."""
+        if self._closed:
+            return False
         self.record.moved_at = utcnow()
         await self.close("disconnected", told=ErrorCode.SESSION_MOVED)
+        return True
 
     async def close(
         self, status: str = "ended", save: bool = True, told: ErrorCode = ErrorCode.GOING_AWAY
@@ -172,7 +217,13 @@ class Call:
         if self._closed:
             return
         self._closed = True
-        for task in (self._grace, self._saver, self._media_watch):
+        try:
+            await self._close(status, save, told)
+        finally:
+            self._gone.set()
+
+    async def _close(self, status: str, save: bool, told: ErrorCode) -> None:
+        for task in (self._grace, self._saver, self._media_watch, self._asking):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         if self.peer is not None:
@@ -189,8 +240,7 @@ class Call:
         metrics.SESSION_DURATION.observe(duration)
         log.info("call closed", extra={"status": status, "duration_s": round(duration, 1)})
         if save:
-            with contextlib.suppress(Exception):
-                await self.store.save(self.record)
+            await self._save_last()
         await self._on_gone(self)
         if conn is not None:
             # Suspended with its client still here (moved, drain timeout, shutdown): the session goes
@@ -339,6 +389,10 @@ class Call:
                 self._moved_at = None
                 metrics.MIGRATION_GAP.observe(max(0.0, gap))
                 log.info("moved call's media up", extra={"gap_ms": round(gap * 1000)})
+            if self._ask_again is not None:
+                text, self._ask_again = self._ask_again, None
+                log.info("asking again the question a move cut", extra={"chars": len(text)})
+                self._asking = asyncio.create_task(self.pipeline.push_text(text), name=f"ask-again-{self.id}")
         elif state in ("failed", "closed"):
             self.pipeline.media_stopped()
         if state == "failed":
@@ -357,6 +411,29 @@ class Call:
 
     def mark_dirty(self) -> None:
         self._dirty.set()
+
+    async def _save_last(self) -> None:
+        """The call's last state, for whichever agent resumes it: retried while the store fails, for
+        SUSPEND_SAVE_S at most (a record a turn behind beats a suspension that never ends)."""
+        deadline = time.monotonic() + SUSPEND_SAVE_S
+        backoff = 0.05
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self.store.save(self.record)
+                return
+            except OwnershipLost:
+                return  # another agent holds the session: its state is that agent's now
+            except Exception as exc:
+                metrics.ERRORS.labels("store").inc()
+                if time.monotonic() + backoff >= deadline:
+                    log.warning(
+                        "the suspended call's last state was not saved",
+                        extra={"error": f"{type(exc).__name__}: {exc}", "after_s": SUSPEND_SAVE_S},
+                    )
+                    return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, SAVE_RETRY_MAX_S)
 
     async def _save_loop(self) -> None:
         """Coalesces bursts of changes into one write; never blocks the media path.

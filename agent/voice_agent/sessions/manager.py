@@ -30,6 +30,9 @@ MOVE_SETTLE_S = 0.2
 # A moved call counts against the room elsewhere until its client's reconnect has claimed a slot
 # there (a reconnect through the balancer takes milliseconds; ten times this is a client gone).
 MOVE_CLAIM_S = 2.0
+# A client reconnecting to a call still closing here waits this long at most for its close (a close's
+# store writes are bounded well below it) before it is told to try again.
+CLOSING_WAIT_S = 10.0
 
 __all__ = ["CallManager", "CapacityError", "RemoteOwner"]
 
@@ -50,6 +53,7 @@ class CallManager:
         self._quiet_since: dict[str, float] = {}
         self._moved_at: list[float] = []
         self._no_room: set[str] = set()
+        self._drain_started: float | None = None
 
     async def start(self) -> None:
         self.loop_monitor.start()
@@ -87,7 +91,9 @@ class CallManager:
         return self._lock
 
     def live(self, session_id: str) -> Call | None:
-        return self.calls.get(session_id)
+        """The session's call here, unless it is closing: a closing call takes no socket."""
+        call = self.calls.get(session_id)
+        return None if call is None or call.closing else call
 
     def running(self) -> list[str]:
         return list(self.calls)
@@ -111,9 +117,19 @@ class CallManager:
             await self.open_call(session_id)
 
     async def open_call(self, session_id: str) -> Call | RemoteOwner | None:
-        """The call for a WebSocket: the live one, a resumed one, or the agent that runs it."""
+        """The call for a WebSocket: the live one, a resumed one, or the agent that runs it.
+
+        A call still closing here (moved, suspended) is waited for, then the session is resumed as
+        it now stands in the store: a socket attached to the closing call would be served by nothing,
+        and kept the call in a draining agent's list to be "moved" again at every poll."""
         call = self.calls.get(session_id)
-        if call is not None:
+        if call is not None and call.closing:
+            try:
+                await asyncio.wait_for(call.wait_gone(), CLOSING_WAIT_S)
+            except TimeoutError:
+                raise CapacityError("the session is still closing here", retry_after=1) from None
+            call = self.calls.get(session_id)
+        if call is not None and not call.closing:
             return call
         return await self.admission.resume(self, session_id)
 
@@ -168,6 +184,7 @@ class CallManager:
         and should land on (and resume at) an agent that is not going away.
         """
         self.draining = True
+        self._drain_started = time.monotonic()
         log.info("draining", extra={"active_sessions": self.active, "timeout_s": timeout_s})
         await self.admission.draining()
         deadline = time.monotonic() + timeout_s
@@ -183,19 +200,21 @@ class CallManager:
         await self.close()
 
     async def _migrate(self) -> None:
-        """Move the calls at a turn boundary to the pool's other agents, as many as they have room for.
+        """Move the calls ready to move (Call.ready_to_move: at a turn boundary, or past the drain's
+        patience while a turn is answered) to the pool's other agents, as many as they have room for.
 
-        A call mid-utterance or mid-reply waits for its boundary; with no room elsewhere (or no
-        pool) calls stay, as they would without migration, until room appears or the drain times out.
+        With no room elsewhere (or no pool) calls stay, as they would without migration, until room
+        appears or the drain times out.
         Sockets relayed to calls on other agents go too, when their call is quiet: only the socket
         moves (to a ready agent), the call and its media stay where they are.
         """
         if handed := self.admission.hand_off_relayed(MOVE_SETTLE_S):
             log.info("relayed sockets handed off", extra={"count": handed})
         now = time.monotonic()
+        waited = now - (self._drain_started or now)
         ready: list[Call] = []
         for sid, call in list(self.calls.items()):
-            if call.conn is None or not call.pipeline.at_turn_boundary:
+            if call.conn is None or call.closing or not call.ready_to_move(waited):
                 self._quiet_since.pop(sid, None)
             elif now - self._quiet_since.setdefault(sid, now) >= MOVE_SETTLE_S:
                 ready.append(call)
@@ -206,7 +225,8 @@ class CallManager:
         for call in ready[: max(0, room)]:
             self._quiet_since.pop(call.id, None)
             try:
-                await call.move()
+                if not await call.move():
+                    continue  # it closed meanwhile (its client left, the store fenced it): nothing moved
             except Exception:
                 log.exception("moving a call failed", extra={"session_id": call.id})
                 metrics.MIGRATIONS.labels("failed").inc()
