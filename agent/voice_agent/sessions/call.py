@@ -66,10 +66,9 @@ class ClientLink(Protocol):
     async def aclose(self, code: int = CloseCode.ENDED, reason: str = "") -> None: ...
 
 
-# A draining agent moves a call mid-turn only after waiting this long for a turn boundary, and cuts a
-# reply being played only after MOVE_ANY_S (Call.ready_to_move).
+# A draining agent moves a call mid-turn only after waiting this long for a turn boundary
+# (Call.ready_to_move).
 MOVE_PATIENCE_S = 3.0
-MOVE_ANY_S = 8.0
 
 # Reports for replies older than this many are no longer taken: the client has fallen behind.
 MAX_UNREPORTED_REPLIES = 4
@@ -185,10 +184,10 @@ class Call:
         """Whether a draining agent may move the call now, `waited_s` into its drain.
 
         A turn boundary loses nothing. A call that has none within MOVE_PATIENCE_S (replies late, the
-        next question already coming) moves at the next moment its user is not speaking while a turn is
-        being answered: the question is in the history and no reply was recorded, so the agent that
-        takes the call over asks it again (Call.__init__). A reply being played is cut for that only
-        after MOVE_ANY_S; a user who is speaking is never cut (their words would be lost)."""
+        next question already coming) moves at the next moment a turn is being answered and nobody is
+        heard: the question is in the history and no reply was recorded, so the agent that takes the
+        call over asks it again (Call.__init__). A reply being played is not cut (it ends by itself),
+        nor is a user who is speaking (their words would be lost)."""
         pipeline = self.pipeline
         if pipeline.at_turn_boundary:
             return True
@@ -197,7 +196,7 @@ class Call:
         history = self.record.history
         if pipeline.turns.active_turn is None or not history or history[-1].role != "user":
             return False
-        return pipeline.status != "speaking" or waited_s >= MOVE_ANY_S
+        return pipeline.status != "speaking"
 
     async def move(self) -> bool:
         """Hand the call on (a draining agent, when ready_to_move): suspended here, its client told to
