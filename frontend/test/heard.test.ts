@@ -46,6 +46,28 @@ describe('HeardDetector', () => {
     expect(turns.map((t) => Math.round(t.ms / 10) * 10)).toEqual([700]);
   });
 
+  it('a reply that starts inside the hangover (the turn taken on a shorter silence) is timed, not lost', () => {
+    const quiet = DEFAULT_HEARD_TUNING.hangoverS * 0.6;
+    const turns = feed(new HeardDetector(), [
+      [0.8, SPEECH, 0],
+      [quiet, ROOM, 0],
+      [0.5, ROOM, VOICE],
+      [0.5, ROOM, 0],
+    ]);
+    expect(turns).toHaveLength(1);
+    expect(turns[0]?.speechEnd).toBeCloseTo(0.8, 2);
+    expect(turns[0]?.ms).toBeCloseTo(quiet * 1000, -1);
+  });
+
+  it('a reply over speech still going (the mic loud in the same block) ends nothing', () => {
+    const turns = feed(new HeardDetector(), [
+      [0.8, SPEECH, 0],
+      [0.3, SPEECH, VOICE],
+      [0.2, ROOM, 0],
+    ]);
+    expect(turns).toEqual([]);
+  });
+
   it('counts nothing for a click shorter than speech, nor a reply with no speech before it', () => {
     const turns = feed(new HeardDetector(), [
       [0.02, SPEECH, 0],

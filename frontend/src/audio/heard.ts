@@ -17,8 +17,8 @@ export interface HeardTuning {
   /** An agent block at or above this is audible (its silence between replies is digital zero). */
   audibleDb: number;
   /**
-   * Quiet after the last loud microphone block before the speech counts as ended. Shorter than the
-   * agent's end-of-turn silence, so the end is known before any reply can arrive.
+   * Quiet after the last loud microphone block before the speech counts as ended; a reply that
+   * starts sooner (an agent that takes the turn on a shorter silence) ends it at once.
    */
   hangoverS: number;
   /** Loud time an utterance needs to count (a click or a cough shorter than this is not speech). */
@@ -98,6 +98,13 @@ export class HeardDetector {
     if (rms < this.audibleRms) return null;
     const starts = t - this.remoteLoudEnd >= this.tuning.replyGapS;
     this.remoteLoudEnd = t + blockS;
+    // A reply heard while the microphone is quiet but still inside its hangover answers the speech
+    // before that quiet: left waiting, the utterance would end after the reply began and lose it.
+    if (starts && this.lastLoudEnd !== null && t >= this.lastLoudEnd && this.loudS >= this.tuning.minSpeechS) {
+      this.ended = this.lastLoudEnd;
+      this.loudS = 0;
+      this.lastLoudEnd = null;
+    }
     const ended = this.ended;
     // A reply still playing through the end of speech (the user spoke over it) is not the answer.
     if (!starts || ended === null || t < ended) return null;
