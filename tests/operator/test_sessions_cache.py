@@ -49,6 +49,13 @@ async def reader() -> AsyncIterator[SessionReader]:
     await clients.close()
 
 
+@pytest_asyncio.fixture()
+async def cache(reader: SessionReader) -> AsyncIterator[SessionCache]:
+    copy = SessionCache(reader)
+    yield copy
+    await copy.close()
+
+
 def alpha(redis_server: RedisServer) -> o.PoolRef:
     return o.PoolRef("team-a", "alpha", redis_server.url)
 
@@ -67,34 +74,30 @@ async def listed(cache: SessionCache, pool: o.PoolRef) -> dict[str, list[object]
 
 
 async def test_a_list_shows_what_redis_holds_when_it_begins(
-    redis_server: RedisServer, store: RedisSessionStore, reader: SessionReader
+    redis_server: RedisServer, store: RedisSessionStore, cache: SessionCache
 ) -> None:
     pool = alpha(redis_server)
-    cache = SessionCache(reader)
-    try:
-        first = await allocate(store)
-        assert list(await listed(cache, pool)) == [first.id]
+    first = await allocate(store)
+    assert list(await listed(cache, pool)) == [first.id]
 
-        # No wait between a change and the list after it: each list waits for the events before it.
-        newcomer = await allocate(store)
-        assert set(await listed(cache, pool)) == {first.id, newcomer.id}
-        first.status = "connected"
-        first.history = [Message(role="user", content="hello"), Message(role="assistant", content="hi")]
-        await store.save(first)
-        assert (await listed(cache, pool))[first.id][3:5] == ["connected", 1]
-        await store.end(newcomer.id)
-        assert list(await listed(cache, pool)) == [first.id]
+    # No wait between a change and the list after it: each list waits for the events before it.
+    newcomer = await allocate(store)
+    assert set(await listed(cache, pool)) == {first.id, newcomer.id}
+    first.status = "connected"
+    first.history = [Message(role="user", content="hello"), Message(role="assistant", content="hi")]
+    await store.save(first)
+    assert (await listed(cache, pool))[first.id][3:5] == ["connected", 1]
+    await store.end(newcomer.id)
+    assert list(await listed(cache, pool)) == [first.id]
 
-        # A TTL passing announces nothing: the expiry time leaves it out.
-        brief = await allocate(store, ttl_s=1)
-        assert brief.id in await listed(cache, pool)
+    # A TTL passing announces nothing: the expiry time leaves it out.
+    brief = await allocate(store, ttl_s=1)
+    assert brief.id in await listed(cache, pool)
 
-        async def expired() -> bool:
-            return brief.id not in await listed(cache, pool)
+    async def expired() -> bool:
+        return brief.id not in await listed(cache, pool)
 
-        await wait_for(expired, 10, "the expired session to leave the list")
-    finally:
-        await cache.close()
+    await wait_for(expired, 10, "the expired session to leave the list")
 
 
 async def test_a_change_no_event_announced_is_read_at_the_next_resync(
@@ -119,20 +122,39 @@ async def test_a_change_no_event_announced_is_read_at_the_next_resync(
         await cache.close()
 
 
-async def test_a_redis_that_is_down_fails_the_list_instead_of_serving_the_copy(
+async def test_a_dropped_events_connection_makes_the_next_list_read_redis_afresh(
     redis_server: RedisServer, store: RedisSessionStore, reader: SessionReader
 ) -> None:
+    """What was published while the connection was down is lost: the copy must not go on."""
     pool = alpha(redis_server)
-    cache = SessionCache(reader)
+    cache = SessionCache(reader, resync_s=3600)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
         record = await allocate(store)
-        assert list(await listed(cache, pool)) == [record.id]
-        await store.close()
-        redis_server.stop()
-        with pytest.raises(SessionsUnavailable, match="cannot read the sessions of pool team-a/alpha"):
-            await cache.rows([pool])
+        assert (await listed(cache, pool))[record.id][3] == "created"
+        record.status = "disconnected"
+        await client.hset(keys.session_key(pool.pool_id, record.id), "data", record.model_dump_json())
+        assert await client.client_kill_filter(_type="pubsub") >= 1
+
+        async def read_afresh() -> bool:
+            return (await listed(cache, pool))[record.id][3] == "disconnected"
+
+        await wait_for(read_afresh, 10, "a list after the dropped connection to read Redis afresh")
     finally:
+        await client.aclose()
         await cache.close()
+
+
+async def test_a_redis_that_is_down_fails_the_list_instead_of_serving_the_copy(
+    redis_server: RedisServer, store: RedisSessionStore, cache: SessionCache
+) -> None:
+    pool = alpha(redis_server)
+    record = await allocate(store)
+    assert list(await listed(cache, pool)) == [record.id]
+    await store.close()
+    redis_server.stop()
+    with pytest.raises(SessionsUnavailable, match="cannot read the sessions of pool team-a/alpha"):
+        await cache.rows([pool])
 
 
 async def test_a_delete_lets_the_owning_call_stop_before_the_session_ends(

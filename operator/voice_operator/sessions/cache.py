@@ -81,16 +81,18 @@ class PoolSessions:
             return
         log.info("a pool's sessions copy dropped", extra={"pool": self.pool.pool_id, "reason": why})
         self.closed.set()
-        failure = SessionsUnavailable(
-            f"the session events of pool {self.pool.namespace}/{self.pool.name} stopped"
-        )
         while self._pongs:
             pong = self._pongs.popleft()
             if not pong.done():
-                pong.set_exception(failure)
+                pong.set_exception(self._dropped())
         for task in self._tasks:
             task.cancel()
         self._released = asyncio.create_task(self._release())
+
+    def _dropped(self) -> SessionsUnavailable:
+        return SessionsUnavailable(
+            f"the session events of pool {self.pool.namespace}/{self.pool.name} stopped"
+        )
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):
@@ -148,7 +150,14 @@ class PoolSessions:
         """Until every event Redis published before now is known here (pubsub replies in order)."""
         pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pongs.append(pong)
-        await self._pubsub.ping()
+        try:
+            await self._pubsub.ping()
+        except Exception as e:  # redis-py's own reconnect can fail inside it, not as a RedisError
+            self._lost(f"{type(e).__name__}: {e}")
+        if self.closed.is_set():
+            if pong.done():
+                pong.exception()  # the reason is the one raised here
+            raise self._dropped()
         await pong
 
     async def _read_all(self) -> None:
@@ -182,7 +191,7 @@ class PoolSessions:
         self.used = time.monotonic()
         await asyncio.shield(self.started)
         if self.closed.is_set():
-            raise SessionsUnavailable(f"the sessions copy of pool {self.pool.pool_id} was dropped")
+            raise self._dropped()
         async with self._reader.reading(self.pool):
             await self._barrier()
             await self._apply()
