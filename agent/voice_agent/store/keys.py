@@ -18,7 +18,8 @@ Layout (``P`` = pool name, ``A`` = agent id, ``S`` = session id)::
     vp:{P}:wake                      STR   a session request found the pool at zero agents; EX TTL,
                                            written by the operator's waker, counted as demand
     vp:{P}:sessions:events           CHAN  S, published by every script that creates, saves, moves
-                                           or ends session S (for watchers: the operator's sessions API)
+                                           or ends session S (for the operator's sessions API: its
+                                           watches, and the copy its lists answer from)
 
 Session demand, for the operator (import these helpers; they return key names only):
 
