@@ -1,6 +1,7 @@
 """The offline recognizer's second look at a short sound over a reply: a backchannel its language
 model turned into other words ("uh-huh" -> "the flood") is heard as the backchannel, while a word
-that asks for something stays what the recognizer heard. Real speech (flite voices), real decoders."""
+that asks for something stays what the recognizer heard; the look runs only where a decision needs
+its words. Real speech (flite voices), real decoders."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from voice_agent.providers.backchannel import (
     INTERRUPTIONS,
     BackchannelAware,
     BackchannelLook,
+    backchannels_of,
+    no_request,
     only_backchannels,
 )
 from voice_agent.providers.local_stt import PocketSphinxSTT, apply_gain, slice_powers, speech_level_dbfs
@@ -106,14 +109,78 @@ async def test_words_and_long_sounds_keep_the_main_transcript(stt: PocketSphinxS
     assert (await transcribe(stt, long, True))[0] == (await transcribe(stt, long, False))[0]
 
 
-async def test_the_hypotheses_of_a_short_sound_over_a_reply_are_the_looks(stt: PocketSphinxSTT) -> None:
-    """The barge-in gate cuts on a word heard in two hypotheses running: a short sound's come from
-    the look, never from the language model ("the flood"), and end on the backchannel."""
+class Counted:
+    """The process's look, counting its decodes."""
+
+    def __init__(self, look: BackchannelLook) -> None:
+        self.look = look
+        self.decodes = 0
+
+    def hear(self, pcm: bytes, cmn: str) -> list[str]:
+        self.decodes += 1
+        return self.look.hear(pcm, cmn)
+
+
+async def test_a_short_sound_over_a_reply_is_looked_at_only_when_its_words_are_asked_for(
+    stt: PocketSphinxSTT,
+) -> None:
+    """No hypotheses while it is short (the language model's would be "the flood", and the barge-in
+    gate cuts on a word heard in two running); at the pause the look's words, and the final
+    transcript of the same audio is that look's, not a second decode."""
+    assert stt._look is not None
+    counted = Counted(stt._look)
+    stt._look = counted  # type: ignore[assignment]
+    interims: list[str] = []
+    stream = await stt.open_stream(interims.append, {"level_dbfs": local_stt.TARGET_DBFS})
+    stream.during_reply()
     pcm = voices.concat(said("uh-huh", "rms"), voices.silence(400))
-    _, interims = await transcribe(stt, pcm, during_reply=True)
-    vocabulary = set(BACKCHANNELS) | set(INTERRUPTIONS)
-    assert interims and all(set(i.split()) <= vocabulary for i in interims), interims
-    assert only_backchannels(interims[-1].split()), interims
+    for i in range(0, len(pcm), FRAME):
+        await stream.send(pcm[i : i + FRAME])
+        await asyncio.sleep(0)
+    assert interims == [] and counted.decodes == 0
+    at_pause = stream.partial()
+    assert at_pause is not None and only_backchannels(at_pause.split()), at_pause
+    assert await stream.finish() == at_pause
+    assert counted.decodes == 1
+
+
+async def test_a_long_sound_over_a_reply_has_the_main_decoders_hypotheses(stt: PocketSphinxSTT) -> None:
+    long = voices.concat(said("what time is it", "rms"), said("what time is it", "slt"))
+    _, interims = await transcribe(stt, long, during_reply=True)
+    assert interims and "time" in interims[-1].split(), interims
+
+
+@pytest.mark.parametrize(
+    ("heard", "asks"),
+    [
+        (["that"], False),  # a lone phrase part: "uh-huh" as one voice said it
+        (["yeah", "that"], False),  # a backchannel's tail
+        (["uh-huh", "on", "mm"], False),
+        (["hold", "on"], True),
+        (["excuse", "me"], True),
+        (["what", "that"], True),
+        (["one", "moment"], True),
+        (["wait"], True),
+        (["uh", "stop"], True),
+        ([], True),  # nothing heard: no sound to drop, the main decoder says what it was
+        (["yeah", "uh", "mm", "that"], True),  # too many for a backchannel: a longer word
+    ],
+)
+def test_no_request_is_backchannels_hums_and_phrase_parts_alone(heard: list[str], asks: bool) -> None:
+    assert no_request(heard) is not asks
+    assert set(INTERRUPTIONS) >= {w for w in heard if w not in BACKCHANNELS}, "words of the grammar"
+
+
+def test_the_transcript_of_no_request_is_its_backchannels() -> None:
+    assert backchannels_of(["yeah", "that"]) == "yeah"
+    assert backchannels_of(["that"]) == ""
+
+
+async def test_a_backchannel_heard_with_a_phrase_parts_tail_is_no_turn(stt: PocketSphinxSTT) -> None:
+    """rms's "yeah" ends in what the grammar hears as "that": still a backchannel, not the main
+    decoder's "you have"."""
+    heard, _ = await transcribe(stt, said("yeah", "rms"), during_reply=True)
+    assert heard and set(heard.split()) <= set(BACKCHANNELS), heard
 
 
 class Stream:

@@ -8,9 +8,11 @@ usually spells them right, and the barge-in gate's word lists (pipeline/barge_in
 there; this look is for the offline one. It decodes the same audio again with a grammar and no
 language model: any sequence of backchannels, hums, and the words people use to stop a speaker
 ("wait", "stop", "no", "hold on", questions...), each as likely as the others, so a word that asks
-for something competes with the backchannels on its sound alone. While the sound is short its
-hypotheses are this look's; its final transcript is this look's only when every word heard is a
-backchannel or a hum, else the main decoder's (docs/providers.md, "The offline recognizer").
+for something competes with the backchannels on its sound alone. A look decodes the sound from its
+start, so while the sound is short it is asked only where a decision needs its words: at a pause
+(the end of turn's words, and the one hypothesis the barge-in gate sees) and for the final
+transcript, which is this look's when it heard no word that asks for anything (no_request), else the
+main decoder's (docs/providers.md, "The offline recognizer").
 
 One decoder serves a process: it holds the acoustic model and a vocabulary of a few dozen words
 (about 6 MB, made in well under 0.1 s), and each look runs to its end without awaiting, so no two
@@ -91,6 +93,11 @@ INTERRUPTIONS: dict[str, tuple[str, ...]] = {
     "shut": ("SH AH T",),
     "thanks": ("TH AE NG K S",),
 }
+# Words the grammar has only as parts of a phrase that asks ("hold on", "hang on", "one moment",
+# "excuse me", "never mind", "what's that"): on their own they ask for nothing, and a backchannel's
+# tail or a hum is what a lone one mostly is ("uh-huh" heard as "that", "yeah" as "yeah that"). The
+# phrase's other word ("hold", "moment", "excuse", "never", "what") is a request by itself.
+PHRASE_PARTS = frozenset({"on", "one", "me", "mind", "that"})
 # "uh-huh yeah mm" is a backchannel; five of them in a short sound were a longer word ("tomorrow").
 MAX_WORDS = 3
 _GRAMMAR = (
@@ -143,3 +150,15 @@ class BackchannelLook:
 
 def only_backchannels(words: list[str]) -> bool:
     return 0 < len(words) <= MAX_WORDS and all(w in BACKCHANNELS for w in words)
+
+
+def no_request(words: list[str]) -> bool:
+    """A short sound that asks for nothing: a few words, none a request on its own (backchannels,
+    hums and PHRASE_PARTS only). Its transcript is what it said: backchannels_of."""
+    return 0 < len(words) <= MAX_WORDS and all(w in BACKCHANNELS or w in PHRASE_PARTS for w in words)
+
+
+def backchannels_of(words: list[str]) -> str:
+    """The backchannels and hums of what the look heard, the phrase parts left out: those are a
+    backchannel's tail, not words the listener said."""
+    return " ".join(w for w in words if w in BACKCHANNELS)

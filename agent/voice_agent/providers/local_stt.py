@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_agent.providers.backchannel import BackchannelLook, only_backchannels
+from voice_agent.providers.backchannel import BackchannelLook, backchannels_of, no_request
 from voice_agent.providers.base import EndpointCallback, InterimCallback
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ _ONSET_POWER = 32768**2 * 10 ** (ONSET_DBFS / 10)
 # An utterance that began during a reply gets a second look (providers/backchannel.py) while its
 # sound is no longer than a backchannel: its active slices (as for the level) span at most
 # BACKCHANNEL_MAX_MS. Its audio is kept for that, up to KEEP_MAX_MS (pre-roll and the silence
-# before the turn ends included).
+# before the turn ends included). Meanwhile it has no interim hypotheses: the main decoder's are its
+# language model's guesses at a backchannel ("the flood"), and the look's would cost a decode of the
+# whole sound every INTERIM_EVERY_FRAMES; the look answers at the pause instead.
 BACKCHANNEL_MAX_MS = 1000
 KEEP_MAX_MS = 4000
 
@@ -161,6 +163,7 @@ class PocketSphinxStream:
         self._closed = False
         self._in_utt = False
         self._cmn = CMN_INIT  # the mean the main decoder started from
+        self._looked: tuple[tuple[int, float], list[str]] | None = None  # (kept bytes, gain): heard
 
     def _ready(self, settled: bool) -> bool:
         """True once decoding has begun: a decoder is ours and the utterance's level is known
@@ -210,7 +213,7 @@ class PocketSphinxStream:
             return
         self._decode_pending()
         self._frames += 1
-        if self._frames % INTERIM_EVERY_FRAMES == 0:
+        if self._frames % INTERIM_EVERY_FRAMES == 0 and not self._short_over_reply():
             text = self._words()
             if text and text != self._last_interim:
                 self._last_interim = text
@@ -226,30 +229,44 @@ class PocketSphinxStream:
     def during_reply(self) -> None:
         self._during_reply = True
 
+    def _short_over_reply(self) -> bool:
+        """The utterance began during a reply and its sound is still as short as a backchannel."""
+        return (
+            self._during_reply
+            and self._look is not None
+            and len(self._kept) < KEEP_MAX_MS * 32
+            and active_span_ms(self._powers) <= BACKCHANNEL_MAX_MS
+        )
+
     def _words(self, final: bool = False) -> str:
         """The main decoder's best path so far; for a short utterance that began during a reply,
         the second look's words instead (providers/backchannel.py): the main decoder's language
         model is what turns a backchannel into other words, and a hypothesis that does so twice
         running cuts the reply. Its final transcript stays the main decoder's unless the look
-        heard only backchannels: the look knows few words."""
+        heard no request (the look knows few words); then it is the backchannels the look heard."""
         hyp = self._decoder.hyp()
         text: str = hyp.hypstr.strip() if hyp is not None else ""
-        if (
-            text
-            and self._during_reply
-            and self._look is not None
-            and len(self._kept) < KEEP_MAX_MS * 32
-            and active_span_ms(self._powers) <= BACKCHANNEL_MAX_MS
-        ):
-            # At the sound's own level, not the session's: the look is short enough to measure
-            # whole, and its grammar is more level-sensitive than the main decoder (6 dB either way
-            # lost some backchannels).
-            level = speech_level_dbfs(self._powers)
-            gain = self._gain if level is None else _gain_to_target(level)
-            heard = self._look.hear(apply_gain(self._kept, gain), self._cmn)
-            if heard and (not final or only_backchannels(heard)):
+        if text and self._short_over_reply():
+            heard = self._look_again()
+            if no_request(heard):
+                return backchannels_of(heard)
+            if heard and not final:
                 return " ".join(heard)
         return text
+
+    def _look_again(self) -> list[str]:
+        """The look's words for the audio kept so far. The same audio at the same gain is heard the
+        same, so a final that adds nothing to the pause's audio costs no second decode."""
+        assert self._look is not None
+        # At the sound's own level, not the session's: the look is short enough to measure whole,
+        # and its grammar is more level-sensitive than the main decoder (6 dB either way lost some
+        # backchannels).
+        level = speech_level_dbfs(self._powers)
+        gain = self._gain if level is None else _gain_to_target(level)
+        key = (len(self._kept), gain)
+        if self._looked is None or self._looked[0] != key:
+            self._looked = key, self._look.hear(apply_gain(self._kept, gain), self._cmn)
+        return self._looked[1]
 
     async def finish(self) -> str:
         if self._closed:
