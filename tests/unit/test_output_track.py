@@ -128,6 +128,30 @@ async def test_silence_skips_to_the_present_at_its_first_late_frame_speech_only_
     assert track.late_resyncs == 3 and track._pts == 18 * 960
 
 
+async def test_a_frame_that_slept_through_a_stall_is_stamped_with_when_it_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stall mostly comes while the track sleeps to its next slot: that frame is late too."""
+    import voice_agent.media.track as output
+    from voice_agent.media.track import AIGeneratedAudioTrack
+
+    now, overshoot = [100.0], [0.0]
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay + overshoot[0]
+        overshoot[0] = 0.0
+
+    monkeypatch.setattr(output.asyncio, "sleep", fake_sleep)
+    track = AIGeneratedAudioTrack("s", clock=lambda: now[0], count_metrics=False)
+    for _ in range(11):
+        await track.recv_pcm()
+    assert track._pts == 10 * 960 and track.late_frames == 0
+    overshoot[0] = 0.07  # the loop held for 70 ms while the next frame slept
+    await track.recv_pcm()
+    assert track.late_resyncs == 1 and track._pts == 14 * 960, "stamped at its slot of now, 14, not 11"
+    assert abs(track.stalled_s - 0.07) < 1e-6
+
+
 async def test_a_held_reply_resumes_at_the_exact_byte_it_paused_at(monkeypatch: pytest.MonkeyPatch) -> None:
     import voice_agent.media.track as output
     from voice_agent.media.track import AIGeneratedAudioTrack

@@ -256,7 +256,12 @@ class AIGeneratedAudioTrack(MediaStreamTrack):
         if wait > 0:
             self._behind = 0.0
             await asyncio.sleep(wait)
-            return
+            # A stall mostly comes while the track sleeps (it sleeps most of the time): the frame
+            # that wakes from it is as late as any other, and must not go out stamped in sequence.
+            now = self._clock()
+            wait = self._start + self._pts / OUTPUT_RATE - now
+            if wait >= -LATE_AFTER_S:
+                return
         if wait < -LATE_AFTER_S:
             self.late_frames += 1
             # Stalled time, not stall events: only how much further behind this frame fell counts
