@@ -267,7 +267,8 @@ class EncodedRow:
         return cls(session, b'{"cells":' + cells[:-1] + b",", b'],"object":' + _compact(row["object"]) + b"}")
 
     def encode(self, now: datetime.datetime) -> bytes:
-        return self.head + _compact(age(self.session, now)) + self.tail
+        # An age is digits and unit letters (or "<invalid>"): nothing JSON would escape.
+        return self.head + b'"' + age(self.session, now).encode() + b'"' + self.tail
 
 
 def table_json(rows: Iterable[EncodedRow], resource_version: str, now: datetime.datetime) -> bytes:
