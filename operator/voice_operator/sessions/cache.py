@@ -30,7 +30,9 @@ from voice_operator.sessions.store import SessionReader, SessionsUnavailable
 
 log = logging.getLogger(__name__)
 
-RESYNC_S = 10.0
+# A full read costs a 1,000-session pool some 30 ms of the loop; every script announces its changes,
+# so this only catches writes made around them (a restore, a hand edit).
+RESYNC_S = 30.0
 IDLE_S = 300.0
 
 
