@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     vad_aggressiveness: int = Field(3, ge=0, le=3)
     vad_start_ms: int = Field(60, ge=20, le=1000)
     # Draft the reply once the user has paused this long (0 = off); used if the turn ends unchanged.
-    preemptive_after_ms: int = Field(200, ge=0, le=5000)
+    preemptive_after_ms: int = Field(100, ge=0, le=5000)
     max_utterance_s: float = Field(30.0, gt=1)
     # User sound during a reply: hold the reply and judge it (a cough or "mm-hmm" does not cut it), or
     # cut it at once; a sound this long cuts it even without words.
