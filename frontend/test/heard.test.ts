@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_HEARD_TUNING, HeardDetector, HeardReporter, type HeardTurn } from '../src/audio/heard';
+import {
+  DEFAULT_HEARD_TUNING,
+  HELD_SILENCE_BLOCKS,
+  HeardDetector,
+  HeardReporter,
+  type HeardTurn,
+  UnheardCounter,
+} from '../src/audio/heard';
 
 const BLOCK = 128 / 48_000;
 const SPEECH = 0.1; // -20 dBFS
@@ -159,5 +166,28 @@ describe('HeardReporter', () => {
     reporter.reset();
     reporter.heard(turn(1.4, 2.05));
     expect(sent).toEqual([]);
+  });
+});
+
+describe('UnheardCounter', () => {
+  it('counts the reply arriving after the mute up to the agent held silence, gaps in words included', () => {
+    const counter = new UnheardCounter(1.0);
+    const results: number[] = [];
+    let t = 0.9;
+    const run = (seconds: number, rms: number): void => {
+      for (const end = t + seconds; t < end - 1e-9; t += BLOCK) {
+        const ms = counter.block(t, BLOCK, rms);
+        if (ms !== null) results.push(ms);
+      }
+    };
+    run(0.1 + 0.05, VOICE); // before the mute it was heard; 50 ms after it were not
+    run(0.02, ROOM); // a gap inside a word, shorter than the held silence
+    run(0.03, VOICE);
+    run(HELD_SILENCE_BLOCKS * BLOCK * 3, 0); // the held silence
+    expect(results).toHaveLength(1);
+    // 100 ms, give or take the blocks each stretch ends on.
+    expect(results[0]).toBeGreaterThan(99);
+    expect(results[0]).toBeLessThan(100 + 3 * BLOCK * 1000);
+    expect(counter.counted()).toBe(results[0]);
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { HeardTurn } from '../src/audio/heard';
 import type { HeardMeterLike } from '../src/audio/heardMeter';
 import { drive, settle, type Driven } from './controller';
@@ -18,6 +18,17 @@ class FakeMeter implements HeardMeterLike {
   }
   close(): void {
     this.closed = true;
+  }
+  silenced = false;
+  unheardMs: number | null = 85;
+  silence(): void {
+    this.silenced = true;
+  }
+  unsilence(): void {
+    this.silenced = false;
+  }
+  unheard(): Promise<number | null> {
+    return Promise.resolve(this.unheardMs);
   }
   hear(speechEnd: number, heardAt: number): void {
     this.onTurn?.({ speechEnd, heardAt, ms: (heardAt - speechEnd) * 1000 });
@@ -69,6 +80,38 @@ describe('VoiceSessionController: what the user hears', () => {
     meter.hear(40.5, 40.9); // spoken over the reply that was already playing
     expect(d.agent.socket.sent.filter((m) => m.type === 'client_metrics')).toEqual([]);
     expect(d.state().heardMs).toEqual([]);
+  });
+
+  it('silences the agent at its hold, says how much was not heard, and plays again at the resume', async () => {
+    const { d, meter } = await call();
+    speaking(d, meter, 2.0);
+    d.agent.socket.receive({ type: 'playback', state: 'held', turn: 3 });
+    expect(meter.silenced).toBe(true);
+    await settle();
+    expect(d.agent.socket.sent.filter((m) => m.type === 'held')).toEqual([{ type: 'held', turn: 3, unheard_ms: 85 }]);
+    d.agent.socket.receive({ type: 'playback', state: 'resumed', turn: 3 });
+    expect(meter.silenced).toBe(false);
+  });
+
+  it('keeps a cut reply silent until the next reply speaks, and at most a second', async () => {
+    vi.useFakeTimers();
+    try {
+      const { d, meter } = await call();
+      d.agent.socket.receive({ type: 'playback', state: 'cut', turn: 1 });
+      expect(meter.silenced).toBe(true);
+      d.agent.socket.receive({ type: 'status', processing: 'listening' });
+      expect(meter.silenced).toBe(true);
+      d.agent.socket.receive({ type: 'status', processing: 'speaking' });
+      expect(meter.silenced).toBe(false);
+      d.agent.socket.receive({ type: 'playback', state: 'cut', turn: 2 });
+      vi.advanceTimersByTime(999);
+      expect(meter.silenced).toBe(true);
+      vi.advanceTimersByTime(1);
+      expect(meter.silenced).toBe(false);
+      expect(d.agent.socket.sent.filter((m) => m.type === 'held')).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('stops listening when the call ends and closes the meter on unmount', async () => {

@@ -1,7 +1,8 @@
 /**
  * AudioWorklet that times what the user hears: input 0 is the microphone track, input 1 the
- * agent's track. Each 128-sample render block's start on the context clock and both RMS levels go
- * to the page in batches; the page decides (src/audio/heard.ts). One node for both tracks keeps
+ * agent's audio as the page plays it (after the hold's mute), input 2 the agent's track as it
+ * arrives (before it). Each 128-sample render block's start on the context clock and the three RMS
+ * levels go to the page in batches; the page decides (src/audio/heard.ts). One node for all keeps
  * their blocks in step, so the page reads them in clock order.
  */
 function rms(input) {
@@ -19,9 +20,9 @@ class HeardTapProcessor extends AudioWorkletProcessor {
   }
 
   process(inputs) {
-    this.batch.push(currentTime, 128 / sampleRate, rms(inputs[0]), rms(inputs[1]));
+    this.batch.push(currentTime, 128 / sampleRate, rms(inputs[0]), rms(inputs[1]), rms(inputs[2]));
     // Eight blocks (about 21 ms at 48 kHz) per message: a figure is read once per reply, never per block.
-    if (this.batch.length >= 8 * 4) {
+    if (this.batch.length >= 8 * 5) {
       this.port.postMessage(this.batch);
       this.batch = [];
     }

@@ -166,3 +166,48 @@ export class HeardReporter {
     this.emit(turn);
   }
 }
+
+/** Agent quiet this long (render blocks) after its sound is its held silence, not a gap in a word. */
+export const HELD_SILENCE_BLOCKS = 15;
+
+/**
+ * How much of a held reply the user never heard (docs/api.md, "Hold and resume"). The page's output
+ * went silent at `since`; what the agent had already sent still arrives and plays through the
+ * muted output. Fed the agent's blocks as they arrive before the mute, it counts the reply's sound
+ * from `since` to the start of the agent's held silence: that stretch was silenced, not heard, and
+ * the agent plays it again at the resume.
+ */
+export class UnheardCounter {
+  private readonly audibleRms: number;
+  private heardUntil: number;
+  private run = 0;
+  private done = false;
+
+  constructor(
+    private readonly since: number,
+    tuning: HeardTuning = DEFAULT_HEARD_TUNING,
+    private readonly quietBlocks = HELD_SILENCE_BLOCKS,
+  ) {
+    this.audibleRms = rmsAt(tuning.audibleDb);
+    this.heardUntil = since;
+  }
+
+  /** The unheard ms once the held silence is heard, else null. */
+  block(t: number, blockS: number, rms: number): number | null {
+    if (this.done || t + blockS <= this.since) return null;
+    if (rms >= this.audibleRms) {
+      this.run = 0;
+      this.heardUntil = t + blockS;
+      return null;
+    }
+    this.run += 1;
+    if (this.run < this.quietBlocks) return null;
+    this.done = true;
+    return this.counted();
+  }
+
+  /** What was counted so far (ms): the answer when the held silence never shows. */
+  counted(): number {
+    return Math.max(0, this.heardUntil - this.since) * 1000;
+  }
+}

@@ -133,6 +133,10 @@ export interface ControllerEvents {
 const OPEN = 1;
 /** The largest heard figure the agent takes (docs/api.md, "Client metrics"). */
 const MAX_HEARD_MS = 30_000;
+/** The most a `held` answer may say was not heard (docs/api.md). */
+const MAX_UNHEARD_MS = 1_000;
+/** A cut reply's silence lasts until the next reply speaks, and at most this long. */
+const CUT_SILENCE_MS = 1_000;
 /** The agent ended the session (docs/api.md, "Close codes"); 4409 also says stop, for another reason. */
 export const CLOSE_ENDED = 1000;
 
@@ -262,6 +266,8 @@ export class VoiceSessionController {
   private readonly heardReporter = new HeardReporter((turn) => this.reportHeard(turn));
   /** The agent's last processing status, to see each reply start (`speaking`) once. */
   private agentProcessing: string | null = null;
+  /** Ends the silence of a cut reply if the next one has not spoken by then. */
+  private cutTimer: ReturnType<typeof setTimeout> | null = null;
   private iceRestarted = false;
   private keptPeerOnResume = false;
   private lastHeard = 0;
@@ -625,6 +631,9 @@ export class VoiceSessionController {
     }
     const message = parsed.message;
     if (message.type === 'status') this.onAgentStatus(message.processing);
+    if (message.type === 'playback') this.onPlayback(message.state, message.turn);
+    // A new socket: a hold the old one announced may never see its resume.
+    if (message.type === 'session') this.endSilence();
     this.events.dispatch({ type: 'agent', message });
     await this.applyToPeer(run, message);
   }
@@ -639,7 +648,45 @@ export class VoiceSessionController {
     return this.heard;
   }
 
+  /**
+   * The agent held, resumed or cut its reply (docs/api.md, "Hold and resume"): what the browser
+   * has buffered of it is silenced at once instead of playing over the user, and on a hold the
+   * agent learns how much of it the user never heard, to play that again if it resumes.
+   */
+  private onPlayback(state: 'held' | 'resumed' | 'cut', turn: number): void {
+    const meter = this.heard;
+    this.clearCutTimer();
+    if (!meter) return;
+    if (state === 'resumed') {
+      meter.unsilence();
+      return;
+    }
+    meter.silence();
+    if (state === 'cut') {
+      this.cutTimer = setTimeout(() => this.endSilence(), CUT_SILENCE_MS);
+      return;
+    }
+    const ws = this.ws;
+    void meter.unheard().then((ms) => {
+      // Never queued: a late answer is for a hold that is over.
+      if (ms === null || this.ws !== ws || ws?.readyState !== OPEN) return;
+      ws.send(encodeClientMessage({ type: 'held', turn, unheard_ms: Math.round(Math.min(ms, MAX_UNHEARD_MS) * 10) / 10 }));
+    });
+  }
+
+  private endSilence(): void {
+    this.clearCutTimer();
+    this.heard?.unsilence();
+  }
+
+  private clearCutTimer(): void {
+    if (this.cutTimer !== null) clearTimeout(this.cutTimer);
+    this.cutTimer = null;
+  }
+
   private onAgentStatus(processing: string): void {
+    // A new reply speaks: a cut reply's silence is over (a held one waits for its resume).
+    if (processing === 'speaking' && this.cutTimer !== null) this.endSilence();
     const now = this.heard?.now() ?? null;
     if (processing === 'speaking' && this.agentProcessing !== 'speaking' && now !== null) {
       this.heardReporter.replyStarted(now);
@@ -967,6 +1014,7 @@ export class VoiceSessionController {
   }
 
   private closePeer(): void {
+    this.clearCutTimer();
     this.clearIceTimer();
     this.clearProbeTimer();
     this.clearMediaTimer();

@@ -39,34 +39,52 @@ export interface UseVoiceAgentV2 {
   dismiss: () => void;
 }
 
+export interface AudioSink {
+  play: (stream: MediaStream | null) => void;
+  /**
+   * Muted while the heard meter plays the agent through Web Audio (src/audio/heardMeter.ts, where
+   * a hold silences it at once); the element keeps the remote track flowing either way.
+   */
+  mute: (muted: boolean) => void;
+}
+
 /** Plays remote audio through one detached <audio> element, created on first use. */
-export function createAudioSink(): (stream: MediaStream | null) => void {
+export function createAudioSink(): AudioSink {
   let element: HTMLAudioElement | null = null;
-  return (stream) => {
-    if (!stream) {
-      if (element) {
-        element.pause();
-        element.srcObject = null;
+  let muted = false;
+  return {
+    play: (stream) => {
+      if (!stream) {
+        if (element) {
+          element.pause();
+          element.srcObject = null;
+        }
+        return;
       }
-      return;
-    }
-    element ??= Object.assign(document.createElement('audio'), { autoplay: true });
-    element.srcObject = stream;
-    void element.play().catch(() => undefined);
+      element ??= Object.assign(document.createElement('audio'), { autoplay: true });
+      element.muted = muted;
+      element.srcObject = stream;
+      void element.play().catch(() => undefined);
+    },
+    mute: (value) => {
+      muted = value;
+      if (element) element.muted = value;
+    },
   };
 }
 
 export function browserDeps(): VoiceAgentDeps {
   const devices = typeof navigator !== 'undefined' ? navigator.mediaDevices : undefined;
+  const sink = createAudioSink();
   return {
     fetch: (input, init) => window.fetch(input, init),
     createWebSocket: (url) => new WebSocket(url),
     createPeerConnection: (config) => new RTCPeerConnection(config),
     getUserMedia: devices?.getUserMedia ? (constraints) => devices.getUserMedia(constraints) : null,
-    playRemote: createAudioSink(),
+    playRemote: sink.play,
     random: Math.random,
     now: () => Date.now(),
-    heardMeter: () => new HeardMeter(),
+    heardMeter: () => new HeardMeter(sink.mute),
     micPermission: async () => {
       if (typeof navigator === 'undefined' || !navigator.permissions) return null;
       return (await navigator.permissions.query({ name: 'microphone' as PermissionName })).state;

@@ -289,6 +289,7 @@ function onAgentMessage(state: VoiceAgentState, message: AgentMessage): VoiceAge
     case 'offer':
     case 'ice-candidate':
     case 'pong':
+    case 'playback':
       return state;
   }
 }

@@ -48,6 +48,7 @@ export function closeAction(code: number): CloseAction {
 export type ParseResult = { ok: true; message: AgentMessage } | { ok: false; reason: string };
 
 const PHASES: readonly ProcessingPhase[] = ['idle', 'listening', 'processing', 'speaking'];
+const PLAYBACK_STATES: readonly Schemas['PlaybackEvent']['state'][] = ['held', 'resumed', 'cut'];
 const SESSION_STATUSES: readonly SessionSnapshot['status'][] = ['created', 'connected', 'disconnected', 'ended'];
 const ROLES: readonly StoredMessage['role'][] = ['system', 'user', 'assistant'];
 
@@ -145,6 +146,11 @@ export function parseAgentMessage(raw: unknown): ParseResult {
       return typeof data.text === 'string'
         ? { ok: true, message: { type: 'ai_interrupted', text: data.text } }
         : bad('text missing');
+    case 'playback': {
+      const state = oneOf(PLAYBACK_STATES, data.state);
+      const turn = optionalNumber(data.turn);
+      return state && turn !== null ? { ok: true, message: { type: 'playback', state, turn } } : bad('state or turn missing');
+    }
     case 'metrics': {
       const turn = parseTurn(data.turn);
       return turn ? { ok: true, message: { type: 'metrics', turn } } : bad('turn missing');
