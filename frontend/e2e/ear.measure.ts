@@ -20,7 +20,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR, freshOutputDir, requireDist } from './support/agent';
 import { expectMediaOnLoopback, launchChromium, observePeers } from './support/browser';
-import { shownHeard, waitConnected } from './support/dashboard';
+import { type ShownHeard, shownHeard, waitConnected } from './support/dashboard';
 import {
   type ClockReading,
   type ContextInfo,
@@ -194,14 +194,17 @@ async function unlessTimedOut<T>(wait: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** The dashboard's heard figure once it has counted more than `counted` turns; undefined if it never does. */
-async function dashboardFigure(page: Page, counted: number): Promise<number | undefined> {
+/**
+ * The dashboard's heard figure once it shows a new one: more turns counted than `before`, or (its
+ * count stops at the last 20 turns) another figure. Undefined if it never does.
+ */
+async function dashboardFigure(page: Page, before: ShownHeard): Promise<number | undefined> {
   const shown = await unlessTimedOut(
     pollUntil(
       'the dashboard to show this turn\'s heard figure',
       async () => {
         const now = await shownHeard(page);
-        return now.turns > counted ? now : undefined;
+        return now.turns > before.turns || now.ms !== before.ms ? now : undefined;
       },
       { timeoutMs: DASHBOARD_WAIT_MS, intervalMs: 50 },
     ),
@@ -212,14 +215,14 @@ async function dashboardFigure(page: Page, counted: number): Promise<number | un
 async function turn(page: Page, ear: Ear): Promise<Turn> {
   await idle(page, ear);
   const before = await ear.bufferTotals();
-  const counted = (await shownHeard(page)).turns;
+  const shownBefore = await shownHeard(page);
   const spoken = await ear.say('question');
   const reply = await unlessTimedOut(
     ear.until('the reply', () => firstLoud(ear.remote, spoken.onset), REPLY_TIMEOUT_MS),
   );
   if (reply === undefined) return { failed: 'no reply' };
   const bufferMs = bufferBetween(before, await ear.bufferTotals());
-  const dashboardMs = await dashboardFigure(page, counted);
+  const dashboardMs = await dashboardFigure(page, shownBefore);
   const ms = (reply - spoken.end) * 1000;
   return {
     voiceToVoiceMs: Math.round(ms * 10) / 10,

@@ -26,11 +26,17 @@ export function parseShownMs(text: string | undefined): number | undefined {
   return match[1] !== undefined ? Number(match[1]) : Math.round(Number(match[2]) * 1000);
 }
 
+/** Turn latency's heard figures as shown: how many turns it counts, and the last one (ms). */
+export interface ShownHeard {
+  turns: number;
+  ms: number | undefined;
+}
+
 /**
  * The heard figure the dashboard shows now (Turn latency: the last one, in ms) and how many turns
  * it has counted ("Median heard, N turns"), so a reader can tell a new figure from the last one.
  */
-export async function shownHeard(page: Page): Promise<{ turns: number; ms: number | undefined }> {
+export async function shownHeard(page: Page): Promise<ShownHeard> {
   const ms = parseShownMs(await shownText(page, 'latency-heard'));
   const label = (await page.locator('[data-testid="latency"] dt').allInnerTexts()).find((t) => t.startsWith('Median heard'));
   return { turns: Number(/(\d+) turns?$/.exec(label ?? '')?.[1] ?? 0), ms };
