@@ -77,6 +77,8 @@ SILENCE_TARGET_S = 2.0
 LOADGEN_NICE = -5
 # Starting an agent (its speech models) takes seconds of CPU, on saturated cores many more.
 AGENT_READY_S = 120.0
+# The balancer is a Python process too: its imports alone take seconds on saturated cores.
+BALANCER_READY_S = 60.0
 # How long past its drain timeout an agent may take to exit on a saturated machine (its shutdown
 # gives connections up to 10 s, then closes its calls and Redis, each step as slow as the loop).
 EXIT_SLACK_S = 60.0
@@ -210,7 +212,7 @@ def balancer(server: RedisServer, workdir: Path) -> Iterator[Balancer]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/health", 20, proc)
+        wait_http(url + "/health", BALANCER_READY_S, proc)
         yield Balancer(url, proc)
     finally:
         proc.terminate()

@@ -225,10 +225,7 @@ class Call:
         for task in (self._grace, self._saver, self._media_watch, self._asking):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        if self.peer is not None:
-            await self.peer.close()
-            self.peer = None
-        await self.pipeline.stop()
+        await self.pipeline.stop()  # the client's audio is dropped from here on (_audio_in)
         conn, self.conn = self.conn, None
         if conn is not None and status == "ended":
             await conn.aclose(CloseCode.ENDED, "ended")
@@ -250,6 +247,11 @@ class Call:
             await conn.aclose(
                 CloseCode.RECONNECT, "moved" if told == ErrorCode.SESSION_MOVED else "suspended"
             )
+        # The media goes last: a moved call's client waits for its new peer, not for this one's
+        # teardown (ICE, DTLS and RTP transports, tens of milliseconds on a busy agent).
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            await peer.close()
 
     # --- events to the client -----------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
@@ -350,6 +352,8 @@ class Call:
         self.pipeline.track.rewind_ms(msg.turn, msg.unheard_ms)
 
     async def _audio_in(self, pcm: bytes) -> None:
+        if self._closed:
+            return  # its pipeline is stopped; the peer goes last (_close)
         self._heard_at = time.monotonic()
         self._stalled = False
         await self.pipeline.push_audio(pcm)
