@@ -3,15 +3,16 @@
 AIGeneratedAudioTrack hands aiortc one 20 ms frame per call, paced against an
 absolute clock: it never bursts (frames are never handed out faster than real time) and never
 drifts (each deadline is computed from the start, not from the previous frame). A frame that comes
-late (a busy event loop, a process waiting for a CPU) is not caught up by a burst: the stream skips
-to the present, and its RTP timestamps skip with it, so the frames after a stall are stamped with
-when they are sent. Stamped as if nothing had happened, they would arrive as late as the stall was
-long, and the browser's jitter buffer, which sizes itself to the worst lateness it has seen and
-forgets it only over tens of seconds, would hold every reply that much longer. Silence skips at the
-first late frame (a gap in silence is inaudible, and most stalls come while the user speaks: the
-recognizer's work); speech skips once a frame is RESYNC_AFTER_S late, so a hiccup the browser's
-buffer absorbs plays on without a gap (docs/performance.md, "Timestamps after a stall"). With
-nothing to say it sends silence, so the RTP stream and the client's jitter buffer stay steady.
+late (a busy event loop, a process waiting for a CPU; the frame that slept through the stall too) is
+not caught up by a burst: the stream skips to the present, and its RTP timestamps skip with it, so
+the frames after a stall are stamped with when they are sent. Stamped as if nothing had happened,
+they would arrive as late as the stall was long, and the browser's jitter buffer, which sizes itself
+to the worst lateness it has seen and hardly forgets it within a call, would hold every reply that
+much longer. Silence skips at the first late frame (a gap in silence is inaudible, and most stalls
+come while the user speaks: the recognizer's work); speech skips once a frame is RESYNC_AFTER_S
+late, so a hiccup the browser's buffer absorbs plays on without a gap (docs/performance.md, "The
+frame that slept through a stall"). With nothing to say it sends silence, so the RTP stream and the
+client's jitter buffer stay steady.
 
 Every buffered chunk carries its turn; `interrupt()` drops the buffer and raises the floor, so a
 chunk of an older turn that arrives late is discarded rather than played. `hold()` pauses the
