@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -49,6 +50,11 @@ def main() -> None:
         lifespan="on",
         http=with_header_timeout(settings.request_timeout_s),
     )
+    # What is built by now (modules, routes, providers: ~95,000 objects) lives as long as the process.
+    # Frozen, a full collection no longer walks it: that walk took 80-130 ms of the event loop, and
+    # the outbound audio stalled with it.
+    gc.collect()
+    gc.freeze()
     DrainingServer(config, lambda: app.state.manager.drain(settings.drain_timeout_s)).run()
 
 
