@@ -3,11 +3,15 @@
  *
  * Injected before the app loads and sharing none of its code (not its level meter, not its stats):
  * `navigator.mediaDevices.getUserMedia` answers with a synthetic microphone, a
- * MediaStreamAudioDestinationNode the measurement feeds decoded speech into when it chooses; every
- * remote audio track the page receives (the RTCPeerConnection `track` event) is tapped too. Both
- * streams enter one AudioContext through an AudioWorklet that records every 128-sample render
- * block's start time (`currentTime`) and RMS level, so an end of speech on the microphone and the
- * first sound of the reply are read off the same clock the page plays audio on. The synthetic
+ * MediaStreamAudioDestinationNode the measurement feeds decoded speech into when it chooses. The
+ * agent is heard where the page plays it: the page's AudioContext is the ear's own (the
+ * `AudioContext` constructor hands out the one context), and whatever the page connects to its
+ * speakers (`destination`) is tapped as well, after any gain or mute of the page's, so what the
+ * remote track carries but the page silences is not heard. A page that plays the agent some other
+ * way (a bare <audio> element) is not heard at all, and its turns fail. Both taps record through an
+ * AudioWorklet every 128-sample render block's start time (`currentTime`) and RMS level, so an end
+ * of speech on the microphone and the first sound of the reply are read off the one clock the page
+ * plays audio on. The synthetic
  * microphone gives exact control of when the user speaks (a looping fake-device WAV would not let a
  * barge-in land while the agent is talking); the app receives it as it would a real microphone's
  * track, without the browser's capture processing in front of it.
@@ -55,9 +59,14 @@ const EAR = `
   let bus = null;
   let sink = null;
   let ready = null;
+  const NativeContext = window.AudioContext;
+  const nativeConnect = AudioNode.prototype.connect;
+  let speakers = null;
   const context = () => {
     if (ctx) return ctx;
-    ctx = new AudioContext({ latencyHint: 'interactive' });
+    ctx = new NativeContext({ latencyHint: 'interactive' });
+    // The page closing "its" context at the end of a call must not stop the ear.
+    ctx.close = () => Promise.resolve();
     bus = ctx.createGain();
     // A microphone is never digitally silent, and Chromium sends no packets for a WebAudio track
     // whose graph is: the agent would hear no silence after the user's words and wait for more.
@@ -78,15 +87,30 @@ const EAR = `
     ready = ctx.audioWorklet.addModule(url);
     return ctx;
   };
-  const tap = async (name, stream) => {
+  const tapNode = async (name, source) => {
     const c = context();
     await ready;
     const node = new AudioWorkletNode(c, 'ear-tap', { channelCount: 1, channelCountMode: 'explicit' });
     node.port.onmessage = (event) => { for (const v of event.data) taps[name].push(v); };
-    const source = c.createMediaStreamSource(stream);
-    source.connect(node);
-    node.connect(sink);
-    keep.push(stream, source, node);
+    nativeConnect.call(source, node);
+    nativeConnect.call(node, sink);
+    keep.push(source, node);
+  };
+  const tap = (name, stream) => tapNode(name, context().createMediaStreamSource(stream));
+  function SharedContext() { return context(); }
+  SharedContext.prototype = NativeContext.prototype;
+  window.AudioContext = SharedContext;
+  // What the page sends to its speakers, summed on one bus as the speakers sum it.
+  AudioNode.prototype.connect = function (target, ...rest) {
+    const result = nativeConnect.call(this, target, ...rest);
+    if (ctx && target === ctx.destination && this !== sink) {
+      if (!speakers) {
+        speakers = ctx.createGain();
+        void tapNode('remote', speakers);
+      }
+      nativeConnect.call(this, speakers);
+    }
+    return result;
   };
   navigator.mediaDevices.getUserMedia = async (constraints) => {
     if (!constraints || !constraints.audio || constraints.video) {
@@ -106,9 +130,6 @@ const EAR = `
     constructor(...args) {
       super(...args);
       peers.push(this);
-      this.addEventListener('track', (event) => {
-        if (event.track.kind === 'audio') void tap('remote', event.streams[0] ?? new MediaStream([event.track]));
-      });
     }
   };
   Object.defineProperty(window, '__ear', {

@@ -131,7 +131,7 @@ export class HeardMeter implements HeardMeterLike {
     await context.resume();
     if (generation !== this.generation || context !== this.context) return;
     const node = new AudioWorkletNode(context, 'heard-tap', {
-      numberOfInputs: 2,
+      numberOfInputs: 3,
       numberOfOutputs: 0,
       channelCount: 1,
       channelCountMode: 'explicit',
