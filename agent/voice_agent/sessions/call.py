@@ -349,7 +349,8 @@ class Call:
     def on_held(self, msg: Held) -> None:
         """The client went silent at a hold: what it had not played yet is played again at the resume.
         A late answer (the turn resumed or ended already) changes nothing."""
-        self.pipeline.track.rewind_ms(msg.turn, msg.unheard_ms)
+        rewound = self.pipeline.track.rewind_ms(msg.turn, msg.unheard_ms)
+        log.info("hold answered", extra={"turn": msg.turn, "unheard_ms": msg.unheard_ms, "rewound": rewound})
 
     async def _audio_in(self, pcm: bytes) -> None:
         if self._closed:

@@ -9,6 +9,15 @@ close it does what the close code says (docs/api.md, "Close codes": reconnect at
 later, start a new session, or stop), renegotiates media when the agent it lands on holds none,
 and treats audio that stops arriving while the call is up as a stall to recover from. It counts
 how long it ever went without hearing from the agent (`silence`).
+
+It follows the agent's `playback` events as the web client does (docs/api.md, "Hold and resume"):
+it goes silent at a hold, answers with what it never played, and plays again at the resume. What
+it "plays" is a model of a listener's playout buffer (`playout_ms`): each received frame plays after
+the one before it, and no sooner than `playout_ms` after it arrived; `Recording.playout` and `heard`
+give the samples as played and which of them were heard. What it never played is counted, not
+guessed from clocks: the reply's sound that plays from the moment it went silent up to the agent's
+held silence (on a loaded machine, frames sent before the hold are still being decoded when the
+event arrives: a playout buffer's depth at that moment leaves them out).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -59,6 +69,14 @@ MEDIA_RECOVER_S = 3.0
 MEDIA_CONNECT_S = 10.0
 # Reconnect pacing after a failed attempt, as the web client's (frontend/src/hooks/backoff.ts).
 BACKOFF_BASE_S, BACKOFF_MAX_S, BACKOFF_JITTER = 0.5, 8.0, 0.2
+# The agent's held silence: this many quiet frames running (a word's own gaps are mostly shorter).
+QUIET_FRAMES = 2
+# A sample this far from zero is the reply's sound (-30 dBFS), not the decoder fading out.
+LOUD_SAMPLE = 1000
+# A hold is answered this long after it at the latest, with what was counted by then.
+UNHEARD_WAIT_S = 0.5
+# A cut reply's silence lasts until the next reply speaks, at most this long (as the web client's).
+CUT_SILENCE_S = 1.0
 # Error events that ask the client to renegotiate media (docs/api.md, "Error codes").
 RENEGOTIATE_ON = {ErrorCode.MEDIA_STALLED, ErrorCode.ICE_FAILED}
 
@@ -79,6 +97,7 @@ class ReceivedFrame:
     at: float
     pcm: bytes  # 48 kHz mono s16
     voiced: bool
+    plays_at: float = 0.0  # when its first sample plays in the modeled playout buffer
 
 
 @dataclass
@@ -102,6 +121,14 @@ class Recording:
 
     def voiced_frames_after(self, t: float) -> int:
         return sum(1 for f in self.frames if f.at >= t and f.voiced)
+
+    def playout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every received sample in the order it plays, and when it plays (monotonic clock, s)."""
+        if not self.frames:
+            return np.zeros(0, dtype="<i2"), np.zeros(0)
+        pcm = np.frombuffer(b"".join(f.pcm for f in self.frames), dtype="<i2")
+        times = np.concatenate([f.plays_at + np.arange(len(f.pcm) // 2) / OUTPUT_RATE for f in self.frames])
+        return pcm, times
 
 
 @dataclass
@@ -166,6 +193,7 @@ class VoiceClient:
         host_candidates: HostCandidatePolicy | None = None,
         resume: bool = False,
         media_stall_s: float = MEDIA_STALL_S,
+        playout_ms: float = 0.0,
     ) -> None:
         # Load generators turn recording off: decoding is still done, analysis is not.
         self.record = record
@@ -182,6 +210,12 @@ class VoiceClient:
         self.session: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.recording = Recording()
+        self.playout_s = playout_ms / 1000
+        self._play_end = 0.0  # when the last received sample finishes playing
+        # Spans (start, end) in which the client was silent for the agent's playback events.
+        self.silenced: list[tuple[float, float]] = []
+        self._silent_turn: int | None = None
+        self._unheard: tuple[int, float] | None = None  # (turn, silent since) while counting it
         self.speaker = AIGeneratedAudioTrack("client", count_metrics=False)
         self.pc: RTCPeerConnection | None = None
         self.ws: Any = None
@@ -269,6 +303,8 @@ class VoiceClient:
                 async with self._new_event:
                     self.events.append(event)
                     self._new_event.notify_all()
+                if event.get("type") in ("playback", "status"):
+                    await self._playback(event, now)
                 if self.resume:
                     self._follow(event)
         except websockets.ConnectionClosed:
@@ -279,6 +315,85 @@ class VoiceClient:
                 self._new_event.notify_all()
             if ws is self.ws:
                 self._closed(ws.close_code)
+
+    # --- playback: silent while the agent holds -------------------------------------------------
+    async def _playback(self, event: dict[str, Any], now: float) -> None:
+        state = event.get("state")
+        if event["type"] == "status":
+            if event.get("processing") == "speaking":
+                self._unsilence(now, None)  # a new reply speaks: a cut's silence is over
+            return
+        turn = int(event["turn"])
+        if state == "held":
+            self._silence_from(now, math.inf)
+            self._silent_turn = turn
+            if self.record:
+                self._unheard = (turn, now)
+                await self._count_unheard(now)
+            else:  # nothing kept to count in: the playout buffer's depth is the estimate
+                await self._answer_held(turn, max(0.0, self._play_end - now))
+        elif state == "resumed":
+            self._unsilence(now, turn)
+        elif state == "cut":
+            self._silence_from(now, CUT_SILENCE_S)
+            self._silent_turn = None
+
+    async def _count_unheard(self, now: float) -> None:
+        """Answer a hold once the agent's held silence plays (or UNHEARD_WAIT_S after the hold):
+        the reply's sound from the moment the client went silent up to there was never heard."""
+        if self._unheard is None:
+            return
+        turn, since = self._unheard
+        frames = self.recording.frames
+        first = len(frames)
+        while first > 0 and frames[first - 1].plays_at + len(frames[first - 1].pcm) / 2 / OUTPUT_RATE > since:
+            first -= 1
+        # Samples, not playout time (a buffer that ran dry leaves gaps in time, none in the reply),
+        # up to the reply's last loud sample before the held silence: the decoder's fade into that
+        # silence is no word.
+        counted = unheard_samples = run = 0
+        for f in frames[first:]:
+            run = 0 if f.voiced else run + 1
+            if run == QUIET_FRAMES:
+                break
+            pcm = np.frombuffer(f.pcm, dtype="<i2")[max(0, math.ceil((since - f.plays_at) * OUTPUT_RATE)) :]
+            loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LOUD_SAMPLE)
+            if loud.size:
+                unheard_samples = counted + int(loud[-1]) + 1
+            counted += len(pcm)
+        else:
+            if now - since < UNHEARD_WAIT_S:
+                return
+        unheard = unheard_samples / OUTPUT_RATE
+        self._unheard = None
+        await self._answer_held(turn, unheard)
+
+    async def _answer_held(self, turn: int, unheard_s: float) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.send(
+                {"type": "held", "turn": turn, "unheard_ms": round(min(unheard_s * 1000, 1000), 1)}
+            )
+
+    def _silence_from(self, now: float, for_s: float) -> None:
+        """Silent from now, for at most `for_s` (what the web client bounds a cut's silence at)."""
+        if self.silenced and self.silenced[-1][1] > now:
+            self.silenced[-1] = (self.silenced[-1][0], now + for_s)
+        else:
+            self.silenced.append((now, now + for_s))
+
+    def _unsilence(self, now: float, turn: int | None) -> None:
+        if turn is not None and turn != self._silent_turn:
+            return
+        self._silent_turn = None
+        if self.silenced and self.silenced[-1][1] > now:
+            self.silenced[-1] = (self.silenced[-1][0], now)
+
+    def heard(self, times: np.ndarray) -> np.ndarray:
+        """Which of the samples playing at `times` the listener heard (not silenced)."""
+        out = np.ones(len(times), dtype=bool)
+        for start, end in self.silenced:
+            out &= (times < start) | (times >= end)
+        return out
 
     # --- following the agent (resume=True) ---------------------------------------------------
     def _closed(self, code: int | None) -> None:
@@ -486,11 +601,16 @@ class VoiceClient:
                 self.frames_received += 1
                 now = self._last_frame = time.monotonic()
                 self.silence.heard(now, "audio", wake=True)
+                plays_at = max(now + self.playout_s, self._play_end)
+                seconds = frame.samples / frame.sample_rate if isinstance(frame, av.AudioFrame) else 0.02
+                self._play_end = plays_at + seconds
                 if not self.record:
                     continue
                 for out in resampler.resample(frame):  # type: ignore[arg-type]
                     pcm = bytes(out.planes[0])[: out.samples * 2]
-                    self.recording.frames.append(ReceivedFrame(now, pcm, _loud(pcm)))
+                    self.recording.frames.append(ReceivedFrame(now, pcm, _loud(pcm), plays_at))
+                    plays_at += out.samples / OUTPUT_RATE
+                await self._count_unheard(now)
         except MediaStreamError:
             return
 
