@@ -159,7 +159,8 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
                 await until(lambda: '"call closed"' in owner.logs(), 20.0, "the move's close")
                 knocks.append(asyncio.create_task(_knock(owner.url, session_id, codes)))
                 await until(lambda: bool(client.closes), 20.0, "the moved call's close")
-            await until(lambda: bool(codes), 20.0, "the knocking socket answered")
+            # Well before the drain timeout, which is when a socket attached to the closing call would go.
+            await until(lambda: bool(codes), DRAIN_TIMEOUT_S * 2 / 3, "the knocking socket answered")
             # Try again (this draining agent takes no session), or reconnect (relayed to the agent the
             # moved call's own reconnect reached first, then handed off by the drain).
             assert codes[0] in (1012, 1013), codes
@@ -169,9 +170,13 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
             assert "pineapple" in await _ask(client, "repeat what I said")
             # Long before its drain timeout, though every store write of its drain was slow.
             assert await exited < DRAIN_TIMEOUT_S / 2, owner.logs()[-3000:]
-            assert owner.logs().count('"call moved"') == 1, owner.logs()[-3000:]
+            # Each move closed a call of its own: none was "moved" again while it was still closing (the
+            # knocking socket may resume the session here when the slow store kept its release from
+            # landing, and that call moves in turn).
+            logs = owner.logs()
+            assert 1 <= logs.count('"call moved"') == logs.count('"call closed"'), logs[-3000:]
             other = next(p for a, p in pool.agents.items() if a != owner_id)
-            assert (await scrape(other.url)).get("voice_migration_gap_seconds_count") == 1
+            assert (await scrape(other.url)).get("voice_migration_gap_seconds_count", 0) >= 1
         finally:
             for task in knocks:
                 task.cancel()

@@ -187,11 +187,17 @@ class Call:
         next question already coming) moves at the next moment a turn is being answered and nobody is
         heard: the question is in the history and no reply was recorded, so the agent that takes the
         call over asks it again (Call.__init__). A reply being played is not cut (it ends by itself),
-        nor is a user who is speaking (their words would be lost)."""
+        nor is a user who is speaking (their words would be lost). A call whose media is down past the
+        patience moves whatever its turn says: nothing is heard either way (a reply with no media to
+        play it never ends), and its client renegotiates where it lands."""
         pipeline = self.pipeline
         if pipeline.at_turn_boundary:
             return True
-        if waited_s < MOVE_PATIENCE_S or pipeline.vad.speaking or pipeline.stt.finalizing:
+        if waited_s < MOVE_PATIENCE_S:
+            return False
+        if not self._media_up:
+            return True
+        if pipeline.vad.speaking or pipeline.stt.finalizing:
             return False
         history = self.record.history
         if pipeline.turns.active_turn is None or not history or history[-1].role != "user":
