@@ -1,9 +1,11 @@
 """What goes into an agent's inbox channel (store/keys.py, `agent_inbox`): one envelope for the relay's
 messages and for control messages from outside the agents.
 
-The operator's sessions API (`kubectl delete voicesession`) ends a session in Redis, then sends its
-owner an `end` like the one an agent sends when a client ends a session through another agent; the
-owner stops the call and closes the client's socket with 1000 (docs/api.md, "Close codes"). This
+The operator's sessions API (`kubectl delete voicesession`) sends a session's owner an `end` like the
+one an agent sends when a client ends a session through another agent, and ends the record in Redis
+once the owner has stopped the call (bounded wait): ended first, the call's next save would be
+refused and read as another agent taking over. The owner closes the client's socket with 1000
+(docs/api.md, "Close codes"). This
 module imports nothing beyond the standard library, so the operator can use it without the agent's
 media stack.
 """
