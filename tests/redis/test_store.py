@@ -14,7 +14,7 @@ from tests.redis.servers import RedisServer, redis_server
 from tests.support.waits import until
 from voice_agent.protocol.sessions import Message, SessionRecord, utcnow
 from voice_agent.store import keys
-from voice_agent.store.base import OwnershipLost
+from voice_agent.store.base import OwnershipLost, SessionEnded
 from voice_agent.store.redis import RedisSessionStore
 
 POOL = "p1"
@@ -177,6 +177,18 @@ async def test_end_leaves_a_tombstone_that_blocks_late_writes(agents: Agents) ->
         await a.save(rec)
     assert (await a.claim(rec.id)).kind == "missing"
     assert (await a.agents())["a"]["sessions"] == "0"
+
+
+async def test_a_save_after_an_end_elsewhere_says_ended_not_taken_over(agents: Agents) -> None:
+    """Ended through another agent (or kubectl delete) while its owner still holds it: the owner's next
+    save is refused as ended, so its call closes as ended (1000), not as moved to another agent."""
+    a, b = await agents.add("a"), await agents.add("b")
+    rec = new_record()
+    await a.allocate(rec)
+    await a.claim(rec.id)
+    assert await b.end(rec.id) == "a"
+    with pytest.raises(SessionEnded):
+        await a.save(rec)
 
 
 async def test_heartbeat_reconciles_and_reports_lost_records(server: RedisServer, agents: Agents) -> None:

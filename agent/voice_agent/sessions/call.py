@@ -36,7 +36,7 @@ from voice_agent.protocol.signaling import (
 )
 from voice_agent.providers.base import Providers
 from voice_agent.settings import Settings
-from voice_agent.store.base import OwnershipLost, SessionStore
+from voice_agent.store.base import OwnershipLost, SessionEnded, SessionStore
 from voice_agent.telemetry import metrics
 from voice_agent.telemetry.logs import session_id_var
 
@@ -459,6 +459,10 @@ class Call:
             try:
                 await self.store.save(self.record)
                 backoff = 0.05
+            except SessionEnded:
+                log.info("session ended elsewhere; closing here")
+                self._closer = asyncio.create_task(self.close("ended", save=False))
+                return
             except OwnershipLost:
                 log.warning("session taken over by another agent; closing here")
                 if self.conn is not None:

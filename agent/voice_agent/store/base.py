@@ -36,3 +36,8 @@ class StoreUnavailable(Exception):
 
 class OwnershipLost(Exception):
     """A fenced write was refused: another agent took this session over (or it was ended)."""
+
+
+class SessionEnded(OwnershipLost):
+    """The fenced write found the session ended (by its client through another agent, or by
+    `kubectl delete voicesession`): the call is over, not moved, and its client is told so."""

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from voice_agent.protocol.sessions import SessionRecord, utcnow
 from voice_agent.store import keys
 from voice_agent.store import redis_scripts as lua
-from voice_agent.store.base import OwnershipLost, StoreUnavailable
+from voice_agent.store.base import OwnershipLost, SessionEnded, StoreUnavailable
 from voice_agent.store.redis_metrics import LEASE_LAPSES, REDIS_ERRORS, REDIS_OP_SECONDS, UNREPLICATED_WRITES
 from voice_agent.store.redis_url import (
     async_client,
@@ -231,7 +231,8 @@ class RedisSessionStore:
             )
         if result != "ok":
             self._leases.pop(record.id, None)
-            raise OwnershipLost(f"session {record.id}: save refused ({result})")
+            lost = SessionEnded if result == "ended" else OwnershipLost
+            raise lost(f"session {record.id}: save refused ({result})")
 
     async def get(self, session_id: str) -> SessionRecord | None:
         async with self._op("get"):
