@@ -7,8 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR } from './support/agent';
-import { expectMediaOnLoopback, launchChromium, observePeers, peerStats } from './support/browser';
-import { shownText, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
+import { expectMediaOnLoopback, launchChromium, heardEnergy, observePeers } from './support/browser';
+import { shownText, waitConnected, waitHeardEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { speechWav } from './support/speech';
 import { pollUntil } from './support/wait';
@@ -49,12 +49,12 @@ it(`measures click -> connected -> transcript -> reply over ${RUNS} runs`, { tim
     await page.getByRole('button', { name: 'Start conversation' }).click();
     await waitConnected(page, 15_000);
     const connected = Date.now() - clicked;
-    const energy0 = (await peerStats(page))?.inboundAudioEnergy ?? 0;
+    const energy0 = await heardEnergy(page);
     await waitTurn(page, 'user', 0, 30_000);
     const transcript = Date.now() - clicked;
     await waitTurn(page, 'agent', 0, 30_000);
     const replyText = Date.now() - clicked;
-    await waitInboundEnergy(page, energy0 + SPEECH_ENERGY, 30_000);
+    await waitHeardEnergy(page, energy0 + SPEECH_ENERGY, 30_000);
     const replyAudio = Date.now() - clicked;
     const v2v = await pollUntil(
       'the agent\'s voice-to-voice figure',

@@ -9,8 +9,8 @@ import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, freshOutputDir, requireDist } from './support/agent';
-import { expectMediaOnLoopback, launchChromium, observePeers, peerCount, peerStats } from './support/browser';
-import { connection, sessionId, turns, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
+import { expectMediaOnLoopback, launchChromium, observePeers, heardEnergy, peerCount } from './support/browser';
+import { connection, sessionId, turns, waitConnected, waitHeardEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { RedisServer } from './support/redis';
 import { speechWav } from './support/speech';
@@ -106,9 +106,9 @@ describe('resume with the Redis store', () => {
     expect(stored.turns).toBeGreaterThanOrEqual(1);
 
     // Audio flows again through the new agent process: a new reply, heard.
-    const energy = (await peerStats(page))?.inboundAudioEnergy ?? 0;
+    const energy = await heardEnergy(page);
     await waitTurn(page, 'agent', agentTurns, 30_000);
-    await waitInboundEnergy(page, energy + SPEECH_ENERGY, 30_000);
+    await waitHeardEnergy(page, energy + SPEECH_ENERGY, 30_000);
     timings.next_reply_audio_ms = Date.now() - killed;
     timings.peers_created_after_kill = (await peerCount(page)) - peersBefore;
     timings.offers_after_kill = offersAt.filter((at) => at > killed).length;

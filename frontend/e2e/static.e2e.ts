@@ -10,8 +10,8 @@ import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, DIST_DIR, FRONTEND_DIR, freshOutputDir, requireDist } from './support/agent';
-import { expectMediaOnLoopback, launchChromium, observePeers, peerStats } from './support/browser';
-import { connection, sessionId, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
+import { expectMediaOnLoopback, heardEnergy, launchChromium, observePeers } from './support/browser';
+import { connection, sessionId, waitConnected, waitHeardEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { speechWav } from './support/speech';
 import { StaticSite } from './support/static';
@@ -89,12 +89,12 @@ describe('the built app on a static host, the agent on another origin', () => {
     const id = await sessionId(page);
     expect(await sessionsAtAgent()).toEqual([id]);
 
-    const energyAtConnect = (await peerStats(page))?.inboundAudioEnergy ?? 0;
+    const energyAtConnect = await heardEnergy(page);
     const heard = await waitTurn(page, 'user', 0, 30_000);
     expect(heard.length).toBeGreaterThan(0);
     const reply = await waitTurn(page, 'agent', 0, 30_000);
     expect(reply.replace(/^agent\s*/i, '').trim().length).toBeGreaterThan(0);
-    await waitInboundEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
+    await waitHeardEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
 
     await page.getByRole('button', { name: 'End conversation' }).click();
     await expect.poll(() => connection(page), { timeout: 5000 }).toBe('disconnected');

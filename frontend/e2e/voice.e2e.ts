@@ -9,9 +9,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, FRONTEND_DIR, REPO_ROOT, freshOutputDir, requireDist } from './support/agent';
 import { axeViolations } from './support/axe';
-import { expectMediaOnLoopback, launchChromium, observePeers, peerCount, peerStats } from './support/browser';
+import { expectMediaOnLoopback, launchChromium, observePeers, heardEnergy, peerCount, peerStats } from './support/browser';
 import { clientContract } from './support/contract';
-import { connection, sessionId, shownText, turns, waitConnected, waitInboundEnergy, waitTurn } from './support/dashboard';
+import { connection, sessionId, shownText, turns, waitConnected, waitHeardEnergy, waitTurn } from './support/dashboard';
 import { freePort } from './support/ports';
 import { TcpRelay } from './support/proxy';
 import { speechWav } from './support/speech';
@@ -86,13 +86,13 @@ describe('voice conversation in Chromium against a real agent', () => {
     expect(await sessionId(page)).toMatch(/\S+/);
     await shot('connected');
 
-    const energyAtConnect = (await peerStats(page))?.inboundAudioEnergy ?? 0;
+    const energyAtConnect = await heardEnergy(page);
     await waitTurn(page, 'user', 0, 30_000);
     timings.first_transcript_ms = Date.now() - clicked;
     const reply = await waitTurn(page, 'agent', 0, 30_000);
     timings.reply_text_ms = Date.now() - clicked;
     expect(reply.replace(/^agent\s*/i, '').trim().length).toBeGreaterThan(0);
-    const energy = await waitInboundEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
+    const energy = await waitHeardEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
     timings.reply_audio_ms = Date.now() - clicked;
     timings.inbound_audio_energy = energy;
 
@@ -192,9 +192,9 @@ describe('voice conversation in Chromium against a real agent', () => {
     const sessions = await agent.json<{ id: string }[]>('/v2/sessions');
     expect(sessions.map((s) => s.id)).toEqual([after]);
 
-    const energyAtConnect = (await peerStats(page))?.inboundAudioEnergy ?? 0;
+    const energyAtConnect = await heardEnergy(page);
     await waitTurn(page, 'agent', agentTurns, 30_000);
-    await waitInboundEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
+    await waitHeardEnergy(page, energyAtConnect + SPEECH_ENERGY, 30_000);
   });
 
   it('ends cleanly, then reports an unreachable agent with a retry that works', async () => {

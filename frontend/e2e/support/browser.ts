@@ -1,9 +1,10 @@
 /**
  * Debian's Chromium, headless, driven by playwright-core, with a fake microphone that plays a WAV.
  *
- * The only thing added to the page is an observer that keeps a reference to every
- * RTCPeerConnection the page creates, so the test can read the browser's own getStats (inbound
- * audio energy, RTT); the app's code runs unmodified.
+ * The only things added to the page are an observer that keeps a reference to every
+ * RTCPeerConnection the page creates, so the test can read the browser's own getStats (RTT, the
+ * selected pair), and a meter of what the page plays to its speakers (whatever it connects to an
+ * AudioContext's destination, after the page's own gain or mute); the app's code runs unmodified.
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -59,6 +60,36 @@ const OBSERVE_PEERS = `
       });
     }
   };
+  // What the speakers get: each node the page connects to a destination also feeds this context's
+  // meter, which sums the energy it hears (mean square x seconds, the unit of getStats'
+  // totalAudioEnergy). The agent's voice plays through Web Audio with the <audio> element muted,
+  // so the receiver's own totalAudioEnergy (taken after the element's volume) reads nothing.
+  let heard = 0;
+  Object.defineProperty(window, '__e2eHeardEnergy', { get: () => heard });
+  const nativeConnect = AudioNode.prototype.connect;
+  const meters = new WeakMap();
+  const meterOf = (ctx) => {
+    let meter = meters.get(ctx);
+    if (!meter) {
+      meter = ctx.createScriptProcessor(2048, 1, 1);
+      meter.onaudioprocess = (event) => {
+        const samples = event.inputBuffer.getChannelData(0);
+        let sum = 0;
+        for (let i = 0; i < samples.length; i += 1) sum += samples[i] * samples[i];
+        heard += sum / ctx.sampleRate;
+      };
+      nativeConnect.call(meter, ctx.destination); // pulled by the graph; its output stays silent
+      meters.set(ctx, meter);
+    }
+    return meter;
+  };
+  AudioNode.prototype.connect = function (target, ...rest) {
+    const result = nativeConnect.call(this, target, ...rest);
+    if (target instanceof AudioDestinationNode && !(this instanceof ScriptProcessorNode)) {
+      nativeConnect.call(this, meterOf(this.context));
+    }
+    return result;
+  };
 })();
 `;
 
@@ -102,6 +133,11 @@ export async function peerStats(page: Page): Promise<NetworkStats | null> {
     return [...stats.values()] as Record<string, unknown>[];
   });
   return report === null ? null : summarizeStats(report);
+}
+
+/** The energy the page has played to its speakers so far (mean square x seconds). */
+export async function heardEnergy(page: Page): Promise<number> {
+  return page.evaluate(() => (window as unknown as { __e2eHeardEnergy?: number }).__e2eHeardEnergy ?? 0);
 }
 
 export async function peerCount(page: Page): Promise<number> {

@@ -1,6 +1,6 @@
 /** Reads the dashboard the way a person would: through what it renders (roles, test ids). */
 import type { Page } from 'playwright-core';
-import { peerStats } from './browser';
+import { heardEnergy } from './browser';
 import { pollUntil } from './wait';
 
 export type Role = 'user' | 'agent';
@@ -64,13 +64,13 @@ export async function waitTurn(page: Page, role: Role, after: number, timeoutMs:
   );
 }
 
-/** Waits until the agent's audio, as the browser receives it, carries energy above `above`. */
-export async function waitInboundEnergy(page: Page, above: number, timeoutMs: number): Promise<number> {
+/** Waits until what the page has played to its speakers carries energy above `above`. */
+export async function waitHeardEnergy(page: Page, above: number, timeoutMs: number): Promise<number> {
   return pollUntil(
-    `inbound audio energy above ${above.toFixed(4)}`,
+    `audio played with energy above ${above.toFixed(4)}`,
     async () => {
-      const stats = await peerStats(page);
-      return stats && stats.inboundAudioEnergy > above ? stats.inboundAudioEnergy : undefined;
+      const energy = await heardEnergy(page);
+      return energy > above ? energy : undefined;
     },
     { timeoutMs, intervalMs: 50 },
   );
