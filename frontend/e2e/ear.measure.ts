@@ -5,9 +5,11 @@
  * Each run is a fresh page (new context, new session) against one agent process. Per run: TURNS
  * questions, each timed from the end of the user's speech on the microphone tap to the first sound
  * of the reply on the remote tap; then BARGE_INS interruptions, each spoken once a story has been
- * playing for a second and timed from its speech onset to the last sound of the agent before the
- * user stopped talking. A turn with no reply, or a barge-in the agent was not speaking for or did
- * not stop for, is a counted failure with its reason, never a time.
+ * playing for a second (0.45 s more for each next one) and timed from its speech onset to the last
+ * sound of the agent before the user stopped talking. An interruption whose onset fell in a pause of
+ * the story is tried again later in a new story (up to 3 times). A turn with no reply, or a barge-in
+ * the agent was not speaking for or did not stop for, is a counted failure with its reason, never a
+ * time.
  *
  * `npm run e2e:ear` (build first: `npm run build`); RUNS, TURNS, BARGE_INS set the counts, EAR_OUT
  * the JSON's path, EAR_LOGS the directory under test-results/ for the agent's log and the speech
@@ -48,8 +50,17 @@ const PHRASES = {
 };
 /** The agent's audio is over when it has been silent this long after the page says listening. */
 const QUIET_S = 0.6;
-/** How long the story plays (its sound, on the remote tap) before the user interrupts it. */
+/**
+ * How long the story plays (its sound, on the remote tap) before the user interrupts it: the first
+ * barge-in of a run after this, each next one STORY_STEP_S later, so the interruptions land at
+ * different points of the story's words and pauses rather than always before the same comma.
+ */
 const STORY_HEARD_S = 1.0;
+const STORY_STEP_S = 0.45;
+/** The agent sounded this close before the interruption's onset, or the user spoke into a pause. */
+const SOUNDING_S = 0.06;
+/** Interruptions tried per barge-in while each lands in a pause of the story (not timed). */
+const BARGE_IN_ATTEMPTS = 3;
 /** A reply, or the story, not heard within this is a failed turn. */
 const REPLY_TIMEOUT_MS = 15_000;
 /** The agent still sounding this close to the end of the interruption never stopped for it. */
@@ -232,10 +243,20 @@ async function turn(page: Page, ear: Ear): Promise<Turn> {
   };
 }
 
-async function bargeIn(page: Page, ear: Ear): Promise<BargeIn> {
+/** A barge-in that lands in a pause of the story is not one (nothing sounded to stop): tried again. */
+async function bargeIn(page: Page, ear: Ear, index: number): Promise<BargeIn> {
+  let result: BargeIn = { failed: 'not tried' };
+  for (let attempt = 0; attempt < BARGE_IN_ATTEMPTS; attempt += 1) {
+    result = await bargeInOnce(page, ear, STORY_HEARD_S + STORY_STEP_S * (index + attempt));
+    if (result.failed !== 'agent was not speaking') return result;
+  }
+  return result;
+}
+
+async function bargeInOnce(page: Page, ear: Ear, storyHeardS: number): Promise<BargeIn> {
   await idle(page, ear);
   const asked = await ear.say('story');
-  const enough = Math.round(STORY_HEARD_S / ear.blockS);
+  const enough = Math.round(storyHeardS / ear.blockS);
   const started = await unlessTimedOut(
     ear.until('the story', () => firstLoud(ear.remote, asked.onset), REPLY_TIMEOUT_MS),
   );
@@ -250,8 +271,9 @@ async function bargeIn(page: Page, ear: Ear): Promise<BargeIn> {
   await ear.until('the agent audio up to the end of the interruption', () => latest(ear.remote) >= cut.end, 5_000);
   const bufferMs = bufferBetween(before, await ear.bufferTotals());
   const buffered = bufferMs !== undefined ? { bufferMs } : {};
-  // Sounding just before the onset counts as speaking (a gap between two words is not a stop).
-  const speaking = lastLoud(ear.remote, cut.onset - 0.25, cut.end);
+  // The agent must be sounding as the user starts: an onset in a pause between the story's words
+  // would time the pause, not the stop.
+  const speaking = lastLoud(ear.remote, cut.onset - SOUNDING_S, cut.onset + ear.blockS);
   const last = lastLoud(ear.remote, cut.onset, cut.end);
   if (speaking === undefined || last === undefined) return { failed: 'agent was not speaking', ...buffered };
   if (last + ear.blockS >= cut.end - STILL_TALKING_S) return { failed: 'agent did not stop', ...buffered };
@@ -286,7 +308,7 @@ it(`times voice-to-voice and barge-in inside the page over ${RUNS} runs`, { time
       console.warn(`run ${i + 1} turn ${t + 1}: ${JSON.stringify(run.turns.at(-1))}`);
     }
     for (let b = 0; b < BARGE_INS; b += 1) {
-      run.bargeIns.push(await bargeIn(page, ear));
+      run.bargeIns.push(await bargeIn(page, ear, b));
       console.warn(`run ${i + 1} barge-in ${b + 1}: ${JSON.stringify(run.bargeIns.at(-1))}`);
     }
     // The run's figures are in: an agent still talking here (a loaded machine) costs the closing
