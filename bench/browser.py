@@ -159,6 +159,16 @@ def agent_account(account: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def over_silence(v2v: dict[str, float], agent: dict[str, Any] | None) -> dict[str, float] | None:
+    """Voice-to-voice beyond the silence the agent waited before taking each turn (its mean, from
+    its own histogram): what recognition, the reply, the network and the browser add to the end-of-
+    turn detector's wait, the share the detector's setting does not explain."""
+    waited = agent["turn_end_silence_ms"]["mean"] if agent else None
+    if waited is None or not v2v["n"]:
+        return None
+    return {"silence_waited_ms": waited} | {k: round(v2v[k] - waited, 1) for k in ("p50", "p95", "p99")}
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     runs = raw["perRun"]
     turns = [t for r in runs for t in r["turns"]]
@@ -167,6 +177,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     stops = [b["bargeInMs"] for b in barges if "bargeInMs" in b]
     receivers = [r["receiver"] for r in runs if r.get("receiver")]
     sample_rates = sorted({r["context"]["sampleRate"] for r in runs if r.get("context")})
+    agent = agent_account(raw.get("agent"))
     return {
         "latency": {
             "turns": len(turns),
@@ -174,6 +185,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "failures": dict(Counter(t["failed"] for t in turns if "failed" in t)),
             "overlapped": sum(1 for t in turns if t.get("overlapped")),
             "voice_to_voice_ms": summary(v2v),
+            "over_silence_ms": over_silence(summary(v2v), agent),
             # The browser's playout buffer over each timed turn: the share of it spent waiting there.
             "buffer_ms": summary([t["bufferMs"] for t in turns if "bufferMs" in t]),
             "dashboard": dashboard_agreement(turns),
@@ -193,7 +205,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "concealed_percent": summary([r["concealedPercent"] for r in receivers]),
         },
         "audio_sample_rate_hz": sample_rates,
-        "agent": agent_account(raw.get("agent")),
+        "agent": agent,
     }
 
 

@@ -204,8 +204,19 @@ def heard_rows(d: dict[str, Any]) -> list[list[str]]:
             f"(end of turn: {c.get('turn_detector') or 'as configured'})",
             _p2(lat["voice_to_voice_ms"]),
         ],
-        ["Barge-in heard in Chromium: user starts speaking → agent audio silent", _p2(barge["barge_in_ms"])],
     ]
+    if lat.get("over_silence_ms"):
+        over = lat["over_silence_ms"]
+        rows.append(
+            [
+                "The same beyond the silence the agent waited before taking the turn "
+                f"(mean {over['silence_waited_ms']:.0f} ms)",
+                f"{over['p50']:.0f} / {over['p95']:.0f} ms",
+            ]
+        )
+    rows.append(
+        ["Barge-in heard in Chromium: user starts speaking → agent audio silent", _p2(barge["barge_in_ms"])]
+    )
     if "dashboard" in lat:
         rows.append(
             [

@@ -99,3 +99,12 @@ def test_click_to_connected_gets_its_rows_under_the_default_column() -> None:
         "| Its steps, p50 ms after the click | sessionAsked 1, micOpen 30, sessionReady 26.5, answer 90 | — |"
         in table
     )
+
+
+def test_voice_to_voice_beyond_the_silence_the_agent_waited() -> None:
+    """What the detector's setting does not explain: the heard figure minus the agent's mean wait."""
+    s = summarize(raw())
+    # Heard 400, 450, 500 ms; the agent waited 250 ms on average before taking a turn.
+    over = s["latency"]["over_silence_ms"]
+    assert over == {"silence_waited_ms": 250.0, "p50": 200.0, "p95": 245.0, "p99": 249.0}
+    assert summarize(raw(agent=False))["latency"]["over_silence_ms"] is None
