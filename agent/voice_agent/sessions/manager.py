@@ -30,6 +30,10 @@ MOVE_SETTLE_S = 0.2
 # A moved call counts against the room elsewhere until its client's reconnect has claimed a slot
 # there (a reconnect through the balancer takes milliseconds; ten times this is a client gone).
 MOVE_CLAIM_S = 2.0
+# Calls moved per drain poll (DRAIN_POLL_S): ten calls ready at once, moved at once, reconnect and
+# renegotiate at once with the agent that takes them, and each waits for the others' handshakes on its
+# cores; a call every poll keeps two or three in flight, and ten are gone in about a second.
+MOVES_PER_POLL = 1
 # A client reconnecting to a call still closing here waits this long at most for its close (a close's
 # store writes are bounded well below it) before it is told to try again.
 CLOSING_WAIT_S = 10.0
@@ -222,7 +226,7 @@ class CallManager:
             return
         self._moved_at = [t for t in self._moved_at if now - t < MOVE_CLAIM_S]
         room = await self.admission.room_elsewhere() - len(self._moved_at)
-        for call in ready[: max(0, room)]:
+        for call in ready[: min(max(0, room), MOVES_PER_POLL)]:
             self._quiet_since.pop(call.id, None)
             try:
                 if not await call.move():
