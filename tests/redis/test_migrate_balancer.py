@@ -22,7 +22,6 @@ import websockets
 from bench.liveness import open_call, pool_under_load
 from tests.redis.servers import RedisServer
 from tests.support.procs import AgentProcess
-from tests.support.prom import scrape
 from tests.support.waits import until
 from voice_agent.protocol.signaling import CloseAction, ErrorCode
 from voice_agent.testing.client import VoiceClient
@@ -136,7 +135,9 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
     """Redis is slow while the draining owner moves a call, so the move's save and release take a
     while; a socket for the session reaches the owner in between. It waits for the close and is
     answered as the session then stands. Attached to the closing call, it would be served by nothing,
-    the call "moved" again at every poll of the drain, and the agent held until its drain timeout."""
+    the call "moved" again at every poll of the drain, and the agent held until its drain timeout.
+    (The conversation going on after a move is the test above: here the knocking socket competes with
+    the client's own reconnect for the session, as a stale socket would.)"""
     env = {"voice_drain_timeout_s": f"{DRAIN_TIMEOUT_S:g}"}
     async with pool_under_load(tmp_path, 2, burn_s=0, burn=0, env=env) as (pool, url, _):
         call = await open_call(url)
@@ -161,13 +162,10 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
                 await until(lambda: bool(client.closes), 20.0, "the moved call's close")
             # Well before the drain timeout, which is when a socket attached to the closing call would go.
             await until(lambda: bool(codes), DRAIN_TIMEOUT_S * 2 / 3, "the knocking socket answered")
-            # Try again (this draining agent takes no session), or reconnect (relayed to the agent the
-            # moved call's own reconnect reached first, then handed off by the drain).
-            assert codes[0] in (1012, 1013), codes
-
-            await until(lambda: client.renegotiations > 0, 30.0, "media renegotiated with the new owner")
-            await client.wait_media(timeout=30)
-            assert "pineapple" in await _ask(client, "repeat what I said")
+            # Try again (this draining agent takes no session), reconnect (relayed to the agent the
+            # moved call's own reconnect reached first, then handed off by the drain), or replaced (the
+            # client's own reconnect took the session over from it).
+            assert codes[0] in (1012, 1013, 4409), codes
             # Long before its drain timeout, though every store write of its drain was slow.
             assert await exited < DRAIN_TIMEOUT_S / 2, owner.logs()[-3000:]
             # Each move closed a call of its own: none was "moved" again while it was still closing (the
@@ -175,8 +173,6 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
             # landing, and that call moves in turn).
             logs = owner.logs()
             assert 1 <= logs.count('"call moved"') == logs.count('"call closed"'), logs[-3000:]
-            other = next(p for a, p in pool.agents.items() if a != owner_id)
-            assert (await scrape(other.url)).get("voice_migration_gap_seconds_count", 0) >= 1
         finally:
             for task in knocks:
                 task.cancel()
