@@ -55,12 +55,36 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "browser",
+        "configs.default.latency.over_silence_ms.p50",
+        "<=",
+        120,
+        "in Chromium: voice-to-voice beyond the silence the agent waited, p50 (ms)",
+    ),
+    Target(
+        "browser",
         "configs.default.barge_in.barge_in_ms.p95",
         "<=",
-        200,
+        150,
         "in Chromium: barge-in speech onset to agent silent, p95 (ms)",
     ),
     Target("browser", "failed", "==", 0, "in Chromium: turns with no reply or barge-ins missed, all configs"),
+    Target(
+        "browser",
+        "configs.default.latency.dashboard.difference_ms.p95",
+        "<=",
+        30,
+        "in Chromium: the dashboard's heard figure apart from the page-side measurement, same turn, p95 (ms)",
+    ),
+    Target(
+        "browser",
+        "configs.default.latency.dashboard.missing",
+        "==",
+        0,
+        "in Chromium: turns heard with no figure on the dashboard",
+    ),
+    Target(
+        "browser", "start.click_to_connected_ms.p50", "<=", 150, "in Chromium: click to connected, p50 (ms)"
+    ),
     Target(
         "turntaking",
         "default.questions.end_of_turn_ms.p50",
