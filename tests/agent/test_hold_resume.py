@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.speech import synth
+from tests.support.story import story_under_way
 from voice_agent.media.audio import OUTPUT_RATE
-from voice_agent.testing.client import VoiceClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -58,16 +58,7 @@ def best_match(template: np.ndarray, within: np.ndarray) -> tuple[int, float]:
 
 
 async def test_a_resumed_story_plays_on_from_the_last_sample_the_listener_heard(agent: AgentProcess) -> None:
-    client = VoiceClient(agent.url, jitter_frames=0, playout_ms=PLAYOUT_MS)
-    try:
-        await client.create_session()
-        await client.connect()
-        await client.wait_media()
-        client.say(*synth("please tell me a story"))
-        speaking = await client.wait_for(
-            lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30
-        )
-        await client.wait_voiced(50, after=speaking["_at"], timeout=15)
+    async with story_under_way(agent, jitter_frames=0, playout_ms=PLAYOUT_MS) as (client, _):
         client.say(*synth("okay"))
         held = await client.wait_for(lambda e: e["type"] == "playback" and e["state"] == "held", timeout=15)
         resumed = await client.wait_for(
@@ -75,8 +66,6 @@ async def test_a_resumed_story_plays_on_from_the_last_sample_the_listener_heard(
             timeout=15,
         )
         await client.wait_voiced(40, after=resumed["_at"], timeout=15)
-    finally:
-        await client.close()
 
     pcm, times = client.recording.playout()
     heard = client.heard(times)

@@ -3,8 +3,7 @@ pauses it, and the story plays on to its end; "wait, stop" cuts it."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from bench.voices import cough
 from tests.support.procs import AgentProcess, running_agent
 from tests.support.prom import scrape
 from tests.support.speech import synth
+from tests.support.story import story_under_way
 from voice_agent.providers.local_llm import STORY
 from voice_agent.testing.client import VoiceClient
 
@@ -27,25 +27,6 @@ IN_FLIGHT_S = 0.5
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     with running_agent(tmp_path_factory.mktemp("agent"), voice_reconnect_grace_s="1") as proc:
         yield proc
-
-
-@contextlib.asynccontextmanager
-async def story_under_way(agent: AgentProcess) -> AsyncIterator[tuple[VoiceClient, dict[str, Any]]]:
-    """A call that asked for the story; yields it with the `speaking` status once about a second of
-    the story has arrived."""
-    client = VoiceClient(agent.url)
-    try:
-        await client.create_session()
-        await client.connect()
-        await client.wait_media()
-        client.say(*synth("please tell me a story"))
-        speaking = await client.wait_for(
-            lambda e: e["type"] == "status" and e["processing"] == "speaking", timeout=30
-        )
-        await client.wait_voiced(50, after=speaking["_at"], timeout=15)
-        yield client, speaking
-    finally:
-        await client.close()
 
 
 async def story_over(client: VoiceClient, speaking: dict[str, Any], timeout: float) -> float:
