@@ -161,7 +161,12 @@ async def test_a_socket_that_reaches_a_call_while_its_move_is_saving_does_not_ge
                 knocks.append(asyncio.create_task(_knock(owner.url, session_id, codes)))
                 await until(lambda: bool(client.closes), 20.0, "the moved call's close")
             # Well before the drain timeout, which is when a socket attached to the closing call would go.
-            await until(lambda: bool(codes), DRAIN_TIMEOUT_S * 2 / 3, "the knocking socket answered")
+            try:
+                await until(lambda: bool(codes), DRAIN_TIMEOUT_S * 2 / 3, "the knocking socket answered")
+            except TimeoutError:
+                for name, agent in pool.agents.items():
+                    print(f"--- {name}", agent.logs()[-6000:])
+                raise
             # Try again (this draining agent takes no session), reconnect (relayed to the agent the
             # moved call's own reconnect reached first, then handed off by the drain), or replaced (the
             # client's own reconnect took the session over from it).
