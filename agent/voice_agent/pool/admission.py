@@ -139,8 +139,8 @@ class PooledAdmission:
         except StoreUnavailable:
             return 0  # unknown is no room: the calls stay, as they would without a pool
 
-    def hand_off_relayed(self, settle_s: float) -> int:
-        return self.relay.hand_off_quiet(settle_s) if self.relay is not None else 0
+    def hand_off_relayed(self, settle_s: float, anyway: bool = False) -> int:
+        return self.relay.hand_off_quiet(settle_s, anyway) if self.relay is not None else 0
 
     @property
     def relayed(self) -> int:

@@ -279,11 +279,13 @@ class Relay:
         if self._reader is not None:
             await stop_task(self._reader)
 
-    def hand_off_quiet(self, settle_s: float) -> int:
+    def hand_off_quiet(self, settle_s: float, anyway: bool = False) -> int:
         """Draining: close the relayed sockets whose calls (running elsewhere) are quiet at a turn
-        boundary; each client reconnects at once to a ready agent, its media to the owner untouched."""
+        boundary, or all of them once `anyway` (the drain's patience is over: a call whose events never
+        show a quiet boundary to this socket must not hold the agent to its drain timeout); each client
+        reconnects at once to a ready agent, its call and its media to the owner untouched."""
         now = time.monotonic()
-        quiet = [e for e in self.edges.values() if e.quiet_for(now) >= settle_s]
+        quiet = [e for e in self.edges.values() if anyway or e.quiet_for(now) >= settle_s]
         for edge in quiet:
             edge.lost(ErrorCode.GOING_AWAY, "this agent is shutting down; reconnect to go on")
         return len(quiet)

@@ -109,9 +109,10 @@ class Admission(Protocol):
         """Calls a draining agent may move now: free slots on the other agents of its pool (0 alone)."""
         ...
 
-    def hand_off_relayed(self, settle_s: float) -> int:
+    def hand_off_relayed(self, settle_s: float, anyway: bool = False) -> int:
         """Draining: close the relayed sockets whose calls have been quiet at a turn boundary for
-        settle_s, so their clients go on through a ready agent; how many were closed."""
+        settle_s (all of them with `anyway`), so their clients go on through a ready agent; how many
+        were closed."""
         ...
 
     @property
@@ -170,7 +171,7 @@ class LocalAdmission:
     async def room_elsewhere(self) -> int:
         return 0
 
-    def hand_off_relayed(self, settle_s: float) -> int:
+    def hand_off_relayed(self, settle_s: float, anyway: bool = False) -> int:
         return 0
 
     @property

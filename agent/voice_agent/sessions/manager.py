@@ -15,7 +15,7 @@ from voice_agent.protocol.sessions import SessionRecord
 from voice_agent.protocol.signaling import CloseCode
 from voice_agent.providers.base import Providers
 from voice_agent.sessions.admission import Admission, CapacityError, RemoteOwner
-from voice_agent.sessions.call import Call
+from voice_agent.sessions.call import MOVE_PATIENCE_S, Call
 from voice_agent.settings import Settings
 from voice_agent.store.base import SessionStore
 from voice_agent.telemetry import metrics
@@ -212,10 +212,11 @@ class CallManager:
         Sockets relayed to calls on other agents go too, when their call is quiet: only the socket
         moves (to a ready agent), the call and its media stay where they are.
         """
-        if handed := self.admission.hand_off_relayed(MOVE_SETTLE_S):
-            log.info("relayed sockets handed off", extra={"count": handed})
         now = time.monotonic()
         waited = now - (self._drain_started or now)
+        # Past the patience a call gets (MOVE_PATIENCE_S), every relayed socket goes, quiet or not.
+        if handed := self.admission.hand_off_relayed(MOVE_SETTLE_S, anyway=waited >= MOVE_PATIENCE_S):
+            log.info("relayed sockets handed off", extra={"count": handed})
         ready: list[Call] = []
         for sid, call in list(self.calls.items()):
             if call.conn is None or call.closing or not call.ready_to_move(waited):
