@@ -8,7 +8,10 @@ With `resume=True` it also keeps its conversation going the way the web client d
 close it does what the close code says (docs/api.md, "Close codes": reconnect at once, retry
 later, start a new session, or stop), renegotiates media when the agent it lands on holds none,
 and treats audio that stops arriving while the call is up as a stall to recover from. It counts
-how long it ever went without hearing from the agent (`silence`).
+how long it ever went without hearing from the agent (`silence`). What the user says while the call
+moves is not lost (docs/deploy.md, "Rolling a pool"): from the move's notice its speech is held,
+and the agent that takes the call hears it on the new peer connection, with the moment before the
+notice said again (the old agent had stopped listening before it told the client).
 
 It follows the agent's `playback` events as the web client does (docs/api.md, "Hold and resume"):
 it goes silent at a hold, answers with what it never played, and plays again at the resume. What
@@ -28,6 +31,7 @@ import json
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +55,7 @@ from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.protocol.signaling import (
     MEDIA_STALL_S,
     CloseAction,
+    CloseCode,
     ErrorCode,
     close_action,
     parse_candidate,
@@ -79,6 +84,12 @@ UNHEARD_WAIT_S = 0.5
 CUT_SILENCE_S = 1.0
 # Error events that ask the client to renegotiate media (docs/api.md, "Error codes").
 RENEGOTIATE_ON = {ErrorCode.MEDIA_STALLED, ErrorCode.ICE_FAILED}
+# A moved call's notice comes after its old agent stopped listening (it saves and releases the call
+# first): what the user said this long before the notice is said again to the agent that takes the
+# call. The old agent moved the call after as long a quiet turn boundary, so none of it was acted on.
+MOVE_REPLAY_S = 0.2
+# Speech track turn: the client's speech is one stream, never cut by turns.
+SPEECH_TURN = 0
 
 
 def _agent_starting(resp: httpx.Response) -> bool:
@@ -217,6 +228,12 @@ class VoiceClient:
         self._silent_turn: int | None = None
         self._unheard: tuple[int, float] | None = None  # (turn, silent since) while counting it
         self.speaker = AIGeneratedAudioTrack("client", count_metrics=False)
+        # Each utterance said and how much of it is still to go out: what a new peer connection's
+        # track carries on with. Kept until it has gone out and is past the replay window.
+        self._said: dict[int, bytes] = {}
+        self._remaining: dict[int, int] = {}
+        self._sent_log: deque[tuple[float, int, int]] = deque()  # (when, utterance, bytes) sent lately
+        self._speech_held_at: float | None = None  # the move's notice, while the speech is held
         self.pc: RTCPeerConnection | None = None
         self.ws: Any = None
         self.close_code: int | None = None
@@ -410,6 +427,8 @@ class VoiceClient:
         if action is CloseAction.STOP:
             self.stopped = True
             return
+        if code == CloseCode.RECONNECT and not dropped:
+            self._hold_speech(now)  # a move told by its close alone
         self._attempts += 1
         first = action is CloseAction.RECONNECT and self._attempts == 1
         delay = 0.0 if first else _backoff(self._attempts)
@@ -437,11 +456,17 @@ class VoiceClient:
             return  # opened and closed: that close already scheduled the next attempt
         self._attempts = 0
         if not session["session"].get("peer_connections") or not self._media_up():
-            self._renegotiate()
+            self._renegotiate()  # the new peer connection's track carries the held speech
+        else:
+            self._release_speech()  # only the socket moved: the agent that heard the user still does
 
     def _follow(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "error" and event.get("code") in RENEGOTIATE_ON:
+        if event.get("type") != "error":
+            return
+        if event.get("code") in RENEGOTIATE_ON:
             self._renegotiate()
+        elif event.get("code") == ErrorCode.SESSION_MOVED:
+            self._hold_speech(event["_at"])
 
     def _media_up(self) -> bool:
         return self.pc is not None and self.pc.connectionState == "connected"
@@ -548,7 +573,7 @@ class VoiceClient:
     async def _negotiate(self) -> None:
         if self.pc is not None:
             await self.pc.close()
-            self.speaker = _fresh_speaker(self.speaker, self._played)
+            self._carry_speech()
         servers = self.ice_servers if self.ice_servers is not None else self.session.get("ice_servers", [])
         # Relay-only gathers TURN candidates alone, as a browser with iceTransportPolicy "relay" does:
         # a host candidate, even left out of the offer, could still pair with the agent's relay.
@@ -628,19 +653,64 @@ class VoiceClient:
         """Queue speech (s16 mono at `rate`); returns an utterance id for `speech_ended`."""
         resampler = PcmResampler(rate, OUTPUT_RATE)
         out = resampler.resample(pcm) + resampler.flush()
+        self._forget_said()
         self._utterances += 1
         uid = self._utterances
-        self.speaker.enqueue(0, uid, out)
-        self._remaining = getattr(self, "_remaining", {})
+        self.speaker.enqueue(SPEECH_TURN, uid, out)
+        self._said[uid] = out
         self._remaining[uid] = len(out)
         return uid
 
     def _played(self, turn: int, index: int, nbytes: int) -> None:
-        self._speech_start.setdefault(index, time.monotonic())
+        now = time.monotonic()
+        self._speech_start.setdefault(index, now)
         left = self._remaining.get(index, 0) - nbytes
         self._remaining[index] = left
         if left <= 0:
-            self._speech_end[index] = time.monotonic()
+            self._speech_end[index] = now
+        self._sent_log.append((now, index, nbytes))
+        while self._sent_log[0][0] < now - MOVE_REPLAY_S:
+            self._sent_log.popleft()
+
+    def _forget_said(self) -> None:
+        """Utterances gone out in full and out of the replay window are never sent again."""
+        replayable = {uid for _, uid, _ in self._sent_log}
+        for uid in [u for u, left in self._remaining.items() if left <= 0 and u not in replayable]:
+            del self._said[uid], self._remaining[uid]
+
+    # --- speech across a move ----------------------------------------------------------------
+    def _hold_speech(self, notice_at: float) -> None:
+        """The call is moving (told at `notice_at`): nothing the user says goes out until the agent
+        that takes the call is connected; the old agent no longer listens. Speech said meanwhile
+        queues up. Called again before the move ends, it keeps the first notice."""
+        if self._speech_held_at is None:
+            self._speech_held_at = notice_at
+            self.speaker.hold(SPEECH_TURN)
+
+    def _release_speech(self) -> None:
+        """The socket moved and the media did not: the same agent listens on, nothing to say again."""
+        self._speech_held_at = None
+        self.speaker.resume(SPEECH_TURN)
+
+    def _carry_speech(self) -> None:
+        """A new peer connection's speech track, carrying on with what the old one had still to send
+        (lost with it otherwise) and, after a move, with what went out in the moment before its
+        notice. It is not held: aiortc starts sending it once the new media is up."""
+        if self._speech_held_at is not None:
+            since = self._speech_held_at - MOVE_REPLAY_S
+            while self._sent_log and self._sent_log[-1][0] >= since:
+                _, uid, nbytes = self._sent_log.pop()
+                self._remaining[uid] += nbytes
+                self._speech_end.pop(uid, None)  # it ends when the agent that took the call heard it
+            self._sent_log.clear()
+            self._speech_held_at = None
+        new = AIGeneratedAudioTrack("client", count_metrics=False)
+        new.on_played = self._played
+        for uid, pcm in self._said.items():
+            if (left := self._remaining[uid]) > 0:
+                new.enqueue(SPEECH_TURN, uid, pcm[len(pcm) - left :])
+        self.speaker.stop()
+        self.speaker = new
 
     def speech_started(self, uid: int) -> float | None:
         """When the first frame of utterance `uid` went out (None if it has not yet)."""
@@ -675,15 +745,6 @@ class VoiceClient:
 def _backoff(attempt: int) -> float:
     raw = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt - 1))
     return max(0.0, raw * (1 + BACKOFF_JITTER * (2 * random.random() - 1)))
-
-
-def _fresh_speaker(
-    old: AIGeneratedAudioTrack, on_played: Callable[[int, int, int], None]
-) -> AIGeneratedAudioTrack:
-    new = AIGeneratedAudioTrack("client", count_metrics=False)
-    new.on_played = on_played
-    old.stop()
-    return new
 
 
 FRAME_48K = frame_bytes(OUTPUT_RATE)
