@@ -15,6 +15,11 @@ Each timed turn is also read off the dashboard: the heard figure the app itself 
 shows for that turn (src/audio/heard.ts), against this independent measurement of the same turn.
 A dashboard that says something other than what was heard is a bug in the app, not noise.
 
+Each timed turn is also split into its parts on one clock, the wall clock both share on this
+machine: the page puts its end of speech and the reply's first sound on it, the agent logs its own
+steps of the turn (pipeline/turn_metrics.py), and the two are matched by time. So what the user
+waits beyond the end-of-turn silence says whether it went in, in the agent or out.
+
 Click to connected is timed too (`frontend/e2e/start.measure.ts`): fresh pages that sit idle, as a
 visitor reading them would, before "Start conversation" is clicked; the steps between (microphone,
 session, socket, offer, answer, ICE) say where the time went.
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +141,49 @@ def dashboard_agreement(turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# A turn's parts, in order, between the page's end of the user's speech and the reply heard there:
+# each from the moment before it to its own (frontend/e2e/ear.measure.ts, the agent's log line).
+PARTS = {
+    "to_agent": "the page's end of speech → the agent's last loud frame (capture, Opus, network, decode)",
+    "vad_hangover": "→ the agent's last voiced frame (the VAD calling the quiet after the voice voiced)",
+    "silence": "→ the turn taken (the end-of-turn silence)",
+    "decode": "→ the final transcript",
+    "reply": "→ the first reply audio into the outbound track",
+    "slot": "→ its first frame sent (the track's next 20 ms slot)",
+    "to_ear": "→ heard in the page (network, the browser's buffer and playout)",
+}
+_AGENT_STEPS = ("loud_end_ms", None, "taken_ms", "stt_ms", "audio_ready_ms", "voice_to_voice_ms")
+
+
+def turn_parts(turn: dict[str, Any]) -> dict[str, float] | None:
+    """One turn's PARTS in ms, or None when the page or the agent lacks a moment of it."""
+    steps = turn.get("agent")
+    if not steps or "endUnixMs" not in turn or any(k and k not in steps for k in _AGENT_STEPS):
+        return None
+    base = steps["voice_end_unix_ms"]
+    marks = [
+        turn["endUnixMs"],
+        *(base + (steps[k] if k else 0.0) for k in _AGENT_STEPS),
+        turn["replyUnixMs"],
+    ]
+    return {name: round(b - a, 1) for name, (a, b) in zip(PARTS, pairwise(marks), strict=True)}
+
+
+def breakdown(turns: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The parts of the timed turns the agent's log had, and each turn's figure beyond its own
+    silence (what the end-of-turn setting does not explain, turn by turn)."""
+    split = [(t["voiceToVoiceMs"], p) for t in turns if "voiceToVoiceMs" in t and (p := turn_parts(t))]
+    if not split:
+        return None
+    return {
+        "turns": len(split),
+        "parts_ms": {name: summary([p[name] for _, p in split]) for name in PARTS},
+        "beyond_silence_ms": summary([round(v - p["silence"], 1) for v, p in split]),
+        # The parts add up to the heard figure but for the clocks' mapping: this is how far off.
+        "unaccounted_ms": summary([round(v - sum(p.values()), 1) for v, p in split]),
+    }
+
+
 def median_bound(buckets: list[list[float]], count: float) -> float | None:
     """The smallest histogram bound (s) at or under which half the observations fall."""
     return next((le for le, n in buckets if count and n >= count / 2), None)
@@ -154,15 +203,23 @@ def agent_account(account: dict[str, Any] | None) -> dict[str, Any] | None:
             "p50_at_most": None if (b := median_bound(silence["buckets"], count)) is None else b * 1000,
         },
         "interruptions": account["interruptions"],
+        "drafts": account.get("drafts"),
         "output_stalled_ms": round(account["outputStalledS"] * 1000, 1),
         "output_late_frames": account["outputLateFrames"],
     }
 
 
-def over_silence(v2v: dict[str, float], agent: dict[str, Any] | None) -> dict[str, float] | None:
-    """Voice-to-voice beyond the silence the agent waited before taking each turn (its mean, from
-    its own histogram): what recognition, the reply, the network and the browser add to the end-of-
-    turn detector's wait, the share the detector's setting does not explain."""
+def over_silence(
+    v2v: dict[str, float], agent: dict[str, Any] | None, parts: dict[str, Any] | None = None
+) -> dict[str, float] | None:
+    """Voice-to-voice beyond the silence the agent waited before taking each turn: what recognition,
+    the reply, the network and the browser add to the end-of-turn detector's wait, the share the
+    detector's setting does not explain. Turn by turn when the run has the turns' parts; else the
+    heard figures less the mean wait from the agent's own histogram."""
+    if parts:
+        beyond = parts["beyond_silence_ms"]
+        waited_mean = parts["parts_ms"]["silence"]["mean"]
+        return {"silence_waited_ms": waited_mean} | {k: beyond[k] for k in ("p50", "p95", "p99")}
     waited = agent["turn_end_silence_ms"]["mean"] if agent else None
     if waited is None or not v2v["n"]:
         return None
@@ -178,6 +235,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     receivers = [r["receiver"] for r in runs if r.get("receiver")]
     sample_rates = sorted({r["context"]["sampleRate"] for r in runs if r.get("context")})
     agent = agent_account(raw.get("agent"))
+    parts = breakdown(turns)
     return {
         "latency": {
             "turns": len(turns),
@@ -185,7 +243,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "failures": dict(Counter(t["failed"] for t in turns if "failed" in t)),
             "overlapped": sum(1 for t in turns if t.get("overlapped")),
             "voice_to_voice_ms": summary(v2v),
-            "over_silence_ms": over_silence(summary(v2v), agent),
+            "over_silence_ms": over_silence(summary(v2v), agent, parts),
+            "parts": parts,
             # The browser's playout buffer over each timed turn: the share of it spent waiting there.
             "buffer_ms": summary([t["bufferMs"] for t in turns if "bufferMs" in t]),
             "dashboard": dashboard_agreement(turns),
@@ -254,6 +313,12 @@ def _counts(c: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in sorted(c.items())) or "—"
 
 
+def parts_cell(parts: dict[str, Any] | None) -> str:
+    if not parts:
+        return "—"
+    return ", ".join(f"{k} {v['p50']:g}" for k, v in parts["parts_ms"].items()) + f" ({parts['turns']})"
+
+
 def report(d: dict[str, Any]) -> str:
     """The table for the console and docs/performance.md: one column per configuration."""
     configs: dict[str, Any] = d["configs"]
@@ -276,6 +341,23 @@ def report(d: dict[str, Any]) -> str:
             [_p(c["latency"]["voice_to_voice_ms"]) for c in configs.values()],
         ),
         ("Turns without a reply", [failures(c["latency"]) for c in configs.values()]),
+        *(
+            [
+                (
+                    "Voice-to-voice by part, p50 ms (turns the agent's log matched)",
+                    [parts_cell(c["latency"].get("parts")) for c in configs.values()],
+                ),
+                (
+                    "Beyond the silence the agent waited, turn by turn",
+                    [
+                        _p(c["latency"]["parts"]["beyond_silence_ms"]) if c["latency"].get("parts") else "—"
+                        for c in configs.values()
+                    ],
+                ),
+            ]
+            if any(c["latency"].get("parts") for c in configs.values())
+            else []
+        ),
         *(
             [
                 (
@@ -321,6 +403,10 @@ def report(d: dict[str, Any]) -> str:
             (
                 "Agent: end-of-turn decisions by outcome",
                 [_counts(c["agent"]["turn_decisions"]) for c in configs.values()],
+            ),
+            (
+                "Agent: replies drafted in the pause, by outcome",
+                [_counts(c["agent"].get("drafts") or {}) for c in configs.values()],
             ),
             (
                 "Agent: silence waited before taking the turn, mean",

@@ -16,7 +16,7 @@
  * (`ear` by default; emptied first, so two runs at once each need their own). Every VOICE_* variable in the environment is passed to the agent, so one
  * configuration or another is measured by the same script.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -79,7 +79,57 @@ interface Turn {
    * Turn latency panel), or absent when it showed none within DASHBOARD_WAIT_MS of the reply.
    */
   dashboardMs?: number;
+  /** The end of the user's speech and the first sound of the reply as Unix ms (support/ear.ts, unixMs). */
+  endUnixMs?: number;
+  replyUnixMs?: number;
+  /** The agent's log line for the same turn (agentSteps): where its share of the time went. */
+  agent?: AgentSteps;
   failed?: string;
+}
+
+/**
+ * The agent's "turn complete" log line for a turn (pipeline/turn_metrics.py): its last voiced
+ * frame's Unix time, and in ms after it the voice's last loud frame, the turn taken, the final
+ * transcript, the first reply audio into the track and the first reply frame sent.
+ */
+interface AgentSteps {
+  voice_end_unix_ms: number;
+  loud_end_ms?: number;
+  taken_ms?: number;
+  stt_ms?: number;
+  audio_ready_ms?: number;
+  voice_to_voice_ms?: number;
+}
+
+/** The agent's turn whose voice ended closest after the page's, within this window (ms): the same turn. */
+const SAME_TURN_MS = { before: 100, after: 600 };
+
+function agentSteps(dir: string): AgentSteps[] {
+  const steps: AgentSteps[] = [];
+  for (const name of readdirSync(dir).filter((n) => n.startsWith('agent-') && n.endsWith('.log'))) {
+    for (const line of readFileSync(resolve(dir, name), 'utf8').split('\n')) {
+      if (!line.includes('"turn complete"')) continue;
+      const record = JSON.parse(line) as Partial<AgentSteps>;
+      if (typeof record.voice_end_unix_ms === 'number') steps.push(record as AgentSteps);
+    }
+  }
+  return steps;
+}
+
+/** Gives each timed turn the agent's record of it, matched on the wall clock; each record at most once. */
+function attachAgentSteps(turns: Turn[], steps: AgentSteps[]): void {
+  const free = [...steps];
+  for (const turn of turns) {
+    const end = turn.endUnixMs;
+    if (end === undefined) continue;
+    const lag = (s: AgentSteps): number => s.voice_end_unix_ms - end;
+    const candidates = free.filter((s) => lag(s) >= -SAME_TURN_MS.before && lag(s) <= SAME_TURN_MS.after);
+    const best = candidates.sort((a, b) => Math.abs(lag(a)) - Math.abs(lag(b)))[0];
+    if (best) {
+      turn.agent = best;
+      free.splice(free.indexOf(best), 1);
+    }
+  }
 }
 
 interface BargeIn {
@@ -118,6 +168,8 @@ interface AgentAccount {
   /** Cumulative counts of voice_turn_end_silence_seconds by upper bound (s), and their sum. */
   turnEndSilence: { buckets: [number, number][]; sumS: number; count: number };
   interruptions: Record<string, number>;
+  /** Replies drafted during the pause, by what became of them (used, missed, dropped). */
+  drafts: Record<string, number>;
   /** How long the agent's outbound audio fell behind its 20 ms clock, and in how many frames. */
   outputStalledS: number;
   outputLateFrames: number;
@@ -154,12 +206,14 @@ async function agentAccount(url: string): Promise<AgentAccount> {
       count: total(`${silence}_count`),
     },
     interruptions: byLabel(text, 'voice_interruptions_total', 'kind'),
+    drafts: byLabel(text, 'voice_preemptive_drafts_total', 'outcome'),
     outputStalledS: plain(text, 'voice_output_stalled_seconds_total'),
     outputLateFrames: plain(text, 'voice_output_late_frames_total'),
   };
 }
 
 let agent: AgentProcess;
+let agentLogs: string;
 let browser: Browser;
 let phrases: Record<keyof typeof PHRASES, string>;
 
@@ -173,6 +227,7 @@ beforeAll(async () => {
       return [name, speechWav(dir, text, 0, 0)];
     }),
   ) as Record<keyof typeof PHRASES, string>;
+  agentLogs = out;
   agent = new AgentProcess({ port: await freePort(), logDir: out, env: agentEnv() });
   await agent.start();
   // The microphone is the page's own (support/ear.ts): Chromium's is never opened.
@@ -235,8 +290,11 @@ async function turn(page: Page, ear: Ear): Promise<Turn> {
   const bufferMs = bufferBetween(before, await ear.bufferTotals());
   const dashboardMs = await dashboardFigure(page, shownBefore);
   const ms = (reply - spoken.end) * 1000;
+  const endUnixMs = ear.unixMs(spoken.end);
+  const replyUnixMs = ear.unixMs(reply);
   return {
     voiceToVoiceMs: Math.round(ms * 10) / 10,
+    ...(endUnixMs !== undefined && replyUnixMs !== undefined ? { endUnixMs, replyUnixMs } : {}),
     ...(bufferMs !== undefined ? { bufferMs } : {}),
     ...(ms < 0 ? { overlapped: true } : {}),
     ...(dashboardMs !== undefined ? { dashboardMs } : {}),
@@ -321,6 +379,11 @@ it(`times voice-to-voice and barge-in inside the page over ${RUNS} runs`, { time
     await page.getByRole('button', { name: 'End conversation' }).click();
     await context.close();
   }
+  // The agent logs a turn once its reply has played: all are in by now.
+  attachAgentSteps(
+    runs.flatMap((r) => r.turns),
+    agentSteps(agentLogs),
+  );
   mkdirSync(dirname(OUT_FILE), { recursive: true });
   const account = await agentAccount(agent.url);
   const result = { runs: RUNS, turnsPerRun: TURNS, bargeInsPerRun: BARGE_INS, perRun: runs, agent: account };

@@ -108,3 +108,34 @@ def test_voice_to_voice_beyond_the_silence_the_agent_waited() -> None:
     over = s["latency"]["over_silence_ms"]
     assert over == {"silence_waited_ms": 250.0, "p50": 200.0, "p95": 245.0, "p99": 249.0}
     assert summarize(raw(agent=False))["latency"]["over_silence_ms"] is None
+
+
+def test_each_turn_is_split_into_its_parts_on_the_wall_clock() -> None:
+    """The page's end of speech and reply heard, the agent's steps in between: parts that add up."""
+    steps = {"loud_end_ms": -100.0, "taken_ms": 200.0, "stt_ms": 215.0, "audio_ready_ms": 220.0}
+    split = {
+        "voiceToVoiceMs": 400.0,
+        "endUnixMs": 1_000_000.0,
+        "replyUnixMs": 1_000_400.0,
+        # The agent's last voiced frame 130 ms after the page's end, its last loud one 30 ms after.
+        "agent": {"voice_end_unix_ms": 1_000_130.0, **steps, "voice_to_voice_ms": 230.0},
+    }
+    unmatched = {"voiceToVoiceMs": 500.0, "endUnixMs": 2_000_000.0, "replyUnixMs": 2_000_500.0}
+    r = raw()
+    r["perRun"][0]["turns"] = [split, unmatched, {"failed": "no reply"}]
+    lat = summarize(r)["latency"]
+    parts = {k: v["p50"] for k, v in lat["parts"]["parts_ms"].items()}
+    assert parts == {
+        "to_agent": 30.0,
+        "vad_hangover": 100.0,
+        "silence": 200.0,
+        "decode": 15.0,
+        "reply": 5.0,
+        "slot": 10.0,
+        "to_ear": 40.0,
+    }
+    assert lat["parts"]["turns"] == 1 and lat["parts"]["unaccounted_ms"]["p50"] == 0.0
+    # Beyond the silence turn by turn, not the heard figures less the histogram's mean.
+    assert lat["over_silence_ms"] == {"silence_waited_ms": 200.0, "p50": 200.0, "p95": 200.0, "p99": 200.0}
+    table = report({"configs": {"default": {"turn_detector": "adaptive", **summarize(r)}}})
+    assert "to_agent 30, vad_hangover 100, silence 200, decode 15, reply 5, slot 10, to_ear 40 (1) |" in table

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.support import waits
@@ -144,7 +147,10 @@ async def play_until(pipe: Pipeline, events: list[dict[str, Any]], kind: str) ->
     raise AssertionError(f"no {kind} event while playing the reply")
 
 
-async def test_a_spoken_turn_drafted_in_the_pause_and_ended_by_the_stt_endpoint() -> None:
+async def test_a_spoken_turn_drafted_in_the_pause_and_ended_by_the_stt_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="voice_agent.pipeline.turn_metrics")
     events: list[dict[str, Any]] = []
     stt, llm, tts = ScriptedSTT(), ScriptedLLM(), ToneTTS()
     config = PipelineConfig(end_of_turn_silence_ms=2000, preemptive_after_ms=200)
@@ -186,6 +192,11 @@ async def test_a_spoken_turn_drafted_in_the_pause_and_ended_by_the_stt_endpoint(
             ("assistant", "Sure, here it is. Bye."),
         ]
         assert len(stt.streams) == 1 and stream.sent == 21, "the turn ended on the frame after the endpoint"
+        # Where the time after the voice went, in ms after its end, on the wall clock for a client.
+        (done,) = [r.__dict__ for r in caplog.records if r.getMessage() == "turn complete"]
+        assert abs(done["voice_end_unix_ms"] / 1000 - time.time()) < 30
+        steps = [done[k] for k in ("taken_ms", "stt_ms", "audio_ready_ms", "voice_to_voice_ms")]
+        assert done["loud_end_ms"] == 0 and steps == sorted(steps) and steps[0] >= 0, done
     finally:
         await pipe.stop()
 

@@ -47,9 +47,12 @@ class UserStartedSpeakingFrame(SystemFrame):
 
 @dataclass(slots=True)
 class UserStoppedSpeakingFrame(SystemFrame):
-    """`at` is when the last voiced audio ended (not when the silence timer fired)."""
+    """`at` is when the last voiced audio ended (not when the silence timer fired); `loud_at` when the
+    last frame loud enough to be the voice itself did (the VAD calls a few quiet frames after it
+    voiced, vad.py)."""
 
     at: float
+    loud_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -148,6 +151,10 @@ class UserTurnFrame(DataFrame):
     speech_end_at: float | None = None
     stt_ms: float | None = None
     stt_provider: str | None = None
+    # When the voice's last loud frame came in, and when the VAD took the turn (monotonic s): with
+    # `speech_end_at` and `stt_ms`, where the time after the voice went (docs/performance.md).
+    loud_end_at: float | None = None
+    taken_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -269,6 +276,8 @@ class TurnEndedFrame(ReportFrame):
 @dataclass(slots=True)
 class TurnMetrics:
     speech_end_at: float | None = None
+    loud_end_at: float | None = None
+    taken_at: float | None = None
     stt_ms: float | None = None
     llm_first_token_ms: float | None = None
     tts_first_audio_ms: float | None = None

@@ -75,7 +75,7 @@ class STTProcessor(FrameProcessor):
             await self._open()
         elif isinstance(frame, UserStoppedSpeakingFrame) and self._stream is not None:
             stream, self._stream = self._stream, None
-            task = asyncio.create_task(self._finalize(stream, frame.at, self._held))
+            task = asyncio.create_task(self._finalize(stream, frame, time.monotonic(), self._held))
             self._finalizers.add(task)
             task.add_done_callback(self._finalizers.discard)
         await self.forward(frame, direction)
@@ -129,7 +129,11 @@ class STTProcessor(FrameProcessor):
             self._failed = True
             self.report(ProviderErrorFrame(exc))
 
-    async def _finalize(self, stream: STTStream, speech_end_at: float, held: int | None = None) -> None:
+    async def _finalize(
+        self, stream: STTStream, stopped: UserStoppedSpeakingFrame, taken_at: float, held: int | None = None
+    ) -> None:
+        """`taken_at`: when the VAD took the turn, the final decode's start."""
+        speech_end_at = stopped.at
         try:
             text = await stream.finish()
         except ProviderError as exc:
@@ -148,6 +152,8 @@ class STTProcessor(FrameProcessor):
                 speech_end_at=speech_end_at,
                 stt_ms=stt_ms,
                 stt_provider=stream.provider,
+                loud_end_at=stopped.loud_at,
+                taken_at=taken_at,
             )
         if held is not None:
             await self.push(HeldTranscriptFrame(held, final, turn))

@@ -2,6 +2,9 @@
 
 An observer. A completed turn's record (stt, LLM first token, TTS first audio, voice-to-voice,
 which provider answered each stage) is logged and derived as a TurnMetricsFrame for the client.
+The log line also has where the time after the user's voice went, on the wall clock, so a client
+on the same machine can line it up with its own timing of the turn (bench/browser.py): each step
+in ms after the last voiced frame, and that frame's Unix time.
 """
 
 from __future__ import annotations
@@ -42,15 +45,22 @@ class TurnMetricsObserver:
         self._turns = turns
         self._metrics: dict[int, TurnMetrics] = {}  # the latest turn's, until it completes
         self._llm_started: dict[int, float] = {}
+        self._audio_ready_at: dict[int, float] = {}  # the turn's first audio into the track
 
     def on_frame(self, frame: Frame) -> None:
         match frame:
             case TurnStartedFrame(user=user):
-                record = TurnMetrics(speech_end_at=user.speech_end_at, stt_ms=user.stt_ms)
+                record = TurnMetrics(
+                    speech_end_at=user.speech_end_at,
+                    loud_end_at=user.loud_end_at,
+                    taken_at=user.taken_at,
+                    stt_ms=user.stt_ms,
+                )
                 if user.stt_provider is not None:
                     record.providers["stt"] = user.stt_provider
                 self._metrics = {user.turn: record}
                 self._llm_started = {user.turn: time.monotonic()}
+                self._audio_ready_at = {}
                 if user.stt_ms is not None:
                     metrics.STT_LATENCY.observe(user.stt_ms / 1000)
             case LLMTextFrame(turn=turn, first_token=True, provider=provider):
@@ -63,6 +73,7 @@ class TurnMetricsObserver:
             case TTSAudioFrame(turn=turn, first_audio_ms=first_ms, provider=provider):
                 self._served(turn, "tts", provider)
                 if first_ms is not None and self._turns.is_current(turn):
+                    self._audio_ready_at[turn] = time.monotonic()
                     self._metrics[turn].tts_first_audio_ms = first_ms
                     metrics.TTS_FIRST_AUDIO.observe(first_ms / 1000)
             case BotStartedSpeakingFrame(turn=turn):
@@ -78,11 +89,31 @@ class TurnMetricsObserver:
                 m = self._metrics.pop(turn, None)
                 if m is not None:
                     timings = {k: v for k, v in m.as_event().items() if k.endswith("_ms")}
-                    log.info("turn complete", extra={"turn": turn, **timings})
+                    steps = self._steps(m, self._audio_ready_at.pop(turn, None))
+                    log.info("turn complete", extra={"turn": turn, **timings, **steps})
                     self._bus.publish(TurnMetricsFrame(turn, m))
             case ProviderErrorFrame(error=exc):
                 metrics.ERRORS.labels(exc.code).inc()
                 log.warning("provider error", extra={"provider": exc.provider, "code": exc.code})
+
+    @staticmethod
+    def _steps(m: TurnMetrics, audio_ready_at: float | None) -> dict[str, float]:
+        """The turn's steps in ms after its last voiced frame (a negative one came before it), and
+        that frame's Unix time in ms: the voice's last loud frame, the turn taken, the first reply
+        audio into the track (the final transcript and the first frame sent are `stt_ms` and
+        `voice_to_voice_ms`)."""
+        end = m.speech_end_at
+        if end is None:
+            return {}
+        steps = {"voice_end_unix_ms": round((time.time() - time.monotonic() + end) * 1000, 1)}
+        for name, at in (
+            ("loud_end_ms", m.loud_end_at),
+            ("taken_ms", m.taken_at),
+            ("audio_ready_ms", audio_ready_at),
+        ):
+            if at is not None:
+                steps[name] = round((at - end) * 1000, 1)
+        return steps
 
     def _served(self, turn: int, stage: str, provider: str | None) -> None:
         m = self._metrics.get(turn)

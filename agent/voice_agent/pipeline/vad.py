@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
 import webrtcvad
 
 from voice_agent.media.audio import FRAME_MS, PIPELINE_RATE
@@ -32,6 +33,17 @@ from voice_agent.pipeline.frames import (
 from voice_agent.pipeline.processor import Direction, FrameProcessor
 
 PREROLL_MS = 300
+# A voiced frame this far below the utterance's loudest is not the voice itself: webrtcvad keeps
+# calling frames voiced for 60 to 100 ms after the voice has ended (its hangover), on whatever
+# quiet follows. Where the voice's last loud frame was is what the end-of-turn silence counts from.
+QUIET_BELOW_PEAK_DB = 35.0
+_QUIET_RATIO = 10 ** (-QUIET_BELOW_PEAK_DB / 10)
+
+
+def frame_power(pcm: bytes) -> float:
+    """Mean power of s16 PCM (0 for none)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    return float(np.mean(samples * samples)) if samples.size else 0.0
 
 
 class VADProcessor(FrameProcessor):
@@ -62,6 +74,8 @@ class VADProcessor(FrameProcessor):
         self._silence = 0
         self._utt_frames = 0
         self._last_voiced_at = 0.0
+        self._last_loud_at = 0.0
+        self._peak = 0.0  # the loudest voiced frame's power, of the run before speech, then of the utterance
         self._end_requested = False
         self._answer: EndOfTurnWordsFrame | None = None  # STT's, to the last EndOfTurnQueryFrame
         self._asking = False
@@ -91,20 +105,25 @@ class VADProcessor(FrameProcessor):
             return
         now = self._clock()
         voiced = self.is_speech(frame.pcm)
+        power = frame_power(frame.pcm) if voiced else 0.0
         if not self.speaking:
             self._preroll.append(frame.pcm)
             self._run = self._run + 1 if voiced else 0
+            self._peak = max(self._peak, power) if voiced else 0.0
             if self._run >= self._start_frames:
                 self.speaking = True
                 self._silence = 0
                 self._utt_frames = len(self._preroll)
-                self._last_voiced_at = now
+                self._last_voiced_at = self._last_loud_at = now
                 await self.push(UserStartedSpeakingFrame(at=now - (self._run - 1) * FRAME_MS / 1000))
                 for pcm in self._preroll:
                     await self.push(InputAudioFrame(pcm, voiced=True))
                 self._preroll.clear()
             return
         self._utt_frames += 1
+        self._peak = max(self._peak, power)
+        if voiced and power >= self._peak * _QUIET_RATIO:
+            self._last_loud_at = now
         await self.push(InputAudioFrame(frame.pcm, voiced=voiced))
         if voiced:
             if self._pause_frames and self._silence >= self._pause_frames:
@@ -128,7 +147,8 @@ class VADProcessor(FrameProcessor):
             self._end_requested = False
             self.speaking = False
             self._run = 0
-            await self.push(UserStoppedSpeakingFrame(at=self._last_voiced_at))
+            self._peak = 0.0
+            await self.push(UserStoppedSpeakingFrame(at=self._last_voiced_at, loud_at=self._last_loud_at))
 
     async def _decide(self) -> None:
         """Ask STT for the words so far (it answers while this push is under way, or never: no

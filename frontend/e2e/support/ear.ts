@@ -22,6 +22,9 @@ import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { pollUntil } from './wait';
 
+/** Clock readings this close (s, audio clock) to a time are used to put it on the wall clock. */
+const OFFSET_SPAN_S = 5;
+
 /** A block is sound above this RMS (-50 dBFS, the loudness floor the Python probe in bench/ uses). */
 export const LOUD_RMS = 10 ** (-50 / 20);
 
@@ -153,6 +156,7 @@ const EAR = `
         return { state: ctx.state, sampleRate: ctx.sampleRate, baseLatency: ctx.baseLatency, outputLatency: ctx.outputLatency };
       },
       clock() { return ctx && [ctx.currentTime, performance.now() / 1000]; },
+      unixOffset() { return ctx && [ctx.currentTime, performance.timeOrigin + performance.now() - ctx.currentTime * 1000]; },
       async receiver() {
         const pc = peers.at(-1);
         if (!pc) return null;
@@ -170,6 +174,7 @@ interface PageEar {
   blocks(name: Tap, from: number): number[];
   info(): ContextInfo | null;
   clock(): [number, number] | null;
+  unixOffset(): [number, number] | null;
   receiver(): Promise<Record<string, number> | null>;
 }
 
@@ -262,6 +267,12 @@ export class Ear {
   mic: Block[] = [];
   remote: Block[] = [];
   private readonly durations = new Map<string, number>();
+  /**
+   * Unix ms minus the audio clock's ms, read on the page's main thread at each sync, with the audio
+   * time of the reading. The main thread sees the audio clock move in steps of the render callback
+   * (~10 ms), so the smallest of the readings near a time is when the render thread got there.
+   */
+  private readonly offsets: { t: number; ms: number }[] = [];
   /** How many values of each tap's page-side record have been fetched. */
   private readonly fetched = { mic: 0, remote: 0 };
   blockS = 128 / 48_000;
@@ -318,13 +329,14 @@ export class Ear {
 
   /** Fetches the blocks recorded since the last sync. */
   async sync(): Promise<void> {
-    const [mic, remote] = await this.page.evaluate(
+    const [mic, remote, offset] = await this.page.evaluate(
       ([m, r]) => {
         const ear = window.__ear;
-        return [ear.blocks('mic', m), ear.blocks('remote', r)];
+        return [ear.blocks('mic', m), ear.blocks('remote', r), ear.unixOffset()] as const;
       },
       [this.fetched.mic, this.fetched.remote] as const,
     );
+    if (offset) this.offsets.push({ t: offset[0], ms: offset[1] });
     this.fetched.mic += mic.length;
     this.fetched.remote += remote.length;
     for (const [flat, into] of [
@@ -339,6 +351,17 @@ export class Ear {
   forget(t: number): void {
     this.mic = this.mic.filter((b) => b.t >= t);
     this.remote = this.remote.filter((b) => b.t >= t);
+    const kept = this.offsets.filter((o) => o.t >= t - OFFSET_SPAN_S);
+    this.offsets.splice(0, this.offsets.length, ...kept);
+  }
+
+  /**
+   * A time on the page's audio clock (s) as Unix ms, to line the page's moments up with the agent's
+   * (same machine, same wall clock); undefined without readings within OFFSET_SPAN_S of it.
+   */
+  unixMs(t: number): number | undefined {
+    const near = this.offsets.filter((o) => Math.abs(o.t - t) <= OFFSET_SPAN_S).map((o) => o.ms);
+    return near.length > 0 ? t * 1000 + Math.min(...near) : undefined;
   }
 
   /** The page clock now, as far as both taps have been fetched. */
