@@ -1,5 +1,11 @@
 """aiortc peer connection per session: the answer, ICE candidates both ways, inbound audio.
 
+What an answer needs that no offer says (the certificate, the outbound track's transceiver, the ICE
+candidates: sockets bound, host addresses read) is made by `prepare`, which a call runs as soon as it
+starts, so the offer finds it done and its answer costs only the offer's own work. `warm_up` sets up
+and tears down one connection on loopback before an agent serves: the first in a process costs
+several times what later ones do.
+
 Inbound Opus is decoded on arrival by our own libopus decoder, straight to 16 kHz mono in exact
 20 ms slices (the only rate the pipeline works at), with losses repaired by FEC and PLC
 (receive.DecodingAudioBuffer). With a reorder buffer configured (VOICE_JITTER_PREFETCH_FRAMES
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -25,7 +32,13 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_agent.media import opus
 from voice_agent.media.audio import InboundConverter, LossConcealer
-from voice_agent.media.ice import HostCandidatePolicy, gathering_with, scope_of, selected_pair
+from voice_agent.media.ice import (
+    LOOPBACK_ONLY,
+    HostCandidatePolicy,
+    gathering_with,
+    scope_of,
+    selected_pair,
+)
 from voice_agent.media.receive import (
     DecodingAudioBuffer,
     advertise_inband_fec,
@@ -80,6 +93,7 @@ class Peer:
         transport_policy: Literal["all", "relay"] = "all",
         jitter_frames: int = 0,
         host_candidates: HostCandidatePolicy | None = None,
+        count_metrics: bool = True,
     ) -> None:
         self._jitter_frames = jitter_frames
         self._host_candidates = host_candidates
@@ -100,12 +114,15 @@ class Peer:
         self._decoders: list[DecodingAudioBuffer] = []
         self._decoded: asyncio.Queue[bytes] = asyncio.Queue()
         self._closed = False
-        metrics.PEER_CONNECTIONS.inc()
+        self._prepared: asyncio.Task[None] | None = None
+        # Counted once it answers: a prepared peer no offer has reached yet serves no call.
+        self._count_metrics = count_metrics
+        self._counted = False
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._state_changed)
 
     def _state_changed(self) -> None:
-        if self.pc.connectionState == "connected":
+        if self.pc.connectionState == "connected" and self._count_metrics:
             self._count_selected_pair()
         self._on_state(self.pc.connectionState)
 
@@ -162,15 +179,41 @@ class Peer:
         except MediaStreamError:
             return
 
+    async def prepare(self) -> None:
+        """The outbound track on its transceiver and the ICE candidates gathered, before any offer.
+
+        aiortc matches an offer's audio section to an audio transceiver with no mid yet, so the
+        answer negotiates exactly as when the track is added after the offer; the gathering that
+        setLocalDescription would do is found done. Idempotent; `answer` calls it too."""
+        if self._prepared is None:
+            self._prepared = asyncio.create_task(self._prepare(), name=f"peer-prepare-{self.session_id}")
+        await self._prepared
+
+    async def _prepare(self) -> None:
+        self.pc.addTrack(self.out_track)
+        for transceiver in self.pc.getTransceivers():
+            with gathering_with(self._host_candidates):
+                await transceiver.sender.transport.transport.iceGatherer.gather()
+
     async def answer(self, offer_sdp: str) -> str:
         sdp = check_offer_sdp(offer_sdp)
+        try:
+            await self.prepare()
+        except Exception as exc:
+            raise SignalingError(
+                ErrorCode.INVALID_SDP, f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
+            ) from None
+        if self._count_metrics and not self._counted:
+            self._counted = True
+            metrics.PEER_CONNECTIONS.inc()
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises a zoo of types on malformed SDP
             raise SignalingError(
                 ErrorCode.INVALID_SDP, f"cannot apply offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
-        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        # The prepared transceiver exists whatever the offer holds: only those it matched count.
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio" and t.mid is not None]
         if not audio:
             raise SignalingError(ErrorCode.INVALID_SDP, "offer has no usable audio section")
         if self._jitter_frames == 0 and opus.usable():
@@ -184,7 +227,6 @@ class Peer:
                 metrics.OPUS_FALLBACKS.inc()
             tune_receivers(self.pc, self._jitter_frames)
         self._start_reading()
-        self.pc.addTrack(self.out_track)
         try:
             with gathering_with(self._host_candidates):
                 answer = await self.pc.createAnswer()
@@ -223,10 +265,69 @@ class Peer:
         if self._closed:
             return
         self._closed = True
-        metrics.PEER_CONNECTIONS.dec()
+        if self._counted:
+            metrics.PEER_CONNECTIONS.dec()
+        if self._prepared is not None and not self._prepared.done():
+            self._prepared.cancel()
+            await asyncio.gather(self._prepared, return_exceptions=True)
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         await self.pc.close()
         for decoder in self._decoders:
             decoder.close()
+
+
+# A warm-up that has not connected by then will not: the agent serves without it.
+WARM_UP_TIMEOUT_S = 3.0
+
+
+async def warm_up(timeout_s: float = WARM_UP_TIMEOUT_S) -> float | None:
+    """One peer connection offered, answered, connected (ICE, DTLS, SRTP) and closed on loopback.
+
+    The first connection in a process pays for what every later one reuses (the crypto library's
+    first certificate and DTLS context, the SDP, ICE and SRTP paths): on the event loop, several
+    times a warm one's cost, and a fresh agent would spend it on the first calls it takes, in a
+    rollout the calls moved to it. Never counted in the metrics; seconds it took, or None when it
+    did not connect (logged; the agent serves anyway, only colder)."""
+    started = time.perf_counter()
+
+    async def drop(_: bytes) -> None:
+        return None
+
+    offerer = RTCPeerConnection()
+    answerer = Peer(
+        "warm-up",
+        [],
+        AIGeneratedAudioTrack("warm-up", count_metrics=False),
+        drop,
+        lambda _: None,
+        host_candidates=LOOPBACK_ONLY,
+        count_metrics=False,
+    )
+    settled = asyncio.Event()
+
+    def changed() -> None:
+        states = {offerer.connectionState, answerer.pc.connectionState}
+        if states == {"connected"} or "failed" in states:
+            settled.set()
+
+    offerer.on("connectionstatechange", changed)
+    answerer.pc.on("connectionstatechange", changed)
+    try:
+        async with asyncio.timeout(timeout_s):
+            offerer.addTransceiver("audio", direction="sendrecv")
+            with gathering_with(LOOPBACK_ONLY):
+                await offerer.setLocalDescription(await offerer.createOffer())
+            answer = await answerer.answer(offerer.localDescription.sdp)
+            await offerer.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await settled.wait()
+        if answerer.pc.connectionState != "connected":
+            raise ConnectionError("the loopback connection failed")
+    except (TimeoutError, ConnectionError, SignalingError, OSError) as exc:
+        log.warning("media warm-up did not connect", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return None
+    finally:
+        await answerer.close()
+        await offerer.close()
+    return time.perf_counter() - started

@@ -112,6 +112,8 @@ class Call:
         self._closed = False
         self._gone = asyncio.Event()  # set once closed, saved and released
         self._asking: asyncio.Task[None] | None = None
+        # The peer for the call's first offer, made while the client is still on its way to it.
+        self._preparing: asyncio.Task[Peer | None] | None = None
         self._peers_made = 0
         self._unreported_replies = 0  # replies the client may still report as heard (ClientMetrics)
         self.started_at = time.monotonic()
@@ -143,6 +145,9 @@ class Call:
         self._saver = asyncio.create_task(self._save_loop(), name=f"saver-{self.id}")
         self._media_watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.id}")
         self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
+        # Between here and the offer the client creates its socket (and, resuming, its peer and
+        # offer): the agent's share of the answer is made meanwhile (Peer.prepare), not after.
+        self._preparing = asyncio.create_task(self._prepare_peer(), name=f"prepare-peer-{self.id}")
 
     async def attach(self, conn: ClientLink) -> None:
         """A WebSocket (re)connects. A second socket for the session replaces the first."""
@@ -255,6 +260,12 @@ class Call:
             )
         # The media goes last: a moved call's client waits for its new peer, not for this one's
         # teardown (ICE, DTLS and RTP transports, tens of milliseconds on a busy agent).
+        if self._preparing is not None:
+            preparing, self._preparing = self._preparing, None
+            preparing.cancel()
+            (spare,) = await asyncio.gather(preparing, return_exceptions=True)
+            if isinstance(spare, Peer):
+                await spare.close()
         if self.peer is not None:
             peer, self.peer = self.peer, None
             await peer.close()
@@ -295,15 +306,11 @@ class Call:
         )
 
     # --- signaling ----------------------------------------------------------------------------
-    async def on_offer(self, msg: Offer) -> None:
-        """Every offer gets a fresh peer: first connect, ICE restart and resume are one path."""
-        if self.peer is not None:
-            await self.peer.close()
-            self.peer = None
+    def _new_peer(self) -> Peer:
         # A track belongs to one peer connection; any later peer gets a fresh one.
         track = self.pipeline.track if self._peers_made == 0 else self.pipeline.new_track()
         self._peers_made += 1
-        peer = Peer(
+        return Peer(
             self.id,
             self.settings.ice_servers,
             track,
@@ -313,11 +320,40 @@ class Call:
             jitter_frames=self.settings.jitter_prefetch_frames,
             host_candidates=self.settings.ice_policy,
         )
+
+    async def _prepare_peer(self) -> Peer | None:
+        """The first offer's peer, prepared; None when that failed (the offer then makes its own)."""
+        peer = self._new_peer()
+        try:
+            await peer.prepare()
+        except asyncio.CancelledError:
+            await peer.close()
+            raise
+        except Exception as exc:
+            log.warning("preparing media failed", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
+            await peer.close()
+            return None
+        return peer
+
+    async def _take_prepared(self) -> Peer | None:
+        preparing, self._preparing = self._preparing, None
+        return None if preparing is None else await preparing
+
+    async def on_offer(self, msg: Offer) -> None:
+        """Every offer gets a fresh peer: first connect, ICE restart and resume are one path. The first
+        is the one prepared at the call's start, when that worked."""
+        if self.peer is not None:
+            await self.peer.close()
+            self.peer = None
+        peer = await self._take_prepared() or self._new_peer()
         try:
             answer = await peer.answer(msg.sdp)
         except SignalingError:
             await peer.close()
             raise
+        if self._closed:
+            await peer.close()  # closed while answering: its teardown is past the peer
+            return
         self.peer = peer
         self.record.peer_connections = {"current": {"state": "new"}}
         self.emit(AnswerEvent(sdp=answer).wire())

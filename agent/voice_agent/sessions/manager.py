@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from voice_agent.media.peer import warm_up as warm_up_media
 from voice_agent.protocol.sessions import SessionRecord
 from voice_agent.protocol.signaling import CloseCode
 from voice_agent.providers.base import Providers
@@ -61,6 +62,10 @@ class CallManager:
 
     async def start(self) -> None:
         self.loop_monitor.start()
+        # Before the agent joins its pool or serves: its first calls would pay for it otherwise.
+        warmed = await warm_up_media()
+        if warmed is not None:
+            log.info("media warmed up", extra={"ms": round(warmed * 1000, 1)})
         await self.admission.start(self)
 
     def socket_opened(self, session_id: str) -> bool:
