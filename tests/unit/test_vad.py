@@ -281,3 +281,47 @@ async def test_the_fixed_detector_never_asks_and_counts_its_turns() -> None:
     assert await silence_until_the_end(vad, sink, clock) == 500 // FRAME_MS
     assert "EndOfTurnQueryFrame" not in sink.kinds()
     assert sample("voice_turn_decisions_total", detector="fixed", outcome="timeout") == timeouts + 1
+
+
+LOUD = b"\x01" + b"\x40" * 639  # voiced (first byte 1), ~-6 dBFS
+QUIET_VOICED = b"\x01\x00" * 320  # voiced too, ~-90 dBFS: webrtcvad's hangover over the quiet after a voice
+
+
+async def test_the_silence_counts_from_the_voices_last_loud_frame_not_the_hangover() -> None:
+    vad, sink, clock = make(silence_ms=200)
+    await feed(vad, clock, [LOUD] * 10)
+    last_loud = clock.t
+    await feed(vad, clock, [QUIET_VOICED] * 5 + [SILENT] * 4)
+    assert not any(isinstance(f, UserStoppedSpeakingFrame) for f in sink.frames)
+    await feed(vad, clock, [SILENT])  # 200 ms after the last loud frame, hangover included
+    stop = sink.frames[-1]
+    assert isinstance(stop, UserStoppedSpeakingFrame), sink.kinds()
+    assert stop.at == stop.loud_at == last_loud
+    audio = [f for f in sink.frames if isinstance(f, InputAudioFrame)]
+    assert [f.voiced for f in audio[-10:]] == [True] * 5 + [False] * 5, "STT still gets webrtcvad's call"
+
+
+async def test_webrtcvads_last_voiced_frame_can_still_end_the_voice() -> None:
+    clock = Clock()
+    vad = ScriptedVAD(end_of_turn_silence_ms=200, clock=clock, end_at_loud=False)
+    sink = Sink()
+    vad.link(sink)
+    await feed(vad, clock, [LOUD] * 10)
+    last_loud = clock.t
+    await feed(vad, clock, [QUIET_VOICED] * 5)
+    last_voiced = clock.t
+    await feed(vad, clock, [SILENT] * 10)
+    stop = sink.frames[-1]
+    assert isinstance(stop, UserStoppedSpeakingFrame), sink.kinds()
+    assert stop.at == last_voiced and stop.loud_at == last_loud
+
+
+async def test_a_quiet_voiced_frame_does_not_resume_a_pause() -> None:
+    clock = Clock()
+    vad = ScriptedVAD(end_of_turn_silence_ms=500, pause_ms=100, clock=clock)
+    sink = Sink()
+    vad.link(sink)
+    await feed(vad, clock, [LOUD] * 10 + [SILENT] * 6 + [QUIET_VOICED] * 3 + [SILENT] * 20)
+    kinds = [k for k in sink.kinds() if k != "InputAudioFrame"]
+    assert kinds == ["UserStartedSpeakingFrame", "UserPausedFrame", "UserStoppedSpeakingFrame"]
+    assert sum(isinstance(f, InputAudioFrame) for f in sink.frames) == 10 + 25, "ended 500 ms after the voice"

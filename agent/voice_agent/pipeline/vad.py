@@ -5,6 +5,12 @@ click does not interrupt the agent. The end of a turn is a silence whose length 
 (end_of_turn.py): fixed, or decided at a short pause from the words so far, which STT sends up in
 answer to an EndOfTurnQueryFrame while this frame is still being handled. Audio before the start
 decision is kept (pre-roll) and forwarded, so STT hears the first phoneme.
+
+The silence that ends a turn counts from the voice's last loud frame, not webrtcvad's last voiced
+one: webrtcvad goes on calling frames voiced for a while after the voice has ended (its hangover,
+~100 ms measured in the browser benchmark), and all of it was waited on top of the end-of-turn
+silence (docs/performance.md, "In the browser"). A quiet voiced frame neither ends a pause nor
+resumes the speech; the frames STT and the barge-in gate receive keep webrtcvad's call.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from voice_agent.pipeline.frames import (
 from voice_agent.pipeline.processor import Direction, FrameProcessor
 
 PREROLL_MS = 300
-# A voiced frame this far below the utterance's loudest is not the voice itself: webrtcvad keeps
-# calling frames voiced for 60 to 100 ms after the voice has ended (its hangover), on whatever
-# quiet follows. Where the voice's last loud frame was is what the end-of-turn silence counts from.
+# A voiced frame this far below the utterance's loudest is not the voice itself but the quiet after
+# it that webrtcvad's hangover still calls voiced. Room noise within this of the speech keeps every
+# voiced frame loud: webrtcvad's call alone then decides, as it did before.
 QUIET_BELOW_PEAK_DB = 35.0
 _QUIET_RATIO = 10 ** (-QUIET_BELOW_PEAK_DB / 10)
 
@@ -58,8 +64,12 @@ class VADProcessor(FrameProcessor):
         clock: Callable[[], float] = time.monotonic,
         pause_ms: int = 0,
         end_of_turn: EndOfTurn | None = None,
+        end_at_loud: bool = True,
     ) -> None:
+        """`end_at_loud`: False lets webrtcvad's last voiced frame end the voice (the VAD before the
+        change, for comparisons); the last loud frame is still reported."""
         super().__init__()
+        self._end_at_loud = end_at_loud
         self._vad = webrtcvad.Vad(aggressiveness)
         self._start_frames = max(1, start_ms // FRAME_MS)
         self._turn_end = end_of_turn or EndOfTurn("fixed", end_of_turn_silence_ms)
@@ -73,7 +83,7 @@ class VADProcessor(FrameProcessor):
         self._run = 0
         self._silence = 0
         self._utt_frames = 0
-        self._last_voiced_at = 0.0
+        self._last_voiced_at = 0.0  # the voice's last loud frame: where the silence counts from
         self._last_loud_at = 0.0
         self._peak = 0.0  # the loudest voiced frame's power, of the run before speech, then of the utterance
         self._end_requested = False
@@ -122,10 +132,11 @@ class VADProcessor(FrameProcessor):
             return
         self._utt_frames += 1
         self._peak = max(self._peak, power)
-        if voiced and power >= self._peak * _QUIET_RATIO:
+        loud = voiced and power >= self._peak * _QUIET_RATIO
+        if loud:
             self._last_loud_at = now
         await self.push(InputAudioFrame(frame.pcm, voiced=voiced))
-        if voiced:
+        if loud or (voiced and not self._end_at_loud):
             if self._pause_frames and self._silence >= self._pause_frames:
                 await self.push(UserResumedFrame())
             if self._silence:
