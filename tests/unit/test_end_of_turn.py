@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from tests.support import waits
 from voice_agent.pipeline.end_of_turn import EndOfTurn, Verdict, judge, judge_pause
 from voice_agent.pipeline.frames import (
+    ClassifyUtteranceFrame,
     EndOfTurnQueryFrame,
     EndOfTurnWordsFrame,
     Frame,
+    HeldTranscriptFrame,
     InputAudioFrame,
     TranscriptionFrame,
     UserStoppedSpeakingFrame,
+    UserTurnFrame,
 )
 from voice_agent.pipeline.observer import FrameBus
 from voice_agent.pipeline.processor import DOWNSTREAM, UPSTREAM, Direction, FrameProcessor
@@ -275,3 +280,71 @@ async def test_without_its_own_hypothesis_a_stream_is_answered_for_by_interims()
     provider.stream.on_interim("I would like to book a table")
     await audio(stt, False)
     assert vad.answers == ["I would", "I would like to book"]
+
+
+class SlowFinish(PartialStream):
+    """Its end of utterance takes until the test says, and hears one word more than its hypothesis."""
+
+    def __init__(self, on_interim: InterimCallback) -> None:
+        super().__init__(on_interim)
+        self.may_finish = asyncio.Event()
+        self.finished = False
+
+    async def finish(self) -> str:
+        await self.may_finish.wait()
+        self.finished = True
+        return f"{self.words} then"
+
+
+class Turns(FrameProcessor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns: list[UserTurnFrame] = []
+        self.held: list[HeldTranscriptFrame] = []
+
+    async def queue_frame(self, frame: Frame, direction: Direction = DOWNSTREAM) -> None:
+        if isinstance(frame, UserTurnFrame):
+            self.turns.append(frame)
+        elif isinstance(frame, HeldTranscriptFrame):
+            self.held.append(frame)
+
+
+async def test_a_turn_taken_on_the_frame_its_words_were_asked_on_does_not_wait_for_the_decoder() -> None:
+    stt, provider, _, _ = await stt_with(SlowFinish, at_voice_end=True)
+    after = Turns()
+    stt.link(after)
+    stream = provider.stream
+    assert isinstance(stream, SlowFinish)
+    stream.on_interim("what time")
+    await audio(stt, True, False)
+    await ask(stt)
+    await stt.on_system(UserStoppedSpeakingFrame(at=1.0), DOWNSTREAM)
+    assert [t.text for t in after.turns] == ["what time is it"], "the hypothesis over all it heard"
+    assert stt.finalizing and not stream.finished, "the stream still finishes, behind the turn"
+    stream.may_finish.set()
+    await waits.until(lambda: not stt.finalizing, timeout=5.0, interval=0.01)
+    assert stream.finished and [t.text for t in after.turns] == ["what time is it"]
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_audio_after_the_words_or_a_held_utterance_waits_for_the_final_transcript(held: bool) -> None:
+    stt, provider, _, _ = await stt_with(SlowFinish, at_voice_end=True)
+    after = Turns()
+    stt.link(after)
+    stream = provider.stream
+    assert isinstance(stream, SlowFinish)
+    stream.on_interim("what time")
+    await audio(stt, True, False)
+    await ask(stt)
+    if held:
+        await stt.on_system(ClassifyUtteranceFrame(7), DOWNSTREAM)  # its final may be the second look's
+    else:
+        await audio(stt, False)  # a frame the words did not hear
+    await stt.on_system(UserStoppedSpeakingFrame(at=1.0), DOWNSTREAM)
+    assert after.turns == []
+    stream.may_finish.set()
+    await waits.until(lambda: not stt.finalizing, timeout=5.0, interval=0.01)
+    if held:
+        assert [h.transcription.text for h in after.held] == ["what time is it then"] and after.turns == []
+    else:
+        assert [t.text for t in after.turns] == ["what time is it then"]

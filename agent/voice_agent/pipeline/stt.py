@@ -6,7 +6,10 @@ is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame se
 the next audio frame, so the VAD ends the turn in order with the audio. At a pause the VAD asks
 for the words so far (EndOfTurnQueryFrame): the stage answers at once, upstream, with the words
 PauseWords picks (end_of_turn.py), and reports them if they are news; newer words while the pause
-lasts go up with the next audio frame. The stage numbers turns.
+lasts go up with the next audio frame. A turn taken on the frame the words were asked on has its
+final transcript in them when they came from the stream's own hypothesis over all it heard
+(PauseWords.whole): the turn goes on at once, and the stream finishes (its end of utterance, the
+speaker's level kept) behind it. The stage numbers turns.
 An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
 handed to the gate instead of reported: the gate decides whether it is a turn at all. A stream that
 can tell a backchannel better when it knows (BackchannelAware: the offline recognizer) is told.
@@ -75,9 +78,16 @@ class STTProcessor(FrameProcessor):
             await self._open()
         elif isinstance(frame, UserStoppedSpeakingFrame) and self._stream is not None:
             stream, self._stream = self._stream, None
-            task = asyncio.create_task(self._finalize(stream, frame, time.monotonic(), self._held))
+            taken_at = time.monotonic()
+            # A held utterance's final may be the backchannel look's, not the hypothesis: finished.
+            words = self._pause_words.whole if self._held is None else None
+            task = asyncio.create_task(self._finalize(stream, frame, taken_at, self._held, known=bool(words)))
             self._finalizers.add(task)
             task.add_done_callback(self._finalizers.discard)
+            if words:
+                await self.forward(frame, direction)
+                await self._deliver(words, stream.provider, frame, taken_at)
+                return
         await self.forward(frame, direction)
 
     async def _open(self) -> None:
@@ -130,17 +140,35 @@ class STTProcessor(FrameProcessor):
             self.report(ProviderErrorFrame(exc))
 
     async def _finalize(
-        self, stream: STTStream, stopped: UserStoppedSpeakingFrame, taken_at: float, held: int | None = None
+        self,
+        stream: STTStream,
+        stopped: UserStoppedSpeakingFrame,
+        taken_at: float,
+        held: int | None = None,
+        known: bool = False,
     ) -> None:
-        """`taken_at`: when the VAD took the turn, the final decode's start."""
-        speech_end_at = stopped.at
+        """`taken_at`: when the VAD took the turn, the final decode's start; `known`: the final
+        transcript has been delivered already, the stream only finishes."""
         try:
             text = await stream.finish()
         except ProviderError as exc:
-            self.report(ProviderErrorFrame(exc))
+            if not known:
+                self.report(ProviderErrorFrame(exc))
             return
         finally:
             await stream.aclose()
+        if not known:
+            await self._deliver(text, stream.provider, stopped, taken_at, held)
+
+    async def _deliver(
+        self,
+        text: str,
+        provider: str | None,
+        stopped: UserStoppedSpeakingFrame,
+        taken_at: float,
+        held: int | None = None,
+    ) -> None:
+        speech_end_at = stopped.at
         now = time.monotonic()
         stt_ms = (now - speech_end_at) * 1000
         final = TranscriptionFrame(text=text, final=True, at=now)
@@ -151,7 +179,7 @@ class STTProcessor(FrameProcessor):
                 self._new_turn(),
                 speech_end_at=speech_end_at,
                 stt_ms=stt_ms,
-                stt_provider=stream.provider,
+                stt_provider=provider,
                 loud_end_at=stopped.loud_at,
                 taken_at=taken_at,
             )
