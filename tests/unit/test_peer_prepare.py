@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
 
 from tests.support import waits
 from voice_agent.media.ice import LOOPBACK_ONLY, gathering_with
-from voice_agent.media.peer import Peer, warm_up
+from voice_agent.media.peer import Peer, receive_without_decoder_thread, warm_up
 from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.protocol.sessions import SessionRecord
 from voice_agent.protocol.signaling import Offer, SignalingError
@@ -181,3 +182,47 @@ async def test_a_call_closed_before_any_offer_closes_the_peer_it_prepared(call: 
     await call.close("ended")
     assert prepared.pc.connectionState == "closed"
     assert call.peer is None
+
+
+async def test_a_decoding_receiver_hears_audio_without_a_decoder_thread() -> None:
+    """The agent's own decoder takes every packet, so aiortc's thread is never started (nor joined)."""
+    heard: list[bytes] = []
+
+    async def hear(pcm: bytes) -> None:
+        heard.append(pcm)
+
+    sender = RTCPeerConnection()
+    sender.addTrack(AudioStreamTrack())  # 20 ms frames of silence, Opus-encoded by aiortc
+    with gathering_with(LOOPBACK_ONLY):
+        await sender.setLocalDescription(await sender.createOffer())
+    peer = Peer(
+        "test",
+        [],
+        AIGeneratedAudioTrack("test", count_metrics=False),
+        hear,
+        lambda _: None,
+        host_candidates=LOOPBACK_ONLY,
+    )
+    try:
+        answer = await peer.answer(sender.localDescription.sdp)
+        await sender.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await waits.until(lambda: len(heard) >= 5, what="the sender's audio decoded")
+        (transceiver,) = peer.pc.getTransceivers()
+        assert transceiver.receiver._RTCRtpReceiver__decoder_thread is None
+    finally:
+        await peer.close()
+        await sender.close()
+    assert transceiver.receiver._RTCRtpReceiver__started
+
+
+async def test_the_receiver_shape_the_threadless_start_relies_on_is_there() -> None:
+    """A canary: with another aiortc the receiver's private fields may move, and the agent falls back
+    to aiortc's own start (correct, but a thread per call again)."""
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("audio").receiver
+        assert receive_without_decoder_thread(receiver)
+        assert "receive" in vars(receiver)
+        assert not receive_without_decoder_thread(object())
+    finally:
+        await pc.close()

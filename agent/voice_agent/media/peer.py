@@ -74,6 +74,41 @@ def local_candidates(sdp: str) -> list[dict[str, Any]]:
     return out
 
 
+_RECEIVER = "_RTCRtpReceiver__"
+
+
+def receive_without_decoder_thread(receiver: Any) -> bool:
+    """Start an audio receiver whose buffer decodes (DecodingAudioBuffer) without aiortc's decoder
+    thread, which would idle all call long: that buffer hands it nothing to decode.
+
+    Starting that thread blocks the event loop until the OS has run it, and stopping it (the peer's
+    close) blocks until the OS has run it again: well under a millisecond on an idle machine, several
+    under load (another thread holding the GIL, a starting agent on the same cores), for every call on
+    the agent, twice per peer. The receiver then starts as aiortc's `receive` does, less the thread;
+    aiortc's stop already skips a thread that never started. False, leaving aiortc's own start, when
+    the receiver's private shape is not the one this was written against."""
+    fields = ("started", "codecs", "rtx_ssrc", "transport", "rtcp_task", "decoder_thread")
+    if not all(hasattr(receiver, _RECEIVER + f) for f in fields) or not hasattr(receiver, "_run_rtcp"):
+        return False
+
+    async def receive(parameters: Any) -> None:
+        if getattr(receiver, _RECEIVER + "started"):
+            return
+        codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
+        rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
+        for codec in parameters.codecs:
+            codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        getattr(receiver, _RECEIVER + "transport")._register_rtp_receiver(receiver, parameters)
+        setattr(receiver, _RECEIVER + "rtcp_task", asyncio.ensure_future(receiver._run_rtcp()))
+        setattr(receiver, _RECEIVER + "started", True)
+
+    receiver.receive = receive
+    return True
+
+
 AudioSink = Callable[[bytes], Awaitable[None]]
 # Decoded audio waiting for the pipeline; beyond this (5 s) the pipeline has stalled and the oldest
 # audio is dropped rather than kept without bound.
@@ -222,6 +257,7 @@ class Peer:
                 decoder = DecodingAudioBuffer(types, self._push)
                 if install_buffer(t.receiver, decoder):
                     self._decoders.append(decoder)
+                    receive_without_decoder_thread(t.receiver)
         else:
             if self._jitter_frames == 0:
                 metrics.OPUS_FALLBACKS.inc()
