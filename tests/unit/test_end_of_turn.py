@@ -17,6 +17,7 @@ from voice_agent.pipeline.frames import (
     HeldTranscriptFrame,
     InputAudioFrame,
     TranscriptionFrame,
+    UserPausedFrame,
     UserStoppedSpeakingFrame,
     UserTurnFrame,
 )
@@ -348,3 +349,19 @@ async def test_audio_after_the_words_or_a_held_utterance_waits_for_the_final_tra
         assert [h.transcription.text for h in after.held] == ["what time is it then"] and after.turns == []
     else:
         assert [t.text for t in after.turns] == ["what time is it then"]
+
+
+async def test_a_pause_reports_the_streams_newer_words_for_the_draft_made_on_it() -> None:
+    stt, provider, _, interims = await stt_with(PartialStream)
+    stream = provider.stream
+    assert isinstance(stream, PartialStream)
+    await stt.on_system(UserPausedFrame(at=1.0), DOWNSTREAM)
+    assert stream.asked == 0 and interims == [], "not asked before it has shown words"
+    stream.on_interim("what time")
+    await audio(stt, True, False)
+    await stt.on_system(UserPausedFrame(at=1.0), DOWNSTREAM)
+    assert interims == ["what time", "what time is it"]
+    await stt.on_system(ClassifyUtteranceFrame(3), DOWNSTREAM)
+    stream.words = "what time is it now"
+    await stt.on_system(UserPausedFrame(at=2.0), DOWNSTREAM)
+    assert interims == ["what time", "what time is it"], "the gate's utterance: its hypotheses are its cue"

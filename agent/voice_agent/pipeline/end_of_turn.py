@@ -226,6 +226,14 @@ class PauseWords:
         self._shown = True
         self.newer = self._lagging
 
+    def fresh(self, stream: STTStream | None) -> str | None:
+        """The stream's own hypothesis now, if it can tell one and has shown words (see above); else
+        None. For a draft made at a pause: the last interim may be up to 200 ms of audio behind."""
+        if not isinstance(stream, PartialHypothesis) or not self._shown:
+            return None
+        ok, now = _ask(stream)
+        return now if ok else None
+
     def answer(self, stream: STTStream | None, last_interim: str) -> tuple[str | None, str | None, float]:
         """(the words now, the words as the voice ended, time spent on words before this answer);
         no words now when there is no stream or it failed to tell: the fixed silence decides."""

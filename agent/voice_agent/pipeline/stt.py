@@ -34,6 +34,7 @@ from voice_agent.pipeline.frames import (
     ProviderErrorFrame,
     SystemFrame,
     TranscriptionFrame,
+    UserPausedFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     UserTurnFrame,
@@ -68,7 +69,14 @@ class STTProcessor(FrameProcessor):
                 self._interim(now)  # news only if fresher than the last interim
             await self.push(EndOfTurnWordsFrame(now, spent_s, at_voice_end), UPSTREAM)
             return
-        if isinstance(frame, ClassifyUtteranceFrame):
+        if isinstance(frame, UserPausedFrame):
+            # A draft starts on the pause (PreemptionObserver): newer words than the last interim
+            # draft it again at once, not at the end-of-turn decision, so it is ready by then. Not
+            # for an utterance the barge-in gate is classifying: its hypotheses are the gate's cue.
+            now = self._pause_words.fresh(self._stream) if self._held is None else None
+            if now:
+                self._interim(now)
+        elif isinstance(frame, ClassifyUtteranceFrame):
             self._held = frame.utterance
             if isinstance(self._stream, BackchannelAware):
                 self._stream.during_reply()
