@@ -88,7 +88,7 @@ RENEGOTIATE_ON = {ErrorCode.MEDIA_STALLED, ErrorCode.ICE_FAILED}
 # first): what the user said this long before the notice is said again to the agent that takes the
 # call. The old agent moved the call after as long a quiet turn boundary, so none of it was acted on.
 MOVE_REPLAY_S = 0.2
-# Speech track turn: the client's speech is one stream, never cut by turns.
+# The one turn the client's speech is queued under: it is a single stream, never cut by a turn.
 SPEECH_TURN = 0
 
 
