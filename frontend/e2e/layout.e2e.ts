@@ -3,41 +3,25 @@
  * than on pixels (no snapshot to drift with fonts), and the heard figure on a real call: the page
  * times a spoken turn itself, shows it, and reports it to the agent (docs/frontend.md).
  */
-import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentProcess, FRONTEND_DIR, requireDist } from './support/agent';
-import { launchChromium } from './support/browser';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { FRONTEND_DIR } from './support/agent';
 import { parseShownMs, shownText, waitConnected, waitTurn } from './support/dashboard';
-import { freePort } from './support/ports';
-import { speechWav } from './support/speech';
+import { agentAndBrowser } from './support/lifecycle';
 import { pollUntil } from './support/wait';
 
 const OUT = resolve(FRONTEND_DIR, 'test-results/layout');
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 375, height: 740 };
 
-let agent: AgentProcess;
-let browser: Browser;
 
-beforeAll(async () => {
-  requireDist();
-  mkdirSync(OUT, { recursive: true });
-  agent = new AgentProcess({ port: await freePort(), logDir: OUT });
-  await agent.start();
-  browser = await launchChromium(speechWav(OUT));
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await agent?.stop();
-});
+const env = agentAndBrowser(OUT, { dist: true });
 
 async function open(viewport: { width: number; height: number }): Promise<Page> {
-  const context = await browser.newContext({ viewport });
+  const context = await env.browser.newContext({ viewport });
   const page = await context.newPage();
-  await page.goto(agent.url, { waitUntil: 'load', timeout: 15_000 });
+  await page.goto(env.agent.url, { waitUntil: 'load', timeout: 15_000 });
   await page.getByRole('button', { name: 'Start conversation' }).waitFor({ timeout: 10_000 });
   return page;
 }
@@ -120,7 +104,7 @@ describe('the heard figure', () => {
     const reported = await pollUntil(
       'the agent to record the page\'s report',
       async () => {
-        const text = await (await fetch(`${agent.url}/metrics`)).text();
+        const text = await (await fetch(`${env.agent.url}/metrics`)).text();
         const count = /^voice_client_voice_to_voice_seconds_count\{[^}]*\} (\S+)$/m.exec(text)?.[1];
         return count !== undefined && Number(count) >= 1 ? Number(count) : undefined;
       },

@@ -7,16 +7,14 @@
  * saved. `npm run e2e:start` (build first: `npm run build`; RUNS=20 by default); figures in
  * test-results/measure/start.json, or at START_OUT (`python -m bench.browser` reads them there).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { AgentProcess, FRONTEND_DIR } from './support/agent';
-import { expectMediaOnLoopback, launchChromium, observePeers } from './support/browser';
+import { expect, it } from 'vitest';
+import { FRONTEND_DIR } from './support/agent';
+import { expectMediaOnLoopback, observePeers } from './support/browser';
 import { waitConnected } from './support/dashboard';
-import { freePort } from './support/ports';
-import { speechWav } from './support/speech';
+import { agentAndBrowser, percentile } from './support/lifecycle';
 import { pollUntil } from './support/wait';
-import type { Browser } from 'playwright-core';
 
 const OUT = resolve(FRONTEND_DIR, 'test-results/measure');
 const RUNS = Number(process.env.RUNS ?? 20);
@@ -76,35 +74,18 @@ const TIMELINE = `
 
 type Marks = Record<string, number>;
 
-let agent: AgentProcess;
-let browser: Browser;
 
-beforeAll(async () => {
-  mkdirSync(OUT, { recursive: true });
-  agent = new AgentProcess({ port: await freePort(), logDir: OUT });
-  await agent.start();
-  browser = await launchChromium(speechWav(OUT));
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await agent?.stop();
-});
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-}
+const env = agentAndBrowser(OUT);
 
 it(`measures click -> connected over ${RUNS} page loads`, { timeout: 30_000 * RUNS }, async () => {
   const runs: Record<string, number>[] = [];
   for (let i = 0; i < RUNS; i += 1) {
-    const context = await browser.newContext(GRANTED ? { permissions: ['microphone'] } : {});
+    const context = await env.browser.newContext(GRANTED ? { permissions: ['microphone'] } : {});
     const page = await context.newPage();
     await observePeers(page);
     await page.addInitScript({ content: TIMELINE });
     if (!SPARE) await page.addInitScript({ content: 'RTCPeerConnection.prototype.addTransceiver = undefined;' });
-    await page.goto(agent.url, { waitUntil: 'load', timeout: 15_000 });
+    await page.goto(env.agent.url, { waitUntil: 'load', timeout: 15_000 });
     await page.waitForTimeout(IDLE_MS);
     const clicked = Date.now();
     await page.getByRole('button', { name: 'Start conversation' }).click();
@@ -121,7 +102,7 @@ it(`measures click -> connected over ${RUNS} page loads`, { timeout: 30_000 * RU
     const click = marks.click ?? NaN;
     const run: Record<string, number> = { clickToConnected: (marks.connected ?? NaN) - click, playwright: outside };
     for (const [name, t] of Object.entries(marks)) if (name !== 'click') run[name] = Math.round((t - click) * 10) / 10;
-    await expectMediaOnLoopback(page, agent);
+    await expectMediaOnLoopback(page, env.agent);
     runs.push(run);
     await page.getByRole('button', { name: 'End conversation' }).click();
     await context.close();
