@@ -83,9 +83,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write(area: str, data: dict[str, Any]) -> Path:
+def write(area: str, data: dict[str, Any], out: str | None = None) -> Path:
+    """bench/results/<area>.json, or `out` (a run kept apart, e.g. a before/after), stamped alike."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{area}.json"
+    path = Path(out) if out else RESULTS / f"{area}.json"
     stamp = {
         "machine": machine(),
         "commit": git_commit(),

@@ -844,10 +844,7 @@ def main() -> int:
         opts.minutes = 2.0
     data = asyncio.run(run(opts))
     print(report(data))
-    if opts.out:
-        Path(opts.out).write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        print(f"wrote {write(opts.name, data)}")
+    print(f"wrote {write(opts.name, data, opts.out)}")
     return 0
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -394,10 +393,7 @@ def main() -> int:
     opts.every_s = opts.every_s or (10.0 if opts.quick else QUESTION_EVERY_S)
     data = asyncio.run(run(opts))
     print(report(data))
-    if opts.out:
-        Path(opts.out).write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        print(f"wrote {write('rollout', data)}")
+    print(f"wrote {write('rollout', data, opts.out)}")
     return 0
 
 
