@@ -153,13 +153,28 @@ async def call() -> AsyncIterator[Call]:
     await call.close()
 
 
+async def test_a_call_prepares_its_media_when_asked_once_and_not_when_closed(call: Call) -> None:
+    assert call._preparing is None  # not at its start: that would hold up the session's creation
+    call.prepare_media()
+    first = call._preparing
+    call.prepare_media()
+    assert first is not None and call._preparing is first
+    await call.close("ended")
+    assert call._preparing is None
+    call.prepare_media()
+    assert call._preparing is None
+
+
 async def test_a_call_answers_its_first_offer_with_the_peer_it_prepared(
     call: Call, offerer: RTCPeerConnection
 ) -> None:
+    call.prepare_media()
     prepared = await call._preparing  # type: ignore[misc]
     assert prepared is not None and gatherer_state(prepared) == "completed"
     await call.on_offer(Offer(type="offer", sdp=offerer.localDescription.sdp))
     assert call.peer is prepared
+    call.prepare_media()  # answered: later offers make their own peers
+    assert call._preparing is None
     assert prepared.out_track is call.pipeline.track
 
     # A later offer (an ICE restart, a renegotiation) gets a fresh peer with a fresh track.
@@ -177,6 +192,7 @@ async def test_a_call_answers_its_first_offer_with_the_peer_it_prepared(
 
 
 async def test_a_call_closed_before_any_offer_closes_the_peer_it_prepared(call: Call) -> None:
+    call.prepare_media()
     prepared = await call._preparing  # type: ignore[misc]
     assert prepared is not None
     await call.close("ended")

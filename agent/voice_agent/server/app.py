@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -248,13 +248,19 @@ def create_app(
         dependencies=[Depends(admitted)],
         responses=CREATE_REFUSALS,
     )
-    async def create_session(request: Request) -> Any:
+    async def create_session(request: Request, after: BackgroundTasks) -> Any:
         try:
             record = await manager.create_session()
         except CapacityError as exc:
             return JSONResponse(
                 {"detail": exc.reason}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
             )
+
+        async def prepare_media() -> None:  # a coroutine: a plain function would run on a thread
+            manager.prepare_media(record.id)
+
+        # Once this answer is out, while the client opens its socket: sooner would delay the answer.
+        after.add_task(prepare_media)
         scheme = "wss" if request.url.scheme == "https" else "ws"
         path = f"/ws/v2/{record.id}"
         return CreatedSession(

@@ -112,7 +112,8 @@ class Call:
         self._closed = False
         self._gone = asyncio.Event()  # set once closed, saved and released
         self._asking: asyncio.Task[None] | None = None
-        # The peer for the call's first offer, made while the client is still on its way to it.
+        # The peer for the call's first offer, made while the client is still on its way to it
+        # (prepare_media).
         self._preparing: asyncio.Task[Peer | None] | None = None
         self._peers_made = 0
         self._unreported_replies = 0  # replies the client may still report as heard (ClientMetrics)
@@ -145,8 +146,14 @@ class Call:
         self._saver = asyncio.create_task(self._save_loop(), name=f"saver-{self.id}")
         self._media_watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.id}")
         self._grace = asyncio.create_task(self._expire_unless_connected(self.settings.connect_timeout_s))
-        # Between here and the offer the client creates its socket (and, resuming, its peer and
-        # offer): the agent's share of the answer is made meanwhile (Peer.prepare), not after.
+
+    def prepare_media(self) -> None:
+        """Make the first offer's peer now (Peer.prepare), while the client is on its way to that offer:
+        once the session's creation has been answered (the client then opens its socket), or once its
+        socket is attached (a resuming client then makes its peer and offer). Not sooner: the work would
+        hold up the answer to the creation itself. Once per call; later offers make their own peers."""
+        if self._closed or self._preparing is not None or self._peers_made > 0:
+            return
         self._preparing = asyncio.create_task(self._prepare_peer(), name=f"prepare-peer-{self.id}")
 
     async def attach(self, conn: ClientLink) -> None:

@@ -120,10 +120,17 @@ class CallManager:
         log.info("session created", extra={"session_id": record.id, "owner": record.owner})
         return record
 
+    def prepare_media(self, session_id: str) -> None:
+        """The session's call here, if any, makes its first offer's peer now (Call.prepare_media)."""
+        if (call := self.live(session_id)) is not None:
+            call.prepare_media()
+
     async def adopt(self, session_id: str) -> None:
-        """Another agent allocated a session to this one: start its call so it is ready."""
+        """Another agent allocated a session to this one: start its call so it is ready, its media too
+        (the other agent answers the client)."""
         with contextlib.suppress(CapacityError):
             await self.open_call(session_id)
+        self.prepare_media(session_id)
 
     async def open_call(self, session_id: str) -> Call | RemoteOwner | None:
         """The call for a WebSocket: the live one, a resumed one, or the agent that runs it.
