@@ -1,8 +1,7 @@
 """What the user says while their call moves reaches the agent that takes the call (docs/deploy.md,
 "Rolling a pool"): the client holds its speech from the move's notice until the new media is up, and
 says it there with the moment before the notice (the old agent had stopped listening by then).
-Real agents, Redis and balancer, real aiortc peers; the words are spoken the moment the owner's drain
-begins, when the call, quiet at a turn boundary, is about to move.
+Real agents, Redis and balancer, real aiortc peers.
 """
 
 from __future__ import annotations
@@ -30,6 +29,10 @@ NO_TURN_WITHIN_S = 3.0
 # Longer than a move takes from the drain's start (its settle time, 0.2 s, and the notice after it).
 QUIET_S = 2
 STARTED = ("status", "processing")  # the agent began answering a turn
+# The owner's log lines to start speaking at: its drain begins (the call, quiet at a turn boundary,
+# moves 0.2 s later); it stopped the call's pipeline (logged before it saves the call and tells the
+# client). A question said at the drain's start could be heard by the owner before its call moves.
+DRAINING, STOPPED = '"draining"', '"call closed"'
 
 
 def _owner(client: VoiceClient) -> str:
@@ -42,9 +45,11 @@ async def _listening(client: VoiceClient, after: int) -> None:
     await client.wait_for(lambda e: e["type"] == "status" and e["processing"] == "listening", 30, after)
 
 
-async def _move_while_saying(pool: Pool, client: VoiceClient, pcm: bytes, rate: int) -> tuple[int, int]:
+async def _move_while_saying(
+    pool: Pool, client: VoiceClient, pcm: bytes, rate: int, at: str
+) -> tuple[int, int]:
     """SIGTERM the call's owner (out of the balancer's rotation first, as Kubernetes takes its
-    endpoint) and say `pcm` as its drain begins; returns the utterance and the event index of the
+    endpoint) and say `pcm` once it logs `at`; returns the utterance and the event index of the
     resumed session on the agent that took the call."""
     owner_id = _owner(client)
     owner = pool.agents[owner_id]
@@ -53,7 +58,7 @@ async def _move_while_saying(pool: Pool, client: VoiceClient, pcm: bytes, rate: 
     pool.watcher.stopping(owner_id)
     mark, closes = len(client.events), len(client.closes)
     owner.proc.send_signal(signal.SIGTERM)
-    await until(lambda: '"draining"' in owner.logs(), 20.0, "the owner's drain")
+    await until(lambda: at in owner.logs(), 20.0, f"the owner's {at}")
     uid = client.say(pcm, rate)
 
     await until(lambda: len(client.closes) > closes, 20.0, "the move's close")
@@ -78,19 +83,20 @@ async def test_words_said_as_the_call_moves_are_heard_by_the_agent_that_takes_it
         client = (await open_call(url)).client
         try:
             await _listening(client, 0)
-            # Silence first, longer than the move takes: part of it goes out before the notice and is
-            # said again, the rest is held; the agent that takes the call hears all of it (the
-            # utterance ends on the new peer connection) and takes no turn on it.
+            # Silence first, from the drain's start, longer than the move takes: part of it goes out
+            # before the notice and is said again, the rest is held; the agent that takes the call
+            # hears all of it (the utterance ends on the new peer connection) and takes no turn on it.
             quiet = bytes(QUIET_S * 16000 * 2)
-            uid, resumed = await _move_while_saying(pool, client, quiet, 16000)
+            uid, resumed = await _move_while_saying(pool, client, quiet, 16000, DRAINING)
             await client.speech_ended(uid, timeout=30)
             with pytest.raises(TimeoutError):
                 await client.wait_for(_turn, NO_TURN_WITHIN_S, after=resumed)
 
-            # A question begun as the call moves: the agent that takes the call answers it, once.
+            # A question begun as the call moves, once the owner no longer listens: the agent that
+            # takes the call answers it, once.
             await _listening(client, resumed)
             pcm, rate = synth(QUESTION)
-            uid, resumed = await _move_while_saying(pool, client, pcm, rate)
+            uid, resumed = await _move_while_saying(pool, client, pcm, rate, STOPPED)
             final = await client.wait_for(lambda e: e["type"] == "ai_response" and e["final"], 30, resumed)
             heard = [e["text"] for e in client.events[resumed:] if e["type"] == "transcript"]
             assert heard and overlap(QUESTION, heard[-1]) >= 0.75, (heard, final["text"])
