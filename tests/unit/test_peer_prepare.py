@@ -4,6 +4,7 @@ with real aiortc peers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
 from tests.support import waits
-from voice_agent.media.ice import LOOPBACK_ONLY, gathering_with
+from voice_agent.media import peer as peer_module
+from voice_agent.media.ice import LOOPBACK_ONLY, HostCandidatePolicy, gathering_with, parse_networks
 from voice_agent.media.peer import Peer, receive_without_decoder_thread, warm_up
 from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.protocol.sessions import SessionRecord
@@ -134,6 +136,14 @@ async def test_warm_up_connects_on_loopback_and_counts_nothing() -> None:
 
 async def test_warm_up_that_cannot_connect_gives_up_in_time() -> None:
     assert await warm_up(timeout_s=0.0) is None
+
+
+async def test_warm_up_with_no_address_to_gather_on_gives_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    nowhere = HostCandidatePolicy(addresses=parse_networks(["192.0.2.1"]))  # TEST-NET-1: not this host's
+    monkeypatch.setattr(peer_module, "LOOPBACK_ONLY", nowhere)
+    started = time.monotonic()
+    assert await warm_up(timeout_s=30.0) is None
+    assert time.monotonic() - started < 10.0  # not the timeout
 
 
 # --- the call ---------------------------------------------------------------------------------------

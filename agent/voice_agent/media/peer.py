@@ -355,13 +355,15 @@ async def warm_up(timeout_s: float = WARM_UP_TIMEOUT_S) -> float | None:
             offerer.addTransceiver("audio", direction="sendrecv")
             with gathering_with(LOOPBACK_ONLY):
                 await offerer.setLocalDescription(await offerer.createOffer())
+            if "a=candidate:" not in offerer.localDescription.sdp:
+                raise ConnectionError("no loopback address to connect on")  # rather than wait it out
             answer = await answerer.answer(offerer.localDescription.sdp)
             await offerer.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             await settled.wait()
         if answerer.pc.connectionState != "connected":
             raise ConnectionError("the loopback connection failed")
-    except (TimeoutError, ConnectionError, SignalingError, OSError) as exc:
-        log.warning("media warm-up did not connect", extra={"error": f"{type(exc).__name__}: {exc}"})
+    except Exception as exc:  # never the reason an agent does not start
+        log.warning("media warm-up did not connect", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
         return None
     finally:
         await answerer.close()
