@@ -310,7 +310,7 @@ class Turns(FrameProcessor):
             self.held.append(frame)
 
 
-async def test_a_turn_taken_on_the_frame_its_words_were_asked_on_does_not_wait_for_the_decoder() -> None:
+async def test_the_hypothesis_at_the_end_is_the_final_transcript_without_waiting_for_the_decoder() -> None:
     stt, provider, _, _ = await stt_with(SlowFinish, at_voice_end=True)
     after = Turns()
     stt.link(after)
@@ -319,36 +319,36 @@ async def test_a_turn_taken_on_the_frame_its_words_were_asked_on_does_not_wait_f
     stream.on_interim("what time")
     await audio(stt, True, False)
     await ask(stt)
+    stream.words = "what time is it now"
+    await audio(stt, False)  # the words it had at the decision are not the last
     await stt.on_system(UserStoppedSpeakingFrame(at=1.0), DOWNSTREAM)
-    assert [t.text for t in after.turns] == ["what time is it"], "the hypothesis over all it heard"
+    assert [t.text for t in after.turns] == ["what time is it now"], "its hypothesis over all it heard"
     assert stt.finalizing and not stream.finished, "the stream still finishes, behind the turn"
     stream.may_finish.set()
     await waits.until(lambda: not stt.finalizing, timeout=5.0, interval=0.01)
-    assert stream.finished and [t.text for t in after.turns] == ["what time is it"]
+    assert stream.finished and [t.text for t in after.turns] == ["what time is it now"]
 
 
-@pytest.mark.parametrize("held", [False, True])
-async def test_audio_after_the_words_or_a_held_utterance_waits_for_the_final_transcript(held: bool) -> None:
-    stt, provider, _, _ = await stt_with(SlowFinish, at_voice_end=True)
+@pytest.mark.parametrize("why", ["held", "no words shown", "no hypothesis"])
+async def test_otherwise_the_turn_waits_for_the_final_transcript(why: str) -> None:
+    kind = Stream if why == "no hypothesis" else SlowFinish
+    stt, provider, _, _ = await stt_with(kind, at_voice_end=True)
     after = Turns()
     stt.link(after)
     stream = provider.stream
-    assert isinstance(stream, SlowFinish)
-    stream.on_interim("what time")
-    await audio(stt, True, False)
-    await ask(stt)
-    if held:
+    assert stream is not None
+    if why != "no words shown":
+        stream.on_interim("what time")
+    if why == "held":
         await stt.on_system(ClassifyUtteranceFrame(7), DOWNSTREAM)  # its final may be the second look's
-    else:
-        await audio(stt, False)  # a frame the words did not hear
+    await audio(stt, True, False)
     await stt.on_system(UserStoppedSpeakingFrame(at=1.0), DOWNSTREAM)
-    assert after.turns == []
-    stream.may_finish.set()
+    if isinstance(stream, SlowFinish):
+        assert after.turns == [] and after.held == []
+        stream.may_finish.set()
     await waits.until(lambda: not stt.finalizing, timeout=5.0, interval=0.01)
-    if held:
-        assert [h.transcription.text for h in after.held] == ["what time is it then"] and after.turns == []
-    else:
-        assert [t.text for t in after.turns] == ["what time is it then"]
+    final = [h.transcription.text for h in after.held] if why == "held" else [t.text for t in after.turns]
+    assert final == (["what time is it then"] if isinstance(stream, SlowFinish) else [])
 
 
 async def test_a_pause_reports_the_streams_newer_words_for_the_draft_made_on_it() -> None:

@@ -188,12 +188,7 @@ class PauseWords:
     before it has shown words (an interim): until then it may still be waiting to begin decoding,
     and asking would make it begin early. A stream that cannot tell its hypothesis is answered
     for by its last interim, which trails the audio (a cloud recognizer's results come after it),
-    so newer interims while the pause lasts go up too.
-
-    The hypothesis given at the pause covers all the audio the stream had (`whole`, until the next
-    frame goes in): a turn taken on that very frame has its final transcript already. The offline
-    decoder's end of utterance found the same words in 80 of 80 questions of the turn-taking corpus
-    (4 voices), and took 5 to 25 ms on the event loop that the reply would have waited for."""
+    so newer interims while the pause lasts go up too."""
 
     def __init__(self, at_voice_end: bool = True) -> None:
         self._watch = at_voice_end  # off for the fixed detector, which never asks
@@ -207,11 +202,9 @@ class PauseWords:
         self._spent_s = 0.0  # on hypotheses since the last answer: part of the decision's cost
         self._lagging = False  # the last answer was an interim: newer ones are news
         self.newer = False
-        self.whole: str | None = None
 
     def heard(self, stream: STTStream | None, voiced: bool) -> None:
         """Before a frame goes to the stream: the first silent frame after voice takes the words."""
-        self.whole = None  # a frame more than the last answer heard
         voice_ended = self._watch and self._shown and self._voiced and not voiced
         if voice_ended and isinstance(stream, PartialHypothesis):
             started = time.perf_counter()
@@ -228,7 +221,8 @@ class PauseWords:
 
     def fresh(self, stream: STTStream | None) -> str | None:
         """The stream's own hypothesis now, if it can tell one and has shown words (see above); else
-        None. For a draft made at a pause: the last interim may be up to 200 ms of audio behind."""
+        None. At a pause the last interim may be up to 200 ms of audio behind; at the end of the
+        utterance this is the final transcript (STTProcessor)."""
         if not isinstance(stream, PartialHypothesis) or not self._shown:
             return None
         ok, now = _ask(stream)
@@ -246,7 +240,6 @@ class PauseWords:
             if not ok:
                 return None, None, spent
             if now is not None:
-                self.whole = now
                 return now, self._at_voice_end, spent
         self._lagging = True
         return last_interim, None, spent

