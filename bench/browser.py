@@ -179,8 +179,6 @@ def breakdown(turns: list[dict[str, Any]]) -> dict[str, Any] | None:
         "turns": len(split),
         "parts_ms": {name: summary([p[name] for _, p in split]) for name in PARTS},
         "beyond_silence_ms": summary([round(v - p["silence"], 1) for v, p in split]),
-        # The parts add up to the heard figure but for the clocks' mapping: this is how far off.
-        "unaccounted_ms": summary([round(v - sum(p.values()), 1) for v, p in split]),
     }
 
 

@@ -101,8 +101,11 @@ interface AgentSteps {
   voice_to_voice_ms?: number;
 }
 
-/** The agent's turn whose voice ended closest after the page's, within this window (ms): the same turn. */
-const SAME_TURN_MS = { before: 100, after: 600 };
+/**
+ * The agent's turn whose voice ended closest to the page's, within this window (ms), is the same
+ * turn: its frames may come that late on a loaded machine, and the next question is seconds away.
+ */
+const SAME_TURN_MS = { before: 100, after: 1500 };
 
 function agentSteps(dir: string): AgentSteps[] {
   const steps: AgentSteps[] = [];

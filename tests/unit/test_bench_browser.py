@@ -134,7 +134,7 @@ def test_each_turn_is_split_into_its_parts_on_the_wall_clock() -> None:
         "slot": 10.0,
         "to_ear": 40.0,
     }
-    assert lat["parts"]["turns"] == 1 and lat["parts"]["unaccounted_ms"]["p50"] == 0.0
+    assert lat["parts"]["turns"] == 1
     # Beyond the silence turn by turn, not the heard figures less the histogram's mean.
     assert lat["over_silence_ms"] == {"silence_waited_ms": 200.0, "p50": 200.0, "p95": 200.0, "p99": 200.0}
     table = report({"configs": {"default": {"turn_detector": "adaptive", **summarize(r)}}})
