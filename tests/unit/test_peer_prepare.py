@@ -4,6 +4,7 @@ with real aiortc peers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -149,9 +150,7 @@ async def test_warm_up_with_no_address_to_gather_on_gives_up_at_once(monkeypatch
 # --- the call ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def call() -> AsyncIterator[Call]:
-    settings = Settings()  # VOICE_ICE_ADDRESSES=127.0.0.1 (tests/conftest.py)
+async def new_call(settings: Settings) -> Call:
     record = SessionRecord.new("prepared-call", settings.session_ttl_s, "agent", settings.pool)
 
     async def gone(_: Call) -> None:
@@ -159,8 +158,31 @@ async def call() -> AsyncIterator[Call]:
 
     call = Call(record, settings, MemorySessionStore(), build_providers(settings), gone)
     await call.start()
+    return call
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    call = await new_call(Settings())  # VOICE_ICE_ADDRESSES=127.0.0.1 (tests/conftest.py)
     yield call
     await call.close()
+
+
+async def test_a_call_closed_while_its_media_is_gathering_lets_it_finish_then_closes_it() -> None:
+    """Cancelled mid-gathering, aioice would leave its STUN lookups to fail unobserved."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a STUN server that never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        call = await new_call(Settings(ice_servers=[{"urls": f"stun:127.0.0.1:{port}"}]))
+        call.prepare_media()
+        preparing = call._preparing
+        assert preparing is not None
+        await waits.until(lambda: call._peers_made == 1, what="the preparation under way")
+        await call.close("ended")
+        assert not preparing.done()  # still gathering, not cancelled
+        prepared = await preparing  # aioice gives a STUN server 5 s
+        assert prepared is not None
+        await waits.until(lambda: prepared.pc.connectionState == "closed", what="the prepared peer closed")
 
 
 async def test_a_call_prepares_its_media_when_asked_once_and_not_when_closed(call: Call) -> None:

@@ -54,6 +54,19 @@ _SUSPENDED = {
 }
 
 
+# Prepared peers of closed calls, closing once their preparation ends (Call._close).
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _close_spare(preparing: asyncio.Task[Peer | None]) -> None:
+    try:
+        spare = await asyncio.shield(preparing)
+    except asyncio.CancelledError:
+        return  # the preparation was cancelled (shutdown): _prepare_peer closed its peer
+    if spare is not None:
+        await spare.close()
+
+
 class ClientLink(Protocol):
     """A client's signaling channel: its WebSocket here, or one relayed from another agent."""
 
@@ -269,10 +282,14 @@ class Call:
         # teardown (ICE, DTLS and RTP transports, tens of milliseconds on a busy agent).
         if self._preparing is not None:
             preparing, self._preparing = self._preparing, None
-            preparing.cancel()
-            (spare,) = await asyncio.gather(preparing, return_exceptions=True)
-            if isinstance(spare, Peer):
-                await spare.close()
+            if preparing.done():
+                await _close_spare(preparing)
+            else:
+                # Not cancelled: aioice leaves the STUN lookups of a gathering cancelled under it to
+                # fail unobserved. A gathering ends by itself (its own timeout); the peer closes then.
+                closing = asyncio.create_task(_close_spare(preparing), name=f"close-prepared-{self.id}")
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
         if self.peer is not None:
             peer, self.peer = self.peer, None
             await peer.close()
