@@ -403,10 +403,6 @@ def report(d: dict[str, Any]) -> str:
                 [_counts(c["agent"]["turn_decisions"]) for c in configs.values()],
             ),
             (
-                "Agent: replies drafted in the pause, by outcome",
-                [_counts(c["agent"].get("drafts") or {}) for c in configs.values()],
-            ),
-            (
                 "Agent: silence waited before taking the turn, mean",
                 [_ms(c["agent"]["turn_end_silence_ms"]["mean"]) for c in configs.values()],
             ),
@@ -415,6 +411,13 @@ def report(d: dict[str, Any]) -> str:
                 [_ms(c["agent"]["output_stalled_ms"]) for c in configs.values()],
             ),
         ]
+    if all(c.get("agent") and c["agent"].get("drafts") is not None for c in configs.values()):
+        rows.append(
+            (
+                "Agent: replies drafted in the pause, by outcome",
+                [_counts(c["agent"]["drafts"]) for c in configs.values()],
+            )
+        )
     start = d.get("start")
     if start:
         others = ["—"] * (len(configs) - 1)
