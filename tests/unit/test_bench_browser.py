@@ -139,3 +139,7 @@ def test_each_turn_is_split_into_its_parts_on_the_wall_clock() -> None:
     assert lat["over_silence_ms"] == {"silence_waited_ms": 200.0, "p50": 200.0, "p95": 200.0, "p99": 200.0}
     table = report({"configs": {"default": {"turn_detector": "adaptive", **summarize(r)}}})
     assert "to_agent 30, vad_hangover 100, silence 200, decode 15, reply 5, slot 10, to_ear 40 (1) |" in table
+    assert "drafted" not in table, "a run without the agent's drafts has no row for them"
+    r["agent"]["drafts"] = {"used": 5.0, "missed": 1.0}
+    table = report({"configs": {"default": {"turn_detector": "adaptive", **summarize(r)}}})
+    assert "| Agent: replies drafted in the pause, by outcome | missed 1, used 5 |" in table
