@@ -84,6 +84,28 @@ describe('SpeechHold', () => {
     expect(hold.state).toBe('live');
   });
 
+  it('catches up in the first silence at a browser\'s sizes (128-sample blocks, 10 ms frames at 48 kHz)', () => {
+    const hold = new SpeechHold(48_000);
+    hold.hold();
+    const render = (value: number): Float32Array => new Float32Array(128).fill(value);
+    for (let i = 0; i < 300; i += 1) hold.push(render(i % 2 === 0 ? 0.3 : -0.3)); // 0.8 s of speech held
+    hold.release();
+    const out = new Float32Array(128);
+    let speech = 0;
+    let pulls = 0;
+    for (let i = 0; i < 1000; i += 1) {
+      hold.push(render(i < 200 ? 0.3 : 0)); // the user speaks on for 0.53 s, then pauses
+      speech += out.filter((x) => x !== 0).length;
+      pulls += 1;
+      if (hold.pull(out)) break;
+    }
+    speech += out.filter((x) => x !== 0).length;
+    // Every sample of speech went out once, and the pause ended the delay at once.
+    expect(speech).toBe(500 * 128);
+    expect(pulls).toBe(501);
+    expect(hold.state).toBe('live');
+  });
+
   it('keeps at most maxHeldMs: the oldest goes', () => {
     const hold = new SpeechHold(RATE, TUNING);
     hold.hold();

@@ -155,10 +155,13 @@ export class SpeechHold {
   pull(out: Float32Array): boolean {
     out.fill(0);
     if (this._state !== 'replaying') return false;
-    // Behind by more than this block and a frame: a silent frame at the head can go.
-    while (this.queue.length >= out.length + this.frame && this.queue.rms(this.frame) < this.tuning.silenceRms) {
-      this.queue.drop(this.frame);
-      this.skipped += this.frame;
+    // Behind by more than this block: silence at the head can go, a frame at a time, the last one
+    // short (the delay left is rarely a whole number of frames, and must reach zero).
+    while (this.queue.length > out.length) {
+      const head = Math.min(this.frame, this.queue.length - out.length);
+      if (this.queue.rms(head) >= this.tuning.silenceRms) break;
+      this.queue.drop(head);
+      this.skipped += head;
     }
     this.replayed += this.queue.shift(out, 0);
     if (this.queue.length === 0 || this.replayed >= this.maxReplay) {
