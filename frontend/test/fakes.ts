@@ -127,6 +127,8 @@ export class FakePeer implements PeerLike {
   readonly offers: RTCOfferOptions[] = [];
   readonly candidates: RTCIceCandidateInit[] = [];
   readonly tracks: MediaStreamTrack[] = [];
+  /** One per addTrack; `replaceTrack` swaps what it sends. */
+  readonly senders: { track: MediaStreamTrack | null; replaceTrack: (track: MediaStreamTrack | null) => Promise<void> }[] = [];
   closed = false;
   rejectAnswer = false;
   private offersMade = 0;
@@ -135,7 +137,14 @@ export class FakePeer implements PeerLike {
 
   addTrack(track: MediaStreamTrack): RTCRtpSender {
     this.tracks.push(track);
-    return {} as RTCRtpSender;
+    const sender = {
+      track: track as MediaStreamTrack | null,
+      replaceTrack: async (next: MediaStreamTrack | null) => {
+        sender.track = next;
+      },
+    };
+    this.senders.push(sender);
+    return sender as unknown as RTCRtpSender;
   }
 
   async createOffer(options?: RTCOfferOptions): Promise<RTCSessionDescriptionInit> {

@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 
 export class TcpRelay {
   readonly port: number;
-  private readonly targetPort: number;
+  private targetPort: number;
   private readonly server: Server;
   private readonly open = new Set<Socket>();
   /** First bytes of every connection (the request line), for asserting what the browser did. */
@@ -34,6 +34,11 @@ export class TcpRelay {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** New connections go to this port from now on, those open stay: a Service that dropped an endpoint. */
+  retarget(port: number): void {
+    this.targetPort = port;
   }
 
   private pipe(client: Socket): void {

@@ -19,6 +19,7 @@ import {
 } from '../signaling/messages';
 import { HeardReporter, type HeardTurn } from '../audio/heard';
 import type { HeardMeterLike } from '../audio/heardMeter';
+import type { SpeechHoldLike } from '../audio/speechHoldNode';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
 
@@ -71,6 +72,8 @@ export interface VoiceAgentDeps {
   micPermission?: () => Promise<PermissionState | null>;
   /** Times what the user hears (src/audio/heard.ts); left out where there is no Web Audio (unit tests). */
   heardMeter?: () => HeardMeterLike;
+  /** Holds the user's speech across a call's move (src/audio/speechHold.ts); left out where there is no Web Audio. */
+  speechHold?: () => SpeechHoldLike;
 }
 
 export interface ControllerTuning {
@@ -139,6 +142,8 @@ const MAX_UNHEARD_MS = 1_000;
 const CUT_SILENCE_MS = 1_000;
 /** The agent ended the session (docs/api.md, "Close codes"); 4409 also says stop, for another reason. */
 export const CLOSE_ENDED = 1000;
+/** The session is intact elsewhere: among others, the close of a call a draining agent moved. */
+const CLOSE_MOVED = 1012;
 
 export const MIC_CONSTRAINTS: MediaStreamConstraints = {
   audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
@@ -229,6 +234,10 @@ async function inboundPackets(pc: PeerLike): Promise<number | null> {
   }
 }
 
+/** A held move's new media must be up within this (ms), its replay caught up within this after: else the live mic. */
+const HOLD_WAIT_MS = 10_000;
+const REPLAY_WAIT_MS = 20_000;
+
 function stopTracks(stream: MediaStream | null): void {
   stream?.getTracks().forEach((track) => track.stop());
 }
@@ -254,6 +263,11 @@ export class VoiceSessionController {
   private startingAttempts = 0;
   private peerRebuilds = 0;
   private heard: HeardMeterLike | null = null;
+  /** The user's speech across a move: held from the notice, sent on the new peer through `holdSender`. */
+  private speech: SpeechHoldLike | null = null;
+  private speechHeld = false;
+  private holdSender: RTCRtpSender | null = null;
+  private holdTimer: ReturnType<typeof setTimeout> | null = null;
   /** The browser said this site may use the microphone without asking (read while idle). */
   private micGranted = false;
   /** Made while idle for the next call; `adopted`: the one the current peer came from, until its offer is out. */
@@ -518,6 +532,7 @@ export class VoiceSessionController {
         this.replaceSession(run);
         return;
       case 'reconnect':
+        if (code === CLOSE_MOVED) this.holdSpeech(); // a move told by its close alone
         this.scheduleReconnect(run, 0, true);
         return;
       case 'retry_later':
@@ -634,6 +649,7 @@ export class VoiceSessionController {
     if (message.type === 'playback') this.onPlayback(message.state, message.turn);
     // A new socket: a hold the old one announced may never see its resume.
     if (message.type === 'session') this.endSilence();
+    if (message.type === 'error' && message.code === 'session_moved') this.holdSpeech();
     this.events.dispatch({ type: 'agent', message });
     await this.applyToPeer(run, message);
   }
@@ -703,6 +719,50 @@ export class VoiceSessionController {
     this.events.dispatch({ type: 'heard', ms });
   }
 
+  // ---- the user's speech across a move (docs/deploy.md, "Rolling a pool") ----------------------
+
+  private speechHolder(): SpeechHoldLike | null {
+    if (!this.speech && this.deps.speechHold) this.speech = this.deps.speechHold();
+    return this.speech;
+  }
+
+  /**
+   * The move's notice: the old agent stopped listening a moment ago, so from a moment before now
+   * the user's speech is kept for the next peer connection. Bounded: never a user left unheard.
+   */
+  private holdSpeech(): void {
+    if (this.speechHeld || !this.speech?.hold()) return;
+    this.speechHeld = true;
+    this.armHoldTimer(HOLD_WAIT_MS);
+  }
+
+  /** The new peer is up: it gets what was held, then the live microphone once the delay is gone. */
+  private releaseHeld(pc: PeerLike): void {
+    const sender = this.holdSender;
+    if (!this.speechHeld || !sender || !this.speech) return;
+    this.armHoldTimer(REPLAY_WAIT_MS);
+    this.speech.release(() => {
+      if (this.pc === pc && this.holdSender === sender) this.endHold();
+    });
+  }
+
+  /** Back to the live microphone on the current peer, at once; whatever was held is dropped. */
+  private endHold(): void {
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    if (this.speechHeld) this.speech?.cancel();
+    this.speechHeld = false;
+    const sender = this.holdSender;
+    this.holdSender = null;
+    const [mic] = this.localStream?.getAudioTracks() ?? [];
+    if (sender && mic) void sender.replaceTrack(mic).catch(() => undefined);
+  }
+
+  private armHoldTimer(ms: number): void {
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = setTimeout(() => this.endHold(), ms);
+  }
+
   // ---- WebRTC ----------------------------------------------------------------------------------
 
   /** After (re)opening signaling: keep a live peer (only the socket dropped), else negotiate anew. */
@@ -732,7 +792,11 @@ export class VoiceSessionController {
       this.probeTimer = null;
       void (async () => {
         const after = await inboundPackets(pc);
-        if (!current() || (before !== null && after !== null && after > before)) return;
+        if (!current()) return;
+        if (before !== null && after !== null && after > before) {
+          this.endHold(); // the media did not move: the microphone reached the agent all along
+          return;
+        }
         this.keptPeerOnResume = false;
         this.rebuildPeer(run, false);
       })();
@@ -841,7 +905,12 @@ export class VoiceSessionController {
     this.remoteCandidates = [];
     const stream = this.localStream;
     const [micTrack] = stream?.getAudioTracks() ?? [];
-    if (spare && micTrack) void spare.sender.replaceTrack(micTrack).catch(() => undefined);
+    const held = this.speechHeld && stream ? (this.speech?.track() ?? null) : null;
+    if (held && stream) {
+      // A moved call: what the user says goes through the hold until it has caught up.
+      if (spare) void spare.sender.replaceTrack(held).catch(() => this.endHold());
+      this.holdSender = spare?.sender ?? pc.addTrack(held, stream);
+    } else if (spare && micTrack) void spare.sender.replaceTrack(micTrack).catch(() => undefined);
     else if (spare) this.micSender = spare.sender; // the offer goes out now, the track when the mic opens
     else stream?.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     const current = (): boolean => run === this.run && this.pc === pc;
@@ -876,6 +945,7 @@ export class VoiceSessionController {
         this.iceRestarted = false;
         this.setMedia('connected');
         this.watchMedia(run, pc);
+        this.releaseHeld(pc);
         break;
       case 'disconnected':
         // Often transient (a network blip); give ICE a moment before restarting it.
@@ -1021,6 +1091,7 @@ export class VoiceSessionController {
     const pc = this.pc;
     this.pc = null;
     this.micSender = null;
+    this.holdSender = null; // gone with its peer; a hold still on goes into the next one
     this.keptPeerOnResume = false;
     if (pc) {
       pc.ontrack = null;
@@ -1036,6 +1107,7 @@ export class VoiceSessionController {
 
   private publishMedia(): void {
     this.heardMeter()?.listen(this.localStream, this.remoteStream);
+    this.speechHolder()?.listen(this.localStream);
     this.events.media({ localStream: this.localStream, remoteStream: this.remoteStream, peer: this.pc });
   }
 
@@ -1060,6 +1132,9 @@ export class VoiceSessionController {
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.dropSocket();
+    this.endHold();
+    this.speech?.close(); // its audio context too: a page between calls runs none for it
+    this.speech = null;
     this.closePeer();
     stopTracks(this.localStream);
     this.localStream = null;

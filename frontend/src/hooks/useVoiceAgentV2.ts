@@ -6,6 +6,7 @@
  */
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 import { HeardMeter } from '../audio/heardMeter';
+import { SpeechHoldNode } from '../audio/speechHoldNode';
 import { agentBaseUrl } from '../config';
 import {
   DEFAULT_TUNING,
@@ -85,6 +86,7 @@ export function browserDeps(): VoiceAgentDeps {
     random: Math.random,
     now: () => Date.now(),
     heardMeter: () => new HeardMeter(sink.mute),
+    speechHold: () => new SpeechHoldNode(),
     micPermission: async () => {
       if (typeof navigator === 'undefined' || !navigator.permissions) return null;
       return (await navigator.permissions.query({ name: 'microphone' as PermissionName })).state;
