@@ -365,7 +365,7 @@ class Call:
 
     async def on_offer(self, msg: Offer) -> None:
         """Every offer gets a fresh peer: first connect, ICE restart and resume are one path. The first
-        is the one prepared at the call's start, when that worked."""
+        is the one made ahead of it (prepare_media), when it was and that worked."""
         if self.peer is not None:
             await self.peer.close()
             self.peer = None
