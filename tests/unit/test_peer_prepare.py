@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -185,8 +186,34 @@ async def test_a_call_closed_while_its_media_is_gathering_lets_it_finish_then_cl
         await waits.until(lambda: prepared.pc.connectionState == "closed", what="the prepared peer closed")
 
 
-async def test_a_call_prepares_its_media_when_asked_once_and_not_when_closed(call: Call) -> None:
+class Link:
+    """A client's signaling channel that keeps what it is sent."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.sent.append(event)
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        self.closed = True
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = True
+
+
+async def test_a_call_prepares_its_media_once_its_socket_is_attached(call: Call) -> None:
     assert call._preparing is None  # not at its start: that would hold up the session's creation
+    link = Link()
+    await call.attach(link)
+    assert call._preparing is not None
+    assert [e["type"] for e in link.sent[:2]] == ["session", "status"]  # told first, prepared after
+
+
+async def test_a_call_prepares_its_media_when_asked_once_and_not_when_closed(call: Call) -> None:
+    assert call._preparing is None
     call.prepare_media()
     first = call._preparing
     call.prepare_media()

@@ -183,6 +183,7 @@ class Call:
         self._touch()
         conn.send(SessionEvent(session=self.public_record()).wire())
         conn.send(StatusEvent.model_validate({"processing": self.pipeline.status}).wire())
+        self.prepare_media()  # a resuming client makes its peer and offer now (relayed or not)
 
     def detach(self, conn: ClientLink) -> None:
         if self.conn is not conn or self._closed:

@@ -181,7 +181,6 @@ async def serve(ws: WebSocket, session_id: str, manager: CallManager) -> None:
             return
         call = opened
         await call.attach(conn)
-        call.prepare_media()  # a resumed call's client makes its peer and offer now
         try:
             await receive_loop(
                 socket_frames(conn),
