@@ -55,7 +55,8 @@ class ImmediateAudioBuffer:
 
 class DecodingAudioBuffer:
     """Stands in for an audio receiver's jitter buffer and decodes every Opus packet the moment it
-    arrives, straight to 16 kHz mono 20 ms slices for `on_pcm`; aiortc's decoder thread idles.
+    arrives, straight to 16 kHz mono 20 ms slices for `on_pcm`; aiortc's decoder thread is not
+    started for it (media/peer.py).
 
     A gap in sequence numbers is repaired before the packet that ends it is decoded: the last
     lost packet from that packet's in-band FEC, any before it by PLC. A gap longer than
