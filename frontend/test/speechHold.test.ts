@@ -3,7 +3,15 @@ import { SpeechHold, type SpeechHoldTuning } from '../src/audio/speechHold';
 
 // 1 kHz keeps the numbers readable: 1 sample per ms.
 const RATE = 1000;
-const TUNING: SpeechHoldTuning = { preRollMs: 20, maxHeldMs: 100, silenceRms: 0.01, frameMs: 5, maxReplayMs: 1000 };
+const TUNING: SpeechHoldTuning = {
+  preRollMs: 20,
+  maxHeldMs: 100,
+  silenceRms: 0.01,
+  frameMs: 5,
+  pauseMs: 10,
+  skipPerBlock: 100,
+  maxReplayMs: 1000,
+};
 const BLOCK = 4;
 
 /** A block whose samples all carry `value` (0: silence; a positive value stands for speech, tagged). */
@@ -102,8 +110,28 @@ describe('SpeechHold', () => {
     speech += out.filter((x) => x !== 0).length;
     // Every sample of speech went out once, and the pause ended the delay at once.
     expect(speech).toBe(500 * 128);
-    expect(pulls).toBe(501);
+    // The 0.8 s of delay went in the pause, at up to 8 frames skipped per block sent.
+    expect(pulls).toBeGreaterThan(500);
+    expect(pulls).toBeLessThan(520);
     expect(hold.state).toBe('live');
+  });
+
+  it('skips no quiet shorter than a pause: the words stay whole', () => {
+    const hold = new SpeechHold(48_000);
+    hold.hold();
+    const render = (value: number): Float32Array => new Float32Array(128).fill(value);
+    // Speech with a 64 ms quiet inside (a stop consonant's closure), all held.
+    for (let i = 0; i < 100; i += 1) hold.push(render(i >= 40 && i < 64 ? 0 : 0.3));
+    hold.release();
+    const out = new Float32Array(128);
+    let quietSent = 0;
+    for (let i = 0; i < 100; i += 1) {
+      hold.push(render(0.3)); // the user speaks on
+      hold.pull(out);
+      if (out.every((x) => x === 0)) quietSent += 1;
+    }
+    expect(quietSent).toBe(24);
+    expect(hold.skipped).toBe(0);
   });
 
   it('keeps at most maxHeldMs: the oldest goes', () => {

@@ -19,6 +19,13 @@ export interface SpeechHoldTuning {
   silenceRms: number;
   /** The unit silence is judged and skipped in (ms). */
   frameMs: number;
+  /**
+   * Only a pause this long (ms) is shortened, and to this: the quiet inside and between words (a
+   * stop consonant's closure, a soft onset) stays, so the words stay whole.
+   */
+  pauseMs: number;
+  /** At most this many frames are skipped per block sent: the work of one render block stays small. */
+  skipPerBlock: number;
   /** A replay that has not caught up after this long (ms) gives up: the live microphone goes again. */
   maxReplayMs: number;
 }
@@ -29,6 +36,8 @@ export const DEFAULT_SPEECH_HOLD_TUNING: SpeechHoldTuning = {
   // About -46 dBFS: below a voice at a normal distance, above a quiet room's floor.
   silenceRms: 0.005,
   frameMs: 10,
+  pauseMs: 150,
+  skipPerBlock: 8,
   maxReplayMs: 15_000,
 };
 
@@ -74,12 +83,12 @@ class SampleQueue {
     return n;
   }
 
-  /** RMS of the oldest `count` samples. */
-  rms(count: number): number {
-    const n = Math.min(count, this.length);
-    if (n === 0) return 0;
+  /** RMS of `count` samples from `offset` past the oldest. */
+  rms(offset: number, count: number): number {
+    const n = Math.min(count, this.length - offset);
+    if (n <= 0) return 0;
     let sum = 0;
-    for (let i = 0; i < n; i += 1) {
+    for (let i = offset; i < offset + n; i += 1) {
       const v = this.buffer[(this.start + i) % this.buffer.length] ?? 0;
       sum += v * v;
     }
@@ -92,6 +101,7 @@ export class SpeechHold {
   private readonly queue: SampleQueue;
   private readonly preRoll: number;
   private readonly frame: number;
+  private readonly pause: number;
   private readonly maxReplay: number;
   private replayed = 0;
   private _state: SpeechHoldState = 'live';
@@ -106,6 +116,7 @@ export class SpeechHold {
     const samples = (ms: number): number => Math.max(1, Math.round((ms * sampleRate) / 1000));
     this.preRoll = samples(tuning.preRollMs);
     this.frame = samples(tuning.frameMs);
+    this.pause = samples(tuning.pauseMs);
     this.maxReplay = samples(tuning.maxReplayMs);
     this.queue = new SampleQueue(samples(tuning.maxHeldMs));
   }
@@ -142,6 +153,14 @@ export class SpeechHold {
     this.replayed = 0;
   }
 
+  /** Every frame of the first `span` samples held is below the silence level. */
+  private quiet(span: number): boolean {
+    for (let at = 0; at < span; at += this.frame) {
+      if (this.queue.rms(at, Math.min(this.frame, span - at)) >= this.tuning.silenceRms) return false;
+    }
+    return true;
+  }
+
   /** Back to live at once, what was held discarded (a failure: never leave the user unheard). */
   cancel(): void {
     this._state = 'live';
@@ -155,11 +174,13 @@ export class SpeechHold {
   pull(out: Float32Array): boolean {
     out.fill(0);
     if (this._state !== 'replaying') return false;
-    // Behind by more than this block: silence at the head can go, a frame at a time, the last one
-    // short (the delay left is rarely a whole number of frames, and must reach zero).
-    while (this.queue.length > out.length) {
-      const head = Math.min(this.frame, this.queue.length - out.length);
-      if (this.queue.rms(head) >= this.tuning.silenceRms) break;
+    // Behind by more than this block: a frame at the head can go when a pause starts there (all
+    // quiet for pauseMs, or up to what is held), the last one short (the delay left is rarely a
+    // whole number of frames, and must reach zero).
+    for (let n = 0; n < this.tuning.skipPerBlock && this.queue.length > out.length; n += 1) {
+      const ahead = this.queue.length - out.length;
+      if (!this.quiet(Math.min(this.pause, ahead))) break;
+      const head = Math.min(this.frame, ahead);
       this.queue.drop(head);
       this.skipped += head;
     }
