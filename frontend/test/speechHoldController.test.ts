@@ -33,7 +33,10 @@ class FakeHold implements SpeechHoldLike {
     this.held = false;
     this.cancels += 1;
   }
-  close(): void {}
+  closed = false;
+  close(): void {
+    this.closed = true;
+  }
 }
 
 async function call(hold: FakeHold): Promise<Driven> {
@@ -68,14 +71,22 @@ describe('VoiceSessionController: the user speech across a move', () => {
     vi.useRealTimers();
   });
 
-  it('taps the microphone on a call that does not move, which sends the microphone itself', async () => {
+  it('taps the microphone once media is up on a call that does not move, which sends the microphone itself', async () => {
     const hold = new FakeHold();
-    const d = await call(hold);
+    const d = drive({}, { speechHold: () => hold });
+    await d.controller.start();
+    await settle();
+    d.agent.socket.open();
+    await settle();
+    d.agent.socket.receive(ANSWER);
+    await settle();
+    expect(hold.listening).toBe(null); // nothing in the connect sequence's way
+    d.peer().setState('connected');
     expect(hold.listening).toBe(d.mic.stream);
     expect(d.peer().tracks).toEqual([micOf(d)]);
     expect(hold.holds).toBe(0);
     d.controller.stop();
-    expect(hold.listening).toBe(null);
+    expect(hold.closed).toBe(true);
   });
 
   it('holds from the notice, sends the held speech on the new peer once it is up, then the live microphone', async () => {

@@ -945,6 +945,8 @@ export class VoiceSessionController {
         this.iceRestarted = false;
         this.setMedia('connected');
         this.watchMedia(run, pc);
+        // Tapped once media is up, out of the way of the connect sequence (a move comes later).
+        this.speechHolder()?.listen(this.localStream);
         this.releaseHeld(pc);
         break;
       case 'disconnected':
@@ -1107,7 +1109,6 @@ export class VoiceSessionController {
 
   private publishMedia(): void {
     this.heardMeter()?.listen(this.localStream, this.remoteStream);
-    this.speechHolder()?.listen(this.localStream);
     this.events.media({ localStream: this.localStream, remoteStream: this.remoteStream, peer: this.pc });
   }
 
