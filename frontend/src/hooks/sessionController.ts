@@ -237,9 +237,6 @@ async function inboundPackets(pc: PeerLike): Promise<number | null> {
 /** A held move's new media must be up within this (ms), its replay caught up within this after: else the live mic. */
 const HOLD_WAIT_MS = 10_000;
 const REPLAY_WAIT_MS = 20_000;
-/** The hold taps the microphone this long after media is up (ms): its AudioContext is made once the
- * page has shown the call connected, not ahead of that render (a move comes much later). */
-export const HOLD_TAP_AFTER_MS = 100;
 
 function stopTracks(stream: MediaStream | null): void {
   stream?.getTracks().forEach((track) => track.stop());
@@ -948,10 +945,8 @@ export class VoiceSessionController {
         this.iceRestarted = false;
         this.setMedia('connected');
         this.watchMedia(run, pc);
-        // Tapped once media is up and shown, out of the way of the connect sequence (a move comes later).
-        setTimeout(() => {
-          if (run === this.run) this.speechHolder()?.listen(this.localStream);
-        }, HOLD_TAP_AFTER_MS);
+        // Tapped once media is up, out of the way of the connect sequence (a move comes later).
+        this.speechHolder()?.listen(this.localStream);
         this.releaseHeld(pc);
         break;
       case 'disconnected':
