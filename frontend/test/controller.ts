@@ -1,5 +1,5 @@
 /** Runs a VoiceSessionController against the fakes and folds its actions through the real reducer. */
-import { vi } from 'vitest';
+import { afterEach, beforeEach, vi } from 'vitest';
 import { VoiceSessionController, DEFAULT_TUNING, type ControllerTuning, type MediaHandles } from '../src/hooks/sessionController';
 import {
   initialVoiceAgentState,
@@ -56,4 +56,15 @@ export async function settle(): Promise<void> {
     if (vi.isFakeTimers()) await vi.advanceTimersByTimeAsync(0);
     else await new Promise<void>((resolve) => setTimeout(resolve, 0));
   }
+}
+
+/** Fake timers for every test of the enclosing describe: only the timers, so the controller's
+ * promise chains and the clocks it reads stay real (settle() relies on them). */
+export function fakeTimersEach(): void {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 }

@@ -3,7 +3,7 @@ import { DEFAULT_TUNING } from '../src/hooks/sessionController';
 import { SESSION_ENDED_NOTICE, SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
 import { closeAction, type CloseAction } from '../src/signaling/messages';
 import schema from '../src/signaling/protocol.schema.json';
-import { AGENT, drive, settle, type Driven } from './controller';
+import { AGENT, drive, fakeTimersEach, settle, type Driven } from './controller';
 
 const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
 
@@ -223,12 +223,7 @@ describe('VoiceSessionController: a pool scaled to zero', () => {
 });
 
 describe('VoiceSessionController: recovery', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  fakeTimersEach();
 
   it('reconnects a dropped socket after a backoff and resumes the same session, keeping the live peer', async () => {
     const d = drive();
@@ -468,12 +463,7 @@ const TABLE = Object.entries(schema.$defs.CloseActions.properties).map(
 );
 
 describe('VoiceSessionController: every close code the agent sends, as docs/api.md says', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  fakeTimersEach();
 
   it('holds the same table as the agent, and takes a code it does not list for a dropped network', () => {
     expect(TABLE.length).toBeGreaterThanOrEqual(9);
@@ -522,12 +512,7 @@ describe('VoiceSessionController: every close code the agent sends, as docs/api.
 });
 
 describe('VoiceSessionController: media stalls', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  fakeTimersEach();
 
   /** A connected call whose agent audio flowed, then stopped; `clock` moves the controller's time. */
   async function stalled(): Promise<{ d: Driven; clock: (ms: number) => Promise<void> }> {

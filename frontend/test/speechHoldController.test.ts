@@ -1,7 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { SpeechHoldLike } from '../src/audio/speechHoldNode';
 import { DEFAULT_TUNING } from '../src/hooks/sessionController';
-import { drive, settle, type Driven } from './controller';
+import { drive, fakeTimersEach, settle, type Driven } from './controller';
 
 const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
 
@@ -64,12 +64,7 @@ async function move(d: Driven): Promise<void> {
 const micOf = (d: Driven): MediaStreamTrack | undefined => d.mic.stream.getAudioTracks()[0];
 
 describe('VoiceSessionController: the user speech across a move', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  fakeTimersEach();
 
   it('taps the microphone once media is up on a call that does not move, which sends the microphone itself', async () => {
     const hold = new FakeHold();
