@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -22,10 +23,30 @@ def check_redis(settings: Settings) -> None:
         raise ConfigError(f"invalid setting REDIS_URL: {problem}")
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The HTTP port, taken before the start-up work rather than after it.
+
+    uvicorn binds only once the lifespan has run (decoders loaded, media warmed: a second or more).
+    Meanwhile the port is free for anyone, an outgoing connection's ephemeral port included, and
+    the agent would then exit with "address already in use" after its start-up work. Bound (not
+    yet listening) it is reserved, and a connection to it is still refused until the agent serves.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"voice_agent: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return sock
+
+
 def main() -> None:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
+        listener = bind_listener(settings.host, settings.port)
         check_redis(settings)
         from voice_agent.server.app import create_app
 
@@ -55,7 +76,7 @@ def main() -> None:
     # the outbound audio stalled with it.
     gc.collect()
     gc.freeze()
-    DrainingServer(config, lambda: app.state.manager.drain(settings.drain_timeout_s)).run()
+    DrainingServer(config, lambda: app.state.manager.drain(settings.drain_timeout_s)).run(sockets=[listener])
 
 
 if __name__ == "__main__":

@@ -48,20 +48,29 @@ def off_loopback(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 class AgentProcess:
+    # A free port is released before the agent binds it, so another process can take it meanwhile;
+    # the agent then exits at once saying so, and is started again on a fresh port.
+    PORT_TAKEN = "address already in use"
+    STARTS = 3
+
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         STARTED.append(self)
+        self.env = env
+        self.log_path = log_path
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
         full_env = {
             **os.environ,
             "VOICE_HOST": "127.0.0.1",
             "VOICE_PORT": str(self.port),
             "VOICE_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
-            **env,
+            **self.env,
         }
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voice_agent"],
             env=full_env,
@@ -70,17 +79,26 @@ class AgentProcess:
             cwd=ROOT,
         )
 
+    def _port_taken(self) -> bool:
+        return self.proc.poll() is not None and self.PORT_TAKEN in self.logs().lower()
+
     def open_fds(self) -> int:
         """File descriptors the agent process holds now (sockets included)."""
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def wait_ready(self, timeout: float = 30.0) -> AgentProcess:
-        try:
-            wait_http(self.url + "/health", timeout, self.proc)
-        except (RuntimeError, TimeoutError) as exc:
-            tail = "\n".join(self.logs().splitlines()[-15:])
-            raise RuntimeError(f"{exc}\n--- agent log tail ---\n{tail}") from None
-        return self
+        for start in range(1, self.STARTS + 1):
+            try:
+                wait_http(self.url + "/health", timeout, self.proc)
+                return self
+            except (RuntimeError, TimeoutError) as exc:
+                if start < self.STARTS and self._port_taken():
+                    self._log.close()
+                    self._start()
+                    continue
+                tail = "\n".join(self.logs().splitlines()[-15:])
+                raise RuntimeError(f"{exc}\n--- agent log tail ---\n{tail}") from None
+        raise AssertionError("unreachable")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
