@@ -58,11 +58,26 @@ export async function settle(): Promise<void> {
   }
 }
 
+/** The page has painted what it shows (an animation frame went by): what afterPaint waits for. */
+export async function painted(): Promise<void> {
+  await vi.advanceTimersByTimeAsync(20);
+  await settle();
+}
+
 /** Fake timers for every test of the enclosing describe: only the timers, so the controller's
  * promise chains and the clocks it reads stay real (settle() relies on them). */
 export function fakeTimersEach(): void {
   beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    vi.useFakeTimers({
+      toFake: [
+        'setTimeout',
+        'clearTimeout',
+        'setInterval',
+        'clearInterval',
+        'requestAnimationFrame',
+        'cancelAnimationFrame',
+      ],
+    });
   });
   afterEach(() => {
     vi.useRealTimers();

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { SpeechHoldLike } from '../src/audio/speechHoldNode';
 import { DEFAULT_TUNING } from '../src/hooks/sessionController';
-import { drive, fakeTimersEach, settle, type Driven } from './controller';
+import { drive, fakeTimersEach, painted, settle, type Driven } from './controller';
 
 const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
 
@@ -49,6 +49,7 @@ async function call(hold: FakeHold): Promise<Driven> {
   d.agent.socket.receive(ANSWER);
   await settle();
   d.peer().setState('connected');
+  await painted();
   return d;
 }
 
@@ -77,6 +78,8 @@ describe('VoiceSessionController: the user speech across a move', () => {
     await settle();
     expect(hold.listening).toBe(null); // nothing in the connect sequence's way
     d.peer().setState('connected');
+    expect(hold.listening).toBe(null); // nor between the connected state and its paint
+    await painted();
     expect(hold.listening).toBe(d.mic.stream);
     expect(d.peer().tracks).toEqual([micOf(d)]);
     expect(hold.holds).toBe(0);

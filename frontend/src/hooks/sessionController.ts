@@ -20,6 +20,7 @@ import {
 import { HeardReporter, type HeardTurn } from '../audio/heard';
 import type { HeardMeterLike } from '../audio/heardMeter';
 import type { SpeechHoldLike } from '../audio/speechHoldNode';
+import { afterPaint } from './afterPaint';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import type { MediaState, VoiceAgentAction, VoiceErrorCode } from './voiceAgentReducer';
 
@@ -288,6 +289,8 @@ export class VoiceSessionController {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The speech hold's tap, waiting for the connected state's paint. */
+  private cancelTap: (() => void) | null = null;
   private probeTimer: ReturnType<typeof setTimeout> | null = null;
   private mediaTimer: ReturnType<typeof setInterval> | null = null;
 
@@ -945,8 +948,12 @@ export class VoiceSessionController {
         this.iceRestarted = false;
         this.setMedia('connected');
         this.watchMedia(run, pc);
-        // Tapped once media is up, out of the way of the connect sequence (a move comes later).
-        this.speechHolder()?.listen(this.localStream);
+        // Tapped once media is up and shown (its AudioContext would hold up that paint; a move comes later).
+        this.cancelTap?.();
+        this.cancelTap = afterPaint(() => {
+          this.cancelTap = null;
+          if (run === this.run && this.pc === pc) this.speechHolder()?.listen(this.localStream);
+        });
         this.releaseHeld(pc);
         break;
       case 'disconnected':
@@ -1086,6 +1093,8 @@ export class VoiceSessionController {
   }
 
   private closePeer(): void {
+    this.cancelTap?.();
+    this.cancelTap = null;
     this.clearCutTimer();
     this.clearIceTimer();
     this.clearProbeTimer();

@@ -5,6 +5,7 @@
  * only wires the two into React and guarantees teardown on unmount.
  */
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { flushSync } from 'react-dom';
 import { HeardMeter } from '../audio/heardMeter';
 import { SpeechHoldNode } from '../audio/speechHoldNode';
 import { agentBaseUrl } from '../config';
@@ -15,7 +16,12 @@ import {
   type MediaHandles,
   type VoiceAgentDeps,
 } from './sessionController';
-import { initialVoiceAgentState, voiceAgentReducer, type VoiceAgentState } from './voiceAgentReducer';
+import {
+  initialVoiceAgentState,
+  voiceAgentReducer,
+  type VoiceAgentAction,
+  type VoiceAgentState,
+} from './voiceAgentReducer';
 
 export type { VoiceAgentState } from './voiceAgentReducer';
 
@@ -94,6 +100,14 @@ export function browserDeps(): VoiceAgentDeps {
   };
 }
 
+/**
+ * Media coming up is what the person waits for: rendered in the event that brings it, not in a
+ * later task queued behind whatever else the page has to do while a call connects.
+ */
+function showsAtOnce(action: VoiceAgentAction): boolean {
+  return action.type === 'media' && action.state === 'connected';
+}
+
 const NO_MEDIA: MediaHandles = { localStream: null, remoteStream: null, peer: null };
 
 export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAgentV2 {
@@ -108,7 +122,7 @@ export function useVoiceAgentV2(options: UseVoiceAgentOptions = {}): UseVoiceAge
       controllerRef.current = new VoiceSessionController(
         baseUrl ?? agentBaseUrl(),
         { ...browserDeps(), ...deps },
-        { dispatch, media: setMedia },
+        { dispatch: (action) => (showsAtOnce(action) ? flushSync(() => dispatch(action)) : dispatch(action)), media: setMedia },
         { ...DEFAULT_TUNING, ...tuning },
       );
     }

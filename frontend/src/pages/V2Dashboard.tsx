@@ -5,6 +5,7 @@
  * so each state can be rendered and tested on its own.
  */
 import { AudioLines, Hand, Mic, Square } from 'lucide-react';
+import { useEffect, useState } from 'react';
 import { Banner } from '../components/Banner';
 import { Composer } from '../components/Composer';
 import { Conversation } from '../components/Conversation';
@@ -12,6 +13,7 @@ import { LevelMeter } from '../components/LevelMeter';
 import { LatencyPanel, NetworkPanel } from '../components/MetricsPanel';
 import { ProcessingIndicator } from '../components/ProcessingIndicator';
 import { StatusBadge } from '../components/StatusBadge';
+import { afterPaint } from '../hooks/afterPaint';
 import { useMicLevel } from '../hooks/useMicLevel';
 import { useNetworkStats } from '../hooks/useNetworkStats';
 import { useVoiceAgentV2, type UseVoiceAgentOptions } from '../hooks/useVoiceAgentV2';
@@ -134,10 +136,24 @@ export function DashboardView(props: DashboardViewProps) {
   );
 }
 
+/**
+ * True from a call's first connected (once painted) until it ends. The meters start then, not while
+ * it connects: their AudioContext and stats requests would take the page's main thread from the
+ * connect's own steps (the answer, ICE and DTLS events wait for it) and from the connected paint.
+ */
+function useMetered(state: VoiceAgentState): boolean {
+  const [metered, setMetered] = useState(false);
+  const connected = state.active && state.connectionStatus === 'connected';
+  if (metered && !state.active) setMetered(false);
+  useEffect(() => (connected && !metered ? afterPaint(() => setMetered(true)) : undefined), [connected, metered]);
+  return metered && state.active;
+}
+
 export default function V2Dashboard(options: UseVoiceAgentOptions = {}) {
   const agent = useVoiceAgentV2(options);
-  const micLevel = useMicLevel(agent.media.localStream);
-  const network = useNetworkStats(agent.media.peer);
+  const metered = useMetered(agent.state);
+  const micLevel = useMicLevel(metered ? agent.media.localStream : null);
+  const network = useNetworkStats(metered ? agent.media.peer : null);
 
   const handleToggleConversation = () => {
     if (agent.isConversationActive) {
