@@ -33,7 +33,16 @@ from typing import Any
 
 from bench.agent import AGENT_ENV, speech_bounds
 from bench.common import write
-from bench.sender import BROWSER, FEC_ALWAYS, LossPattern, LossyUplink, OpusSender, SenderSpec, SpeakingClient
+from bench.sender import (
+    BROWSER,
+    BROWSER_NO_RED,
+    FEC_ALWAYS,
+    LossPattern,
+    LossyUplink,
+    OpusSender,
+    SenderSpec,
+    SpeakingClient,
+)
 from bench.targets import TARGETS, values_at
 from tests.support import waits
 from tests.support.procs import running_agent
@@ -44,7 +53,7 @@ UNDERSTOOD_AT = 0.75  # share of the phrase's words the final transcript must ho
 BURST = 2.5  # mean packets lost in a row, bursty pattern
 RATES = [5, 10, 20, 30]
 PATTERNS = ["random", "bursty"]
-SENDERS = {s.name: s for s in (BROWSER, FEC_ALWAYS)}
+SENDERS = {s.name: s for s in (BROWSER, BROWSER_NO_RED, FEC_ALWAYS)}
 # Short things people say to a voice agent (flite's slt voice: tests/support/speech.py), chosen
 # among 20 candidates as those the offline STT hears whole from both senders when nothing is lost,
 # every time; the 0 % rows check that on each run. The recognizer is on a knife edge even then
@@ -67,7 +76,11 @@ PHRASES = [
 SETTLED_S = 2.0
 SETTLED_RATES = [10, 20]  # random loss
 FINAL_WAIT_S = 15.0  # after the phrase's last voiced frame went out
-COUNTERS = ("voice_inbound_concealed_frames_total", "voice_inbound_overflow_frames_total")
+COUNTERS = (
+    "voice_inbound_concealed_frames_total",
+    "voice_inbound_rebuilt_frames_total",
+    "voice_inbound_overflow_frames_total",
+)
 FRAME_S = 0.02
 
 
@@ -138,6 +151,7 @@ async def one_run(url: str, point: Point, index: int) -> dict[str, Any]:
         # When libopus was first told to expect loss, in ms from the speech onset (negative: before).
         "fec_from_onset_ms": None if fec_from is None else round((fec_from - first) * FRAME_S * 1000),
         "fec_from_first_packet": fec_from == 0,
+        "sent_red": client.sends_red,
     }
 
 
@@ -178,6 +192,7 @@ async def run_point(url: str, point: Point, parallel: int) -> dict[str, Any]:
         "fec_from_onset_ms_p50": statistics.median(fec_from) if fec_from else None,
         "runs_without_fec": point.runs - len(fec_from),
         "fec_from_first_packet": all(r["fec_from_first_packet"] for r in runs),
+        "runs_sending_red": sum(r["sent_red"] for r in runs),
         "agent": {name: after.get(name, 0.0) - before.get(name, 0.0) for name in COUNTERS},
         "seconds": round(elapsed, 1),
         "detail": runs,
@@ -243,7 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 HEADER = (
     "| pattern | loss | sender | understood (%; 95 % CI) | target | lost (measured) | voiced packets with FEC"
-    " | FEC from onset (p50) | repaired / lost |\n|---|---|---|---|---|---|---|---|---|"
+    " | FEC from onset (p50) | repaired / lost (rebuilt from RED) |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -257,11 +272,12 @@ def row(p: dict[str, Any]) -> str:
         n = p["runs_without_fec"]
         fec += f" ({n} run{'' if n == 1 else 's'} never)"
     repaired = int(p["agent"]["voice_inbound_concealed_frames_total"])
+    rebuilt = int(p["agent"].get("voice_inbound_rebuilt_frames_total", 0))
     low, high = p["understood_95ci_percent"]
     return (
         f"| {p['pattern']} | {p['loss_percent']} % | {p['sender']} | {p['understood']}/{p['runs']}"
         f" ({p['understood_percent']:g} %; {low:g}-{high:g}) | {target} | {p['measured_loss_percent']} % |"
-        f" {p['voiced_with_fec_percent']} % | {fec} | {repaired} / {p['packets_lost']} |"
+        f" {p['voiced_with_fec_percent']} % | {fec} | {repaired} / {p['packets_lost']} ({rebuilt}) |"
     )
 
 

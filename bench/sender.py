@@ -31,7 +31,9 @@ import av
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, is_rtcp
 
 from voice_agent.media.opus import libopus
+from voice_agent.media.red import join_red, red_payload_types
 from voice_agent.media.track import SAMPLES_PER_FRAME, TIME_BASE, AIGeneratedAudioTrack, OpusPacket
+from voice_agent.protocol.signaling import opus_payload_types
 from voice_agent.testing.client import VoiceClient
 
 # libopus' public constants (opus_defines.h).
@@ -61,12 +63,25 @@ class SenderSpec:
     # Follow the receiver's reports as WebRTC does (else keep the initial figure).
     follows_reports: bool
     bitrate: int = 32_000
+    # Offer RED as Chromium does, and send it (one earlier frame per packet) when the answer lists it
+    # first (media/red.py).
+    red: bool = False
 
 
 BROWSER = SenderSpec(
     name="browser-like",
     description="Chrome's Opus settings (32 kb/s mono VOIP, complexity 9, constrained VBR); FEC bits "
-    "only once RTCP receiver reports show loss (smoothed, capped at 20 %)",
+    "only once RTCP receiver reports show loss (smoothed, capped at 20 %); RED offered as Chrome "
+    "offers it, and sent (the previous frame again in each packet) when the answer lists it first",
+    complexity=9,
+    vbr_constrained=True,
+    initial_loss_percent=0,
+    follows_reports=True,
+    red=True,
+)
+BROWSER_NO_RED = SenderSpec(
+    name="browser-like, no RED",
+    description="the browser-like sender of a browser that offers no RED: FEC only once reports show loss",
     complexity=9,
     vbr_constrained=True,
     initial_loss_percent=0,
@@ -237,12 +252,19 @@ class LossyUplink:
         self._losses = losses
         self.sent = 0
         self.dropped: list[int] = []  # indices (in sending order) of the packets lost
+        self._red: RedWrapper | None = None
+
+    def send_red(self, red_type: int) -> None:
+        """From now on each packet goes as RED (the previous frame again), as a browser sends it."""
+        self._red = RedWrapper(red_type)
 
     def install(self, dtls: Any) -> None:
         send: Callable[[bytes], Awaitable[None]] = dtls._send_rtp
 
         async def lossy(data: bytes) -> None:
             if not is_rtcp(data):
+                if self._red is not None:
+                    data = self._red.wrap(data)
                 index, self.sent = self.sent, self.sent + 1
                 if next(self._losses):
                     self.dropped.append(index)
@@ -250,6 +272,64 @@ class LossyUplink:
             await send(data)
 
         setattr(dtls, "_send_rtp", lossy)  # noqa: B010 - an instance attribute over a method
+
+
+class RedWrapper:
+    """Chromium's RED for Opus on plain RTP packets: each payload goes out again inside the next
+    packet (one earlier block, its timestamp offset from the RTP headers), under the RED payload type."""
+
+    def __init__(self, red_type: int) -> None:
+        self.red_type = red_type
+        self._previous: tuple[int, bytes] | None = None  # (timestamp, payload)
+
+    def wrap(self, data: bytes) -> bytes:
+        head = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10:  # a header extension: 4 bytes, then its length in 32-bit words
+            head += 4 + 4 * int.from_bytes(data[head + 2 : head + 4], "big")
+        opus_type, timestamp, payload = data[1] & 0x7F, int.from_bytes(data[4:8], "big"), data[head:]
+        earlier = []
+        if self._previous is not None:
+            offset = (timestamp - self._previous[0]) & 0xFFFFFFFF
+            if 0 < offset < 1 << 14:
+                earlier.append((offset, self._previous[1]))
+        self._previous = (timestamp, payload)
+        marker = data[1] & 0x80
+        return (
+            data[:1] + bytes([marker | self.red_type]) + data[2:head] + join_red(opus_type, payload, earlier)
+        )
+
+
+def offer_red(sdp: str, red_type: int = 63) -> str:
+    """The offer with RED for its Opus after it, as Chromium offers it (not first: a browser prefers
+    plain Opus unless the answer puts RED first)."""
+    opus = sorted(opus_payload_types(sdp))
+    if not opus:
+        return sdp
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("m=audio "):
+            fields = line.split(" ")
+            at = fields.index(str(opus[0]), 3) + 1
+            line = " ".join([*fields[:at], str(red_type), *fields[at:]])
+        out.append(line)
+        if line.startswith(f"a=rtpmap:{opus[0]} "):
+            out += [f"a=rtpmap:{red_type} red/48000/2", f"a=fmtp:{red_type} {opus[0]}/{opus[0]}"]
+    return "\r\n".join(out)
+
+
+def red_first(answer: str) -> int | None:
+    """The RED payload type an answer lists before its Opus (the sender then sends RED), if any."""
+    red = red_payload_types(answer)
+    for line in answer.split("\r\n"):
+        if line.startswith("m=audio "):
+            types = [int(t) for t in line.split(" ")[3:] if t.isdigit()]
+            for pt in types:
+                if pt in red:
+                    return pt
+                if pt in red.values():
+                    return None
+    return None
 
 
 class SpeakingTrack(AIGeneratedAudioTrack):
@@ -275,6 +355,7 @@ class SpeakingClient(VoiceClient):
         super().__init__(base_url, record=False)
         self.sender = sender
         self.uplink = uplink
+        self.sends_red = False
         self.speaker = SpeakingTrack(sender)
         self.speaker.on_played = self._played
 
@@ -283,7 +364,12 @@ class SpeakingClient(VoiceClient):
             raise RuntimeError("a speaking client negotiates once")
         await super().negotiate()
         assert self.pc is not None and self.pc.remoteDescription is not None
-        self.sender.remote_fec(self.pc.remoteDescription.sdp)
+        answer = self.pc.remoteDescription.sdp
+        self.sender.remote_fec(answer)
+        red_type = red_first(answer) if self.sender.spec.red else None
+        if red_type is not None:
+            self.uplink.send_red(red_type)
+        self.sends_red = red_type is not None
         rtp_sender = self.pc.getSenders()[0]
         self.uplink.install(rtp_sender.transport)
         handle: Callable[[Any], Awaitable[None]] = rtp_sender._handle_rtcp_packet
@@ -297,6 +383,9 @@ class SpeakingClient(VoiceClient):
             await handle(packet)
 
         setattr(rtp_sender, "_handle_rtcp_packet", reported)  # noqa: B010 - as above
+
+    def offer_sdp(self, sdp: str) -> str:
+        return offer_red(sdp) if self.sender.spec.red else sdp
 
     async def close(self) -> None:
         await super().close()

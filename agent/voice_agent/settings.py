@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     stt_decoders: int = Field(2, ge=1, le=32)
     # Received audio frames held back for reordering; each costs 20 ms of turn/barge-in latency.
     jitter_prefetch_frames: int = Field(0, ge=0, le=8)
+    # Accept a browser's audio redundancy (RED) on the uplink: lost packets rebuilt from the next one.
+    audio_red: bool = True
 
     # Protection: limits that keep one client from hurting the others.
     reconnect_grace_s: float = Field(15.0, ge=0)

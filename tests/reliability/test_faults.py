@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiortc.rtp import is_rtcp
 
+from bench.sender import RedWrapper, offer_red, red_first
 from tests.providers.conftest import KEYS
 from tests.providers.fakes.base import Fault
 from tests.providers.test_cloud_call import REPLY, Cloud, cloud_agent
@@ -67,13 +68,13 @@ async def released(url: str) -> bool:
     return all(m[n] == 0 for n in names)
 
 
-async def connected(url: str) -> VoiceClient:
+async def connected(url: str, client: VoiceClient | None = None) -> VoiceClient:
     """A call whose media is up on both ends: the agent says "listening" once its side connects.
 
     The client's side can connect first; a turn sent before the agent's media is live is answered as
     for a text-only client (the turn ends at the last word), and a TTS failure then comes after it.
     """
-    client = VoiceClient(url)
+    client = client or VoiceClient(url)
     await client.create_session()
     await client.connect()
     await client.wait_media()
@@ -196,6 +197,50 @@ async def test_lost_packets_on_the_uplink_the_user_is_still_understood(agent: Ag
     assert overlap("time is it", heard) >= 0.66, (heard, counts)
     repaired = (await scrape(agent.url))["voice_inbound_concealed_frames_total"] - repaired
     assert repaired >= counts[1] - LOSS_BURST, f"the agent repaired {repaired} of {counts[1]} lost packets"
+
+
+class RedClient(VoiceClient):
+    """Offers RED as Chromium does (bench/sender.py), so the agent's answer can ask for it."""
+
+    def offer_sdp(self, sdp: str) -> str:
+        return offer_red(sdp)
+
+
+async def test_a_browsers_red_rebuilds_each_lost_packet_exactly(agent: AgentProcess) -> None:
+    """RED from the first word: one packet in five lost, each rebuilt from the next one's copy."""
+    before = await scrape(agent.url)
+    client = await connected(agent.url, RedClient(agent.url))
+    try:
+        assert client.pc is not None and client.pc.remoteDescription is not None
+        red_type = red_first(client.pc.remoteDescription.sdp)
+        assert red_type is not None, "the answer lists RED before Opus"
+        wrap = RedWrapper(red_type).wrap
+        dtls = client.pc.getSenders()[0].transport
+        send = dtls._send_rtp
+        counts = [0, 0]  # from the first packet of speech on: [sent, dropped]
+
+        async def red_and_lossy(data: bytes) -> None:
+            if not is_rtcp(data):
+                speech = counts[0] or len(data) > SPEECH_PACKET_BYTES
+                data = wrap(data)  # the sender wraps every packet; the network loses some
+                if speech:
+                    counts[0] += 1
+                    if counts[0] % 5 == 0:
+                        counts[1] += 1
+                        return
+            await send(data)
+
+        dtls._send_rtp = red_and_lossy
+        pcm, rate = synth("hello, what time is it")
+        client.say(pcm, rate)
+        final = await client.wait_for(lambda e: e["type"] == "transcript" and e["final"], timeout=30)
+        assert overlap("time is it", str(final["text"])) >= 0.66, (final["text"], counts)
+    finally:
+        await client.close()
+        await until(lambda: released(agent.url), what="gauges back to zero")
+    after = await scrape(agent.url)
+    rebuilt = after["voice_inbound_rebuilt_frames_total"] - before["voice_inbound_rebuilt_frames_total"]
+    assert counts[1] >= 10 and rebuilt >= counts[1] - 1, f"{rebuilt} of {counts[1]} lost packets rebuilt"
 
 
 async def test_client_killed_without_closing_is_cleaned_up_and_resumable(agent: AgentProcess) -> None:

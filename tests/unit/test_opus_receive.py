@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 
-from tests.support.speech import synth
-from voice_agent.media.audio import OUTPUT_RATE, PcmResampler, frame_bytes
+from tests.support.opus_packets import Sink, error_db, loud_index, rtp, speech_opus_packets
+from voice_agent.media.audio import OUTPUT_RATE, frame_bytes
 from voice_agent.media.opus import OpusDecoder
 from voice_agent.media.receive import DecodingAudioBuffer, advertise_inband_fec
-from voice_agent.media.track import AIGeneratedAudioTrack, OpusFrameEncoder
+from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.protocol.signaling import SignalingError, check_offer_sdp, opus_payload_types
 from voice_agent.telemetry import metrics
 
@@ -23,25 +23,7 @@ FRAME_16K = frame_bytes(16_000)
 
 @pytest.fixture(scope="module")
 def speech_packets() -> list[bytes]:
-    """Flite speech, Opus-encoded 20 ms at a time by the encoder every sender of ours uses."""
-    pcm, rate = synth("hello, what time is it")
-    pcm48 = PcmResampler(rate, OUTPUT_RATE).resample(pcm)
-    encoder = OpusFrameEncoder()
-    n = len(pcm48) // FRAME_48K
-    return [bytes(encoder.encode(pcm48[i * FRAME_48K : (i + 1) * FRAME_48K], i * 960)) for i in range(n)]
-
-
-def loud_index(packets: list[bytes]) -> int:
-    """A packet in the middle of a word: where a loss hurts."""
-    ref = OpusDecoder()
-    energy = [float(np.abs(np.frombuffer(ref.decode(p), "<i2").astype(np.float64)).mean()) for p in packets]
-    return int(np.argmax(energy[:-1]))
-
-
-def error_db(got: bytes, want: bytes) -> float:
-    g = np.frombuffer(got, "<i2").astype(np.float64)
-    w = np.frombuffer(want, "<i2").astype(np.float64)
-    return float(10 * np.log10(np.mean((g - w) ** 2) / np.mean(w**2)))
+    return speech_opus_packets()
 
 
 def test_fec_recovers_a_lost_packet_far_better_than_concealment(speech_packets: list[bytes]) -> None:
@@ -60,20 +42,6 @@ def test_fec_recovers_a_lost_packet_far_better_than_concealment(speech_packets: 
     assert len(fec) == len(plc) == len(want) == FRAME_16K
     assert error_db(fec, want) < error_db(plc, want) - 3, (error_db(fec, want), error_db(plc, want))
     assert error_db(fec, want) < -3, "the recovered frame resembles what was said"
-
-
-def rtp(seq: int, data: bytes, payload_type: int = 111, ssrc: int = 1) -> RtpPacket:
-    p = RtpPacket(payload_type=payload_type, sequence_number=seq & 0xFFFF, timestamp=seq * 960, ssrc=ssrc)
-    p._data = data  # type: ignore[attr-defined]  # aiortc depayloads into this attribute
-    return p
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def __call__(self, pcm: bytes) -> None:
-        self.frames.append(pcm)
 
 
 def feed(buffer: DecodingAudioBuffer, packets: Iterator[RtpPacket]) -> None:

@@ -16,9 +16,10 @@ crudely concealed here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from aiortc import (
@@ -29,6 +30,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from voice_agent.media import opus
 from voice_agent.media.audio import InboundConverter, LossConcealer
@@ -45,6 +47,7 @@ from voice_agent.media.receive import (
     install_buffer,
     tune_receivers,
 )
+from voice_agent.media.red import accept_red, red_payload_types
 from voice_agent.media.track import AIGeneratedAudioTrack
 from voice_agent.protocol.signaling import (
     ErrorCode,
@@ -77,7 +80,7 @@ def local_candidates(sdp: str) -> list[dict[str, Any]]:
 _RECEIVER = "_RTCRtpReceiver__"
 
 
-def receive_without_decoder_thread(receiver: Any) -> bool:
+def receive_without_decoder_thread(receiver: Any, red_types: Iterable[int] = ()) -> bool:
     """Start an audio receiver whose buffer decodes (DecodingAudioBuffer) without aiortc's decoder
     thread, which would idle all call long: that buffer hands it nothing to decode.
 
@@ -86,7 +89,8 @@ def receive_without_decoder_thread(receiver: Any) -> bool:
     under load (another thread holding the GIL, a starting agent on the same cores), for every call on
     the agent, twice per peer. The receiver then starts as aiortc's `receive` does, less the thread;
     aiortc's stop already skips a thread that never started. False, leaving aiortc's own start, when
-    the receiver's private shape is not the one this was written against."""
+    the receiver's private shape is not the one this was written against. `red_types`: RED payload
+    types the answer accepts (media/red.py), which aiortc does not know: received all the same."""
     fields = ("started", "codecs", "rtx_ssrc", "transport", "rtcp_task", "decoder_thread")
     if not all(hasattr(receiver, _RECEIVER + f) for f in fields) or not hasattr(receiver, "_run_rtcp"):
         return False
@@ -96,6 +100,8 @@ def receive_without_decoder_thread(receiver: Any) -> bool:
             return
         codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
         rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
+        red = [RTCRtpCodecParameters("audio/red", 48_000, 2, pt) for pt in red_types]
+        parameters = dataclasses.replace(parameters, codecs=[*parameters.codecs, *red])
         for codec in parameters.codecs:
             codecs[codec.payloadType] = codec
         for encoding in parameters.encodings:
@@ -129,8 +135,10 @@ class Peer:
         jitter_frames: int = 0,
         host_candidates: HostCandidatePolicy | None = None,
         count_metrics: bool = True,
+        accept_red: bool = True,
     ) -> None:
         self._jitter_frames = jitter_frames
+        self._accept_red = accept_red
         self._host_candidates = host_candidates
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
@@ -251,13 +259,20 @@ class Peer:
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio" and t.mid is not None]
         if not audio:
             raise SignalingError(ErrorCode.INVALID_SDP, "offer has no usable audio section")
+        # RED is accepted only where our buffer and receive take it: anywhere else its packets
+        # would be dropped as an unknown payload type, and the call go unheard.
+        red: dict[int, int] = {}
         if self._jitter_frames == 0 and opus.usable():
             types = opus_payload_types(sdp)
+            red = red_payload_types(sdp) if self._accept_red else {}
             for t in audio:
-                decoder = DecodingAudioBuffer(types, self._push)
+                decoder = DecodingAudioBuffer(types, self._push, red_types=red)
                 if install_buffer(t.receiver, decoder):
                     self._decoders.append(decoder)
-                    receive_without_decoder_thread(t.receiver)
+                    if not receive_without_decoder_thread(t.receiver, red):
+                        red = {}
+                else:
+                    red = {}
         else:
             if self._jitter_frames == 0:
                 metrics.OPUS_FALLBACKS.inc()
@@ -272,6 +287,8 @@ class Peer:
                 ErrorCode.INVALID_SDP, f"cannot answer offer: {type(exc).__name__}: {exc!s}"[:300]
             ) from None
         sdp = advertise_inband_fec(str(self.pc.localDescription.sdp))
+        if red:
+            sdp = accept_red(sdp, red)
         if self._host_candidates is not None and self._host_candidates.announced is not None:
             sdp = self._host_candidates.announce(sdp, self._gathered_hosts())
         return sdp

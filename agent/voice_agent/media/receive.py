@@ -21,6 +21,7 @@ from aiortc.rtp import RtpPacket
 
 from voice_agent.media.audio import PIPELINE_RATE, frame_bytes
 from voice_agent.media.opus import OpusDecoder, OpusError
+from voice_agent.media.red import split_red
 from voice_agent.protocol.signaling import OPUS_RTPMAP, opus_payload_types
 from voice_agent.telemetry import metrics
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CAPACITY = 16
 _RESTART_AFTER = 50  # packets (1 s) behind the newest: not late any more, a restarted sequence
+RTP_RATE = 48_000  # Opus' RTP clock, whatever the rate it is decoded at
 _warned = False
 
 
@@ -64,7 +66,9 @@ class DecodingAudioBuffer:
     late or duplicate packet is dropped (its time has passed); a packet that is not valid Opus,
     or of another payload type, counts as lost. A new SSRC, or a packet from more than a second
     "in the past", is a restarted stream: it starts a new sequence rather than being dropped
-    until the numbers catch up.
+    until the numbers catch up. A RED packet (`red_types`, media/red.py) is decoded by its Opus
+    frame, and the earlier frames it carries rebuild lost packets exactly before FEC or PLC is
+    tried.
     """
 
     capacity = _CAPACITY
@@ -75,8 +79,11 @@ class DecodingAudioBuffer:
         on_pcm: Callable[[bytes], None],
         max_repair: int = 5,
         rate: int = PIPELINE_RATE,
+        red_types: dict[int, int] | None = None,
     ) -> None:
         self._types = frozenset(opus_payload_types)
+        self._red = frozenset(red_types or ())
+        self._rate = rate
         self._on_pcm = on_pcm
         self._decoder = OpusDecoder(rate, 1)
         self._max_repair = max_repair
@@ -85,6 +92,7 @@ class DecodingAudioBuffer:
         self._next: int | None = None
         self._ssrc: int | None = None
         self.repaired = 0
+        self.rebuilt = 0  # of those repaired: from a RED packet's earlier frame
         self.rejected = 0
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
@@ -99,18 +107,42 @@ class DecodingAudioBuffer:
                 return False, None
             gap = 0
         data: bytes = getattr(packet, "_data", b"")
-        if packet.payload_type not in self._types or not self._valid(data):
+        earlier: tuple[tuple[int, int, bytes], ...] = ()
+        if packet.payload_type in self._red:
+            red = split_red(data)
+            if red is None or red.primary_type not in self._types:
+                self.rejected += 1
+                return False, None
+            data, earlier = red.primary, red.earlier
+        elif packet.payload_type not in self._types:
+            self.rejected += 1
+            return False, None
+        if not self._valid(data):
             self.rejected += 1
             return False, None
         self._next = (seq + 1) & 0xFFFF
         if 0 < gap <= self._max_repair:
-            for _ in range(gap - 1):
-                self._emit(self._decoder.conceal())
-            self._emit(self._decoder.recover(data))
-            self.repaired += gap
-            metrics.INBOUND_CONCEALED.inc(gap)
+            self._repair(gap, data, earlier)
         self._emit(self._decoder.decode(data))
         return False, None
+
+    def _repair(self, gap: int, data: bytes, earlier: tuple[tuple[int, int, bytes], ...]) -> None:
+        """The `gap` packets lost before `data`, oldest first: a frame the packet carries again (RED:
+        the lost packet itself), else the last one from `data`'s in-band FEC, else PLC."""
+        ticks = self._decoder.samples_in(data) * RTP_RATE // self._rate  # RTP clock per frame
+        again = {offset: block for pt, offset, block in earlier if pt in self._types and self._valid(block)}
+        for back in range(gap, 0, -1):
+            block = again.get(back * ticks)
+            if block is not None:
+                self._emit(self._decoder.decode(block))
+                self.rebuilt += 1
+                metrics.INBOUND_REBUILT.inc()
+            elif back == 1:
+                self._emit(self._decoder.recover(data))
+            else:
+                self._emit(self._decoder.conceal())
+        self.repaired += gap
+        metrics.INBOUND_CONCEALED.inc(gap)
 
     def _valid(self, data: bytes) -> bool:
         try:

@@ -344,6 +344,7 @@ class Call:
             transport_policy=self.settings.ice_transport_policy,
             jitter_frames=self.settings.jitter_prefetch_frames,
             host_candidates=self.settings.ice_policy,
+            accept_red=self.settings.audio_red,
         )
 
     async def _prepare_peer(self) -> Peer | None:

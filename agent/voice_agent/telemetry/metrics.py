@@ -83,6 +83,10 @@ INBOUND_CONCEALED = Counter(
     "voice_inbound_concealed_frames_total",
     "Inbound frames lost on the network and repaired (Opus in-band FEC, else concealment)",
 )
+INBOUND_REBUILT = Counter(
+    "voice_inbound_rebuilt_frames_total",
+    "Of the inbound frames repaired: rebuilt whole from the next packet's redundant copy (RED)",
+)
 OPUS_FALLBACKS = Counter(
     "voice_opus_fallbacks_total",
     "Calls whose inbound audio aiortc decoded because libopus could not be loaded (no FEC repair)",

@@ -592,13 +592,17 @@ class VoiceClient:
         with gathering_with(self.host_candidates):
             offer = await self.pc.createOffer()
             await self.pc.setLocalDescription(offer)
-        sdp = self.pc.localDescription.sdp
+        sdp = self.offer_sdp(self.pc.localDescription.sdp)
         mark = len(self.events)
         await self.send({"type": "offer", "sdp": sdp})
         answer = await self.wait_for(lambda e: e.get("type") in ("answer", "error"), timeout=15, after=mark)
         if answer["type"] == "error":
             raise RuntimeError(f"offer rejected: {answer}")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    def offer_sdp(self, sdp: str) -> str:
+        """The offer as sent; a client that offers more than aiortc does (a browser's RED) adds it here."""
+        return sdp
 
     async def wait_media(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
