@@ -257,9 +257,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 HEADER = (
-    "| pattern | loss | sender | understood (%; 95 % CI) | target | lost (measured) | voiced packets with FEC"
-    " | FEC from onset (p50) | repaired / lost (rebuilt from RED) |\n|---|---|---|---|---|---|---|---|---|"
+    "| pattern | loss | sender | understood (%; 95 % CI) | words heard (mean) | target | lost (measured)"
+    " | voiced packets with FEC | FEC from onset (p50) | repaired / lost (rebuilt from RED) |"
+    "\n|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def mean_score(p: dict[str, Any]) -> float:
+    """The share of the phrase's words heard, averaged over the runs: finer than understood or not."""
+    scores = [float(r["score"]) for r in p["detail"]]
+    return round(sum(scores) / len(scores), 2) if scores else 0.0
 
 
 def row(p: dict[str, Any]) -> str:
@@ -276,7 +283,8 @@ def row(p: dict[str, Any]) -> str:
     low, high = p["understood_95ci_percent"]
     return (
         f"| {p['pattern']} | {p['loss_percent']} % | {p['sender']} | {p['understood']}/{p['runs']}"
-        f" ({p['understood_percent']:g} %; {low:g}-{high:g}) | {target} | {p['measured_loss_percent']} % |"
+        f" ({p['understood_percent']:g} %; {low:g}-{high:g}) | {mean_score(p):.2f} | {target} |"
+        f" {p['measured_loss_percent']} % |"
         f" {p['voiced_with_fec_percent']} % | {fec} | {repaired} / {p['packets_lost']} ({rebuilt}) |"
     )
 
