@@ -58,6 +58,20 @@ export async function settle(): Promise<void> {
   }
 }
 
+export const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
+
+/** Start, open the socket, answer the offer, connect ICE: the normal way into a conversation. */
+export async function connect(d: Driven): Promise<void> {
+  await d.controller.start();
+  await settle();
+  d.agent.socket.open();
+  await settle();
+  d.agent.socket.receive({ type: 'session', session: { id: d.state().sessionId, history: [] } });
+  d.agent.socket.receive(ANSWER);
+  await settle();
+  d.peer().setState('connected');
+}
+
 /** The page has painted what it shows (an animation frame went by): what afterPaint waits for. */
 export async function painted(): Promise<void> {
   await vi.advanceTimersByTimeAsync(20);

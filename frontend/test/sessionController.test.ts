@@ -3,21 +3,7 @@ import { DEFAULT_TUNING } from '../src/hooks/sessionController';
 import { SESSION_ENDED_NOTICE, SESSION_REPLACED_NOTICE } from '../src/hooks/voiceAgentReducer';
 import { closeAction, type CloseAction } from '../src/signaling/messages';
 import schema from '../src/signaling/protocol.schema.json';
-import { AGENT, drive, fakeTimersEach, settle, type Driven } from './controller';
-
-const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
-
-/** Start, open the socket, answer the offer, connect ICE: the normal way into a conversation. */
-async function connect(d: Driven): Promise<void> {
-  await d.controller.start();
-  await settle();
-  d.agent.socket.open();
-  await settle();
-  d.agent.socket.receive({ type: 'session', session: { id: d.state().sessionId, history: [] } });
-  d.agent.socket.receive(ANSWER);
-  await settle();
-  d.peer().setState('connected');
-}
+import { AGENT, ANSWER, connect, drive, fakeTimersEach, settle, type Driven } from './controller';
 
 describe('VoiceSessionController: first connection', () => {
   it('opens the mic, creates a session over HTTP, then signals offer and trickle ICE in order', async () => {

@@ -1,9 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { SpeechHoldLike } from '../src/audio/speechHoldNode';
 import { DEFAULT_TUNING } from '../src/hooks/sessionController';
-import { drive, fakeTimersEach, painted, settle, type Driven } from './controller';
-
-const ANSWER = { type: 'answer', sdp: 'v=0 agent-answer' };
+import { ANSWER, connect, drive, fakeTimersEach, painted, settle, type Driven } from './controller';
 
 /** The worklet's side as the test says: whether it can hold, and when its replay has caught up. */
 class FakeHold implements SpeechHoldLike {
@@ -41,14 +39,7 @@ class FakeHold implements SpeechHoldLike {
 
 async function call(hold: FakeHold): Promise<Driven> {
   const d = drive({}, { speechHold: () => hold });
-  await d.controller.start();
-  await settle();
-  d.agent.socket.open();
-  await settle();
-  d.agent.socket.receive({ type: 'session', session: { id: d.state().sessionId, history: [] } });
-  d.agent.socket.receive(ANSWER);
-  await settle();
-  d.peer().setState('connected');
+  await connect(d);
   await painted();
   return d;
 }
