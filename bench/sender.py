@@ -31,7 +31,7 @@ import av
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, is_rtcp
 
 from voice_agent.media.opus import libopus
-from voice_agent.media.red import join_red, red_payload_types
+from voice_agent.media.red import add_red, join_red, red_payload_types
 from voice_agent.media.track import SAMPLES_PER_FRAME, TIME_BASE, AIGeneratedAudioTrack, OpusPacket
 from voice_agent.protocol.signaling import opus_payload_types
 from voice_agent.testing.client import VoiceClient
@@ -303,19 +303,7 @@ def offer_red(sdp: str, red_type: int = 63) -> str:
     """The offer with RED for its Opus after it, as Chromium offers it (not first: a browser prefers
     plain Opus unless the answer puts RED first)."""
     opus = sorted(opus_payload_types(sdp))
-    if not opus:
-        return sdp
-    lines = sdp.split("\r\n")
-    out: list[str] = []
-    for line in lines:
-        if line.startswith("m=audio "):
-            fields = line.split(" ")
-            at = fields.index(str(opus[0]), 3) + 1
-            line = " ".join([*fields[:at], str(red_type), *fields[at:]])
-        out.append(line)
-        if line.startswith(f"a=rtpmap:{opus[0]} "):
-            out += [f"a=rtpmap:{red_type} red/48000/2", f"a=fmtp:{red_type} {opus[0]}/{opus[0]}"]
-    return "\r\n".join(out)
+    return add_red(sdp, red_type, opus[0], first=False) if opus else sdp
 
 
 def red_first(answer: str) -> int | None:

@@ -79,23 +79,30 @@ def red_payload_types(sdp: str) -> dict[int, int]:
     return found
 
 
-def accept_red(answer: str, red: dict[int, int]) -> str:
-    """The answer with the offer's RED for Opus, listed first on the audio line (a browser sends RED
-    only when it comes before the codec it carries). Unchanged when the answer has not that Opus."""
-    lines = answer.split("\r\n")
+def add_red(sdp: str, red_pt: int, opus_pt: int, first: bool) -> str:
+    """The SDP with RED for `opus_pt` on its audio line: first on the line (an answer asking a
+    browser to send it) or just after that Opus (an offer, as Chromium makes one)."""
+    lines = sdp.split("\r\n")
     for i, line in enumerate(lines):
         if not line.startswith("m=audio "):
             continue
         fields = line.split(" ")
-        head, types = fields[:3], fields[3:]
-        usable = [(r, o) for r, o in red.items() if str(o) in types and str(r) not in types]
-        if not usable:
-            return answer
-        red_pt, opus_pt = usable[0]
-        lines[i] = " ".join([*head, str(red_pt), *types])
-        at = next(
+        at = 3 if first else fields.index(str(opus_pt), 3) + 1
+        lines[i] = " ".join([*fields[:at], str(red_pt), *fields[at:]])
+        rtpmap = next(
             (j + 1 for j in range(i + 1, len(lines)) if lines[j].startswith(f"a=rtpmap:{opus_pt} ")), i + 1
         )
-        lines[at:at] = [f"a=rtpmap:{red_pt} red/48000/2", f"a=fmtp:{red_pt} {opus_pt}/{opus_pt}"]
+        lines[rtpmap:rtpmap] = [f"a=rtpmap:{red_pt} red/48000/2", f"a=fmtp:{red_pt} {opus_pt}/{opus_pt}"]
         return "\r\n".join(lines)
-    return answer
+    return sdp
+
+
+def accept_red(answer: str, red: dict[int, int]) -> str:
+    """The answer with the offer's RED for Opus, listed first on the audio line (a browser sends RED
+    only when it comes before the codec it carries). Unchanged when the answer has not that Opus."""
+    audio = next((line for line in answer.split("\r\n") if line.startswith("m=audio ")), None)
+    if audio is None:
+        return answer
+    types = audio.split(" ")[3:]
+    usable = [(r, o) for r, o in red.items() if str(o) in types and str(r) not in types]
+    return add_red(answer, *usable[0], first=True) if usable else answer
