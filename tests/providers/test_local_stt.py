@@ -131,3 +131,59 @@ async def test_partial_decodes_what_is_buffered() -> None:
     assert stream.partial() is not None  # asked for: decoding begins on what is there
     await stream.aclose()
     assert stream.partial() is None
+
+
+async def send_until_decoding(stream: PocketSphinxStream, pcm: bytes) -> tuple[int, int]:
+    """Frames one by one until decoding begins (the level measured); the bytes sent, and how many
+    times other tasks ran during the send that began it."""
+    ticks = 0
+
+    async def other_call() -> None:  # every other call's outbound audio, as far as the loop sees
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_call())
+    sent, during = 0, 0
+    try:
+        while stream._decoder is None and sent < len(pcm):
+            before = ticks
+            await stream.send(pcm[sent : sent + FRAME])
+            during = ticks - before
+            sent += FRAME
+            await asyncio.sleep(0)  # as between frames of a call: the stream's decoder arrives
+    finally:
+        ticker.cancel()
+    assert stream._decoder is not None
+    return sent, during
+
+
+async def test_audio_that_waited_is_decoded_without_holding_the_event_loop() -> None:
+    """The first utterance's start waits for its level, then is decoded at once: a frame at a time,
+    with other tasks running in between, and heard the same."""
+    stt = PocketSphinxSTT(decoders=1)
+    await stt.start()
+    pcm = phrase()
+    reference = await hear(stt, pcm, {})
+    stream = await stt.open_stream(lambda _text: None, {})
+    sent, during = await send_until_decoding(stream, pcm)
+    assert sent >= 10 * FRAME  # this much waited for the level: all of it decoded in the last send
+    assert during >= sent // FRAME - 1  # and other tasks ran between its frames
+    await feed(stream, pcm[sent:])
+    assert await stream.finish() == reference
+
+
+async def test_finish_while_waited_audio_is_decoded_hears_all_of_it() -> None:
+    stt = PocketSphinxSTT(decoders=1)
+    await stt.start()
+    pcm = phrase()
+    reference = await hear(stt, pcm, {})
+    stream = await stt.open_stream(lambda _text: None, {})
+    sent, _ = await send_until_decoding(stream, pcm)
+    catching_up = asyncio.create_task(stream.send(pcm[sent:]))  # the rest in one burst
+    await asyncio.sleep(0)
+    assert not catching_up.done()
+    assert await stream.finish() == reference  # takes what was still pending, in order
+    await catching_up  # and the send stops without touching the released decoder
+    assert stream.partial() is None

@@ -36,6 +36,7 @@ DECODER_CONFIG: dict[str, Any] = {
     "loglevel": "FATAL",
 }
 INTERIM_EVERY_FRAMES = 10  # 200 ms of audio between interim hypotheses
+DECODE_BYTES = 640  # 20 ms at 16 kHz: the most decoded without letting the event loop run
 
 # The recognizer's features are not level-free: the same words 27 dB quieter lose a quarter of
 # their accuracy, and a browser's microphone level is anyone's guess. Each utterance is brought
@@ -199,6 +200,22 @@ class PocketSphinxStream:
             self._decoder.process_raw(apply_gain(self._pending, self._gain), False, False)
             self._pending.clear()
 
+    async def _decode_yielding(self) -> None:
+        """Decode what is pending a frame at a time, letting the event loop run after each.
+
+        The decoder runs on the event loop (pocketsphinx never releases the GIL, so a thread would
+        not help) and holds it for a few ms per 20 ms of audio. What waited for the level (up to
+        SETTLE_MAX_MS) or came in a burst (the VAD's pre-roll) decoded in one go held every call on
+        the agent, their outbound audio included, for 100 ms and more. A frame at a time, nothing
+        holds the loop longer than one frame's decode. finish(), partial() and aclose() may run in
+        between: they take the rest of the audio in order, or end the utterance; either way this
+        stops at once."""
+        while self._pending and self._decoder is not None:
+            chunk = bytes(self._pending[:DECODE_BYTES])
+            del self._pending[:DECODE_BYTES]
+            self._decoder.process_raw(apply_gain(chunk, self._gain), False, False)
+            await asyncio.sleep(0)
+
     async def send(self, pcm: bytes) -> None:
         if self._closed:
             return
@@ -211,7 +228,9 @@ class PocketSphinxStream:
         del self._unmeasured[:whole]
         if not self._ready(self._settled()):
             return
-        self._decode_pending()
+        await self._decode_yielding()
+        if self._decoder is None:  # the utterance ended (or was abandoned) while we yielded
+            return
         self._frames += 1
         if self._frames % INTERIM_EVERY_FRAMES == 0 and not self._short_over_reply():
             text = self._words()
