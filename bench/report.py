@@ -425,6 +425,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "liveness": liveness_block,
     "rollout": own_table("rollout", "rollout"),
     "recognition": own_table("recognition", "recognition"),
+    "decoder": own_table("decoder", "decoder"),
     "browser": own_table("browser", "browser"),
     "browser-heard": heard_block,
     "loss": own_table("loss", "loss"),

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.agent import AGENT_ENV, END_OF_TURN_MS, speech_bounds
+from bench.agent import AGENT_ENV, speech_bounds
 from bench.common import cpu_seconds, summary, write
 from bench.soak import counter
 from bench.targets import limit
@@ -68,8 +68,8 @@ BARGE_IN_AFTER_S = (1.0, 2.5)  # how long the user listens to the reply before s
 REPLY_DEADLINE_S = 5.0  # from the end of the user's speech to the first loud reply frame
 TURN_DEADLINE_S = 30.0  # from the first reply frame to the agent listening again
 SPEECH_DEADLINE_S = 30.0
-STOP_GRACE_S = 0.3  # the agent must be silent this long after the interruption ends (the reply
-# to it cannot start before the end-of-turn silence has passed)
+STOP_GRACE_S = 0.3  # from this long after the interruption's onset to its end, the agent must be
+# silent (its reply to the interruption may follow the end within the end-of-turn pause: 200 ms)
 PAUSE_S = 1.0  # a user waits at least this long after a reply before asking again
 WARMUP_S = 2.0
 FRAME_S = 0.02
@@ -80,6 +80,7 @@ KEEP_RECORDING_S = 20.0
 CONTENDED_PERCENT = 10.0
 POLL_S = 0.01
 STALLED = "voice_output_stalled_seconds_total"
+TURN_END_SILENCE = "voice_turn_end_silence_seconds"
 QUESTIONS = ["what time is it", "what day is it", "hello there", "please help me"]
 STORY = "please tell me a story"
 INTERRUPTION = "hello there"
@@ -217,14 +218,14 @@ async def _turn(client: SizingClient, tally: Tally, turn: Turn, interruption: Ut
         await asyncio.sleep(max(0.0, reply + turn.barge_in_after_s - time.monotonic()))
         mark = len(client.events)
         onset, end = await speak(client, interruption)
-        if not await heard_until(rec, end + STOP_GRACE_S, REPLY_DEADLINE_S):
+        if not await heard_until(rec, end, REPLY_DEADLINE_S):
             return "no audio after barge-in"
-        if last_voiced(rec, end, end + STOP_GRACE_S) is not None:
+        if last_voiced(rec, onset + STOP_GRACE_S, end) is not None:
             return "barge-in not obeyed"
         if last_voiced(rec, onset - 0.2, onset) is not None:  # it landed on speech, not a pause
             stop = last_voiced(rec, onset, end) or onset
             tally.barge_in_ms.append((stop - onset) * 1000)
-        reply = await first_voiced_since(rec, end + STOP_GRACE_S, REPLY_DEADLINE_S)
+        reply = await first_voiced_since(rec, end, REPLY_DEADLINE_S)
         if reply is None:
             return "no reply after barge-in"
     replied = reply
@@ -407,6 +408,10 @@ def figures(calls: int, tally: Tally, before: Snapshot, after: Snapshot) -> dict
 
     # Summed over every call's track: one stall of the event loop counts once per call it held up.
     agent_stalled_s = delta(STALLED) if STALLED in after.metrics else math.nan
+    # The adaptive end of turn waits from 200 ms to 1.6 s of silence, turn by turn: the agent's own
+    # account of it is what voice-to-voice is measured beyond.
+    ended = delta(f"{TURN_END_SILENCE}_count")
+    silence_ms = round(1000 * delta(f"{TURN_END_SILENCE}_sum") / ended, 1) if ended else math.nan
 
     return {
         "calls": calls,
@@ -420,6 +425,7 @@ def figures(calls: int, tally: Tally, before: Snapshot, after: Snapshot) -> dict
         },
         "error_events": tally.error_events,
         "voice_to_voice_ms": summary(tally.voice_to_voice_ms),
+        "turn_end_silence_ms": silence_ms,
         "barge_in_ms": summary(tally.barge_in_ms),
         "agent_cpu_percent": round(100 * (after.agent_cpu_s - before.agent_cpu_s) / elapsed, 1),
         "other_work_on_agent_core_percent": round(
@@ -498,7 +504,8 @@ async def run(args: argparse.Namespace, cores: Cores | None) -> dict[str, Any]:
         "barge_in_share": 1 / BARGE_IN_EVERY,
         "reply_deadline_s": REPLY_DEADLINE_S,
         "one_call": baseline,
-        "one_call_overhead_p95_ms": round(one_call_p95 - END_OF_TURN_MS, 1),
+        # NaN (no turn's silence recorded) misses the target, as bench.targets reads it
+        "one_call_overhead_p95_ms": round(one_call_p95 - baseline["turn_end_silence_ms"], 1),
         "ladder": rungs,
         "calls_per_core": per_core,
     }
@@ -518,6 +525,7 @@ def row(r: dict[str, Any]) -> list[str]:
         f"{r['turns_per_s']:g}",
         f"{t['attempted']} / {t['answered']} / {t['failed']}",
         _p(r["voice_to_voice_ms"]),
+        f"{r['turn_end_silence_ms']:.0f} ms",
         _p(r["barge_in_ms"], ("p50", "p95")),
         f"{r['agent_cpu_percent']:g} % ({r['other_work_on_agent_core_percent']:+g} %)",
         f"{r['loadgen_cpu_percent']:g} %",
@@ -537,6 +545,7 @@ HEAD = [
     "Turns/s",
     "Turns attempted / answered / failed",
     "Voice-to-voice p50 / p95 / p99",
+    "Silence waited (agent, mean)",
     "Barge-in stop p50 / p95",
     "Agent CPU of its core (other work on it)",
     "Load generator CPU",
@@ -589,7 +598,7 @@ def main() -> int:
     res["duration_s"] = round(time.monotonic() - started)
     res["rule"] = rule(res)
     print(report(res))
-    print(f"one call: overhead p95 {res['one_call_overhead_p95_ms']:g} ms over the end-of-turn silence")
+    print(f"one call: overhead p95 {res['one_call_overhead_p95_ms']:g} ms over the silence the agent waited")
     if any(contended(r) for r in [res["one_call"], *res["ladder"]]):
         print(
             f"warning: in a rung marked contended, other work took over {CONTENDED_PERCENT:.0f} % of the"
