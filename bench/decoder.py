@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import voices
 from bench.common import summary, write
-from bench.recognition import FRAME, PHRASES, Utterance, scores, sessions
+from bench.recognition import PHRASES, Utterance, from_file, scores, sessions
 from bench.report import table
 from voice_agent.providers import local_stt
 from voice_agent.providers.local_stt import PocketSphinxSTT
@@ -40,22 +40,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 VOICES = voices.VOICES
 TICK_S = 0.005
-
-
-async def decode(stt: PocketSphinxSTT, session: list[Utterance], finals: list[float]) -> list[str]:
-    """One session as bench.recognition's file path feeds it, timing each final."""
-    state: dict[str, Any] = {}
-    heard = []
-    for utt in session:
-        stream = await stt.open_stream(lambda _text: None, state)
-        pcm = utt.pcm()
-        for i in range(0, len(pcm), FRAME):
-            await stream.send(pcm[i : i + FRAME])
-            await asyncio.sleep(0)
-        began = time.perf_counter()
-        heard.append(await stream.finish())
-        finals.append((time.perf_counter() - began) * 1000)
-    return heard
 
 
 async def lateness(late: list[float]) -> None:
@@ -83,7 +67,7 @@ async def measure(name: str, plan: list[list[Utterance]], voice_names: tuple[str
         ticker = asyncio.create_task(lateness(late))
         cpu = time.process_time()
         for session in plan:
-            results += list(zip(session, await decode(stt, session, finals), strict=True))
+            results += list(zip(session, await from_file(stt, session, finals), strict=True))
         cpu = time.process_time() - cpu
         ticker.cancel()
     finally:

@@ -104,8 +104,11 @@ def sessions(voice: str, phrases: tuple[str, ...]) -> list[list[Utterance]]:
     ]
 
 
-async def from_file(stt: PocketSphinxSTT, session: list[Utterance]) -> list[str]:
-    """The session's utterances fed straight to the provider, one session state across them."""
+async def from_file(
+    stt: PocketSphinxSTT, session: list[Utterance], finals: list[float] | None = None
+) -> list[str]:
+    """The session's utterances fed straight to the provider, one session state across them;
+    `finals` gets each final transcript's delay after the audio's end (ms)."""
     state: dict[str, Any] = {}
     heard = []
     for utt in session:
@@ -114,7 +117,10 @@ async def from_file(stt: PocketSphinxSTT, session: list[Utterance]) -> list[str]
         for i in range(0, len(pcm), FRAME):
             await stream.send(pcm[i : i + FRAME])
             await asyncio.sleep(0)  # as between frames of a call: the stream's decoder arrives
+        began = time.perf_counter()
         heard.append(await stream.finish())
+        if finals is not None:
+            finals.append((time.perf_counter() - began) * 1000)
     return heard
 
 
